@@ -1,0 +1,221 @@
+#!/usr/bin/env node
+// modelpress CLI: the whole pipeline in one process, no services.
+// Exit codes: 0 ok, 2 bad usage or bad input, 1 internal error.
+import { mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { dirname, resolve } from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { InvalidInputError, toModelpressError } from '../errors.js';
+import { formatBytes, formatSummary, summarizeModel } from '../onnx/inspect.js';
+import { decodeModel } from '../onnx/model-io.js';
+import { parseRecipe } from '../pipeline/recipe.js';
+import { runPipeline, type PipelineReport } from '../pipeline/pipeline.js';
+import { batchesFromArrays, readArraysFile } from '../data/samples.js';
+import { toJson } from '../report/environment.js';
+import type { SyntheticInputOptions } from '../runtime/ort.js';
+import { PASSES } from '../passes/index.js';
+
+const USAGE = `modelpress — compress ONNX models for deployment
+
+usage:
+  modelpress inspect <model.onnx> [--json]
+  modelpress compress <model.onnx> --recipe <recipe.json> --out <out.onnx> [--report <report.json>]
+                      [--data <inputs.npz>] [--max-samples N] [--batch N]
+                      [--shape name=d0,d1,...]... [--dim name=N]... [--value name=X]... [--quiet]
+  modelpress passes           list the passes a recipe can use
+
+options:
+  --data       representative inputs (.npz keyed by input name, or .npy for one-input models);
+               used for fidelity after each step and by data-driven passes
+  --shape      fix an input's shape for synthetic inputs (e.g. --shape x=1,3,48,320)
+  --dim        give a symbolic dimension a size (e.g. --dim batch=8)
+  --value      constant value for a scalar input (e.g. --value sr=16000)
+`;
+
+class UsageError extends InvalidInputError {}
+
+function readBytes(path: string, what: string): Uint8Array {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new InvalidInputError(`cannot read ${what} '${path}': ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+  }
+}
+
+function writeFile(path: string, data: Uint8Array | string): void {
+  mkdirSync(dirname(resolve(path)), { recursive: true });
+  writeFileSync(path, data);
+}
+
+function parse(argv: string[], options: ParseArgsConfig['options']) {
+  try {
+    return parseArgs({ args: argv, options: options ?? {}, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+function parseKeyList(items: string[] | undefined, flag: string): Record<string, number[]> {
+  const out: Record<string, number[]> = {};
+  for (const item of items ?? []) {
+    const m = /^([^=]+)=(.+)$/.exec(item);
+    const nums = m ? m[2]!.split(',').map((x) => Number(x.trim())) : [];
+    if (!m || nums.some((x) => !Number.isFinite(x))) throw new UsageError(`${flag} expects name=value[,value…], got '${item}'`);
+    out[m[1]!] = nums;
+  }
+  return out;
+}
+
+function syntheticOptions(values: Record<string, unknown>): SyntheticInputOptions {
+  const shapes = parseKeyList(values.shape as string[] | undefined, '--shape');
+  for (const [k, dims] of Object.entries(shapes)) {
+    if (dims.some((d) => !Number.isInteger(d) || d < 1)) throw new UsageError(`--shape ${k}: dims must be positive integers`);
+  }
+  const dims = Object.fromEntries(Object.entries(parseKeyList(values.dim as string[] | undefined, '--dim')).map(([k, v]) => [k, v[0]!]));
+  const fixed = Object.fromEntries(Object.entries(parseKeyList(values.value as string[] | undefined, '--value')).map(([k, v]) => [k, v[0]!]));
+  return { shapes, dims, values: fixed };
+}
+
+function positiveInt(v: unknown, flag: string, fallback: number): number {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} expects a positive integer, got '${String(v)}'`);
+  return n;
+}
+
+async function cmdInspect(argv: string[]): Promise<void> {
+  const { values, positionals } = parse(argv, { json: { type: 'boolean' } });
+  if (positionals.length !== 1) throw new UsageError('inspect takes exactly one model path');
+  const bytes = readBytes(positionals[0]!, 'model');
+  const summary = summarizeModel(decodeModel(bytes), bytes.length);
+  process.stdout.write(values.json ? `${toJson(summary)}\n` : `${formatSummary(summary)}\n`);
+}
+
+async function cmdCompress(argv: string[]): Promise<void> {
+  const { values, positionals } = parse(argv, {
+    recipe: { type: 'string' },
+    out: { type: 'string', short: 'o' },
+    report: { type: 'string' },
+    data: { type: 'string' },
+    'max-samples': { type: 'string' },
+    batch: { type: 'string' },
+    shape: { type: 'string', multiple: true },
+    dim: { type: 'string', multiple: true },
+    value: { type: 'string', multiple: true },
+    quiet: { type: 'boolean', short: 'q' },
+  });
+  if (positionals.length !== 1) throw new UsageError('compress takes exactly one model path');
+  if (!values.recipe) throw new UsageError('compress needs --recipe <recipe.json>');
+  if (!values.out) throw new UsageError('compress needs --out <out.onnx>');
+  // Everything is validated before any work starts.
+  const recipe = parseRecipe(new TextDecoder().decode(readBytes(values.recipe as string, 'recipe')));
+  const modelPath = positionals[0]!;
+  const bytes = readBytes(modelPath, 'model');
+  const synthetic = syntheticOptions(values);
+  let samples;
+  if (values.data) {
+    const model = decodeModel(bytes);
+    const arrays = readArraysFile(values.data as string, model);
+    const batchSize = positiveInt(values.batch, '--batch', recipe.evaluate.batchSize);
+    const maxSamples = positiveInt(values['max-samples'], '--max-samples', recipe.evaluate.maxSamples);
+    samples = [...batchesFromArrays(model, arrays, { batchSize, maxSamples }, values.data as string)];
+  }
+  const controller = new AbortController();
+  const onSignal = () => controller.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const quiet = values.quiet === true;
+  let lastLine = '';
+  try {
+    const result = await runPipeline(bytes, {
+      recipe,
+      signal: controller.signal,
+      ...(samples ? { samples } : {}),
+      synthetic,
+      onProgress: (p) => {
+        if (quiet) return;
+        const line = `[${p.step}/${p.steps}] ${p.stepName} ${p.percent.toFixed(0)}%${p.message ? ` — ${p.message}` : ''}`;
+        if (line !== lastLine) process.stderr.write(`${line}\n`);
+        lastLine = line;
+      },
+    });
+    writeFile(values.out as string, result.bytes);
+    if (values.report) writeFile(values.report as string, `${toJson(result.report)}\n`);
+    process.stdout.write(`${formatResult(result.report, values.out as string)}\n`);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+function formatResult(r: PipelineReport, out: string): string {
+  const lines = [
+    `wrote ${out}: ${formatBytes(r.input.sizeBytes)} → ${formatBytes(r.final.sizeBytes)} (${r.final.sizeRatio.toFixed(3)}×), ` +
+      `${r.input.params.toLocaleString('en-US')} → ${r.final.params.toLocaleString('en-US')} parameters`,
+  ];
+  for (const s of r.steps) {
+    const fid = Object.entries(s.fidelity)
+      .map(([k, f]) => `${k}: SQNR ${Number.isFinite(f.sqnrDb) ? f.sqnrDb.toFixed(1) : String(f.sqnrDb)} dB, max |err| ${f.maxAbsError.toExponential(2)}`)
+      .join('; ');
+    lines.push(`  step ${s.index} ${s.pass}: ${formatBytes(s.sizeBytes)}, ${s.durationMs} ms; ${fid}`);
+  }
+  lines.push(`  fidelity measured on ${r.samples.items} ${r.samples.source} input(s)`);
+  for (const w of r.warnings) lines.push(`  warning: ${w}`);
+  return lines.join('\n');
+}
+
+function cmdPasses(): void {
+  for (const def of Object.values(PASSES)) process.stdout.write(`${def.name.padEnd(20)} ${def.summary}\n`);
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'inspect':
+        await cmdInspect(rest);
+        return 0;
+      case 'compress':
+        await cmdCompress(rest);
+        return 0;
+      case 'passes':
+        cmdPasses();
+        return 0;
+      case undefined:
+      case '-h':
+      case '--help':
+      case 'help':
+        process.stdout.write(USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command '${command}'`);
+    }
+  } catch (err) {
+    const e = toModelpressError(err);
+    process.stderr.write(`modelpress: error [${e.code}]: ${e.message}\n`);
+    if (err instanceof UsageError) process.stderr.write(`\n${USAGE}`);
+    if (e.code === 'internal' && process.env.MODELPRESS_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
+    return e.code === 'internal' ? 1 : 2;
+  }
+}
+
+function isEntryPoint(): boolean {
+  try {
+    return !!process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(`modelpress: internal error: ${String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
+

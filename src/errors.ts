@@ -1,0 +1,117 @@
+// One error hierarchy for the whole product. The `code` is stable (clients match on it);
+// it decides the HTTP status and whether a queued job is worth retrying.
+
+export type ErrorCode =
+  | 'invalid_model' // not ONNX, truncated, inconsistent graph
+  | 'unsupported_model' // valid ONNX we refuse on purpose (external data, unknown op domain)
+  | 'invalid_recipe' // recipe fails its schema
+  | 'invalid_input' // bad CLI usage, bad data file, bad argument
+  | 'pass_failed' // a pass could not rewrite this model as configured
+  | 'canceled'
+  | 'timeout'
+  | 'internal';
+
+interface CodeInfo {
+  httpStatus: number;
+  retryable: boolean;
+}
+
+export const ERROR_CODES: Record<ErrorCode, CodeInfo> = {
+  invalid_model: { httpStatus: 422, retryable: false },
+  unsupported_model: { httpStatus: 422, retryable: false },
+  invalid_recipe: { httpStatus: 400, retryable: false },
+  invalid_input: { httpStatus: 400, retryable: false },
+  pass_failed: { httpStatus: 422, retryable: false },
+  canceled: { httpStatus: 409, retryable: false },
+  timeout: { httpStatus: 504, retryable: false },
+  internal: { httpStatus: 500, retryable: true },
+};
+
+export class ModelpressError extends Error {
+  readonly code: ErrorCode;
+  /** Structured detail safe to show a user (e.g. JSON paths of recipe problems). */
+  readonly details: unknown;
+
+  constructor(code: ErrorCode, message: string, options: { details?: unknown; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'ModelpressError';
+    this.code = code;
+    this.details = options.details;
+  }
+
+  get httpStatus(): number {
+    return ERROR_CODES[this.code].httpStatus;
+  }
+
+  get retryable(): boolean {
+    return ERROR_CODES[this.code].retryable;
+  }
+}
+
+export class InvalidModelError extends ModelpressError {
+  constructor(message: string, options: { details?: unknown; cause?: unknown } = {}) {
+    super('invalid_model', message, options);
+    this.name = 'InvalidModelError';
+  }
+}
+
+export class UnsupportedModelError extends ModelpressError {
+  constructor(message: string, options: { details?: unknown; cause?: unknown } = {}) {
+    super('unsupported_model', message, options);
+    this.name = 'UnsupportedModelError';
+  }
+}
+
+export interface RecipeProblem {
+  /** JSON pointer into the recipe, e.g. `/steps/0/opBlockList/2`. */
+  path: string;
+  message: string;
+}
+
+export class InvalidRecipeError extends ModelpressError {
+  readonly problems: RecipeProblem[];
+  constructor(problems: RecipeProblem[]) {
+    const head = problems
+      .slice(0, 5)
+      .map((p) => `${p.path || '/'}: ${p.message}`)
+      .join('; ');
+    super('invalid_recipe', `invalid recipe: ${head}${problems.length > 5 ? ` (+${problems.length - 5} more)` : ''}`, {
+      details: problems,
+    });
+    this.name = 'InvalidRecipeError';
+    this.problems = problems;
+  }
+}
+
+export class InvalidInputError extends ModelpressError {
+  constructor(message: string, options: { details?: unknown; cause?: unknown } = {}) {
+    super('invalid_input', message, options);
+    this.name = 'InvalidInputError';
+  }
+}
+
+export class PassFailedError extends ModelpressError {
+  constructor(passName: string, message: string, options: { details?: unknown; cause?: unknown } = {}) {
+    super('pass_failed', `${passName}: ${message}`, options);
+    this.name = 'PassFailedError';
+  }
+}
+
+export class CanceledError extends ModelpressError {
+  constructor(message = 'canceled') {
+    super('canceled', message);
+    this.name = 'CanceledError';
+  }
+}
+
+/** Wraps anything thrown into a ModelpressError; unknown errors become `internal`. */
+export function toModelpressError(err: unknown): ModelpressError {
+  if (err instanceof ModelpressError) return err;
+  if (err instanceof Error && err.name === 'AbortError') return new CanceledError();
+  const message = err instanceof Error ? err.message : String(err);
+  return new ModelpressError('internal', message, { cause: err });
+}
+
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new CanceledError();
+}

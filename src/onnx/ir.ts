@@ -1,0 +1,550 @@
+// A small graph IR in the spirit of onnx-graphsurgeon: Model → Graph → Node, with Values as edges.
+// Identity is by object: a Node holds the Value objects it reads and writes, never their names.
+// Every IR object keeps the proto it came from, so fields we don't model survive export untouched.
+import { create } from '@bufbuild/protobuf';
+import {
+  AttributeProtoSchema,
+  AttributeProto_AttributeType as AttrType,
+  TypeProtoSchema,
+  TypeProto_TensorSchema,
+  ValueInfoProtoSchema,
+  TensorShapeProtoSchema,
+  TensorShapeProto_DimensionSchema,
+  type AttributeProto,
+  type GraphProto,
+  type ModelProto,
+  type NodeProto,
+  type TensorProto,
+  type TypeProto,
+  type ValueInfoProto,
+} from 'onnx-buf';
+import { InvalidModelError } from '../errors.js';
+
+export { AttrType };
+
+export type Dim = number | string | null;
+
+export class Value {
+  name: string;
+  /** The scope that defines this value (a subgraph may read values of enclosing graphs). */
+  graph: Graph;
+  producer: Node | null = null;
+  /** One entry per use: a node reading this value twice appears twice. Includes subgraph nodes. */
+  readonly consumers: Node[] = [];
+  /** Set when the value is a graph initializer (a constant weight). */
+  initializer: TensorProto | undefined;
+  /** The ValueInfoProto (type, doc string) declared for this value, if any. */
+  info: ValueInfoProto | undefined;
+
+  constructor(graph: Graph, name: string) {
+    this.graph = graph;
+    this.name = name;
+  }
+
+  get type(): TypeProto | undefined {
+    return this.info?.type;
+  }
+
+  /** Element type if this is a tensor with a declared type, else undefined. */
+  get elemType(): number | undefined {
+    const t = this.info?.type;
+    if (t?.value.case === 'tensorType') return t.value.value.elemType || undefined;
+    return undefined;
+  }
+
+  /** Declared shape: numbers for fixed dims, strings for symbolic ones, null for unknown; undefined if no shape. */
+  get shape(): Dim[] | undefined {
+    const t = this.info?.type;
+    if (t?.value.case !== 'tensorType' || !t.value.value.shape) return undefined;
+    return t.value.value.shape.dim.map((d) =>
+      d.value.case === 'dimValue' ? Number(d.value.value) : d.value.case === 'dimParam' ? d.value.value : null,
+    );
+  }
+
+  /** Declares (or replaces) this value's tensor type. */
+  setTensorType(elemType: number, shape?: readonly Dim[]): void {
+    const tensor = create(TypeProto_TensorSchema, { elemType });
+    if (shape) {
+      tensor.shape = create(TensorShapeProtoSchema, {
+        dim: shape.map((d) =>
+          create(
+            TensorShapeProto_DimensionSchema,
+            typeof d === 'number'
+              ? { value: { case: 'dimValue', value: BigInt(d) } }
+              : typeof d === 'string'
+                ? { value: { case: 'dimParam', value: d } }
+                : {},
+          ),
+        ),
+      });
+    }
+    const type = create(TypeProtoSchema, { value: { case: 'tensorType', value: tensor } });
+    if (this.info) this.info.type = type;
+    else this.info = create(ValueInfoProtoSchema, { name: this.name, type });
+  }
+
+  /** Changes only the element type, keeping the declared shape. No-op when the type is not declared. */
+  setElemType(elemType: number): void {
+    const t = this.info?.type;
+    if (t?.value.case === 'tensorType') t.value.value.elemType = elemType;
+  }
+
+  get isConstant(): boolean {
+    return this.initializer !== undefined || this.producer?.opType === 'Constant';
+  }
+}
+
+export interface Attribute {
+  proto: AttributeProto;
+  /** Subgraph IR for GRAPH / GRAPHS attributes (the proto's g/graphs are rebuilt from these on export). */
+  graph?: Graph;
+  graphs?: Graph[];
+}
+
+export type AttrValue = number | bigint | string | number[] | bigint[] | string[] | TensorProto | Graph | Graph[];
+
+export class Node {
+  opType: string;
+  domain: string;
+  name: string;
+  graph: Graph;
+  private _inputs: (Value | null)[] = [];
+  private _outputs: (Value | null)[] = [];
+  readonly attributes: Attribute[] = [];
+  /** The NodeProto this node was imported from (doc string, metadata, unknown fields). */
+  proto: NodeProto | undefined;
+
+  constructor(graph: Graph, opType: string, domain = '', name = '') {
+    this.graph = graph;
+    this.opType = opType;
+    this.domain = domain;
+    this.name = name;
+  }
+
+  get inputs(): readonly (Value | null)[] {
+    return this._inputs;
+  }
+  get outputs(): readonly (Value | null)[] {
+    return this._outputs;
+  }
+
+  setInput(index: number, value: Value | null): void {
+    const old = this._inputs[index];
+    if (old) removeOne(old.consumers, this);
+    while (this._inputs.length <= index) this._inputs.push(null);
+    this._inputs[index] = value;
+    if (value) value.consumers.push(this);
+  }
+
+  setInputs(values: readonly (Value | null)[]): void {
+    for (const old of this._inputs) if (old) removeOne(old.consumers, this);
+    this._inputs = [...values];
+    for (const v of this._inputs) if (v) v.consumers.push(this);
+  }
+
+  setOutput(index: number, value: Value | null): void {
+    const old = this._outputs[index];
+    if (old && old.producer === this) old.producer = null;
+    while (this._outputs.length <= index) this._outputs.push(null);
+    if (value) {
+      if (value.producer && value.producer !== this) {
+        throw new InvalidModelError(`value '${value.name}' already has a producer`);
+      }
+      value.producer = this;
+    }
+    this._outputs[index] = value;
+  }
+
+  setOutputs(values: readonly (Value | null)[]): void {
+    for (const old of this._outputs) if (old && old.producer === this) old.producer = null;
+    this._outputs = [];
+    values.forEach((v, i) => this.setOutput(i, v));
+  }
+
+  /** Disconnects from all inputs and outputs (used when the node is removed). */
+  detach(): void {
+    this.setInputs([]);
+    this.setOutputs([]);
+  }
+
+  attr(name: string): Attribute | undefined {
+    return this.attributes.find((a) => a.proto.name === name);
+  }
+
+  /** Decoded attribute value, or `fallback` when absent. */
+  getAttr<T extends AttrValue | undefined>(name: string, fallback?: T): AttrValue | T {
+    const a = this.attr(name);
+    if (!a) return fallback as T;
+    const p = a.proto;
+    switch (p.type) {
+      case AttrType.FLOAT:
+        return p.f;
+      case AttrType.INT:
+        return Number(p.i);
+      case AttrType.STRING:
+        return new TextDecoder().decode(p.s);
+      case AttrType.TENSOR:
+        return p.t!;
+      case AttrType.GRAPH:
+        return a.graph!;
+      case AttrType.FLOATS:
+        return [...p.floats];
+      case AttrType.INTS:
+        return p.ints.map((x) => Number(x));
+      case AttrType.STRINGS:
+        return p.strings.map((s) => new TextDecoder().decode(s));
+      case AttrType.GRAPHS:
+        return a.graphs!;
+      default:
+        return fallback as T;
+    }
+  }
+
+  getInt(name: string, fallback: number): number {
+    const v = this.getAttr(name);
+    return typeof v === 'number' ? v : fallback;
+  }
+
+  getInts(name: string, fallback: number[]): number[] {
+    const v = this.getAttr(name);
+    return Array.isArray(v) ? (v as number[]) : fallback;
+  }
+
+  getString(name: string, fallback: string): string {
+    const v = this.getAttr(name);
+    return typeof v === 'string' ? v : fallback;
+  }
+
+  /** Sets a scalar/list/tensor attribute; the attribute type follows the JS value. */
+  setAttr(name: string, value: number | string | number[] | string[] | TensorProto, kind?: 'int' | 'float' | 'ints' | 'floats'): void {
+    const proto = create(AttributeProtoSchema, { name });
+    if (typeof value === 'number') {
+      if (kind === 'float' || (!kind && !Number.isInteger(value))) {
+        proto.type = AttrType.FLOAT;
+        proto.f = value;
+      } else {
+        proto.type = AttrType.INT;
+        proto.i = BigInt(value);
+      }
+    } else if (typeof value === 'string') {
+      proto.type = AttrType.STRING;
+      proto.s = new TextEncoder().encode(value) as Uint8Array<ArrayBuffer>;
+    } else if (Array.isArray(value)) {
+      if (value.length > 0 && typeof value[0] === 'string') {
+        proto.type = AttrType.STRINGS;
+        proto.strings = (value as string[]).map((s) => new TextEncoder().encode(s) as Uint8Array<ArrayBuffer>);
+      } else if (kind === 'floats' || (!kind && (value as number[]).some((x) => !Number.isInteger(x)))) {
+        proto.type = AttrType.FLOATS;
+        proto.floats = [...(value as number[])];
+      } else {
+        proto.type = AttrType.INTS;
+        proto.ints = (value as number[]).map((x) => BigInt(x));
+      }
+    } else {
+      proto.type = AttrType.TENSOR;
+      proto.t = value;
+    }
+    const existing = this.attr(name);
+    if (existing) {
+      existing.proto = proto;
+      delete existing.graph;
+      delete existing.graphs;
+    } else this.attributes.push({ proto });
+  }
+
+  removeAttr(name: string): void {
+    const i = this.attributes.findIndex((a) => a.proto.name === name);
+    if (i >= 0) this.attributes.splice(i, 1);
+  }
+
+  /** Subgraphs held by this node's attributes (If branches, Loop/Scan bodies). */
+  subgraphs(): Graph[] {
+    const out: Graph[] = [];
+    for (const a of this.attributes) {
+      if (a.graph) out.push(a.graph);
+      if (a.graphs) out.push(...a.graphs);
+    }
+    return out;
+  }
+
+  /** Values of enclosing scopes that this node's subgraphs read (its implicit inputs). */
+  implicitInputs(): Value[] {
+    const subs = this.subgraphs();
+    if (subs.length === 0) return [];
+    const seen = new Set<Value>();
+    const visit = (g: Graph): void => {
+      for (const n of g.nodes) {
+        for (const v of n.inputs) if (v && !isWithin(v.graph, this)) seen.add(v);
+        for (const s of n.subgraphs()) visit(s);
+      }
+      for (const v of g.outputs) if (!isWithin(v.graph, this)) seen.add(v);
+    };
+    subs.forEach(visit);
+    return [...seen];
+  }
+
+  toString(): string {
+    return `${this.opType}${this.name ? ` '${this.name}'` : ''}`;
+  }
+}
+
+/** True when graph `g` is one of `node`'s subgraphs or nested inside them. */
+function isWithin(g: Graph, node: Node): boolean {
+  for (let cur: Graph | null = g; cur; cur = cur.ownerNode?.graph ?? null) {
+    if (cur.ownerNode === node) return true;
+  }
+  return false;
+}
+
+function removeOne<T>(arr: T[], item: T): void {
+  const i = arr.indexOf(item);
+  if (i >= 0) arr.splice(i, 1);
+}
+
+export class Graph {
+  name: string;
+  readonly model: Model;
+  /** The node whose attribute holds this graph (null for the main graph). */
+  ownerNode: Node | null;
+  nodes: Node[] = [];
+  inputs: Value[] = [];
+  outputs: Value[] = [];
+  /** Values holding initializers, in file order. */
+  initializers: Value[] = [];
+  /** Values with a value_info entry, in file order. */
+  valueInfo: Value[] = [];
+  /**
+   * Second declarations of a value, by slot (`output:i`, `valueInfo:i`), kept only so that an
+   * unmodified model re-encodes byte for byte; slots shift when lists are edited, and then
+   * export falls back to the value's own info (the name check in export guards that).
+   */
+  declaredInfo = new Map<string, ValueInfoProto>();
+  /** Everything of the GraphProto we do not model (doc string, sparse initializers, annotations…). */
+  proto: GraphProto | undefined;
+
+  constructor(model: Model, name: string, ownerNode: Node | null = null) {
+    this.model = model;
+    this.name = name;
+    this.ownerNode = ownerNode;
+  }
+
+  get parent(): Graph | null {
+    return this.ownerNode?.graph ?? null;
+  }
+
+  /** Creates a new value in this graph's scope with a model-wide unique name based on `base`. */
+  createValue(base: string): Value {
+    return new Value(this, this.model.uniqueName(base));
+  }
+
+  /** Adds a node; `at` is the index to insert at (default: the end). */
+  addNode(
+    opType: string,
+    inputs: readonly (Value | null)[],
+    outputs: readonly (Value | null)[] | number,
+    opts: { name?: string; domain?: string; at?: number } = {},
+  ): Node {
+    const node = new Node(this, opType, opts.domain ?? '', opts.name ? this.model.uniqueNodeName(opts.name) : '');
+    node.setInputs(inputs);
+    const outs =
+      typeof outputs === 'number'
+        ? Array.from({ length: outputs }, (_, i) => this.createValue(`${opts.name || opType}_out${i}`))
+        : outputs;
+    node.setOutputs(outs);
+    if (opts.at === undefined) this.nodes.push(node);
+    else this.nodes.splice(opts.at, 0, node);
+    return node;
+  }
+
+  removeNode(node: Node): void {
+    const i = this.nodes.indexOf(node);
+    if (i < 0) throw new InvalidModelError(`node ${node} is not in graph '${this.name}'`);
+    this.nodes.splice(i, 1);
+    node.detach();
+  }
+
+  /** Adds a constant initializer value. */
+  addInitializer(base: string, tensor: TensorProto): Value {
+    const v = this.createValue(base);
+    tensor.name = v.name;
+    v.initializer = tensor;
+    this.initializers.push(v);
+    return v;
+  }
+
+  /** Every use of `oldValue` (node inputs, in any scope, and this graph's outputs) now reads `newValue`. */
+  replaceAllUses(oldValue: Value, newValue: Value, except?: Node): void {
+    for (const consumer of [...oldValue.consumers]) {
+      if (consumer === except) continue;
+      consumer.inputs.forEach((v, i) => {
+        if (v === oldValue) consumer.setInput(i, newValue);
+      });
+    }
+    // graph outputs in any scope (a subgraph may output an outer value directly)
+    for (const g of this.model.allGraphs()) g.outputs = g.outputs.map((v) => (v === oldValue ? newValue : v));
+  }
+
+  /** True when `v` is a graph output of this graph. */
+  isOutput(v: Value): boolean {
+    return this.outputs.includes(v);
+  }
+
+  /** All values defined in this scope: inputs, initializers, node outputs. */
+  definedValues(): Value[] {
+    const out = new Set<Value>([...this.inputs, ...this.initializers]);
+    for (const n of this.nodes) for (const v of n.outputs) if (v) out.add(v);
+    return [...out];
+  }
+
+  /** Visits this graph's nodes and, depth first, every subgraph's nodes. */
+  *walkNodes(): Generator<Node> {
+    for (const n of this.nodes) {
+      yield n;
+      for (const s of n.subgraphs()) yield* s.walkNodes();
+    }
+  }
+
+  /** Stable topological sort (Kahn); keeps the current order wherever it is already valid. */
+  toposort(recursive = true): void {
+    const index = new Map<Node, number>();
+    this.nodes.forEach((n, i) => index.set(n, i));
+    const deps = new Map<Node, Set<Node>>();
+    const users = new Map<Node, Node[]>();
+    for (const n of this.nodes) {
+      const ds = new Set<Node>();
+      for (const v of [...n.inputs, ...n.implicitInputs()]) {
+        const p = v?.producer;
+        if (p && p !== n && index.has(p)) ds.add(p);
+      }
+      deps.set(n, ds);
+      for (const d of ds) {
+        if (!users.has(d)) users.set(d, []);
+        users.get(d)!.push(n);
+      }
+    }
+    const remaining = new Map<Node, number>();
+    for (const [n, ds] of deps) remaining.set(n, ds.size);
+    // min-heap by original index would be ideal; a sorted ready list is fine at these sizes
+    const ready: Node[] = this.nodes.filter((n) => remaining.get(n) === 0);
+    const out: Node[] = [];
+    while (ready.length > 0) {
+      ready.sort((a, b) => index.get(a)! - index.get(b)!);
+      const n = ready.shift()!;
+      out.push(n);
+      for (const u of users.get(n) ?? []) {
+        const r = remaining.get(u)! - 1;
+        remaining.set(u, r);
+        if (r === 0) ready.push(u);
+      }
+    }
+    if (out.length !== this.nodes.length) {
+      const stuck = this.nodes.filter((n) => !out.includes(n)).slice(0, 5);
+      throw new InvalidModelError(`graph '${this.name}' has a cycle through ${stuck.map(String).join(', ')}`);
+    }
+    this.nodes = out;
+    if (recursive) for (const n of this.nodes) for (const s of n.subgraphs()) s.toposort(true);
+  }
+
+  /**
+   * Removes nodes whose outputs nobody reads (recursively), unused initializers and value_info of
+   * values that no longer exist. Graph outputs are the roots. Returns how many nodes were removed.
+   */
+  cleanup(recursive = true): number {
+    let removed = 0;
+    if (recursive) for (const n of this.nodes) for (const s of n.subgraphs()) removed += s.cleanup(true);
+    const outputs = new Set(this.outputs);
+    for (let i = this.nodes.length - 1; i >= 0; i--) {
+      const n = this.nodes[i]!;
+      const live = n.outputs.some((v) => v && (v.consumers.length > 0 || outputs.has(v)));
+      if (!live) {
+        this.nodes.splice(i, 1);
+        n.detach();
+        removed++;
+      }
+    }
+    const inputs = new Set(this.inputs);
+    this.initializers = this.initializers.filter((v) => v.consumers.length > 0 || outputs.has(v) || inputs.has(v));
+    const defined = new Set(this.definedValues());
+    this.valueInfo = this.valueInfo.filter((v) => defined.has(v));
+    return removed;
+  }
+}
+
+/** Domains onnxruntime's default CPU build registers kernels for. */
+export const KNOWN_DOMAINS = new Set([
+  '',
+  'ai.onnx',
+  'ai.onnx.ml',
+  'com.microsoft',
+  'com.microsoft.nchwc',
+  'com.microsoft.experimental',
+  'com.ms.internal.nhwc',
+  'ai.onnx.training',
+  'ai.onnx.preview.training',
+  'org.pytorch.aten',
+]);
+
+export class Model {
+  graph!: Graph;
+  /** The ModelProto minus its graph: ir_version, opset_import, metadata, functions, unknown fields. */
+  proto: ModelProto;
+  private usedNames = new Set<string>();
+  private usedNodeNames = new Set<string>();
+
+  constructor(proto: ModelProto) {
+    this.proto = proto;
+  }
+
+  /** Opset version of a domain ('' = the default ONNX domain), or undefined if not imported. */
+  opset(domain = ''): number | undefined {
+    const d = domain === 'ai.onnx' ? '' : domain;
+    const entry = this.proto.opsetImport.find((o) => (o.domain === 'ai.onnx' ? '' : o.domain) === d);
+    return entry ? Number(entry.version) : undefined;
+  }
+
+  *allGraphs(): Generator<Graph> {
+    function* visit(g: Graph): Generator<Graph> {
+      yield g;
+      for (const n of g.nodes) for (const s of n.subgraphs()) yield* visit(s);
+    }
+    yield* visit(this.graph);
+  }
+
+  /** Registers a name as taken (used by the importer). */
+  reserveName(name: string): void {
+    this.usedNames.add(name);
+  }
+
+  reserveNodeName(name: string): void {
+    if (name) this.usedNodeNames.add(name);
+  }
+
+  uniqueName(base: string): string {
+    return uniqueIn(this.usedNames, base || 'value');
+  }
+
+  uniqueNodeName(base: string): string {
+    return uniqueIn(this.usedNodeNames, base || 'node');
+  }
+
+  /** Renames a value, suffixing if the name is taken. Returns the name it got. */
+  renameValue(v: Value, name: string): string {
+    if (v.name === name) return name;
+    this.usedNames.delete(v.name);
+    v.name = this.uniqueName(name);
+    if (v.initializer) v.initializer.name = v.name;
+    if (v.info) v.info.name = v.name;
+    return v.name;
+  }
+}
+
+function uniqueIn(used: Set<string>, base: string): string {
+  let name = base;
+  for (let k = 1; used.has(name); k++) name = `${base}_${k}`;
+  used.add(name);
+  return name;
+}
+
+export function makeValueInfo(name: string): ValueInfoProto {
+  return create(ValueInfoProtoSchema, { name });
+}

@@ -1,0 +1,87 @@
+// What a pass is: a named function (model, config, ctx) → model with a closed, typed config schema.
+import type { Static, TObject } from '@sinclair/typebox';
+import type { Model, Node } from '../onnx/ir.js';
+import type { Feeds } from '../runtime/ort.js';
+
+export interface NodeChange {
+  node: string;
+  opType: string;
+  detail?: string;
+}
+
+export interface NodeSkip {
+  node: string;
+  opType: string;
+  reason: string;
+}
+
+/** What a pass did, in a form the report shows as is. */
+export class ChangeLog {
+  readonly rewritten: NodeChange[] = [];
+  readonly skipped: NodeSkip[] = [];
+  readonly added: NodeChange[] = [];
+  readonly stats: Record<string, number | string | boolean> = {};
+  readonly warnings: string[] = [];
+
+  rewrite(node: Node, detail?: string): void {
+    this.rewritten.push({ node: describeNode(node), opType: node.opType, ...(detail ? { detail } : {}) });
+  }
+  skip(node: Node, reason: string): void {
+    this.skipped.push({ node: describeNode(node), opType: node.opType, reason });
+  }
+  add(node: Node, detail?: string): void {
+    this.added.push({ node: describeNode(node), opType: node.opType, ...(detail ? { detail } : {}) });
+  }
+  stat(key: string, value: number | string | boolean): void {
+    this.stats[key] = value;
+  }
+  count(key: string, by = 1): void {
+    this.stats[key] = (Number(this.stats[key]) || 0) + by;
+  }
+  warn(message: string): void {
+    this.warnings.push(message);
+  }
+
+  toJSON(): object {
+    return {
+      rewritten: this.rewritten.length,
+      skipped: this.skipped,
+      added: this.added.length,
+      stats: this.stats,
+      warnings: this.warnings,
+      rewrittenNodes: this.rewritten,
+    };
+  }
+}
+
+/** A node's name, or for unnamed nodes its op and first output, so a user can find it. */
+export function describeNode(node: Node): string {
+  if (node.name) return node.name;
+  const out = node.outputs.find((v) => v)?.name;
+  return out ? `${node.opType}→${out}` : node.opType;
+}
+
+export interface PassContext {
+  signal?: AbortSignal;
+  /** Progress within the pass, 0..1. */
+  progress(fraction: number, message?: string): void;
+  changes: ChangeLog;
+  /**
+   * Representative model inputs: the user's calibration/evaluation data when given, otherwise
+   * synthetic inputs (and then `samplesAreSynthetic` is true, which reports must say).
+   */
+  sampleInputs(): Promise<Feeds[]>;
+  samplesAreSynthetic: boolean;
+}
+
+export interface PassDefinition<S extends TObject = TObject> {
+  name: string;
+  summary: string;
+  /** Closed schema of the step object, `pass` key included. */
+  schema: S;
+  run(model: Model, config: Static<S>, ctx: PassContext): Promise<Model> | Model;
+}
+
+export function definePass<S extends TObject>(def: PassDefinition<S>): PassDefinition<S> {
+  return def;
+}

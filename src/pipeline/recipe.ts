@@ -1,0 +1,103 @@
+// A recipe: `{ steps: [{ pass, ...config }], benchmark?, evaluate? }`. Validated whole, with the JSON
+// path of every problem, before any work starts.
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { InvalidRecipeError, type RecipeProblem } from '../errors.js';
+import { PASSES, PLANNED_PASSES } from '../passes/index.js';
+
+export const BenchmarkSchema = Type.Object(
+  {
+    batchSizes: Type.Array(Type.Integer({ minimum: 1, maximum: 4096 }), { default: [1, 8, 16], minItems: 1, maxItems: 16 }),
+    warmup: Type.Integer({ minimum: 0, maximum: 10000, default: 10 }),
+    runs: Type.Integer({ minimum: 1, maximum: 100000, default: 32 }),
+    intraOpThreads: Type.Integer({ minimum: 0, maximum: 256, default: 0, description: '0 = onnxruntime default' }),
+  },
+  { additionalProperties: false },
+);
+
+export const EvaluateSchema = Type.Object(
+  {
+    maxSamples: Type.Integer({ minimum: 1, default: 256, description: 'Samples used for fidelity after each step.' }),
+    batchSize: Type.Integer({ minimum: 1, maximum: 4096, default: 8 }),
+  },
+  { additionalProperties: false },
+);
+
+const StepEnvelope = Type.Object({ pass: Type.String({ minLength: 1 }) }, { additionalProperties: true });
+
+export const RecipeEnvelopeSchema = Type.Object(
+  {
+    name: Type.Optional(Type.String({ maxLength: 200 })),
+    description: Type.Optional(Type.String({ maxLength: 4000 })),
+    steps: Type.Array(StepEnvelope, { minItems: 1, maxItems: 64 }),
+    benchmark: Type.Optional(BenchmarkSchema),
+    evaluate: Type.Optional(EvaluateSchema),
+  },
+  { additionalProperties: false },
+);
+
+export interface RecipeStep {
+  pass: string;
+  [key: string]: unknown;
+}
+
+export interface Recipe {
+  name?: string;
+  description?: string;
+  steps: RecipeStep[];
+  benchmark: Static<typeof BenchmarkSchema>;
+  evaluate: Static<typeof EvaluateSchema>;
+}
+
+function problemsOf(schema: TSchema, value: unknown, prefix: string): RecipeProblem[] {
+  const seen = new Set<string>();
+  const out: RecipeProblem[] = [];
+  for (const e of Value.Errors(schema, value)) {
+    const key = `${e.path}|${e.message}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push({ path: `${prefix}${e.path}`, message: e.message });
+  }
+  return out;
+}
+
+/** Parses JSON text into a validated recipe with defaults filled in; throws InvalidRecipeError. */
+export function parseRecipe(input: string | unknown): Recipe {
+  let raw: unknown = input;
+  if (typeof input === 'string') {
+    try {
+      raw = JSON.parse(input);
+    } catch (err) {
+      throw new InvalidRecipeError([{ path: '', message: `not valid JSON: ${(err as Error).message}` }]);
+    }
+  }
+  const doc = Value.Default(RecipeEnvelopeSchema, structuredClone(raw)) as Record<string, unknown>;
+  const top = problemsOf(RecipeEnvelopeSchema, doc, '');
+  if (top.length > 0) throw new InvalidRecipeError(top);
+  const steps = doc.steps as RecipeStep[];
+  const problems: RecipeProblem[] = [];
+  const validated: RecipeStep[] = steps.map((step, i) => {
+    const def = PASSES[step.pass];
+    if (!def) {
+      const planned = PLANNED_PASSES.includes(step.pass);
+      problems.push({
+        path: `/steps/${i}/pass`,
+        message: planned
+          ? `pass '${step.pass}' is not available in this version yet; available: ${Object.keys(PASSES).join(', ')}`
+          : `unknown pass '${step.pass}'; available: ${Object.keys(PASSES).join(', ')}`,
+      });
+      return step;
+    }
+    const withDefaults = Value.Default(def.schema, structuredClone(step)) as RecipeStep;
+    problems.push(...problemsOf(def.schema, withDefaults, `/steps/${i}`));
+    return withDefaults;
+  });
+  if (problems.length > 0) throw new InvalidRecipeError(problems);
+  return {
+    ...(doc.name !== undefined ? { name: doc.name as string } : {}),
+    ...(doc.description !== undefined ? { description: doc.description as string } : {}),
+    steps: validated,
+    benchmark: Value.Default(BenchmarkSchema, structuredClone(doc.benchmark ?? {})) as Recipe['benchmark'],
+    evaluate: Value.Default(EvaluateSchema, structuredClone(doc.evaluate ?? {})) as Recipe['evaluate'],
+  };
+}

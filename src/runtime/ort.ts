@@ -1,0 +1,186 @@
+// The one place that talks to onnxruntime-node.
+import ort from 'onnxruntime-node';
+import { InvalidInputError, InvalidModelError } from '../errors.js';
+import { DataType as DT, ORT_TYPE_OF, dtypeFromOrtType, dtypeName } from '../onnx/dtypes.js';
+import type { Model, Value } from '../onnx/ir.js';
+import { encodeModel } from '../onnx/model-io.js';
+
+export { ort };
+export type Feeds = Record<string, ort.Tensor>;
+
+export interface SessionOptions {
+  intraOpNumThreads?: number;
+  graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
+  enableProfiling?: boolean;
+  profileFilePrefix?: string;
+}
+
+export async function createSession(modelBytes: Uint8Array, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
+  try {
+    return await ort.InferenceSession.create(modelBytes, {
+      intraOpNumThreads: opts.intraOpNumThreads ?? 0,
+      interOpNumThreads: 1,
+      graphOptimizationLevel: opts.graphOptimizationLevel ?? 'all',
+      executionMode: 'sequential',
+      enableProfiling: opts.enableProfiling ?? false,
+      ...(opts.profileFilePrefix ? { profileFilePrefix: opts.profileFilePrefix } : {}),
+      logSeverityLevel: 3,
+    });
+  } catch (err) {
+    throw new InvalidModelError(`onnxruntime cannot load the model: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** Loads, runs once, releases. For tests and one-off checks; benchmarks keep their session. */
+export async function runOnce(modelBytes: Uint8Array, feeds: Feeds, opts: SessionOptions = {}): Promise<Record<string, ort.Tensor>> {
+  const session = await createSession(modelBytes, opts);
+  try {
+    return await session.run(feeds);
+  } finally {
+    await session.release();
+  }
+}
+
+/** Deterministic PRNG (mulberry32) so synthetic inputs are the same on every run. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export interface SyntheticInputOptions {
+  /** Exact shapes per input name; wins over everything else. */
+  shapes?: Record<string, number[]>;
+  /** Values for symbolic dims by name (e.g. { batch: 8 }). */
+  dims?: Record<string, number>;
+  /** Size used for the first dynamic dim (the batch). Default 1. */
+  batch?: number;
+  /** Size used for other dynamic dims. Default 32. */
+  dynamicDim?: number;
+  /** Fixed values for scalar/integer inputs by name (e.g. { sr: 16000 }). */
+  values?: Record<string, number>;
+  seed?: number;
+}
+
+/** Inputs that respect the model's declared dtypes and shapes. Floats ~ U[0,1), ints small. */
+export function syntheticInputs(model: Model, opts: SyntheticInputOptions = {}): Feeds {
+  const rand = seededRandom(opts.seed ?? 1234);
+  const feeds: Feeds = {};
+  const initializers = new Set(model.graph.initializers);
+  for (const v of model.graph.inputs) {
+    if (initializers.has(v)) continue; // IR<4 style default values
+    const dims = resolveShape(v, opts);
+    const dtype = v.elemType ?? DT.FLOAT;
+    feeds[v.name] = fillTensor(dtype, dims, rand, opts.values?.[v.name], v.name);
+  }
+  return feeds;
+}
+
+function resolveShape(v: Value, opts: SyntheticInputOptions): number[] {
+  const fixed = opts.shapes?.[v.name];
+  if (fixed) return fixed;
+  const shape = v.shape;
+  if (!shape) throw new InvalidInputError(`input '${v.name}' has no declared shape; give one explicitly (e.g. --shape ${v.name}=1,3,224,224)`);
+  return shape.map((d, i) => {
+    if (typeof d === 'number' && d > 0) return d;
+    if (typeof d === 'string' && d && opts.dims?.[d] !== undefined) return opts.dims[d]!;
+    return i === 0 ? (opts.batch ?? 1) : (opts.dynamicDim ?? 32);
+  });
+}
+
+function fillTensor(dtype: number, dims: number[], rand: () => number, fixed: number | undefined, name: string): ort.Tensor {
+  const n = dims.reduce((a, b) => a * b, 1);
+  const type = ORT_TYPE_OF[dtype as DT];
+  switch (dtype) {
+    case DT.FLOAT:
+      return new ort.Tensor('float32', Float32Array.from({ length: n }, () => fixed ?? rand()), dims);
+    case DT.DOUBLE:
+      return new ort.Tensor('float64', Float64Array.from({ length: n }, () => fixed ?? rand()), dims);
+    case DT.INT64:
+      return new ort.Tensor('int64', BigInt64Array.from({ length: n }, () => BigInt(fixed ?? Math.floor(rand() * 4))), dims);
+    case DT.INT32:
+      return new ort.Tensor('int32', Int32Array.from({ length: n }, () => fixed ?? Math.floor(rand() * 4)), dims);
+    case DT.UINT8:
+      return new ort.Tensor('uint8', Uint8Array.from({ length: n }, () => fixed ?? Math.floor(rand() * 256)), dims);
+    case DT.INT8:
+      return new ort.Tensor('int8', Int8Array.from({ length: n }, () => fixed ?? Math.floor(rand() * 256) - 128), dims);
+    case DT.BOOL:
+      return new ort.Tensor('bool', Uint8Array.from({ length: n }, () => (fixed !== undefined ? (fixed ? 1 : 0) : rand() < 0.5 ? 1 : 0)), dims);
+    default:
+      throw new InvalidInputError(`cannot synthesize input '${name}' of type ${type ?? dtypeName(dtype)}; provide data`);
+  }
+}
+
+export interface DiscoveredValue {
+  dtype: DT | undefined;
+  dims: number[];
+  /** Largest |x| over all runs (float values only; Infinity if any run overflowed, NaN kept out). */
+  maxAbs?: number;
+}
+
+/**
+ * What onnxruntime tells about every intermediate value of the main graph: the model is run once
+ * with all of them exposed as outputs (graph optimizations off so nothing is fused away).
+ */
+export async function discoverValues(model: Model, feedList: Feeds | Feeds[]): Promise<Map<Value, DiscoveredValue>> {
+  const runs = Array.isArray(feedList) ? feedList : [feedList];
+  const g = model.graph;
+  const original = g.outputs;
+  const extra: Value[] = [];
+  const seen = new Set(original);
+  for (const n of g.nodes) {
+    for (const v of n.outputs) {
+      if (v && !seen.has(v)) {
+        seen.add(v);
+        extra.push(v);
+      }
+    }
+  }
+  g.outputs = [...original, ...extra];
+  let bytes: Uint8Array;
+  try {
+    bytes = encodeModel(model);
+  } finally {
+    g.outputs = original;
+  }
+  const out = new Map<Value, DiscoveredValue>();
+  const session = await createSession(bytes, { graphOptimizationLevel: 'disabled' });
+  try {
+    for (const feeds of runs) {
+      const results = await session.run(feeds);
+      for (const v of [...original, ...extra]) {
+        const t = results[v.name];
+        if (!t) continue;
+        const seen = out.get(v) ?? { dtype: dtypeFromOrtType(t.type), dims: [...t.dims] };
+        if (t.type === 'float32' || t.type === 'float64') seen.maxAbs = Math.max(seen.maxAbs ?? 0, maxAbsOf(t.data as Float32Array));
+        out.set(v, seen);
+      }
+    }
+  } finally {
+    await session.release();
+  }
+  return out;
+}
+
+function maxAbsOf(data: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < data.length; i++) {
+    const a = Math.abs(data[i]!);
+    if (a > m) m = a;
+  }
+  return m;
+}
+
+export function tensorToFloat32(t: ort.Tensor): Float32Array {
+  if (t.type === 'float32') return t.data as Float32Array;
+  if (t.type === 'float64' || t.type.startsWith('int') || t.type.startsWith('uint')) {
+    return Float32Array.from(t.data as ArrayLike<number | bigint>, (x) => Number(x));
+  }
+  if (t.type === 'bool') return Float32Array.from(t.data as Uint8Array);
+  throw new InvalidInputError(`cannot compare outputs of type ${t.type}`);
+}

@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FMNIST, MODELS, ROOT, wireParameterCount } from './helpers.js';
+import { runOnce, ort } from '../src/runtime/ort.js';
+
+const CLI = join(ROOT, 'dist/src/cli/main.js');
+
+function cli(...args: string[]) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 120_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('modelpress CLI', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'modelpress-cli-'));
+
+  it('inspect --json reports interface, ops and parameters', () => {
+    const r = cli('inspect', MODELS.ppocrRec, '--json');
+    assert.equal(r.code, 0, r.stderr);
+    const s = JSON.parse(r.stdout);
+    assert.equal(s.inputs[0].name, 'x');
+    assert.deepEqual(s.inputs[0].shape.slice(1, 3), [3, 48]);
+    assert.equal(s.opsets['ai.onnx'], 9);
+    assert.equal(s.params, wireParameterCount(readFileSync(MODELS.ppocrRec)));
+    assert.ok(s.opTypes.Conv > 10);
+    assert.ok(s.weights.constantNodes > 100);
+    assert.ok(s.weights.bytesByDtype.float32 > 10_000_000);
+  });
+
+  it('inspect prints a readable summary', () => {
+    const r = cli('inspect', MODELS.sileroV5);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /subgraphs/);
+    assert.match(r.stdout, /sr: int64/);
+  });
+
+  it('compress writes a model that runs, and a report with per-step metrics', async () => {
+    const out = join(dir, 'fmnist.fp16.onnx');
+    const report = join(dir, 'report.json');
+    const r = cli('compress', MODELS.fmnist, '--recipe', join(ROOT, 'recipes/fp16.json'), '--out', out, '--report', report, '--data', FMNIST.inputs, '--max-samples', '64');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /\[1\/1\] convert\.fp16/);
+    assert.match(r.stdout, /0\.5\d\d×/);
+    const rep = JSON.parse(readFileSync(report, 'utf8'));
+    assert.equal(rep.samples.source, 'data');
+    assert.equal(rep.samples.items, 64);
+    assert.equal(rep.steps[0].pass, 'convert.fp16');
+    for (const k of ['sizeBytes', 'params', 'durationMs', 'changes', 'fidelity']) assert.ok(k in rep.steps[0], k);
+    assert.ok(rep.steps[0].fidelity.logits.sqnrDb > 30);
+    assert.ok(rep.environment.onnxruntime);
+    const res = await runOnce(readFileSync(out), { input: new ort.Tensor('float32', new Float32Array(784), [1, 1, 28, 28]) });
+    assert.deepEqual(res.logits!.dims, [1, 10]);
+  });
+
+  it('exits 2 with a clear message on bad input', () => {
+    const bad = join(dir, 'bad.onnx');
+    writeFileSync(bad, 'definitely not a model');
+    let r = cli('inspect', bad);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /\[invalid_model\].*not (an|a valid) ONNX/);
+    r = cli('inspect', join(dir, 'missing.onnx'));
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /no such file/);
+    const recipe = join(dir, 'bad-recipe.json');
+    writeFileSync(recipe, JSON.stringify({ steps: [{ pass: 'convert.fp16', keepIOTypes: false }] }));
+    r = cli('compress', MODELS.fmnist, '--recipe', recipe, '--out', join(dir, 'x.onnx'));
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /\[invalid_recipe\].*\/steps\/0\/keepIOTypes/);
+    r = cli('compress', MODELS.fmnist, '--out', join(dir, 'x.onnx'));
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /needs --recipe/);
+    r = cli('frobnicate');
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /unknown command/);
+    r = cli('compress', MODELS.fmnist, '--recipe', join(ROOT, 'recipes/fp16.json'), '--out', join(dir, 'x.onnx'), '--shape', 'input=1,a');
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--shape/);
+  });
+
+  it('data that does not fit the model is rejected with the reason', () => {
+    const r = cli('compress', MODELS.ppocrCls, '--recipe', join(ROOT, 'recipes/fp16.json'), '--out', join(dir, 'y.onnx'), '--data', FMNIST.inputs);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /no array for model input 'x'/);
+  });
+});

@@ -1,0 +1,98 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { parseRecipe } from '../src/pipeline/recipe.js';
+import { runPipeline, type PipelineProgress } from '../src/pipeline/pipeline.js';
+import { InvalidRecipeError, ModelpressError } from '../src/errors.js';
+import { decodeModel } from '../src/onnx/model-io.js';
+import { runOnce } from '../src/runtime/ort.js';
+import { MODELS, feedsFor, readModel, syntheticOptionsFor } from './helpers.js';
+
+function problems(input: unknown): { path: string; message: string }[] {
+  try {
+    parseRecipe(input);
+  } catch (err) {
+    assert.ok(err instanceof InvalidRecipeError);
+    assert.equal(err.code, 'invalid_recipe');
+    return err.problems;
+  }
+  assert.fail('recipe was accepted');
+}
+
+describe('recipe validation', () => {
+  it('fills defaults for a minimal recipe', () => {
+    const r = parseRecipe('{"steps":[{"pass":"convert.fp16"}]}');
+    assert.equal(r.steps[0]!.keepIoTypes, true);
+    assert.ok(Array.isArray(r.steps[0]!.opBlockList));
+    assert.deepEqual(r.benchmark.batchSizes, [1, 8, 16]);
+    assert.equal(r.benchmark.warmup, 10);
+    assert.equal(r.benchmark.runs, 32);
+  });
+
+  it('names the JSON path of every problem', () => {
+    assert.deepEqual(problems('{"steps": ['), [{ path: '', message: problems('{"steps": [')[0]!.message }]);
+    assert.match(problems('{"steps": [').at(0)!.message, /not valid JSON/);
+    assert.ok(problems({ steps: [] }).some((p) => p.path === '/steps'));
+    assert.ok(problems({ steps: [{ pass: 'convert.fp16' }], extra: 1 }).some((p) => p.path === '/extra'));
+    const unknownKey = problems({ steps: [{ pass: 'convert.fp16' }, { pass: 'convert.fp16', keepIOTypes: true }] });
+    assert.deepEqual(unknownKey.map((p) => p.path), ['/steps/1/keepIOTypes']);
+    const badType = problems({ steps: [{ pass: 'convert.fp16', opBlockList: ['Conv', 3] }] });
+    assert.deepEqual(badType.map((p) => p.path), ['/steps/0/opBlockList/1']);
+    const unknownPass = problems({ steps: [{ pass: 'convert.fp8' }] });
+    assert.equal(unknownPass[0]!.path, '/steps/0/pass');
+    assert.match(unknownPass[0]!.message, /unknown pass 'convert\.fp8'.*convert\.fp16/);
+    const planned = problems({ steps: [{ pass: 'quantize.static' }] });
+    assert.match(planned[0]!.message, /not available in this version yet/);
+    const bench = problems({ steps: [{ pass: 'convert.fp16' }], benchmark: { batchSizes: [0] } });
+    assert.equal(bench[0]!.path, '/benchmark/batchSizes/0');
+    const range = problems({ steps: [{ pass: 'convert.fp16', maxAbsActivation: 70000 }] });
+    assert.equal(range[0]!.path, '/steps/0/maxAbsActivation');
+  });
+});
+
+describe('pipeline', () => {
+  it('runs steps in order, reports progress and per-step metrics', async () => {
+    const bytes = readModel(MODELS.ppocrCls);
+    const events: PipelineProgress[] = [];
+    const recipe = parseRecipe({ steps: [{ pass: 'convert.fp16' }, { pass: 'convert.fp16', rangeCheck: false }] });
+    const result = await runPipeline(bytes, { recipe, synthetic: syntheticOptionsFor('ppocrCls'), onProgress: (p) => events.push(p) });
+    const r = result.report;
+    assert.equal(r.steps.length, 2);
+    assert.equal(r.input.sizeBytes, bytes.length);
+    assert.equal(r.input.params, r.final.params, 'fp16 keeps the parameter count');
+    assert.ok(r.steps[0]!.sizeBytes < bytes.length * 0.6);
+    assert.ok(r.steps[0]!.durationMs >= 0);
+    assert.ok(Object.values(r.steps[0]!.fidelity)[0]!.sqnrDb > 30);
+    // the second conversion finds nothing left in float32
+    const second = r.steps[1]!.changes as { stats: Record<string, number> };
+    assert.equal(second.stats.convertedTensors, 0);
+    assert.equal(r.samples.source, 'synthetic');
+    assert.ok(r.warnings.some((w) => /synthetic/.test(w)));
+    // progress: monotone, both steps named, ends at 100
+    assert.ok(events.length >= 4);
+    for (let i = 1; i < events.length; i++) assert.ok(events[i]!.percent >= events[i - 1]!.percent, 'progress never goes back');
+    assert.deepEqual([...new Set(events.filter((e) => e.step > 0).map((e) => e.step))], [1, 2]);
+    assert.equal(events.at(-1)!.percent, 100);
+    assert.equal(r.final.sha256.length, 64);
+    const model = decodeModel(result.bytes);
+    await runOnce(result.bytes, feedsFor('ppocrCls', model));
+  });
+
+  it('stops with code canceled when aborted mid-run', async () => {
+    const controller = new AbortController();
+    const recipe = parseRecipe({ steps: [{ pass: 'convert.fp16' }, { pass: 'convert.fp16' }] });
+    const run = runPipeline(readModel(MODELS.ppocrCls), {
+      recipe,
+      signal: controller.signal,
+      synthetic: syntheticOptionsFor('ppocrCls'),
+      onProgress: (p) => {
+        if (p.step === 1 && p.fraction > 0) controller.abort();
+      },
+    });
+    await assert.rejects(run, (err: unknown) => err instanceof ModelpressError && err.code === 'canceled');
+  });
+
+  it('refuses an invalid model before running any step', async () => {
+    const recipe = parseRecipe({ steps: [{ pass: 'convert.fp16' }] });
+    await assert.rejects(runPipeline(new TextEncoder().encode('not a model'), { recipe }), (err: unknown) => err instanceof ModelpressError && err.code === 'invalid_model');
+  });
+});
