@@ -11,7 +11,9 @@ import { decodeModel } from '../onnx/model-io.js';
 import { parseRecipe } from '../pipeline/recipe.js';
 import { runPipeline, type PipelineReport } from '../pipeline/pipeline.js';
 import { batchesFromArrays, readArraysFile } from '../data/samples.js';
-import { toJson } from '../report/environment.js';
+import { environment, toJson } from '../report/environment.js';
+import { benchmarkModel, compareModels } from '../measure/benchmark.js';
+import { formatBenchmark, formatComparison } from '../measure/format.js';
 import type { SyntheticInputOptions } from '../runtime/ort.js';
 import { PASSES } from '../passes/index.js';
 
@@ -22,12 +24,16 @@ usage:
   modelpress compress <model.onnx> --recipe <recipe.json> --out <out.onnx> [--report <report.json>]
                       [--data <inputs.npz>] [--max-samples N] [--batch N]
                       [--shape name=d0,d1,...]... [--dim name=N]... [--value name=X]... [--quiet]
+  modelpress bench <model.onnx> [<candidate.onnx>] [--batch 1,8,16] [--warmup 10] [--runs 32]
+                      [--threads N] [--rounds N] [--data inputs.npz] [--shape name=B,3,224,224]...
+                      [--dim name=N]... [--value name=X]... [--json] [--out result.json]
   modelpress passes           list the passes a recipe can use
 
 options:
   --data       representative inputs (.npz keyed by input name, or .npy for one-input models);
                used for fidelity after each step and by data-driven passes
-  --shape      fix an input's shape for synthetic inputs (e.g. --shape x=1,3,48,320)
+  --shape      fix an input's shape for synthetic inputs (e.g. --shape x=1,3,48,320);
+               in bench, B marks the batch dim (e.g. --shape state=2,B,128)
   --dim        give a symbolic dimension a size (e.g. --dim batch=8)
   --value      constant value for a scalar input (e.g. --value sr=16000)
 `;
@@ -55,21 +61,25 @@ function parse(argv: string[], options: ParseArgsConfig['options']) {
   }
 }
 
-function parseKeyList(items: string[] | undefined, flag: string): Record<string, number[]> {
+const BATCH_TOKEN = /^[BN]$/;
+
+/** `name=1,2,3` lists. With allowBatch, a `B` entry marks the batch dim and travels as NaN. */
+function parseKeyList(items: string[] | undefined, flag: string, allowBatch = false): Record<string, number[]> {
   const out: Record<string, number[]> = {};
   for (const item of items ?? []) {
     const m = /^([^=]+)=(.+)$/.exec(item);
-    const nums = m ? m[2]!.split(',').map((x) => Number(x.trim())) : [];
-    if (!m || nums.some((x) => !Number.isFinite(x))) throw new UsageError(`${flag} expects name=value[,value…], got '${item}'`);
-    out[m[1]!] = nums;
+    const parts = m ? m[2]!.split(',').map((x) => x.trim()) : [];
+    const ok = parts.length > 0 && parts.every((x) => (allowBatch && BATCH_TOKEN.test(x)) || (x !== '' && Number.isFinite(Number(x))));
+    if (!m || !ok) throw new UsageError(`${flag} expects name=value[,value…], got '${item}'`);
+    out[m[1]!] = parts.map((x) => (BATCH_TOKEN.test(x) ? NaN : Number(x)));
   }
   return out;
 }
 
 function syntheticOptions(values: Record<string, unknown>): SyntheticInputOptions {
-  const shapes = parseKeyList(values.shape as string[] | undefined, '--shape');
+  const shapes = parseKeyList(values.shape as string[] | undefined, '--shape', true);
   for (const [k, dims] of Object.entries(shapes)) {
-    if (dims.some((d) => !Number.isInteger(d) || d < 1)) throw new UsageError(`--shape ${k}: dims must be positive integers`);
+    if (dims.some((d) => !Number.isNaN(d) && (!Number.isInteger(d) || d < 1))) throw new UsageError(`--shape ${k}: dims must be positive integers or B`);
   }
   const dims = Object.fromEntries(Object.entries(parseKeyList(values.dim as string[] | undefined, '--dim')).map(([k, v]) => [k, v[0]!]));
   const fixed = Object.fromEntries(Object.entries(parseKeyList(values.value as string[] | undefined, '--value')).map(([k, v]) => [k, v[0]!]));
@@ -164,6 +174,75 @@ function formatResult(r: PipelineReport, out: string): string {
   return lines.join('\n');
 }
 
+function parseBatchList(v: unknown): number[] | undefined {
+  if (v === undefined) return undefined;
+  const sizes = String(v)
+    .split(',')
+    .map((x) => Number(x.trim()));
+  if (sizes.length === 0 || sizes.some((x) => !Number.isInteger(x) || x < 1)) throw new UsageError(`--batch expects positive integers like 1,8,16, got '${String(v)}'`);
+  return sizes;
+}
+
+function nonNegativeInt(v: unknown, flag: string, fallback: number): number {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${flag} expects a whole number ≥ 0, got '${String(v)}'`);
+  return n;
+}
+
+async function cmdBench(argv: string[]): Promise<void> {
+  const { values, positionals } = parse(argv, {
+    batch: { type: 'string' },
+    warmup: { type: 'string' },
+    runs: { type: 'string' },
+    threads: { type: 'string' },
+    rounds: { type: 'string' },
+    data: { type: 'string' },
+    shape: { type: 'string', multiple: true },
+    dim: { type: 'string', multiple: true },
+    value: { type: 'string', multiple: true },
+    json: { type: 'boolean' },
+    out: { type: 'string' },
+    quiet: { type: 'boolean', short: 'q' },
+  });
+  if (positionals.length < 1 || positionals.length > 2) throw new UsageError('bench takes one model, or two to compare side by side');
+  const paths = positionals as string[];
+  const models = paths.map((p) => readBytes(p, 'model'));
+  const reference = decodeModel(models[0]!);
+  if (models[1]) decodeModel(models[1]);
+  let data;
+  if (values.data) {
+    const arrays = readArraysFile(values.data as string, reference);
+    data = batchesFromArrays(reference, arrays, { batchSize: 16, maxSamples: 16 }, values.data as string).next().value;
+  }
+  const opts = {
+    ...(parseBatchList(values.batch) ? { batchSizes: parseBatchList(values.batch)! } : {}),
+    warmup: nonNegativeInt(values.warmup, '--warmup', 10),
+    runs: positiveInt(values.runs, '--runs', 32),
+    intraOpThreads: nonNegativeInt(values.threads, '--threads', 0),
+    rounds: positiveInt(values.rounds, '--rounds', 6),
+    inputs: syntheticOptions(values),
+    ...(data ? { data } : {}),
+    onProgress: (m: string) => {
+      if (!values.quiet) process.stderr.write(`${m}\n`);
+    },
+  };
+  const results: Record<string, unknown> = { environment: environment() };
+  const lines: string[] = [];
+  for (const [i, bytes] of models.entries()) {
+    const r = await benchmarkModel(bytes, opts);
+    results[i === 0 ? 'a' : 'b'] = { path: paths[i], ...r };
+    lines.push(formatBenchmark(paths[i]!, r));
+  }
+  if (models.length === 2) {
+    const c = await compareModels(models[0]!, models[1]!, opts);
+    results.comparison = c;
+    lines.push(formatComparison(paths[0]!, paths[1]!, c));
+  }
+  if (values.out) writeFile(values.out as string, `${toJson(results)}\n`);
+  process.stdout.write(values.json ? `${toJson(results)}\n` : `${lines.join('\n\n')}\n`);
+}
+
 function cmdPasses(): void {
   for (const def of Object.values(PASSES)) process.stdout.write(`${def.name.padEnd(20)} ${def.summary}\n`);
 }
@@ -177,6 +256,9 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       case 'compress':
         await cmdCompress(rest);
+        return 0;
+      case 'bench':
+        await cmdBench(rest);
         return 0;
       case 'passes':
         cmdPasses();

@@ -3,6 +3,7 @@ import ort from 'onnxruntime-node';
 import { InvalidInputError, InvalidModelError } from '../errors.js';
 import { DataType as DT, ORT_TYPE_OF, dtypeFromOrtType, dtypeName } from '../onnx/dtypes.js';
 import type { Model, Value } from '../onnx/ir.js';
+import { float32ToFloat16Bits } from '../onnx/float16.js';
 import { encodeModel } from '../onnx/model-io.js';
 
 export { ort };
@@ -76,14 +77,22 @@ export function syntheticInputs(model: Model, opts: SyntheticInputOptions = {}):
     if (initializers.has(v)) continue; // IR<4 style default values
     const dims = resolveShape(v, opts);
     const dtype = v.elemType ?? DT.FLOAT;
-    feeds[v.name] = fillTensor(dtype, dims, rand, opts.values?.[v.name], v.name);
+    feeds[v.name] = fillTensor(dtype, dims, rand, opts.values?.[v.name] ?? sensibleValue(v.name, dtype, dims), v.name);
   }
   return feeds;
 }
 
+/** Scalar integer inputs with a well-known meaning get a realistic value instead of noise. */
+function sensibleValue(name: string, dtype: number, dims: number[]): number | undefined {
+  const scalar = dims.reduce((a, b) => a * b, 1) === 1;
+  if (!scalar || (dtype !== DT.INT64 && dtype !== DT.INT32)) return undefined;
+  if (/^(sr|sample_?rate|sampling_?rate)$/i.test(name)) return 16000;
+  return undefined;
+}
+
 function resolveShape(v: Value, opts: SyntheticInputOptions): number[] {
   const fixed = opts.shapes?.[v.name];
-  if (fixed) return fixed;
+  if (fixed) return fixed.map((d) => (Number.isNaN(d) ? (opts.batch ?? 1) : d)); // NaN = the batch dim
   const shape = v.shape;
   if (!shape) throw new InvalidInputError(`input '${v.name}' has no declared shape; give one explicitly (e.g. --shape ${v.name}=1,3,224,224)`);
   return shape.map((d, i) => {
@@ -99,6 +108,8 @@ function fillTensor(dtype: number, dims: number[], rand: () => number, fixed: nu
   switch (dtype) {
     case DT.FLOAT:
       return new ort.Tensor('float32', Float32Array.from({ length: n }, () => fixed ?? rand()), dims);
+    case DT.FLOAT16:
+      return new ort.Tensor('float16', Uint16Array.from({ length: n }, () => float32ToFloat16Bits(fixed ?? rand())), dims);
     case DT.DOUBLE:
       return new ort.Tensor('float64', Float64Array.from({ length: n }, () => fixed ?? rand()), dims);
     case DT.INT64:

@@ -1,0 +1,230 @@
+// Latency of a model in onnxruntime-node over a sweep of batch sizes, and side-by-side comparison
+// of two models. On a 2-core machine two live sessions steal CPU from each other (spinning intra-op
+// threads), so a comparison keeps one session alive at a time and alternates rounds A/B; the ratio
+// is the median of per-round ratios, which cancels slow drifts of the machine.
+import os from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { InvalidInputError, throwIfAborted } from '../errors.js';
+import { countParameters } from '../onnx/constants.js';
+import { dtypeName } from '../onnx/dtypes.js';
+import type { Model } from '../onnx/ir.js';
+import { decodeModel } from '../onnx/model-io.js';
+import { createSession, ort, syntheticInputs, type Feeds, type SyntheticInputOptions } from '../runtime/ort.js';
+import type { BenchmarkResult, Comparison, LatencyRatio, LatencyStats } from '../report/schema.js';
+import { estimateMacs } from './macs.js';
+
+export interface BenchmarkOptions {
+  batchSizes?: number[];
+  warmup?: number;
+  runs?: number;
+  /** 0 = onnxruntime's default (one thread per physical core). */
+  intraOpThreads?: number;
+  /** Shapes and values for synthetic inputs; `B` in a shape marks the batch dim. */
+  inputs?: SyntheticInputOptions;
+  /** User data: one batch of real inputs, resliced/tiled to each batch size. */
+  data?: Feeds;
+  signal?: AbortSignal;
+  onProgress?: (message: string) => void;
+}
+
+export interface CompareOptions extends BenchmarkOptions {
+  /** Rounds per batch size; each round loads one model, warms it up, times it, releases it. */
+  rounds?: number;
+}
+
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const idx = (sorted.length - 1) * p;
+  const lo = Math.floor(idx);
+  const hi = Math.ceil(idx);
+  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (idx - lo);
+}
+
+export function latencyStats(batch: number, warmup: number, times: readonly number[]): LatencyStats {
+  const sorted = [...times].sort((a, b) => a - b);
+  const mean = times.reduce((s, t) => s + t, 0) / times.length;
+  const variance = times.reduce((s, t) => s + (t - mean) ** 2, 0) / Math.max(1, times.length - 1);
+  const p50 = percentile(sorted, 0.5);
+  return {
+    batch,
+    warmup,
+    runs: times.length,
+    meanMs: mean,
+    p50Ms: p50,
+    p90Ms: percentile(sorted, 0.9),
+    p99Ms: percentile(sorted, 0.99),
+    minMs: sorted[0]!,
+    maxMs: sorted[sorted.length - 1]!,
+    stdMs: Math.sqrt(variance),
+    throughput: p50 > 0 ? (batch * 1000) / p50 : 0,
+  };
+}
+
+/** The batch dimension: the first input's dim 0 (and every input dim sharing its symbolic name). */
+export function batchInfo(model: Model): { dynamic: boolean; fixed: number | null; dimName: string | null } {
+  const inits = new Set(model.graph.initializers);
+  const first = model.graph.inputs.find((v) => !inits.has(v));
+  const d0 = first?.shape?.[0];
+  if (typeof d0 === 'number' && d0 > 0) return { dynamic: false, fixed: d0, dimName: null };
+  return { dynamic: true, fixed: null, dimName: typeof d0 === 'string' && d0 ? d0 : null };
+}
+
+/** Inputs for one batch size: user data tiled/sliced along axis 0, or synthetic data. */
+export function inputsForBatch(model: Model, batch: number, opts: BenchmarkOptions): Feeds {
+  if (opts.data) return resizeBatch(opts.data, batch);
+  const info = batchInfo(model);
+  const base = opts.inputs ?? {};
+  const inits = new Set(model.graph.initializers);
+  const first = model.graph.inputs.find((v) => !inits.has(v));
+  const shapes: Record<string, number[]> = {};
+  for (const [name, given] of Object.entries(base.shapes ?? {})) {
+    // NaN stands for a `B` in a user shape: the batch dim. Without one, a dynamic dim 0 of the
+    // first input is the batch.
+    const marked = given.some(Number.isNaN);
+    shapes[name] = given.map((d, i) => (Number.isNaN(d) || (!marked && i === 0 && name === first?.name && info.dynamic) ? batch : d));
+  }
+  const dims = { ...(base.dims ?? {}), ...(info.dimName ? { [info.dimName]: batch } : {}) };
+  return syntheticInputs(model, { ...base, shapes, dims, batch });
+}
+
+type NumericArray = Exclude<ort.Tensor['data'], string[]>;
+
+/** Tiles (or cuts) user data along axis 0 to the requested batch size. */
+function resizeBatch(feeds: Feeds, batch: number): Feeds {
+  const out: Feeds = {};
+  for (const [name, t] of Object.entries(feeds)) {
+    if (Array.isArray(t.data)) throw new InvalidInputError(`input '${name}': string tensors cannot be benchmarked`);
+    const src = t.data as NumericArray;
+    const n = Math.max(1, t.dims[0] ?? 1);
+    const row = src.length / n;
+    const data = new (src.constructor as new (len: number) => NumericArray)(row * batch);
+    for (let i = 0; i < batch; i++) {
+      const k = i % n;
+      (data as Float32Array).set((src as Float32Array).subarray(k * row, (k + 1) * row), i * row);
+    }
+    out[name] = new ort.Tensor(t.type as 'float32', data as Float32Array, [batch, ...t.dims.slice(1)]);
+  }
+  return out;
+}
+
+async function timeSession(bytes: Uint8Array, feeds: Feeds, warmup: number, runs: number, threads: number, signal?: AbortSignal): Promise<number[]> {
+  const session = await createSession(bytes, { intraOpNumThreads: threads });
+  try {
+    for (let i = 0; i < warmup; i++) await session.run(feeds);
+    const times: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      throwIfAborted(signal);
+      const t0 = performance.now();
+      await session.run(feeds);
+      times.push(performance.now() - t0);
+    }
+    return times;
+  } catch (err) {
+    if (err instanceof Error && /Got invalid dimensions|input|shape/i.test(err.message) && !(err instanceof InvalidInputError)) {
+      throw new InvalidInputError(`the model does not run on the benchmark inputs (${err.message.split('\n')[0]}); fix input shapes with --shape name=B,3,224,224`, { cause: err });
+    }
+    throw err;
+  } finally {
+    await session.release();
+  }
+}
+
+function batchSizesFor(model: Model, opts: BenchmarkOptions): { sizes: number[]; fixed: number | null } {
+  const info = batchInfo(model);
+  if (!info.dynamic) return { sizes: [info.fixed!], fixed: info.fixed };
+  return { sizes: opts.batchSizes ?? [1, 8, 16], fixed: null };
+}
+
+export function describeInputs(feeds: Feeds): BenchmarkResult['inputs'] {
+  return Object.entries(feeds).map(([name, t]) => ({ name, dtype: t.type, shape: [...t.dims] }));
+}
+
+export async function benchmarkModel(bytes: Uint8Array, opts: BenchmarkOptions = {}): Promise<BenchmarkResult> {
+  const model = decodeModel(bytes);
+  const warmup = opts.warmup ?? 10;
+  const runs = opts.runs ?? 32;
+  const threads = opts.intraOpThreads ?? 0;
+  const { sizes, fixed } = batchSizesFor(model, opts);
+  const latency: LatencyStats[] = [];
+  let inputs: BenchmarkResult['inputs'] = [];
+  for (const b of sizes) {
+    throwIfAborted(opts.signal);
+    opts.onProgress?.(`batch ${b}: ${warmup} warmup + ${runs} runs`);
+    const feeds = inputsForBatch(model, b, opts);
+    if (inputs.length === 0) inputs = describeInputs(feeds);
+    latency.push(latencyStats(b, warmup, await timeSession(bytes, feeds, warmup, runs, threads, opts.signal)));
+  }
+  return {
+    sizeBytes: bytes.length,
+    params: countParameters(model),
+    macs: await estimateMacs(model, inputsForBatch(model, 1, opts)).catch(() => null),
+    intraOpThreads: threads,
+    batchSizes: sizes,
+    fixedBatch: fixed,
+    inputs,
+    latency,
+  };
+}
+
+/** b/a latency per batch size, measured side by side in rounds (A then B, then B then A, …). */
+export async function compareModels(aBytes: Uint8Array, bBytes: Uint8Array, opts: CompareOptions = {}): Promise<Comparison> {
+  const a = decodeModel(aBytes);
+  const b = decodeModel(bBytes);
+  const warmup = opts.warmup ?? 10;
+  const runs = opts.runs ?? 32;
+  const rounds = Math.max(2, opts.rounds ?? 6);
+  const threads = opts.intraOpThreads ?? 0;
+  const perRound = Math.max(1, Math.ceil(runs / rounds));
+  // a fresh session pays its first-run costs again: warm each one up
+  const warmPerRound = Math.max(3, Math.ceil(warmup / rounds));
+  const { sizes } = batchSizesFor(a, opts);
+  const ratios: LatencyRatio[] = [];
+  for (const batch of sizes) {
+    const feedsA = inputsForBatch(a, batch, opts);
+    const feedsB = sameInterface(a, b) ? feedsA : inputsForBatch(b, batch, opts);
+    const timesA: number[] = [];
+    const timesB: number[] = [];
+    const roundRatios: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      throwIfAborted(opts.signal);
+      opts.onProgress?.(`batch ${batch}: round ${r + 1}/${rounds}`);
+      // alternate who goes first so neither model always gets the warmer machine
+      const order = r % 2 === 0 ? (['a', 'b'] as const) : (['b', 'a'] as const);
+      const got: Record<'a' | 'b', number[]> = { a: [], b: [] };
+      for (const who of order) {
+        got[who] = await timeSession(who === 'a' ? aBytes : bBytes, who === 'a' ? feedsA : feedsB, warmPerRound, perRound, threads, opts.signal);
+      }
+      timesA.push(...got.a);
+      timesB.push(...got.b);
+      roundRatios.push(median(got.b) / median(got.a));
+    }
+    const sorted = [...roundRatios].sort((x, y) => x - y);
+    const low = percentile(sorted, 0.1);
+    const high = percentile(sorted, 0.9);
+    ratios.push({
+      batch,
+      ratio: percentile(sorted, 0.5),
+      low,
+      high,
+      rounds,
+      verdict: high < 1 ? 'faster' : low > 1 ? 'slower' : 'no gain',
+      a: latencyStats(batch, warmPerRound * rounds, timesA),
+      b: latencyStats(batch, warmPerRound * rounds, timesB),
+    });
+  }
+  return { intraOpThreads: threads, ratios };
+}
+
+function median(xs: readonly number[]): number {
+  return percentile([...xs].sort((x, y) => x - y), 0.5);
+}
+
+/** Same input names, dtypes and declared shapes: the same feeds fit both models. */
+function sameInterface(a: Model, b: Model): boolean {
+  const sig = (m: Model) => JSON.stringify(m.graph.inputs.filter((v) => !v.initializer).map((v) => [v.name, dtypeName(v.elemType ?? 0), v.shape]));
+  return sig(a) === sig(b);
+}
+
+export function defaultThreads(): number {
+  return os.cpus().length;
+}

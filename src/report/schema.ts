@@ -1,0 +1,126 @@
+// The one report schema, shared by the CLI (`compress --report`, `bench`, `eval`) and the service.
+// Everything in it is measured; nothing is estimated except `macs` (counted from shapes).
+import type { Fidelity } from '../metrics/fidelity.js';
+import type { Environment } from './environment.js';
+
+/** Latency of one model at one batch size. */
+export interface LatencyStats {
+  batch: number;
+  warmup: number;
+  runs: number;
+  meanMs: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  minMs: number;
+  maxMs: number;
+  stdMs: number;
+  /** items per second at the median latency: batch / p50. */
+  throughput: number;
+}
+
+export interface BenchmarkResult {
+  sizeBytes: number;
+  params: number;
+  /** Multiply-accumulates of Conv/ConvTranspose/Gemm/MatMul at batch 1 (FLOPs ≈ 2 × MACs). */
+  macs: number | null;
+  intraOpThreads: number;
+  /** The batch sizes measured; a model with a fixed batch dim is measured at that size only. */
+  batchSizes: number[];
+  fixedBatch: number | null;
+  inputs: { name: string; dtype: string; shape: number[] }[];
+  latency: LatencyStats[];
+}
+
+/** b/a latency at one batch size, measured side by side (rounds alternate A/B, one session alive at a time). */
+export interface LatencyRatio {
+  batch: number;
+  /** Median of per-round ratios b/a. < 1 means b is faster. */
+  ratio: number;
+  /** Spread of the per-round ratios (10th and 90th percentile). */
+  low: number;
+  high: number;
+  rounds: number;
+  /** 'faster' / 'slower' only when the whole spread is on one side of 1; otherwise 'no gain'. */
+  verdict: 'faster' | 'slower' | 'no gain';
+  a: LatencyStats;
+  b: LatencyStats;
+}
+
+export interface Comparison {
+  intraOpThreads: number;
+  ratios: LatencyRatio[];
+}
+
+export interface TaskMetrics {
+  /** e.g. { top1: 0.927, top5: 0.998 } or { mae: 0.17, obo: 0.32 }. */
+  [metric: string]: number;
+}
+
+export interface EvaluationResult {
+  samples: number;
+  source: 'data' | 'synthetic';
+  /** Candidate vs reference, per output. */
+  fidelity: Record<string, Fidelity & { top1Agreement?: number; sequenceAgreement?: number }>;
+  /** Candidate (and reference) against labels, when labels were given. */
+  task?: { candidate: TaskMetrics; reference: TaskMetrics; output: string };
+}
+
+export interface ProfileEntry {
+  name: string;
+  ms: number;
+  /** Share of the total kernel time, 0..1. */
+  share: number;
+  count?: number;
+  opType?: string;
+  params?: number;
+  paramShare?: number;
+}
+
+export interface ProfileReport {
+  runs: number;
+  batch: number;
+  totalMs: number;
+  depth: number;
+  byNode: ProfileEntry[];
+  byOpType: ProfileEntry[];
+  /** Blocks by node-name prefix: latency share next to parameter share. */
+  byBlock: ProfileEntry[];
+}
+
+/** Size, speed and accuracy of the model at one stage of a compression run. */
+export interface StageMetrics {
+  sizeBytes: number;
+  params: number;
+  nodes: number;
+  macs: number | null;
+  /** Latency of this stage vs the baseline model, measured side by side. Absent when benchmarking was off. */
+  latency?: LatencyRatio[];
+  /** Outputs vs the baseline model's, on the sample inputs. */
+  fidelity: Record<string, Fidelity & { top1Agreement?: number; sequenceAgreement?: number }>;
+  task?: TaskMetrics;
+}
+
+export interface StepReport extends StageMetrics {
+  index: number;
+  pass: string;
+  config: Record<string, unknown>;
+  durationMs: number;
+  changes: object;
+}
+
+export interface CompressionReport {
+  schemaVersion: 1;
+  kind: 'compress';
+  createdAt: string;
+  recipe: unknown;
+  input: { sha256: string; name?: string };
+  samples: { source: 'data' | 'synthetic'; batches: number; items: number; labels: boolean };
+  baseline: StageMetrics & { latencyAbsolute?: LatencyStats[] };
+  steps: StepReport[];
+  final: StageMetrics & { sha256: string; sizeRatio: number; paramsRatio: number };
+  profile?: { baseline: ProfileReport; final?: ProfileReport };
+  environment: Environment;
+  warnings: string[];
+  durationMs: number;
+}
