@@ -53,14 +53,24 @@ describe('pipeline', () => {
   it('runs steps in order, reports progress and per-step metrics', async () => {
     const bytes = readModel(MODELS.ppocrCls);
     const events: PipelineProgress[] = [];
-    const recipe = parseRecipe({ steps: [{ pass: 'convert.fp16' }, { pass: 'convert.fp16', rangeCheck: false }] });
+    const recipe = parseRecipe({
+      steps: [{ pass: 'convert.fp16' }, { pass: 'convert.fp16', rangeCheck: false }],
+      benchmark: { batchSizes: [1, 2], warmup: 1, runs: 4, rounds: 2 },
+    });
     const result = await runPipeline(bytes, { recipe, synthetic: syntheticOptionsFor('ppocrCls'), onProgress: (p) => events.push(p) });
     const r = result.report;
     assert.equal(r.steps.length, 2);
-    assert.equal(r.input.sizeBytes, bytes.length);
-    assert.equal(r.input.params, r.final.params, 'fp16 keeps the parameter count');
+    assert.equal(r.baseline.sizeBytes, bytes.length);
+    assert.equal(r.baseline.params, r.final.params, 'fp16 keeps the parameter count');
     assert.ok(r.steps[0]!.sizeBytes < bytes.length * 0.6);
     assert.ok(r.steps[0]!.durationMs >= 0);
+    // latency of every step against the original, side by side, at each batch size
+    assert.deepEqual(r.baseline.latencyAbsolute!.map((l) => l.batch), [1, 2]);
+    for (const s of r.steps) {
+      assert.deepEqual(s.latency!.map((l) => l.batch), [1, 2]);
+      for (const l of s.latency!) assert.ok(l.ratio > 0 && l.low <= l.ratio && l.ratio <= l.high && ['faster', 'slower', 'no gain'].includes(l.verdict));
+    }
+    assert.ok(r.baseline.macs! > 1e6 && r.steps[0]!.macs === r.baseline.macs, 'fp16 keeps the MAC count');
     assert.ok(Object.values(r.steps[0]!.fidelity)[0]!.sqnrDb > 30);
     // the second conversion finds nothing left in float32
     const second = r.steps[1]!.changes as { stats: Record<string, number> };
@@ -79,7 +89,7 @@ describe('pipeline', () => {
 
   it('stops with code canceled when aborted mid-run', async () => {
     const controller = new AbortController();
-    const recipe = parseRecipe({ steps: [{ pass: 'convert.fp16' }, { pass: 'convert.fp16' }] });
+    const recipe = parseRecipe({ steps: [{ pass: 'convert.fp16' }, { pass: 'convert.fp16' }], benchmark: { enabled: false } });
     const run = runPipeline(readModel(MODELS.ppocrCls), {
       recipe,
       signal: controller.signal,

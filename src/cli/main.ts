@@ -160,14 +160,17 @@ async function cmdCompress(argv: string[]): Promise<void> {
 
 function formatResult(r: PipelineReport, out: string): string {
   const lines = [
-    `wrote ${out}: ${formatBytes(r.input.sizeBytes)} → ${formatBytes(r.final.sizeBytes)} (${r.final.sizeRatio.toFixed(3)}×), ` +
-      `${r.input.params.toLocaleString('en-US')} → ${r.final.params.toLocaleString('en-US')} parameters`,
+    `wrote ${out}: ${formatBytes(r.baseline.sizeBytes)} → ${formatBytes(r.final.sizeBytes)} (${r.final.sizeRatio.toFixed(3)}×), ` +
+      `${r.baseline.params.toLocaleString('en-US')} → ${r.final.params.toLocaleString('en-US')} parameters`,
   ];
   for (const s of r.steps) {
     const fid = Object.entries(s.fidelity)
       .map(([k, f]) => `${k}: SQNR ${Number.isFinite(f.sqnrDb) ? f.sqnrDb.toFixed(1) : String(f.sqnrDb)} dB, max |err| ${f.maxAbsError.toExponential(2)}`)
       .join('; ');
     lines.push(`  step ${s.index} ${s.pass}: ${formatBytes(s.sizeBytes)}, ${s.durationMs} ms; ${fid}`);
+    for (const l of s.latency ?? []) {
+      lines.push(`    batch ${l.batch}: latency ${l.ratio.toFixed(3)}× the original (spread ${l.low.toFixed(3)}–${l.high.toFixed(3)}) → ${l.verdict}`);
+    }
   }
   lines.push(`  fidelity measured on ${r.samples.items} ${r.samples.source} input(s)`);
   for (const w of r.warnings) lines.push(`  warning: ${w}`);

@@ -8,7 +8,10 @@ import { decodeModel, encodeModel } from '../onnx/model-io.js';
 import { verifyModel } from '../onnx/verify.js';
 import { FidelityAccumulator, type Fidelity } from '../metrics/fidelity.js';
 import { createSession, syntheticInputs, tensorToFloat32, type Feeds, type SyntheticInputOptions } from '../runtime/ort.js';
-import { environment, type Environment } from '../report/environment.js';
+import { environment } from '../report/environment.js';
+import type { CompressionReport, LatencyStats, StageMetrics, StepReport } from '../report/schema.js';
+import { benchmarkModel, compareModels, inputsForBatch, type BenchmarkOptions } from '../measure/benchmark.js';
+import { estimateMacs } from '../measure/macs.js';
 import { PASSES } from '../passes/index.js';
 import { ChangeLog } from './pass.js';
 import type { Recipe } from './recipe.js';
@@ -32,41 +35,11 @@ export interface PipelineOptions {
   samples?: Feeds[];
   /** How to shape synthetic inputs (dynamic dims, fixed values). */
   synthetic?: SyntheticInputOptions;
+  /** A name for the input model in the report (e.g. its file name). */
+  inputName?: string;
 }
 
-export interface ModelMetrics {
-  sizeBytes: number;
-  params: number;
-  nodes: number;
-}
-
-export interface StepReport extends ModelMetrics {
-  index: number;
-  pass: string;
-  config: Record<string, unknown>;
-  durationMs: number;
-  changes: object;
-  /** Per model output: the step's output against the original model's, on the sample inputs. */
-  fidelity: Record<string, Fidelity>;
-}
-
-export interface PipelineReport {
-  schemaVersion: 1;
-  createdAt: string;
-  recipe: Recipe;
-  input: ModelMetrics & { sha256: string };
-  samples: { source: 'data' | 'synthetic'; batches: number; items: number };
-  steps: StepReport[];
-  final: ModelMetrics & {
-    sha256: string;
-    sizeRatio: number;
-    paramsRatio: number;
-    fidelity: Record<string, Fidelity>;
-  };
-  environment: Environment;
-  warnings: string[];
-  durationMs: number;
-}
+export type PipelineReport = CompressionReport;
 
 export interface PipelineResult {
   model: Model;
@@ -115,14 +88,16 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
   const started = Date.now();
   const { recipe, signal } = opts;
   const steps = recipe.steps;
+  const bench = recipe.benchmark;
+  // progress: each step's share covers its pass and its measurements; the baseline counts as one more share
+  const shares = steps.length + 1;
   const report = (p: Omit<PipelineProgress, 'percent' | 'steps'>): void => {
-    const percent = steps.length === 0 ? 100 : ((Math.max(p.step, 1) - 1 + p.fraction) / steps.length) * 100;
+    const percent = ((p.step + Math.min(1, p.fraction)) / shares) * 100;
     opts.onProgress?.({ ...p, steps: steps.length, percent: Math.min(100, Math.round(percent * 10) / 10) });
   };
   throwIfAborted(signal);
   const model = decodeModel(inputBytes);
   verifyModel(model, 'input model');
-  const inputMetrics: ModelMetrics = { sizeBytes: inputBytes.length, params: countParameters(model), nodes: countNodes(model) };
 
   const synthetic = !opts.samples || opts.samples.length === 0;
   const samples: Feeds[] = synthetic
@@ -130,8 +105,31 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
     : opts.samples!;
   const warnings: string[] = [];
   if (synthetic) warnings.push('fidelity was measured on synthetic inputs: give representative data (--data) for numbers that mean something');
+  const benchOptions: BenchmarkOptions = {
+    batchSizes: bench.batchSizes,
+    warmup: bench.warmup,
+    runs: bench.runs,
+    intraOpThreads: bench.intraOpThreads,
+    ...(opts.synthetic ? { inputs: opts.synthetic } : {}),
+    ...(synthetic ? {} : { data: samples[0]! }),
+    ...(signal ? { signal } : {}),
+  };
+
   report({ step: 0, stepName: 'baseline', fraction: 0, message: 'running the original model' });
   const reference = await runOutputs(inputBytes, samples, signal);
+  const macsOf = (m: Model) => estimateMacs(m, inputsForBatch(m, 1, benchOptions)).catch(() => null);
+  const baseline: StageMetrics & { latencyAbsolute?: LatencyStats[] } = {
+    sizeBytes: inputBytes.length,
+    params: countParameters(model),
+    nodes: countNodes(model),
+    macs: await macsOf(model),
+    fidelity: compare(reference, reference),
+  };
+  if (bench.enabled) {
+    report({ step: 0, stepName: 'baseline', fraction: 0.5, message: 'timing the original model' });
+    baseline.latencyAbsolute = (await benchmarkModel(inputBytes, benchOptions)).latency;
+  }
+  report({ step: 0, stepName: 'baseline', fraction: 1 });
 
   const stepReports: StepReport[] = [];
   let bytes = inputBytes;
@@ -141,12 +139,13 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
     const def = PASSES[step.pass]!;
     const changes = new ChangeLog();
     const t0 = Date.now();
-    report({ step: i + 1, stepName: step.pass, fraction: 0 });
+    const at = (fraction: number, message?: string) => report({ step: i + 1, stepName: step.pass, fraction, ...(message ? { message } : {}) });
+    at(0);
     try {
       await def.run(model, step as never, {
         ...(signal ? { signal } : {}),
         changes,
-        progress: (fraction, message) => report({ step: i + 1, stepName: step.pass, fraction: Math.min(0.95, fraction), ...(message ? { message } : {}) }),
+        progress: (fraction, message) => at(Math.min(0.7, fraction * 0.7), message),
         sampleInputs: async () => samples,
         samplesAreSynthetic: synthetic,
       });
@@ -161,16 +160,15 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
       throw e;
     }
     const durationMs = Date.now() - t0;
-    report({ step: i + 1, stepName: step.pass, fraction: 0.97, message: 'measuring fidelity' });
-    let fidelity: Record<string, Fidelity>;
+    at(0.75, 'measuring fidelity');
+    let fidelity: StageMetrics['fidelity'];
     try {
       fidelity = compare(reference, await runOutputs(bytes, samples, signal));
     } catch (err) {
       if (err instanceof ModelpressError && err.code === 'canceled') throw err;
       throw new PassFailedError(step.pass, `the rewritten model does not run in onnxruntime: ${(err as Error).message}`, { cause: err });
     }
-    warnings.push(...changes.warnings.map((w) => `step ${i + 1} (${step.pass}): ${w}`));
-    stepReports.push({
+    const stage: StepReport = {
       index: i + 1,
       pass: step.pass,
       config: step,
@@ -178,34 +176,51 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
       sizeBytes: bytes.length,
       params: countParameters(model),
       nodes: countNodes(model),
+      macs: await macsOf(model),
       changes: changes.toJSON(),
       fidelity,
-    });
-    report({ step: i + 1, stepName: step.pass, fraction: 1 });
+    };
+    if (bench.enabled) {
+      at(0.8, 'timing against the original, side by side');
+      stage.latency = (await compareModels(inputBytes, bytes, { ...benchOptions, rounds: bench.rounds })).ratios;
+      for (const r of stage.latency) {
+        if (r.verdict !== 'faster') warnings.push(`step ${i + 1} (${step.pass}): at batch ${r.batch} the model is ${r.verdict === 'slower' ? 'SLOWER' : 'not measurably faster'} than the original (b/a ${r.ratio.toFixed(2)}, spread ${r.low.toFixed(2)}–${r.high.toFixed(2)})`);
+      }
+    }
+    warnings.push(...changes.warnings.map((w) => `step ${i + 1} (${step.pass}): ${w}`));
+    stepReports.push(stage);
+    at(1);
   }
   const last = stepReports[stepReports.length - 1];
+  const finalStage: StageMetrics = last ?? baseline;
+  const { latencyAbsolute: _abs, ...baselineStage } = baseline;
   return {
     model,
     bytes,
     report: {
       schemaVersion: 1,
+      kind: 'compress',
       createdAt: new Date().toISOString(),
       recipe,
-      input: { ...inputMetrics, sha256: sha256(inputBytes) },
+      input: { sha256: sha256(inputBytes), ...(opts.inputName ? { name: opts.inputName } : {}) },
       samples: {
         source: synthetic ? 'synthetic' : 'data',
         batches: samples.length,
         items: samples.reduce((s, f) => s + (Object.values(f)[0]?.dims[0] ?? 1), 0),
+        labels: false,
       },
+      baseline,
       steps: stepReports,
       final: {
-        sizeBytes: bytes.length,
-        params: last?.params ?? inputMetrics.params,
-        nodes: last?.nodes ?? inputMetrics.nodes,
+        sizeBytes: finalStage.sizeBytes,
+        params: finalStage.params,
+        nodes: finalStage.nodes,
+        macs: finalStage.macs,
+        ...(finalStage.latency ? { latency: finalStage.latency } : {}),
+        fidelity: finalStage === baseline ? baselineStage.fidelity : finalStage.fidelity,
         sha256: sha256(bytes),
         sizeRatio: bytes.length / inputBytes.length,
-        paramsRatio: inputMetrics.params ? (last?.params ?? inputMetrics.params) / inputMetrics.params : 1,
-        fidelity: last?.fidelity ?? {},
+        paramsRatio: baseline.params ? finalStage.params / baseline.params : 1,
       },
       environment: environment(),
       warnings,

@@ -7,10 +7,14 @@ import { PASSES, PLANNED_PASSES } from '../passes/index.js';
 
 export const BenchmarkSchema = Type.Object(
   {
+    enabled: Type.Boolean({ default: true, description: 'Measure latency of every step against the original, side by side.' }),
     batchSizes: Type.Array(Type.Integer({ minimum: 1, maximum: 4096 }), { default: [1, 8, 16], minItems: 1, maxItems: 16 }),
     warmup: Type.Integer({ minimum: 0, maximum: 10000, default: 10 }),
     runs: Type.Integer({ minimum: 1, maximum: 100000, default: 32 }),
     intraOpThreads: Type.Integer({ minimum: 0, maximum: 256, default: 0, description: '0 = onnxruntime default' }),
+    rounds: Type.Integer({ minimum: 2, maximum: 100, default: 6, description: 'A/B rounds per batch size in side-by-side timing.' }),
+    profile: Type.Boolean({ default: false, description: 'Profile the original and final model per node, op type and block.' }),
+    profileDepth: Type.Integer({ minimum: 1, maximum: 16, default: 2, description: 'Node-name prefix depth that defines a block.' }),
   },
   { additionalProperties: false },
 );
