@@ -116,4 +116,19 @@ describe('benchmark', () => {
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /--batch/);
   });
+
+  it('modelpress bench --profile on PP-OCRv4 rec: per-block latency and parameter shares each sum to 100%', () => {
+    const r = spawnSync(
+      process.execPath,
+      [join(ROOT, 'dist/src/cli/main.js'), 'bench', MODELS.ppocrRec, '--shape', 'x=B,3,48,320', '--batch', '1', '--warmup', '2', '--runs', '4', '--profile', '--json', '-q'],
+      { encoding: 'utf8', timeout: 120_000 },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    const p = JSON.parse(r.stdout).profile.a as { byBlock: { share: number; paramShare: number }[]; totalMs: number };
+    const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+    assert.ok(p.totalMs > 0);
+    assert.ok(Math.abs(sum(p.byBlock.map((b) => b.share)) - 1) < 1e-6);
+    assert.ok(Math.abs(sum(p.byBlock.map((b) => b.paramShare ?? 0)) - 1) < 1e-6);
+    assert.ok(p.byBlock.length > 10);
+  });
 });

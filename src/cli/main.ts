@@ -12,7 +12,8 @@ import { parseRecipe } from '../pipeline/recipe.js';
 import { runPipeline, type PipelineReport } from '../pipeline/pipeline.js';
 import { batchesFromArrays, readArraysFile } from '../data/samples.js';
 import { environment, toJson } from '../report/environment.js';
-import { benchmarkModel, compareModels } from '../measure/benchmark.js';
+import { benchmarkModel, compareModels, inputsForBatch } from '../measure/benchmark.js';
+import { formatProfile, profileModel } from '../measure/profile.js';
 import { formatBenchmark, formatComparison } from '../measure/format.js';
 import type { SyntheticInputOptions } from '../runtime/ort.js';
 import { PASSES } from '../passes/index.js';
@@ -27,6 +28,7 @@ usage:
   modelpress bench <model.onnx> [<candidate.onnx>] [--batch 1,8,16] [--warmup 10] [--runs 32]
                       [--threads N] [--rounds N] [--data inputs.npz] [--shape name=B,3,224,224]...
                       [--dim name=N]... [--value name=X]... [--json] [--out result.json]
+                      [--profile [--depth 2] [--profile-batch 1]]
   modelpress passes           list the passes a recipe can use
 
 options:
@@ -207,6 +209,9 @@ async function cmdBench(argv: string[]): Promise<void> {
     json: { type: 'boolean' },
     out: { type: 'string' },
     quiet: { type: 'boolean', short: 'q' },
+    profile: { type: 'boolean' },
+    depth: { type: 'string' },
+    'profile-batch': { type: 'string' },
   });
   if (positionals.length < 1 || positionals.length > 2) throw new UsageError('bench takes one model, or two to compare side by side');
   const paths = positionals as string[];
@@ -241,6 +246,23 @@ async function cmdBench(argv: string[]): Promise<void> {
     const c = await compareModels(models[0]!, models[1]!, opts);
     results.comparison = c;
     lines.push(formatComparison(paths[0]!, paths[1]!, c));
+  }
+  if (values.profile) {
+    const depth = positiveInt(values.depth, '--depth', 2);
+    const batch = positiveInt(values['profile-batch'], '--profile-batch', 1);
+    const profiles: Record<string, unknown> = {};
+    for (const [i, bytes] of models.entries()) {
+      const model = decodeModel(bytes);
+      const report = await profileModel(model, inputsForBatch(model, batch, opts), {
+        depth,
+        warmup: opts.warmup,
+        runs: opts.runs,
+        intraOpThreads: opts.intraOpThreads,
+      });
+      profiles[i === 0 ? 'a' : 'b'] = report;
+      lines.push(`${paths[i]} — ${formatProfile(report)}`);
+    }
+    results.profile = profiles;
   }
   if (values.out) writeFile(values.out as string, `${toJson(results)}\n`);
   process.stdout.write(values.json ? `${toJson(results)}\n` : `${lines.join('\n\n')}\n`);

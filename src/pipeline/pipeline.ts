@@ -12,6 +12,8 @@ import { environment } from '../report/environment.js';
 import type { CompressionReport, LatencyStats, StageMetrics, StepReport } from '../report/schema.js';
 import { benchmarkModel, compareModels, inputsForBatch, type BenchmarkOptions } from '../measure/benchmark.js';
 import { estimateMacs } from '../measure/macs.js';
+import { profileModel } from '../measure/profile.js';
+import type { ProfileReport } from '../report/schema.js';
 import { PASSES } from '../passes/index.js';
 import { ChangeLog } from './pass.js';
 import type { Recipe } from './recipe.js';
@@ -129,6 +131,13 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
     report({ step: 0, stepName: 'baseline', fraction: 0.5, message: 'timing the original model' });
     baseline.latencyAbsolute = (await benchmarkModel(inputBytes, benchOptions)).latency;
   }
+  const profileOf = (m: Model) =>
+    profileModel(m, inputsForBatch(m, 1, benchOptions), { depth: bench.profileDepth, warmup: bench.warmup, runs: bench.runs, intraOpThreads: bench.intraOpThreads });
+  let baselineProfile: ProfileReport | undefined;
+  if (bench.profile) {
+    report({ step: 0, stepName: 'baseline', fraction: 0.8, message: 'profiling the original model' });
+    baselineProfile = await profileOf(model);
+  }
   report({ step: 0, stepName: 'baseline', fraction: 1 });
 
   const stepReports: StepReport[] = [];
@@ -192,6 +201,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
     at(1);
   }
   const last = stepReports[stepReports.length - 1];
+  const profile = baselineProfile ? { baseline: baselineProfile, ...(last ? { final: await profileOf(model) } : {}) } : undefined;
   const finalStage: StageMetrics = last ?? baseline;
   const { latencyAbsolute: _abs, ...baselineStage } = baseline;
   return {
@@ -222,6 +232,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
         sizeRatio: bytes.length / inputBytes.length,
         paramsRatio: baseline.params ? finalStage.params / baseline.params : 1,
       },
+      ...(profile ? { profile } : {}),
       environment: environment(),
       warnings,
       durationMs: Date.now() - started,
