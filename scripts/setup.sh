@@ -19,3 +19,16 @@ export ONNXRUNTIME_NODE_INSTALL=skip
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
 fi
+
+# The HTML-report test renders a report in headless Chromium; CI fails without it.
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "setup: installing chromium (for the HTML-report test)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # fonts-liberation is only a Recommends of chromium: without a font the report's text isn't drawn
+    apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null
+  else
+    echo "setup: note: /usr/bin/chromium is missing; the HTML-report test needs it (run this script as root, or apt-get install chromium)" >&2
+  fi
+fi

@@ -1,0 +1,407 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { inflateSync } from 'node:zlib';
+import { toJson } from '../src/report/environment.js';
+import { CHART_COLORS, renderReportHtml } from '../src/report/html.js';
+import type { CompressionReport, LatencyRatio, LatencyStats, ProfileEntry, ProfileReport, StepReport } from '../src/report/schema.js';
+
+const HOSTILE = '<script>alert(1)</script>';
+
+// ---- sample reports
+
+function stats(batch: number, p50: number): LatencyStats {
+  return {
+    batch,
+    warmup: 10,
+    runs: 32,
+    meanMs: p50 * 1.03,
+    p50Ms: p50,
+    p90Ms: p50 * 1.12,
+    p99Ms: p50 * 1.3,
+    minMs: p50 * 0.93,
+    maxMs: p50 * 1.4,
+    stdMs: p50 * 0.05,
+    throughput: (batch / p50) * 1000,
+  };
+}
+
+function ratio(batch: number, aP50: number, r: number, low: number, high: number, verdict: LatencyRatio['verdict']): LatencyRatio {
+  return { batch, ratio: r, low, high, rounds: 6, verdict, a: stats(batch, aP50), b: stats(batch, aP50 * r) };
+}
+
+function profile(seed: number, scale: number): ProfileReport {
+  const names = Array.from({ length: 20 }, (_, i) => (i === 7 ? `/features/${HOSTILE}` : `/features/block${i}/conv_stack`));
+  const rawMs = names.map((_, i) => (scale * (20 - i) ** 1.6 * (1 + ((i * 7 + seed) % 5) / 10)) / 100);
+  const rawParams = names.map((_, i) => ((i * 37 + seed * 11) % 23) * 1000 + (i === 3 ? 90_000 : 0));
+  const totalMs = rawMs.reduce((a, b) => a + b, 0);
+  const totalParams = rawParams.reduce((a, b) => a + b, 0);
+  const byBlock: ProfileEntry[] = names
+    .map((name, i) => ({ name, ms: rawMs[i]!, share: rawMs[i]! / totalMs, count: 3, params: rawParams[i]!, paramShare: rawParams[i]! / totalParams }))
+    .sort((a, b) => b.ms - a.ms);
+  return { runs: 32, batch: 1, totalMs, depth: 2, byNode: byBlock, byOpType: byBlock.slice(0, 3), byBlock };
+}
+
+function fidelity(sqnrDb: number | string, maxAbsError: number, top1Agreement?: number) {
+  // Reports on disk carry non-finite numbers as strings; the renderer must take both.
+  return { sqnrDb: sqnrDb as number, maxAbsError, meanAbsError: maxAbsError / 7, cosine: 0.99999, count: 2560, ...(top1Agreement === undefined ? {} : { top1Agreement }) };
+}
+
+const ENVIRONMENT = {
+  cpuModel: 'AMD EPYC 7B13',
+  cores: 8,
+  totalMemoryBytes: 32 * 1024 ** 3,
+  platform: 'linux-x64',
+  node: 'v20.20.2',
+  onnxruntime: '1.30.0',
+  modelpress: '0.1.0',
+};
+
+const RECIPE = { name: 'fp16 then int8', steps: [{ pass: 'convert.fp16' }, { pass: 'quantize.dynamic' }], benchmark: { enabled: true, batchSizes: [1, 8, 16], warmup: 10, runs: 32, intraOpThreads: 0, rounds: 6 } };
+
+function fullReport(): CompressionReport {
+  const skipped = Array.from({ length: 250 }, (_, i) => ({
+    node: i === 3 ? HOSTILE : `/features/block${i % 20}/Resize_${i}`,
+    opType: 'Resize',
+    reason: i === 3 ? `op blocked by ${HOSTILE}` : 'op type Resize is in the block list',
+  }));
+  const step1: StepReport = {
+    index: 1,
+    pass: 'convert.fp16',
+    config: { pass: 'convert.fp16', keepIoTypes: true, extraBlockedOps: ['Resize'] },
+    durationMs: 1189,
+    sizeBytes: 849_334,
+    params: 419_514,
+    nodes: 47,
+    macs: 11_796_480,
+    latency: [ratio(1, 0.41, 0.62, 0.58, 0.66, 'faster'), ratio(8, 2.3, 0.97, 0.91, 1.04, 'no gain'), ratio(16, 4.6, 1.08, 1.04, 1.13, 'slower')],
+    fidelity: { logits: fidelity(64.08, 0.0137, 0.998), [HOSTILE]: fidelity(Infinity, 0) },
+    task: { top1: 0.927, top5: 0.9985 },
+    changes: {
+      rewritten: 0,
+      skipped,
+      added: 2,
+      stats: { convertedTensors: 67, castsInserted: 2, valuesClampedToFloat16Max: 0, nodesInFloat16: 45, nodesKeptFloat32: 250 },
+      warnings: [`node ${HOSTILE} kept in float32`],
+      rewrittenNodes: [],
+    },
+  };
+  const step2: StepReport = {
+    index: 2,
+    pass: 'quantize.dynamic',
+    config: { pass: 'quantize.dynamic', perChannel: true },
+    durationMs: 2410,
+    sizeBytes: 452_118,
+    params: 419_514,
+    nodes: 61,
+    macs: 11_796_480,
+    latency: [ratio(1, 0.41, 0.55, 0.51, 0.6, 'faster'), ratio(8, 2.3, 0.86, 0.82, 0.91, 'faster'), ratio(16, 4.6, 1.01, 0.95, 1.07, 'no gain')],
+    fidelity: { logits: fidelity(31.7, 0.212, 0.981), [HOSTILE]: fidelity('Infinity', 0) },
+    task: { top1: 0.9215, top5: 0.998 },
+    changes: { rewritten: 14, skipped: [], added: 14, stats: { quantizedMatMuls: 9, quantizedConvs: 5 }, warnings: [], rewrittenNodes: [{ node: '/classifier/MatMul', opType: 'MatMul', detail: 'int8 per-channel' }] },
+  };
+  return {
+    schemaVersion: 1,
+    kind: 'compress',
+    createdAt: '2026-11-28T18:15:50.303Z',
+    recipe: RECIPE,
+    input: { sha256: '72b54202e7ab41ed685fb73d866be843bc30357d0950042ee9a260a67870e3dd', name: 'fmnist-cnn.onnx' },
+    samples: { source: 'data', batches: 32, items: 256, labels: true },
+    baseline: {
+      sizeBytes: 1_688_265,
+      params: 419_514,
+      nodes: 45,
+      macs: 11_796_480,
+      fidelity: { logits: fidelity(Infinity, 0, 1), [HOSTILE]: fidelity(Infinity, 0) },
+      task: { top1: 0.9275, top5: 0.9985 },
+      latencyAbsolute: [stats(1, 0.41), stats(8, 2.3), stats(16, 4.6)],
+    },
+    steps: [step1, step2],
+    final: {
+      sizeBytes: step2.sizeBytes,
+      params: step2.params,
+      nodes: step2.nodes,
+      macs: step2.macs,
+      latency: step2.latency!,
+      fidelity: step2.fidelity,
+      task: step2.task!,
+      sha256: 'a5afff83f0a419c518debaa21a7ba9994357e4bd66fb7b18011c38c1a6c786f2',
+      sizeRatio: step2.sizeBytes / 1_688_265,
+      paramsRatio: 1,
+    },
+    profile: { baseline: profile(1, 1), final: profile(2, 0.6) },
+    environment: ENVIRONMENT,
+    warnings: [
+      'step 1 (convert.fp16): at batch 8 the model is not measurably faster than the original (b/a 0.97, spread 0.91–1.04)',
+      'step 1 (convert.fp16): at batch 16 the model is SLOWER than the original (b/a 1.08, spread 1.04–1.13)',
+      `step 1 (convert.fp16): node ${HOSTILE} kept in float32`,
+    ],
+    durationMs: 9321,
+  };
+}
+
+/** No benchmark, no profile, no labels, synthetic samples. */
+function minimalReport(steps: 0 | 1): CompressionReport {
+  const step: StepReport = {
+    index: 1,
+    pass: 'convert.fp16',
+    config: { pass: 'convert.fp16' },
+    durationMs: 80,
+    sizeBytes: 5_100,
+    params: 2_300,
+    nodes: 9,
+    macs: null,
+    fidelity: { y: fidelity(58.2, 0.003) },
+    changes: { rewritten: 0, skipped: [], added: 2, stats: {}, warnings: [], rewrittenNodes: [] },
+  };
+  const baseline = { sizeBytes: 9_800, params: 2_300, nodes: 7, macs: null, fidelity: { y: fidelity('Infinity', 0) } };
+  const last = steps ? step : baseline;
+  return {
+    schemaVersion: 1,
+    kind: 'compress',
+    createdAt: '2026-11-28T18:00:00.000Z',
+    recipe: { steps: [{ pass: 'convert.fp16' }], benchmark: { enabled: false } },
+    input: { sha256: 'ab'.repeat(32) },
+    samples: { source: 'synthetic', batches: 4, items: 4, labels: false },
+    baseline,
+    steps: steps ? [step] : [],
+    final: { ...last, sha256: 'cd'.repeat(32), sizeRatio: last.sizeBytes / baseline.sizeBytes, paramsRatio: 1 },
+    environment: ENVIRONMENT,
+    warnings: ['fidelity was measured on synthetic inputs: give representative data (--data) for numbers that mean something'],
+    durationMs: 400,
+  };
+}
+
+// ---- structural checks
+
+const count = (s: string, re: RegExp): number => (s.match(re) ?? []).length;
+const chartsIn = (html: string): string[] => [...html.matchAll(/<svg[^>]*\sdata-chart="([^"]+)"/g)].map((m) => m[1]!);
+
+function assertWellFormed(html: string): void {
+  assert.match(html, /^<!DOCTYPE html>/);
+  assert.ok(html.trimEnd().endsWith('</html>'));
+  for (const tag of ['svg', 'table', 'details', 'section', 'figure', 'ul', 'pre', 'title']) {
+    assert.equal(count(html, new RegExp(`<${tag}[\\s>]`, 'g')), count(html, new RegExp(`</${tag}>`, 'g')), `<${tag}> opened and closed as often`);
+  }
+  for (const m of html.matchAll(/<svg[^>]*>(.{0,7})/g)) assert.equal(m[1], '<title>', 'every chart starts with a <title>');
+  assert.doesNotMatch(html, /<script/i, 'no script element');
+  assert.doesNotMatch(html, /https?:\/\//i, 'no network address anywhere');
+  assert.doesNotMatch(html, /\s(src|href|xlink:href|action)\s*=/i, 'no external resource references');
+  assert.doesNotMatch(html, /url\(/i, 'no CSS url()');
+  assert.doesNotMatch(html, /NaN/, 'no NaN leaked from a missing number');
+}
+
+describe('report html: rendering', () => {
+  it('a full report has every chart, honest verdicts and escaped names', () => {
+    const html = renderReportHtml(fullReport());
+    assertWellFormed(html);
+    assert.deepEqual(chartsIn(html), ['size', 'latency', 'accuracy', 'latency-absolute', 'profile-blocks', 'profile-blocks']);
+    assert.match(html, /data-chart="profile-blocks" data-stage="baseline"/);
+    assert.match(html, /data-chart="profile-blocks" data-stage="final"/);
+    assert.match(html, /<span class="verdict v-nogain">no gain<\/span>/, "'no gain' is shown");
+    assert.match(html, /<span class="verdict v-slower">slower<\/span>/, "'slower' is shown");
+    assert.match(html, /<span class="verdict v-faster">faster<\/span>/);
+    assert.ok(!html.includes(HOSTILE), 'hostile name never appears raw');
+    assert.ok(html.includes('&lt;script&gt;alert(1)&lt;/script&gt;'), 'hostile name appears escaped');
+    assert.ok(html.includes('∞'), 'infinite SQNR rendered as ∞');
+    assert.ok(html.includes('… 50 more'), '250 skipped nodes capped at 200 rows');
+    assert.ok(html.includes('other (5 blocks)'), '20 profile blocks: top 15 and the rest summed');
+    assert.ok(html.includes('fmnist-cnn.onnx') && html.includes('72b54202e7ab41ed'), 'input named with its hash');
+    assert.ok(html.includes('AMD EPYC 7B13') && html.includes('onnxruntime 1.30.0') && html.includes('intra-op threads: onnxruntime default'));
+    assert.ok(html.includes('top1 <b>0.9215</b></span> <span class="muted nowrap">(ref 0.9275, −0.006)</span>'), 'task metric next to its reference');
+    assert.ok(html.includes('<span class="mono">logits</span> <span class="nowrap"><b>31.7</b> dB · max 0.212 · top-1 98.1%</span>'), 'fidelity per output');
+    assert.ok(!html.includes('Synthetic inputs.'), 'no synthetic banner on user data');
+  });
+
+  it('non-finite numbers written as strings render like the numbers', () => {
+    const report = fullReport();
+    const roundTripped = JSON.parse(toJson(report)) as CompressionReport;
+    assert.equal(typeof roundTripped.baseline.fidelity.logits!.sqnrDb, 'string', 'the writer stringifies Infinity');
+    assert.equal(renderReportHtml(roundTripped), renderReportHtml(report));
+  });
+
+  it('a minimal report (no latency, profile or task; synthetic samples) renders what it has', () => {
+    const html = renderReportHtml(minimalReport(1), { title: `Report for ${HOSTILE}` });
+    assertWellFormed(html);
+    assert.deepEqual(chartsIn(html), ['size', 'accuracy'], 'size and SQNR charts only');
+    assert.ok(html.includes('<title>Report for &lt;script&gt;'), 'custom title escaped');
+    assert.ok(html.includes('Synthetic inputs.'), 'synthetic samples said loudly');
+    assert.ok(html.includes('not measured'));
+    assert.ok(html.includes('<b>58.2</b> dB'));
+    assert.ok(html.includes('Not shown: latency ratios'));
+  });
+
+  it('zero steps renders without charts that need steps', () => {
+    const html = renderReportHtml(minimalReport(0));
+    assertWellFormed(html);
+    assert.deepEqual(chartsIn(html), ['size']);
+    assert.ok(html.includes('ran no steps'));
+  });
+});
+
+// ---- headless Chromium: the charts are really painted
+
+const CHROMIUM = '/usr/bin/chromium';
+
+interface Png {
+  width: number;
+  height: number;
+  channels: number;
+  pixels: Uint8Array;
+}
+
+/** Minimal PNG decoder: 8-bit RGB/RGBA, not interlaced (what Chromium writes). */
+function decodePng(buf: Buffer): Png {
+  assert.deepEqual([...buf.subarray(0, 8)], [137, 80, 78, 71, 13, 10, 26, 10], 'PNG signature');
+  let width = 0;
+  let height = 0;
+  let channels = 0;
+  const idat: Buffer[] = [];
+  for (let off = 8; off < buf.length; ) {
+    const len = buf.readUInt32BE(off);
+    const type = buf.toString('latin1', off + 4, off + 8);
+    const data = buf.subarray(off + 8, off + 8 + len);
+    if (type === 'IHDR') {
+      width = data.readUInt32BE(0);
+      height = data.readUInt32BE(4);
+      const [depth, colorType, , , interlace] = [data[8]!, data[9]!, data[10]!, data[11]!, data[12]!];
+      assert.equal(depth, 8, 'PNG bit depth 8');
+      assert.equal(interlace, 0, 'PNG not interlaced');
+      channels = colorType === 2 ? 3 : colorType === 6 ? 4 : 0;
+      assert.ok(channels, `PNG colour type ${colorType} (only RGB and RGBA are handled)`);
+    } else if (type === 'IDAT') idat.push(data);
+    else if (type === 'IEND') break;
+    off += 12 + len;
+  }
+  const raw = inflateSync(Buffer.concat(idat));
+  const stride = width * channels;
+  assert.equal(raw.length, height * (stride + 1), 'PNG data length');
+  const px = new Uint8Array(height * stride);
+  for (let y = 0; y < height; y++) {
+    const filter = raw[y * (stride + 1)]!;
+    const src = y * (stride + 1) + 1;
+    const row = y * stride;
+    const prev = row - stride;
+    for (let i = 0; i < stride; i++) {
+      const a = i >= channels ? px[row + i - channels]! : 0;
+      const b = y > 0 ? px[prev + i]! : 0;
+      const c = y > 0 && i >= channels ? px[prev + i - channels]! : 0;
+      let pred: number;
+      if (filter === 0) pred = 0;
+      else if (filter === 1) pred = a;
+      else if (filter === 2) pred = b;
+      else if (filter === 3) pred = (a + b) >> 1;
+      else if (filter === 4) {
+        const p = a + b - c;
+        const pa = Math.abs(p - a);
+        const pb = Math.abs(p - b);
+        const pc = Math.abs(p - c);
+        pred = pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+      } else throw new Error(`PNG row ${y}: unknown filter ${filter}`);
+      px[row + i] = (raw[src + i]! + pred) & 0xff;
+    }
+  }
+  return { width, height, channels, pixels: px };
+}
+
+function countColor(png: Png, hex: string, tolerance = 6): number {
+  const [r, g, b] = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16)) as [number, number, number];
+  let n = 0;
+  for (let i = 0; i < png.pixels.length; i += png.channels) {
+    if (Math.abs(png.pixels[i]! - r) <= tolerance && Math.abs(png.pixels[i + 1]! - g) <= tolerance && Math.abs(png.pixels[i + 2]! - b) <= tolerance) n++;
+  }
+  return n;
+}
+
+function chromium(args: string[], timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    // Own process group, so a hung browser and its helpers can be killed together.
+    const child = spawn(CHROMIUM, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
+      reject(new Error(`chromium timed out after ${timeoutMs / 1000} s\n${stderr.slice(-2000)}`));
+    }, timeoutMs);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+function browserArgs(dir: string, profileName: string): string[] {
+  return [
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    `--user-data-dir=${join(dir, profileName)}`,
+    '--hide-scrollbars',
+    '--window-size=1280,2400',
+    // finish raster before capturing: without it a tile of the page can come out blank
+    '--run-all-compositor-stages-before-draw',
+  ];
+}
+
+describe('report html: headless Chromium', () => {
+  it('paints every chart (screenshot pixels) and keeps the SVGs in the DOM', async (t) => {
+    if (!existsSync(CHROMIUM)) {
+      if (process.env.CI) assert.fail(`${CHROMIUM} is missing: CI must install it (scripts/setup.sh runs apt-get install chromium as root)`);
+      t.skip(`${CHROMIUM} not installed (run scripts/setup.sh as root); the HTML-report browser check is skipped`);
+      return;
+    }
+    const dir = mkdtempSync(join(tmpdir(), 'modelpress-report-html-'));
+    try {
+      const html = renderReportHtml(fullReport());
+      const page = join(dir, 'report.html');
+      const shot = join(dir, 'shot.png');
+      writeFileSync(page, html);
+
+      const run = await chromium([...browserArgs(dir, 'profile-shot'), `--screenshot=${shot}`, `file://${page}`]);
+      assert.ok(existsSync(shot), `chromium wrote no screenshot (exit ${run.code})\n${run.stderr.slice(-2000)}`);
+      const png = decodePng(readFileSync(shot));
+      assert.equal(png.width, 1280);
+      assert.equal(png.height, 2400);
+      const painted: Record<string, number> = {};
+      for (const [name, hex] of Object.entries(CHART_COLORS)) painted[name] = countColor(png, hex);
+      for (const [name, n] of Object.entries(painted)) {
+        assert.ok(n >= 300, `chart colour ${name} (${CHART_COLORS[name as keyof typeof CHART_COLORS]}) painted on ${n} pixels, want ≥ 300; all: ${JSON.stringify(painted)}`);
+      }
+
+      const dom = await chromium([...browserArgs(dir, 'profile-dom'), '--dump-dom', `file://${page}`]);
+      assert.equal(dom.code, 0, `chromium --dump-dom failed\n${dom.stderr.slice(-2000)}`);
+      assert.equal(count(dom.stdout, /<svg[\s>]/g), count(html, /<svg[\s>]/g), 'every svg made it into the DOM');
+      assert.deepEqual(chartsIn(dom.stdout), chartsIn(html));
+      assert.ok(count(dom.stdout, /<rect[\s>]/g) > 50, 'bars are in the DOM');
+      assert.doesNotMatch(dom.stdout, /<script/i);
+
+      const keep = process.env.MODELPRESS_KEEP_REPORT_SAMPLE;
+      if (keep) {
+        // for humans: look at what the report looks like
+        mkdirSync(keep, { recursive: true });
+        copyFileSync(page, join(keep, 'report-sample.html'));
+        copyFileSync(shot, join(keep, 'report-sample.png'));
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
