@@ -40,7 +40,8 @@ describe('modelpress CLI', () => {
   it('compress writes a model that runs, and a report with per-step metrics', async () => {
     const out = join(dir, 'fmnist.fp16.onnx');
     const report = join(dir, 'report.json');
-    const r = cli('compress', MODELS.fmnist, '--recipe', join(ROOT, 'recipes/fp16.json'), '--out', out, '--report', report, '--data', FMNIST.inputs, '--max-samples', '64');
+    const html = join(dir, 'report.html');
+    const r = cli('compress', MODELS.fmnist, '--recipe', join(ROOT, 'recipes/fp16.json'), '--out', out, '--report', report, '--report-html', html, '--data', FMNIST.inputs, '--max-samples', '64');
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /\[1\/1\] convert\.fp16/);
     assert.match(r.stdout, /0\.5\d\d×/);
@@ -51,6 +52,9 @@ describe('modelpress CLI', () => {
     for (const k of ['sizeBytes', 'params', 'durationMs', 'changes', 'fidelity']) assert.ok(k in rep.steps[0], k);
     assert.ok(rep.steps[0].fidelity.logits.sqnrDb > 30);
     assert.ok(rep.environment.onnxruntime);
+    assert.deepEqual(rep.steps[0].latency.map((l: { batch: number }) => l.batch), [1, 8, 16], 'latency after the step at batch 1/8/16');
+    const page = readFileSync(html, 'utf8');
+    for (const chart of ['size', 'latency', 'latency-absolute']) assert.match(page, new RegExp(`data-chart="${chart}"`));
     const res = await runOnce(readFileSync(out), { input: new ort.Tensor('float32', new Float32Array(784), [1, 1, 28, 28]) });
     assert.deepEqual(res.logits!.dims, [1, 10]);
   });

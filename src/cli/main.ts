@@ -3,7 +3,8 @@
 // Exit codes: 0 ok, 2 bad usage or bad input, 1 internal error.
 import { mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { dirname, resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
+import { renderReportHtml } from '../report/html.js';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { InvalidInputError, toModelpressError } from '../errors.js';
 import { formatBytes, formatSummary, summarizeModel } from '../onnx/inspect.js';
@@ -22,7 +23,7 @@ const USAGE = `modelpress — compress ONNX models for deployment
 
 usage:
   modelpress inspect <model.onnx> [--json]
-  modelpress compress <model.onnx> --recipe <recipe.json> --out <out.onnx> [--report <report.json>]
+  modelpress compress <model.onnx> --recipe <recipe.json> --out <out.onnx> [--report <report.json>] [--report-html <report.html>]
                       [--data <inputs.npz>] [--max-samples N] [--batch N]
                       [--shape name=d0,d1,...]... [--dim name=N]... [--value name=X]... [--quiet]
   modelpress bench <model.onnx> [<candidate.onnx>] [--batch 1,8,16] [--warmup 10] [--runs 32]
@@ -108,6 +109,7 @@ async function cmdCompress(argv: string[]): Promise<void> {
     recipe: { type: 'string' },
     out: { type: 'string', short: 'o' },
     report: { type: 'string' },
+    'report-html': { type: 'string' },
     data: { type: 'string' },
     'max-samples': { type: 'string' },
     batch: { type: 'string' },
@@ -141,6 +143,7 @@ async function cmdCompress(argv: string[]): Promise<void> {
   try {
     const result = await runPipeline(bytes, {
       recipe,
+      inputName: basename(modelPath),
       signal: controller.signal,
       ...(samples ? { samples } : {}),
       synthetic,
@@ -153,6 +156,7 @@ async function cmdCompress(argv: string[]): Promise<void> {
     });
     writeFile(values.out as string, result.bytes);
     if (values.report) writeFile(values.report as string, `${toJson(result.report)}\n`);
+    if (values['report-html']) writeFile(values['report-html'] as string, renderReportHtml(result.report, { title: `modelpress: ${basename(modelPath)}` }));
     process.stdout.write(`${formatResult(result.report, values.out as string)}\n`);
   } finally {
     process.off('SIGINT', onSignal);
