@@ -41,13 +41,16 @@ describe('modelpress CLI', () => {
     const out = join(dir, 'fmnist.fp16.onnx');
     const report = join(dir, 'report.json');
     const html = join(dir, 'report.html');
-    const r = cli('compress', MODELS.fmnist, '--recipe', join(ROOT, 'recipes/fp16.json'), '--out', out, '--report', report, '--report-html', html, '--data', FMNIST.inputs, '--max-samples', '64');
+    const r = cli('compress', MODELS.fmnist, '--recipe', join(ROOT, 'recipes/fp16.json'), '--out', out, '--report', report, '--report-html', html, '--data', FMNIST.inputs, '--labels', FMNIST.labels, '--max-samples', '64');
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /\[1\/1\] convert\.fp16/);
     assert.match(r.stdout, /0\.5\d\d×/);
     const rep = JSON.parse(readFileSync(report, 'utf8'));
     assert.equal(rep.samples.source, 'data');
     assert.equal(rep.samples.items, 64);
+    assert.equal(rep.samples.labels, true);
+    assert.ok(rep.baseline.task.top1 > 0.8 && rep.steps[0].task.top1 > 0.8, 'accuracy before and after the step');
+    assert.match(r.stdout, /task: top1 0\.\d{4} → 0\.\d{4}/);
     assert.equal(rep.steps[0].pass, 'convert.fp16');
     for (const k of ['sizeBytes', 'params', 'durationMs', 'changes', 'fidelity']) assert.ok(k in rep.steps[0], k);
     assert.ok(rep.steps[0].fidelity.logits.sqnrDb > 30);

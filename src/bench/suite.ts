@@ -8,8 +8,7 @@ import { parseArgs } from 'node:util';
 import { decodeModel } from '../onnx/model-io.js';
 import { parseRecipe } from '../pipeline/recipe.js';
 import { runPipeline } from '../pipeline/pipeline.js';
-import { batchesFromArrays, readArraysFile } from '../data/samples.js';
-import { parseNpy } from '../data/npy.js';
+import { batchesFromArrays, readArraysFile, readLabelsFile } from '../data/samples.js';
 import { environment, toJson } from '../report/environment.js';
 import type { CompressionReport } from '../report/schema.js';
 import type { SyntheticInputOptions } from '../runtime/ort.js';
@@ -143,17 +142,19 @@ async function main(): Promise<void> {
           : { batchSizes: m.batchSizes, warmup: 10, runs: 32, rounds: 8 },
       });
       let samples;
+      let labels: ArrayLike<number | bigint> | undefined;
       if (m.data) {
         const model = decodeModel(bytes);
         const arrays = readArraysFile(join(ROOT, m.data.inputs), model);
         samples = [...batchesFromArrays(model, arrays, { batchSize: 100, maxSamples: values.quick ? 200 : m.data.maxSamples })];
-        parseNpy(readFileSync(join(ROOT, m.data.labels))); // labels are read by the evaluation step
+        labels = readLabelsFile(join(ROOT, m.data.labels));
       }
       process.stderr.write(`${m.id} × ${recipeId}\n`);
       const result = await runPipeline(bytes, {
         recipe,
         inputName: m.id,
         ...(samples ? { samples } : {}),
+        ...(labels ? { labels } : {}),
         ...(m.synthetic ? { synthetic: m.synthetic } : {}),
         onProgress: (p) => process.stderr.write(`  ${p.percent.toFixed(0)}% ${p.stepName}${p.message ? ` — ${p.message}` : ''}\r`),
       });

@@ -11,7 +11,9 @@ import { formatBytes, formatSummary, summarizeModel } from '../onnx/inspect.js';
 import { decodeModel } from '../onnx/model-io.js';
 import { parseRecipe } from '../pipeline/recipe.js';
 import { runPipeline, type PipelineReport } from '../pipeline/pipeline.js';
-import { batchesFromArrays, readArraysFile } from '../data/samples.js';
+import { batchesFromArrays, readArraysFile, readLabelsFile } from '../data/samples.js';
+import { evaluateModels } from '../eval/evaluate.js';
+import type { MetricName } from '../metrics/task.js';
 import { environment, toJson } from '../report/environment.js';
 import { benchmarkModel, compareModels, inputsForBatch } from '../measure/benchmark.js';
 import { formatProfile, profileModel } from '../measure/profile.js';
@@ -24,16 +26,20 @@ const USAGE = `modelpress — compress ONNX models for deployment
 usage:
   modelpress inspect <model.onnx> [--json]
   modelpress compress <model.onnx> --recipe <recipe.json> --out <out.onnx> [--report <report.json>] [--report-html <report.html>]
-                      [--data <inputs.npz>] [--max-samples N] [--batch N]
+                      [--data <inputs.npz>] [--labels <labels.npy>] [--max-samples N] [--batch N]
                       [--shape name=d0,d1,...]... [--dim name=N]... [--value name=X]... [--quiet]
   modelpress bench <model.onnx> [<candidate.onnx>] [--batch 1,8,16] [--warmup 10] [--runs 32]
                       [--threads N] [--rounds N] [--data inputs.npz] [--shape name=B,3,224,224]...
                       [--dim name=N]... [--value name=X]... [--json] [--out result.json]
                       [--profile [--depth 2] [--profile-batch 1]]
+  modelpress eval <reference.onnx> <candidate.onnx> --data <inputs> [--labels <labels>] [--batch N]
+                      [--max-samples N] [--metrics top1,top5,mae,rmse,obo,nmae] [--label-output name]
+                      [--ctc-blank 0] [--json]
   modelpress passes           list the passes a recipe can use
 
 options:
-  --data       representative inputs (.npz keyed by input name, or .npy for one-input models);
+  --data       representative inputs (.npz keyed by input name, .npy for one-input models, .json,
+               or an ONNX test-data directory of input_<i>.pb files);
                used for fidelity after each step and by data-driven passes
   --shape      fix an input's shape for synthetic inputs (e.g. --shape x=1,3,48,320);
                in bench, B marks the batch dim (e.g. --shape state=2,B,128)
@@ -111,6 +117,8 @@ async function cmdCompress(argv: string[]): Promise<void> {
     report: { type: 'string' },
     'report-html': { type: 'string' },
     data: { type: 'string' },
+    labels: { type: 'string' },
+    'label-output': { type: 'string' },
     'max-samples': { type: 'string' },
     batch: { type: 'string' },
     shape: { type: 'string', multiple: true },
@@ -119,6 +127,7 @@ async function cmdCompress(argv: string[]): Promise<void> {
     quiet: { type: 'boolean', short: 'q' },
   });
   if (positionals.length !== 1) throw new UsageError('compress takes exactly one model path');
+  if (values.labels && !values.data) throw new UsageError('--labels needs --data');
   if (!values.recipe) throw new UsageError('compress needs --recipe <recipe.json>');
   if (!values.out) throw new UsageError('compress needs --out <out.onnx>');
   // Everything is validated before any work starts.
@@ -134,6 +143,7 @@ async function cmdCompress(argv: string[]): Promise<void> {
     const maxSamples = positiveInt(values['max-samples'], '--max-samples', recipe.evaluate.maxSamples);
     samples = [...batchesFromArrays(model, arrays, { batchSize, maxSamples }, values.data as string)];
   }
+  const labels = values.labels ? readLabelsFile(values.labels as string) : undefined;
   const controller = new AbortController();
   const onSignal = () => controller.abort();
   process.once('SIGINT', onSignal);
@@ -146,6 +156,8 @@ async function cmdCompress(argv: string[]): Promise<void> {
       inputName: basename(modelPath),
       signal: controller.signal,
       ...(samples ? { samples } : {}),
+      ...(labels ? { labels } : {}),
+      ...(values['label-output'] ? { labelOutput: values['label-output'] as string } : {}),
       synthetic,
       onProgress: (p) => {
         if (quiet) return;
@@ -177,6 +189,10 @@ function formatResult(r: PipelineReport, out: string): string {
     for (const l of s.latency ?? []) {
       lines.push(`    batch ${l.batch}: latency ${l.ratio.toFixed(3)}× the original (spread ${l.low.toFixed(3)}–${l.high.toFixed(3)}) → ${l.verdict}`);
     }
+  }
+  const task = r.final.task;
+  if (task && r.baseline.task) {
+    lines.push(`  task: ${Object.keys(task).map((k) => `${k} ${fmtMetric(r.baseline.task![k]!)} → ${fmtMetric(task[k]!)}`).join(', ')}`);
   }
   lines.push(`  fidelity measured on ${r.samples.items} ${r.samples.source} input(s)`);
   for (const w of r.warnings) lines.push(`  warning: ${w}`);
@@ -272,6 +288,58 @@ async function cmdBench(argv: string[]): Promise<void> {
   process.stdout.write(values.json ? `${toJson(results)}\n` : `${lines.join('\n\n')}\n`);
 }
 
+const fmtMetric = (x: number) => (Number.isFinite(x) ? x.toFixed(4) : String(x));
+
+async function cmdEval(argv: string[]): Promise<void> {
+  const { values, positionals } = parse(argv, {
+    data: { type: 'string' },
+    labels: { type: 'string' },
+    batch: { type: 'string' },
+    'max-samples': { type: 'string' },
+    metrics: { type: 'string' },
+    'label-output': { type: 'string' },
+    'ctc-blank': { type: 'string' },
+    json: { type: 'boolean' },
+    quiet: { type: 'boolean', short: 'q' },
+  });
+  if (positionals.length !== 2) throw new UsageError('eval takes a reference and a candidate model');
+  if (!values.data) throw new UsageError('eval needs --data <inputs>');
+  const [refBytes, candBytes] = positionals.map((p) => readBytes(p, 'model')) as [Uint8Array, Uint8Array];
+  const reference = decodeModel(refBytes);
+  decodeModel(candBytes);
+  const arrays = readArraysFile(values.data as string, reference);
+  const batchSize = positiveInt(values.batch, '--batch', 64);
+  const maxSamples = values['max-samples'] === undefined ? undefined : positiveInt(values['max-samples'], '--max-samples', 1);
+  const batches = [...batchesFromArrays(reference, arrays, { batchSize, ...(maxSamples ? { maxSamples } : {}) }, values.data as string)];
+  const labels = values.labels ? readLabelsFile(values.labels as string) : undefined;
+  const metrics = values.metrics ? (String(values.metrics).split(',').map((m) => m.trim()) as MetricName[]) : undefined;
+  const result = await evaluateModels(refBytes, candBytes, batches, {
+    ...(labels ? { labels } : {}),
+    ...(metrics ? { metrics } : {}),
+    ...(values['label-output'] ? { labelOutput: values['label-output'] as string } : {}),
+    ctcBlank: nonNegativeInt(values['ctc-blank'], '--ctc-blank', 0),
+    onProgress: (done, total) => {
+      if (!values.quiet) process.stderr.write(`evaluated ${done}/${total}\n`);
+    },
+  });
+  if (values.json) {
+    process.stdout.write(`${toJson(result)}\n`);
+    return;
+  }
+  const lines = [`${result.samples} samples`];
+  for (const [name, f] of Object.entries(result.fidelity)) {
+    lines.push(
+      `  ${name}: SQNR ${fmtMetric(f.sqnrDb)} dB, cosine ${f.cosine.toFixed(6)}, max |err| ${f.maxAbsError.toExponential(2)}, mean |err| ${f.meanAbsError.toExponential(2)}` +
+        (f.top1Agreement !== undefined ? `, top-1 agreement ${(f.top1Agreement * 100).toFixed(2)}%` : '') +
+        (f.sequenceAgreement !== undefined ? `, sequence agreement ${(f.sequenceAgreement * 100).toFixed(2)}%` : ''),
+    );
+  }
+  if (result.task) {
+    lines.push(`  task (${result.task.output}): ${Object.keys(result.task.candidate).map((k) => `${k} ${fmtMetric(result.task!.reference[k]!)} → ${fmtMetric(result.task!.candidate[k]!)}`).join(', ')}`);
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
 function cmdPasses(): void {
   for (const def of Object.values(PASSES)) process.stdout.write(`${def.name.padEnd(20)} ${def.summary}\n`);
 }
@@ -288,6 +356,9 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       case 'bench':
         await cmdBench(rest);
+        return 0;
+      case 'eval':
+        await cmdEval(rest);
         return 0;
       case 'passes':
         cmdPasses();

@@ -1,5 +1,9 @@
 // Model inputs from user data: arrays keyed by input name, sliced into batches along axis 0.
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fromBinary } from '@bufbuild/protobuf';
+import { TensorProtoSchema } from 'onnx-buf';
+import { readTensor } from '../onnx/tensor-data.js';
 import { InvalidInputError } from '../errors.js';
 import { DataType as DT, ORT_TYPE_OF, dtypeName } from '../onnx/dtypes.js';
 import type { Model } from '../onnx/ir.js';
@@ -21,13 +25,116 @@ const NPY_TO_ONNX: Record<string, DT> = {
   bool: DT.BOOL,
 };
 
-/** Reads an .npz (name → array) or, for single-input models, an .npy file. */
+const ONNX_TO_NPY = Object.fromEntries(Object.entries(NPY_TO_ONNX).map(([k, v]) => [v, k])) as Record<number, NpyArray['dtype']>;
+
+/** The ONNX test-data layout: a directory of input_<i>.pb TensorProtos (or of test_data_set_* such dirs). */
+function readPbDirectory(dir: string, model?: Model): Map<string, NpyArray> {
+  const sets = readdirSync(dir)
+    .filter((f) => f.startsWith('test_data_set_'))
+    .sort()
+    .map((f) => join(dir, f));
+  const dirs = sets.length > 0 ? sets : [dir];
+  const inputs = model ? modelInputs(model) : [];
+  const parts = new Map<string, NpyArray[]>();
+  for (const d of dirs) {
+    const files = readdirSync(d)
+      .filter((f) => /^input_\d+\.pb$/.test(f))
+      .sort((a, b) => Number(a.match(/\d+/)![0]) - Number(b.match(/\d+/)![0]));
+    if (files.length === 0) throw new InvalidInputError(`'${d}' has no input_<i>.pb files`);
+    files.forEach((f, i) => {
+      let t;
+      try {
+        t = fromBinary(TensorProtoSchema, readFileSync(join(d, f)));
+      } catch (err) {
+        throw new InvalidInputError(`'${join(d, f)}' is not a TensorProto: ${(err as Error).message}`);
+      }
+      const { dtype, dims, data } = readTensor(t);
+      const name = t.name || inputs[i]?.name || `input_${i}`;
+      const npyType = ONNX_TO_NPY[dtype];
+      if (!npyType) throw new InvalidInputError(`'${join(d, f)}': unsupported element type ${dtypeName(dtype)}`);
+      if (!parts.has(name)) parts.set(name, []);
+      parts.get(name)!.push({ dtype: npyType, shape: dims, data });
+    });
+  }
+  return new Map([...parts].map(([name, arrs]) => [name, concatAxis0(arrs, name)]));
+}
+
+function concatAxis0(arrs: NpyArray[], name: string): NpyArray {
+  if (arrs.length === 1) return arrs[0]!;
+  const first = arrs[0]!;
+  const tail = JSON.stringify(first.shape.slice(1));
+  if (arrs.some((a) => a.dtype !== first.dtype || JSON.stringify(a.shape.slice(1)) !== tail)) {
+    throw new InvalidInputError(`input '${name}': test data sets differ in dtype or shape beyond axis 0`);
+  }
+  const total = arrs.reduce((s, a) => s + a.data.length, 0);
+  const data = new (first.data.constructor as new (n: number) => NpyArray['data'])(total);
+  let off = 0;
+  for (const a of arrs) {
+    (data as Float32Array).set(a.data as Float32Array, off);
+    off += a.data.length;
+  }
+  return { dtype: first.dtype, shape: [arrs.reduce((s, a) => s + (a.shape[0] ?? 1), 0), ...first.shape.slice(1)], data };
+}
+
+/** JSON: `{ "<name>": nested arrays | {dtype, shape, data} }`; bare nested arrays default to float32. */
+function readJsonArrays(text: string, path: string): Map<string, NpyArray> {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw new InvalidInputError(`'${path}' is not valid JSON: ${(err as Error).message}`);
+  }
+  if (Array.isArray(doc)) doc = { labels: doc };
+  if (!doc || typeof doc !== 'object') throw new InvalidInputError(`'${path}': expected an object of arrays`);
+  const out = new Map<string, NpyArray>();
+  for (const [name, v] of Object.entries(doc as Record<string, unknown>)) {
+    const spec: { dtype?: string; shape?: number[]; data?: unknown[] } = Array.isArray(v) ? { dtype: 'float32', data: v } : (v as object);
+    const flat = (spec.data ?? []).flat(Infinity) as number[];
+    const shape = spec.shape ?? shapeOfNested(spec.data ?? []);
+    const dtype = (spec.dtype ?? 'float32') as NpyArray['dtype'];
+    const onnx = NPY_TO_ONNX[dtype];
+    const Ctor = onnx !== undefined ? ARRAY_OF[dtype] : undefined;
+    if (!Ctor) throw new InvalidInputError(`'${path}': '${name}' has unsupported dtype '${dtype}'`);
+    if (flat.length !== shape.reduce((a, b) => a * b, 1)) throw new InvalidInputError(`'${path}': '${name}' has ${flat.length} values for shape [${shape.join(',')}]`);
+    const data = Ctor === BigInt64Array ? BigInt64Array.from(flat, (x) => BigInt(x)) : (Ctor as Float32ArrayConstructor).from(flat as number[]);
+    out.set(name, { dtype, shape, data });
+  }
+  return out;
+}
+
+const ARRAY_OF: Partial<Record<NpyArray['dtype'], unknown>> = {
+  float32: Float32Array,
+  float64: Float64Array,
+  int8: Int8Array,
+  uint8: Uint8Array,
+  int32: Int32Array,
+  int64: BigInt64Array,
+  bool: Uint8Array,
+};
+
+function shapeOfNested(v: unknown): number[] {
+  const shape: number[] = [];
+  let cur = v;
+  while (Array.isArray(cur)) {
+    shape.push(cur.length);
+    cur = cur[0];
+  }
+  return shape;
+}
+
+/** Reads an .npz (name → array), an .npy (one-input models), a .json, or an ONNX .pb test-data directory. */
 export function readArraysFile(path: string, model?: Model): Map<string, NpyArray> {
+  if (existsSync(path) && statSync(path).isDirectory()) return readPbDirectory(path, model);
   let buf: Uint8Array;
   try {
     buf = readFileSync(path);
   } catch (err) {
     throw new InvalidInputError(`cannot read data file '${path}': ${(err as Error).message}`);
+  }
+  if (path.endsWith('.json')) return readJsonArrays(new TextDecoder().decode(buf), path);
+  if (path.endsWith('.pb')) {
+    const { dtype, dims, data } = readTensor(fromBinary(TensorProtoSchema, buf));
+    return new Map([['labels', { dtype: ONNX_TO_NPY[dtype]!, shape: dims, data }]]);
   }
   if (isNpy(buf)) {
     const inputs = model ? modelInputs(model) : [];
@@ -91,4 +198,21 @@ export function sliceAxis0(arr: NpyArray, start: number, end: number): ort.Tenso
   const data = arr.data.subarray(start * row, end * row);
   const type = arr.dtype === 'float16' ? 'float16' : ORT_TYPE_OF[NPY_TO_ONNX[arr.dtype]!]!;
   return new ort.Tensor(type as 'float32', data as Float32Array, [end - start, ...arr.shape.slice(1)]);
+}
+
+/** Labels: one array (npy, one-entry npz, .pb, or JSON `{"labels": [...]}` / a bare array), one per sample. */
+export function readLabelsFile(path: string): ArrayLike<number | bigint> {
+  let arrays: Map<string, NpyArray>;
+  if (path.endsWith('.npy')) {
+    let buf: Uint8Array;
+    try {
+      buf = readFileSync(path);
+    } catch (err) {
+      throw new InvalidInputError(`cannot read labels '${path}': ${(err as Error).message}`);
+    }
+    arrays = new Map([['labels', parseNpy(buf, path)]]);
+  } else arrays = readArraysFile(path);
+  if (arrays.size !== 1) throw new InvalidInputError(`'${path}': expected one labels array, found ${arrays.size} (${[...arrays.keys()].join(', ')})`);
+  const arr = [...arrays.values()][0]!;
+  return arr.data as ArrayLike<number | bigint>;
 }

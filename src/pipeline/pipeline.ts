@@ -6,12 +6,12 @@ import { countParameters } from '../onnx/constants.js';
 import type { Model } from '../onnx/ir.js';
 import { decodeModel, encodeModel } from '../onnx/model-io.js';
 import { verifyModel } from '../onnx/verify.js';
-import { FidelityAccumulator, type Fidelity } from '../metrics/fidelity.js';
-import { createSession, syntheticInputs, tensorToFloat32, type Feeds, type SyntheticInputOptions } from '../runtime/ort.js';
+import { syntheticInputs, type Feeds, type SyntheticInputOptions } from '../runtime/ort.js';
 import { environment } from '../report/environment.js';
 import type { CompressionReport, LatencyStats, StageMetrics, StepReport } from '../report/schema.js';
 import { benchmarkModel, compareModels, inputsForBatch, type BenchmarkOptions } from '../measure/benchmark.js';
 import { estimateMacs } from '../measure/macs.js';
+import { evaluateModels } from '../eval/evaluate.js';
 import { profileModel } from '../measure/profile.js';
 import type { ProfileReport } from '../report/schema.js';
 import { PASSES } from '../passes/index.js';
@@ -37,6 +37,10 @@ export interface PipelineOptions {
   samples?: Feeds[];
   /** How to shape synthetic inputs (dynamic dims, fixed values). */
   synthetic?: SyntheticInputOptions;
+  /** One label per sample (in sample order): task metrics for every stage. */
+  labels?: ArrayLike<number | bigint>;
+  /** The output the labels refer to (default: the first output). */
+  labelOutput?: string;
   /** A name for the input model in the report (e.g. its file name). */
   inputName?: string;
 }
@@ -56,35 +60,6 @@ function countNodes(model: Model): number {
 }
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-
-/** Runs the model on every sample and returns its outputs as Float32Arrays, in sample order. */
-async function runOutputs(bytes: Uint8Array, samples: Feeds[], signal?: AbortSignal): Promise<Map<string, Float32Array>[]> {
-  const session = await createSession(bytes);
-  try {
-    const outs: Map<string, Float32Array>[] = [];
-    for (const feeds of samples) {
-      throwIfAborted(signal);
-      const res = await session.run(feeds);
-      outs.push(new Map(Object.entries(res).map(([k, t]) => [k, tensorToFloat32(t)])));
-    }
-    return outs;
-  } finally {
-    await session.release();
-  }
-}
-
-function compare(reference: Map<string, Float32Array>[], candidate: Map<string, Float32Array>[]): Record<string, Fidelity> {
-  const acc = new Map<string, FidelityAccumulator>();
-  reference.forEach((ref, i) => {
-    for (const [name, r] of ref) {
-      const c = candidate[i]!.get(name);
-      if (!c) continue;
-      if (!acc.has(name)) acc.set(name, new FidelityAccumulator());
-      acc.get(name)!.add(r, c);
-    }
-  });
-  return Object.fromEntries([...acc].map(([k, a]) => [k, a.result()]));
-}
 
 export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions): Promise<PipelineResult> {
   const started = Date.now();
@@ -118,14 +93,22 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
   };
 
   report({ step: 0, stepName: 'baseline', fraction: 0, message: 'running the original model' });
-  const reference = await runOutputs(inputBytes, samples, signal);
+  const evaluateStage = (candidate: Uint8Array) =>
+    evaluateModels(inputBytes, candidate, samples, {
+      source: synthetic ? 'synthetic' : 'data',
+      ...(opts.labels ? { labels: opts.labels } : {}),
+      ...(opts.labelOutput ? { labelOutput: opts.labelOutput } : {}),
+      ...(signal ? { signal } : {}),
+    });
+  const baselineEval = await evaluateStage(inputBytes);
   const macsOf = (m: Model) => estimateMacs(m, inputsForBatch(m, 1, benchOptions)).catch(() => null);
   const baseline: StageMetrics & { latencyAbsolute?: LatencyStats[] } = {
     sizeBytes: inputBytes.length,
     params: countParameters(model),
     nodes: countNodes(model),
     macs: await macsOf(model),
-    fidelity: compare(reference, reference),
+    fidelity: baselineEval.fidelity,
+    ...(baselineEval.task ? { task: baselineEval.task.reference } : {}),
   };
   if (bench.enabled) {
     report({ step: 0, stepName: 'baseline', fraction: 0.5, message: 'timing the original model' });
@@ -170,9 +153,9 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
     }
     const durationMs = Date.now() - t0;
     at(0.75, 'measuring fidelity');
-    let fidelity: StageMetrics['fidelity'];
+    let evaluation: Awaited<ReturnType<typeof evaluateStage>>;
     try {
-      fidelity = compare(reference, await runOutputs(bytes, samples, signal));
+      evaluation = await evaluateStage(bytes);
     } catch (err) {
       if (err instanceof ModelpressError && err.code === 'canceled') throw err;
       throw new PassFailedError(step.pass, `the rewritten model does not run in onnxruntime: ${(err as Error).message}`, { cause: err });
@@ -187,7 +170,8 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
       nodes: countNodes(model),
       macs: await macsOf(model),
       changes: changes.toJSON(),
-      fidelity,
+      fidelity: evaluation.fidelity,
+      ...(evaluation.task ? { task: evaluation.task.candidate } : {}),
     };
     if (bench.enabled) {
       at(0.8, 'timing against the original, side by side');
@@ -217,7 +201,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
         source: synthetic ? 'synthetic' : 'data',
         batches: samples.length,
         items: samples.reduce((s, f) => s + (Object.values(f)[0]?.dims[0] ?? 1), 0),
-        labels: false,
+        labels: !!opts.labels,
       },
       baseline,
       steps: stepReports,
@@ -228,6 +212,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
         macs: finalStage.macs,
         ...(finalStage.latency ? { latency: finalStage.latency } : {}),
         fidelity: finalStage === baseline ? baselineStage.fidelity : finalStage.fidelity,
+        ...(finalStage.task ? { task: finalStage.task } : {}),
         sha256: sha256(bytes),
         sizeRatio: bytes.length / inputBytes.length,
         paramsRatio: baseline.params ? finalStage.params / baseline.params : 1,

@@ -1,0 +1,106 @@
+// Candidate vs reference on the same inputs, batch by batch: fidelity on every output, top-1 and
+// CTC-sequence agreement where outputs look like classes or sequences, task metrics against labels.
+import { InvalidInputError, throwIfAborted } from '../errors.js';
+import { FidelityAccumulator } from '../metrics/fidelity.js';
+import { AgreementAccumulator, METRIC_NAMES, TaskAccumulator, type MetricName } from '../metrics/task.js';
+import type { EvaluationResult } from '../report/schema.js';
+import { createSession, tensorToFloat32, type Feeds } from '../runtime/ort.js';
+
+export interface EvaluateOptions {
+  /** One label per sample, in sample order (integer classes or float targets). */
+  labels?: ArrayLike<number | bigint>;
+  /** Default: top1, top5 for integer labels; mae, rmse for float labels. */
+  metrics?: MetricName[];
+  /** The output the labels refer to (default: the first). */
+  labelOutput?: string;
+  /** Blank index for greedy CTC decoding of [N, T, C] outputs. */
+  ctcBlank?: number;
+  source?: 'data' | 'synthetic';
+  signal?: AbortSignal;
+  onProgress?: (done: number, total: number) => void;
+}
+
+function defaultMetrics(labels: ArrayLike<number | bigint>): MetricName[] {
+  const ints = labels instanceof BigInt64Array || labels instanceof Int32Array || Array.from(labels as ArrayLike<number>).slice(0, 100).every((x) => Number.isInteger(Number(x)));
+  return ints ? ['top1', 'top5'] : ['mae', 'rmse'];
+}
+
+export async function evaluateModels(reference: Uint8Array, candidate: Uint8Array, batches: readonly Feeds[], opts: EvaluateOptions = {}): Promise<EvaluationResult> {
+  const metrics = opts.metrics ?? (opts.labels ? defaultMetrics(opts.labels) : []);
+  for (const m of metrics) if (!METRIC_NAMES.includes(m)) throw new InvalidInputError(`unknown metric '${m}'; known: ${METRIC_NAMES.join(', ')}`);
+  const total = batches.reduce((s, f) => s + (Object.values(f)[0]?.dims[0] ?? 1), 0);
+  if (opts.labels && opts.labels.length < total) {
+    throw new InvalidInputError(`${opts.labels.length} labels for ${total} samples`);
+  }
+  const refSession = await createSession(reference);
+  const candSession = await createSession(candidate);
+  const fidelity = new Map<string, FidelityAccumulator>();
+  const top1 = new Map<string, AgreementAccumulator>();
+  const seq = new Map<string, AgreementAccumulator>();
+  const taskRef = new TaskAccumulator(metrics);
+  const taskCand = new TaskAccumulator(metrics);
+  let labelOutput = opts.labelOutput;
+  let done = 0;
+  try {
+    for (const feeds of batches) {
+      throwIfAborted(opts.signal);
+      const ref = await refSession.run(feeds);
+      const cand = await candSession.run(feeds);
+      const rows = Object.values(feeds)[0]?.dims[0] ?? 1;
+      for (const [name, r] of Object.entries(ref)) {
+        const c = cand[name];
+        if (!c) continue;
+        const rv = tensorToFloat32(r);
+        const cv = tensorToFloat32(c);
+        if (!fidelity.has(name)) fidelity.set(name, new FidelityAccumulator());
+        fidelity.get(name)!.add(rv, cv);
+        const isFloat = r.type.startsWith('float');
+        if (isFloat && r.dims.length === 2 && r.dims[1]! > 1) {
+          if (!top1.has(name)) top1.set(name, new AgreementAccumulator());
+          top1.get(name)!.addTop1(rv, cv, r.dims[0]!);
+        }
+        if (isFloat && r.dims.length === 3 && r.dims[2]! > 1) {
+          if (!seq.has(name)) seq.set(name, new AgreementAccumulator());
+          seq.get(name)!.addSequences(rv, cv, r.dims, opts.ctcBlank ?? 0);
+        }
+      }
+      if (opts.labels && metrics.length > 0) {
+        labelOutput ??= Object.keys(ref)[0]!;
+        const r = ref[labelOutput];
+        const c = cand[labelOutput];
+        if (!r || !c) throw new InvalidInputError(`no output '${labelOutput}' to compare with the labels`);
+        const labels = sliceLabels(opts.labels, done, done + rows);
+        taskRef.add(tensorToFloat32(r), r.dims, labels);
+        taskCand.add(tensorToFloat32(c), c.dims, labels);
+      }
+      done += rows;
+      opts.onProgress?.(done, total);
+    }
+  } finally {
+    await refSession.release();
+    await candSession.release();
+  }
+  const result: EvaluationResult = {
+    samples: done,
+    source: opts.source ?? 'data',
+    fidelity: Object.fromEntries(
+      [...fidelity].map(([name, acc]) => [
+        name,
+        {
+          ...acc.result(),
+          ...(top1.has(name) ? { top1Agreement: top1.get(name)!.result() } : {}),
+          ...(seq.has(name) ? { sequenceAgreement: seq.get(name)!.result() } : {}),
+        },
+      ]),
+    ),
+  };
+  if (opts.labels && metrics.length > 0) {
+    result.task = { candidate: taskCand.result(), reference: taskRef.result(), output: labelOutput! };
+  }
+  return result;
+}
+
+function sliceLabels(labels: ArrayLike<number | bigint>, start: number, end: number): ArrayLike<number | bigint> {
+  const sub = (labels as { subarray?: (a: number, b: number) => ArrayLike<number | bigint> }).subarray;
+  return sub ? sub.call(labels, start, end) : Array.from(labels).slice(start, end);
+}
