@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { encodeNpy } from '../src/data/npy.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { toBinary } from '@bufbuild/protobuf';
@@ -9,7 +10,7 @@ import { TensorProtoSchema } from 'onnx-buf';
 import { fidelity } from '../src/metrics/fidelity.js';
 import { AgreementAccumulator, TaskAccumulator, ctcGreedyDecode, topKHits } from '../src/metrics/task.js';
 import { evaluateModels } from '../src/eval/evaluate.js';
-import { batchesFromArrays, readArraysFile, readLabelsFile } from '../src/data/samples.js';
+import { batchesFromArrays, openDataset, readArraysFile, readLabelsFile } from '../src/data/samples.js';
 import { decodeModel } from '../src/onnx/model-io.js';
 import { makeTensor } from '../src/onnx/tensor-data.js';
 import { DataType as DT } from '../src/onnx/dtypes.js';
@@ -129,5 +130,35 @@ describe('evaluation on real data', () => {
     const out = JSON.parse(r.stdout);
     assert.equal(out.task.candidate.top1, 0.927);
     assert.equal(out.fidelity.logits.sqnrDb, 'Infinity');
+  });
+
+  it('streams a large .npy with memory bounded by the batch, not the file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'modelpress-big-'));
+    const path = join(dir, 'big.npy');
+    const n = 40_000; // 40k × 784 float32 = 125 MB
+    const header = encodeNpy({ dtype: 'float32', shape: [n, 1, 28, 28], data: new Float32Array(0) });
+    const fd = openSync(path, 'w');
+    writeSync(fd, header);
+    const chunk = new Float32Array(1000 * 784).fill(0.25);
+    for (let i = 0; i < n / 1000; i++) writeSync(fd, new Uint8Array(chunk.buffer));
+    closeSync(fd);
+    try {
+      const model = decodeModel(readModel(MODELS.fmnist));
+      global.gc?.();
+      const before = process.memoryUsage().rss;
+      const ds = openDataset(path, model);
+      assert.equal(ds.samples, n);
+      let seen = 0;
+      let peak = before;
+      for (const feeds of ds.batches({ batchSize: 64 })) {
+        seen += feeds.input!.dims[0]!;
+        if (seen % 6400 === 0) peak = Math.max(peak, process.memoryUsage().rss);
+      }
+      assert.equal(seen, n);
+      const growth = peak - before;
+      assert.ok(growth < 60 * 1024 * 1024, `rss grew ${(growth / 2 ** 20).toFixed(0)} MiB for a 125 MB file`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

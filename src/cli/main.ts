@@ -11,7 +11,7 @@ import { formatBytes, formatSummary, summarizeModel } from '../onnx/inspect.js';
 import { decodeModel } from '../onnx/model-io.js';
 import { parseRecipe } from '../pipeline/recipe.js';
 import { runPipeline, type PipelineReport } from '../pipeline/pipeline.js';
-import { batchesFromArrays, readArraysFile, readLabelsFile } from '../data/samples.js';
+import { batchesFromArrays, openDataset, readArraysFile, readLabelsFile } from '../data/samples.js';
 import { evaluateModels } from '../eval/evaluate.js';
 import type { MetricName } from '../metrics/task.js';
 import { environment, toJson } from '../report/environment.js';
@@ -307,13 +307,14 @@ async function cmdEval(argv: string[]): Promise<void> {
   const [refBytes, candBytes] = positionals.map((p) => readBytes(p, 'model')) as [Uint8Array, Uint8Array];
   const reference = decodeModel(refBytes);
   decodeModel(candBytes);
-  const arrays = readArraysFile(values.data as string, reference);
+  const dataset = openDataset(values.data as string, reference);
   const batchSize = positiveInt(values.batch, '--batch', 64);
   const maxSamples = values['max-samples'] === undefined ? undefined : positiveInt(values['max-samples'], '--max-samples', 1);
-  const batches = [...batchesFromArrays(reference, arrays, { batchSize, ...(maxSamples ? { maxSamples } : {}) }, values.data as string)];
+  const batches = dataset.batches({ batchSize, ...(maxSamples ? { maxSamples } : {}) });
   const labels = values.labels ? readLabelsFile(values.labels as string) : undefined;
   const metrics = values.metrics ? (String(values.metrics).split(',').map((m) => m.trim()) as MetricName[]) : undefined;
   const result = await evaluateModels(refBytes, candBytes, batches, {
+    total: Math.min(dataset.samples, maxSamples ?? Infinity),
     ...(labels ? { labels } : {}),
     ...(metrics ? { metrics } : {}),
     ...(values['label-output'] ? { labelOutput: values['label-output'] as string } : {}),

@@ -33,7 +33,16 @@ export function isNpy(buf: Uint8Array): boolean {
   return MAGIC.every((b, i) => buf[i] === b);
 }
 
-export function parseNpy(buf: Uint8Array, label = 'npy'): NpyArray {
+export interface NpyHeader {
+  dtype: NpyDtype;
+  shape: number[];
+  /** Byte offset of the data after the header. */
+  dataOffset: number;
+  ctor: (typeof DESCR)[string]['ctor'];
+}
+
+/** Parses the header at the start of `buf` (the first few KiB of a file are enough). */
+export function parseNpyHeader(buf: Uint8Array, label = 'npy'): NpyHeader {
   if (!isNpy(buf)) throw new InvalidInputError(`${label}: not a .npy file (bad magic)`);
   const major = buf[6]!;
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
@@ -45,24 +54,27 @@ export function parseNpy(buf: Uint8Array, label = 'npy'): NpyArray {
   const shapeText = /'shape':\s*\(([^)]*)\)/.exec(header)?.[1];
   if (!descr || !fortran || shapeText === undefined) throw new InvalidInputError(`${label}: unreadable .npy header: ${header.trim()}`);
   if (fortran === 'True') throw new InvalidInputError(`${label}: Fortran-ordered arrays are not supported; save with np.ascontiguousarray`);
-  const order = descr[0];
-  if (order === '>') throw new InvalidInputError(`${label}: big-endian arrays are not supported`);
+  if (descr[0] === '>') throw new InvalidInputError(`${label}: big-endian arrays are not supported`);
   const info = DESCR[descr.slice(1)];
   if (!info) throw new InvalidInputError(`${label}: unsupported dtype '${descr}'`);
   const shape = shapeText
     .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s.length > 0)
+    .map((x) => x.trim())
+    .filter((x) => x.length > 0)
     .map(Number);
-  const count = shape.reduce((a, b) => a * b, 1);
-  const start = headerStart + headerLen;
-  const bytes = count * info.ctor.BYTES_PER_ELEMENT;
-  if (buf.length - start < bytes) {
-    throw new InvalidInputError(`${label}: truncated: ${buf.length - start} data bytes for ${info.dtype}[${shape.join(',')}] (${bytes} needed)`);
+  return { dtype: info.dtype, shape, dataOffset: headerStart + headerLen, ctor: info.ctor };
+}
+
+export function parseNpy(buf: Uint8Array, label = 'npy'): NpyArray {
+  const h = parseNpyHeader(buf, label);
+  const count = h.shape.reduce((a, b) => a * b, 1);
+  const bytes = count * h.ctor.BYTES_PER_ELEMENT;
+  if (buf.length - h.dataOffset < bytes) {
+    throw new InvalidInputError(`${label}: truncated: ${buf.length - h.dataOffset} data bytes for ${h.dtype}[${h.shape.join(',')}] (${bytes} needed)`);
   }
   const copy = new ArrayBuffer(bytes);
-  new Uint8Array(copy).set(buf.subarray(start, start + bytes));
-  return { dtype: info.dtype, shape, data: new info.ctor(copy, 0, count) };
+  new Uint8Array(copy).set(buf.subarray(h.dataOffset, h.dataOffset + bytes));
+  return { dtype: h.dtype, shape: h.shape, data: new h.ctor(copy, 0, count) };
 }
 
 export function encodeNpy(arr: NpyArray): Uint8Array {

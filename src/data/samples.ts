@@ -1,5 +1,5 @@
 // Model inputs from user data: arrays keyed by input name, sliced into batches along axis 0.
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fromBinary } from '@bufbuild/protobuf';
 import { TensorProtoSchema } from 'onnx-buf';
@@ -8,7 +8,7 @@ import { InvalidInputError } from '../errors.js';
 import { DataType as DT, ORT_TYPE_OF, dtypeName } from '../onnx/dtypes.js';
 import type { Model } from '../onnx/ir.js';
 import { ort, type Feeds } from '../runtime/ort.js';
-import { isNpy, parseNpy, parseNpz, type NpyArray } from './npy.js';
+import { isNpy, parseNpy, parseNpyHeader, parseNpz, type NpyArray } from './npy.js';
 
 const NPY_TO_ONNX: Record<string, DT> = {
   float32: DT.FLOAT,
@@ -215,4 +215,56 @@ export function readLabelsFile(path: string): ArrayLike<number | bigint> {
   if (arrays.size !== 1) throw new InvalidInputError(`'${path}': expected one labels array, found ${arrays.size} (${[...arrays.keys()].join(', ')})`);
   const arr = [...arrays.values()][0]!;
   return arr.data as ArrayLike<number | bigint>;
+}
+
+/** A dataset read batch by batch. */
+export interface Dataset {
+  samples: number;
+  batches(opts: BatchOptions): Generator<Feeds>;
+}
+
+/**
+ * Opens user data for streaming. A one-input model's .npy is read with positional reads, so memory
+ * is bounded by the batch, not the file; other formats are read whole (npz entries, .pb, JSON).
+ */
+export function openDataset(path: string, model: Model): Dataset {
+  const inputs = modelInputs(model);
+  if (path.endsWith('.npy') && inputs.length === 1) {
+    let fd: number;
+    try {
+      fd = openSync(path, 'r');
+    } catch (err) {
+      throw new InvalidInputError(`cannot read data file '${path}': ${(err as Error).message}`);
+    }
+    const head = new Uint8Array(Math.min(65536, fstatSync(fd).size));
+    readSync(fd, head, 0, head.length, 0);
+    const h = parseNpyHeader(head, path);
+    const input = inputs[0]!;
+    const probe: NpyArray = { dtype: h.dtype, shape: h.shape, data: new h.ctor(new ArrayBuffer(0), 0, 0) };
+    const samples = checkArraysForModel(model, new Map([[input.name, probe]]), path);
+    const row = h.shape.slice(1).reduce((a, b) => a * b, 1);
+    const rowBytes = row * h.ctor.BYTES_PER_ELEMENT;
+    if (fstatSync(fd).size < h.dataOffset + samples * rowBytes) throw new InvalidInputError(`${path}: truncated .npy file`);
+    return {
+      samples,
+      *batches(opts: BatchOptions) {
+        const total = Math.min(samples, opts.maxSamples ?? Infinity);
+        try {
+          for (let start = 0; start < total; start += opts.batchSize) {
+            const n = Math.min(opts.batchSize, total - start);
+            const buf = new ArrayBuffer(n * rowBytes);
+            readSync(fd, new Uint8Array(buf), 0, n * rowBytes, h.dataOffset + start * rowBytes);
+            yield { [input.name]: sliceAxis0({ dtype: h.dtype, shape: [n, ...h.shape.slice(1)], data: new h.ctor(buf, 0, n * row) }, 0, n) };
+          }
+        } finally {
+          closeSync(fd);
+        }
+      },
+    };
+  }
+  const arrays = readArraysFile(path, model);
+  return {
+    samples: checkArraysForModel(model, arrays, path),
+    batches: (opts: BatchOptions) => batchesFromArrays(model, arrays, opts, path),
+  };
 }

@@ -16,6 +16,8 @@ export interface EvaluateOptions {
   /** Blank index for greedy CTC decoding of [N, T, C] outputs. */
   ctcBlank?: number;
   source?: 'data' | 'synthetic';
+  /** Samples the batches hold, for progress (counted from the batches when they are an array). */
+  total?: number;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
 }
@@ -25,10 +27,10 @@ function defaultMetrics(labels: ArrayLike<number | bigint>): MetricName[] {
   return ints ? ['top1', 'top5'] : ['mae', 'rmse'];
 }
 
-export async function evaluateModels(reference: Uint8Array, candidate: Uint8Array, batches: readonly Feeds[], opts: EvaluateOptions = {}): Promise<EvaluationResult> {
+export async function evaluateModels(reference: Uint8Array, candidate: Uint8Array, batches: Iterable<Feeds>, opts: EvaluateOptions = {}): Promise<EvaluationResult> {
   const metrics = opts.metrics ?? (opts.labels ? defaultMetrics(opts.labels) : []);
   for (const m of metrics) if (!METRIC_NAMES.includes(m)) throw new InvalidInputError(`unknown metric '${m}'; known: ${METRIC_NAMES.join(', ')}`);
-  const total = batches.reduce((s, f) => s + (Object.values(f)[0]?.dims[0] ?? 1), 0);
+  const total = opts.total ?? (Array.isArray(batches) ? (batches as Feeds[]).reduce((s, f) => s + (Object.values(f)[0]?.dims[0] ?? 1), 0) : NaN);
   if (opts.labels && opts.labels.length < total) {
     throw new InvalidInputError(`${opts.labels.length} labels for ${total} samples`);
   }
@@ -69,6 +71,7 @@ export async function evaluateModels(reference: Uint8Array, candidate: Uint8Arra
         const r = ref[labelOutput];
         const c = cand[labelOutput];
         if (!r || !c) throw new InvalidInputError(`no output '${labelOutput}' to compare with the labels`);
+        if (opts.labels.length < done + rows) throw new InvalidInputError(`${opts.labels.length} labels for more samples than that`);
         const labels = sliceLabels(opts.labels, done, done + rows);
         taskRef.add(tensorToFloat32(r), r.dims, labels);
         taskCand.add(tensorToFloat32(c), c.dims, labels);
