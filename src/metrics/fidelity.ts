@@ -59,22 +59,3 @@ export class FidelityAccumulator {
     };
   }
 }
-
-/** argmax over the last axis of a [rows, classes] view. */
-export function argmaxRows(data: ArrayLike<number>, classes: number): Int32Array {
-  const rows = Math.floor(data.length / classes);
-  const out = new Int32Array(rows);
-  for (let r = 0; r < rows; r++) {
-    let best = 0;
-    let bestV = -Infinity;
-    for (let c = 0; c < classes; c++) {
-      const v = data[r * classes + c]!;
-      if (v > bestV) {
-        bestV = v;
-        best = c;
-      }
-    }
-    out[r] = best;
-  }
-  return out;
-}

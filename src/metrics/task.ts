@@ -129,6 +129,14 @@ export class AgreementAccumulator {
   }
 }
 
+/** argmax over the last axis of a [rows, classes] view. */
+export function argmaxRows(data: ArrayLike<number>, classes: number): Int32Array {
+  const rows = Math.floor(data.length / classes);
+  const out = new Int32Array(rows);
+  for (let r = 0; r < rows; r++) out[r] = argmaxAt(data, r * classes, classes);
+  return out;
+}
+
 function argmaxAt(data: ArrayLike<number>, offset: number, count: number): number {
   let best = 0;
   let bestV = -Infinity;
