@@ -13,10 +13,10 @@ import { argmaxRows } from '../src/metrics/task.js';
 import { createSession, runOnce, tensorToFloat32, type Feeds } from '../src/runtime/ort.js';
 import { parseNpy, parseNpz } from '../src/data/npy.js';
 import { batchesFromArrays } from '../src/data/samples.js';
-import { FMNIST, MODELS, REAL_MODELS, feedsFor, readModel } from './helpers.js';
+import { FMNIST, MODELS, REAL_MODELS, feedsFor, passContext, readModel } from './helpers.js';
 
 function ctxFor(feeds: Feeds[]): PassContext {
-  return { changes: new ChangeLog(), progress: () => {}, sampleInputs: async () => feeds, samplesAreSynthetic: true };
+  return passContext(feeds);
 }
 
 async function convert(path: string, feeds: Feeds, overrides: Record<string, unknown> = {}) {

@@ -1,6 +1,7 @@
 // Shared test helpers: fixture paths and an independent parameter counter.
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { ChangeLog as ChangeLogForTests } from '../src/pipeline/pass.js';
 import { fileURLToPath } from 'node:url';
 
 /** Repository root (tests run from dist/test, sources live in test/). */
@@ -151,4 +152,17 @@ export function feedsFor(name: string, model: Model, seed = 1): Feeds {
     for (let i = 0; i < d.length; i++) d[i] = 0.5 * Math.sin(i / 7) + (d[i]! - 0.5) * 0.1;
   }
   return feeds;
+}
+
+/** A pass context for tests: `samples` serve as calibration and evaluation data. */
+export function passContext(samples: import('../src/runtime/ort.js').Feeds[], opts: { synthetic?: boolean; labels?: ArrayLike<number | bigint> } = {}): import('../src/pipeline/pass.js').PassContext {
+  return {
+    changes: new ChangeLogForTests(),
+    progress: () => {},
+    sampleInputs: async () => samples,
+    evaluationInputs: async () => samples,
+    samplesAreSynthetic: opts.synthetic ?? true,
+    samplesAreCalibration: false,
+    ...(opts.labels ? { labels: opts.labels } : {}),
+  };
 }

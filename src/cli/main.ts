@@ -26,7 +26,7 @@ const USAGE = `modelpress — compress ONNX models for deployment
 usage:
   modelpress inspect <model.onnx> [--json]
   modelpress compress <model.onnx> --recipe <recipe.json> --out <out.onnx> [--report <report.json>] [--report-html <report.html>]
-                      [--data <inputs.npz>] [--labels <labels.npy>] [--max-samples N] [--batch N]
+                      [--data <inputs.npz>] [--calibration <inputs.npz>] [--labels <labels.npy>] [--max-samples N] [--batch N]
                       [--shape name=d0,d1,...]... [--dim name=N]... [--value name=X]... [--quiet]
   modelpress bench <model.onnx> [<candidate.onnx>] [--batch 1,8,16] [--warmup 10] [--runs 32]
                       [--threads N] [--rounds N] [--data inputs.npz] [--shape name=B,3,224,224]...
@@ -41,6 +41,8 @@ options:
   --data       representative inputs (.npz keyed by input name, .npy for one-input models, .json,
                or an ONNX test-data directory of input_<i>.pb files);
                used for fidelity after each step and by data-driven passes
+  --calibration  inputs for data-driven passes (quantization ranges, pruning recovery), same
+               formats; default: --data
   --shape      fix an input's shape for synthetic inputs (e.g. --shape x=1,3,48,320);
                in bench, B marks the batch dim (e.g. --shape state=2,B,128)
   --dim        give a symbolic dimension a size (e.g. --dim batch=8)
@@ -117,6 +119,7 @@ async function cmdCompress(argv: string[]): Promise<void> {
     report: { type: 'string' },
     'report-html': { type: 'string' },
     data: { type: 'string' },
+    calibration: { type: 'string' },
     labels: { type: 'string' },
     'label-output': { type: 'string' },
     'max-samples': { type: 'string' },
@@ -143,6 +146,14 @@ async function cmdCompress(argv: string[]): Promise<void> {
     const maxSamples = positiveInt(values['max-samples'], '--max-samples', recipe.evaluate.maxSamples);
     samples = [...batchesFromArrays(model, arrays, { batchSize, maxSamples }, values.data as string)];
   }
+  let calibration;
+  if (values.calibration) {
+    const model = decodeModel(bytes);
+    const arrays = readArraysFile(values.calibration as string, model);
+    const batchSize = positiveInt(values.batch, '--batch', recipe.evaluate.batchSize);
+    const maxSamples = positiveInt(values['max-samples'], '--max-samples', recipe.evaluate.maxSamples);
+    calibration = [...batchesFromArrays(model, arrays, { batchSize, maxSamples }, values.calibration as string)];
+  }
   const labels = values.labels ? readLabelsFile(values.labels as string) : undefined;
   const controller = new AbortController();
   const onSignal = () => controller.abort();
@@ -156,6 +167,7 @@ async function cmdCompress(argv: string[]): Promise<void> {
       inputName: basename(modelPath),
       signal: controller.signal,
       ...(samples ? { samples } : {}),
+      ...(calibration ? { calibration } : {}),
       ...(labels ? { labels } : {}),
       ...(values['label-output'] ? { labelOutput: values['label-output'] as string } : {}),
       synthetic,

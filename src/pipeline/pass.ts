@@ -67,11 +67,20 @@ export interface PassContext {
   progress(fraction: number, message?: string): void;
   changes: ChangeLog;
   /**
-   * Representative model inputs: the user's calibration/evaluation data when given, otherwise
-   * synthetic inputs (and then `samplesAreSynthetic` is true, which reports must say).
+   * Representative model inputs: the user's calibration data when given, else the evaluation
+   * data, else synthetic inputs (and then `samplesAreSynthetic` is true, which reports must say).
+   * Passes that calibrate (quantization ranges, pruning importance, least-squares recovery) use these.
    */
   sampleInputs(): Promise<Feeds[]>;
   samplesAreSynthetic: boolean;
+  /** True when `sampleInputs()` is the user's dedicated calibration set (not the evaluation data). */
+  samplesAreCalibration: boolean;
+  /** The evaluation data (or synthetic inputs), as the pipeline measures every step with. */
+  evaluationInputs(): Promise<Feeds[]>;
+  /** Labels for the evaluation inputs, one per item, when the user gave them. */
+  labels?: ArrayLike<number | bigint>;
+  /** The output the labels refer to. */
+  labelOutput?: string;
 }
 
 export interface PassDefinition<S extends TObject = TObject> {

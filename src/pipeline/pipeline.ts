@@ -35,6 +35,8 @@ export interface PipelineOptions {
   onProgress?: (p: PipelineProgress) => void;
   /** Representative inputs (user data). Without them, synthetic inputs are generated. */
   samples?: Feeds[];
+  /** Calibration inputs for passes that need data (quantization ranges, recovery); default: `samples`. */
+  calibration?: Feeds[];
   /** How to shape synthetic inputs (dynamic dims, fixed values). */
   synthetic?: SyntheticInputOptions;
   /** One label per sample (in sample order): task metrics for every stage. */
@@ -80,6 +82,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
   const samples: Feeds[] = synthetic
     ? [1, 2, 3, 4].map((seed) => syntheticInputs(model, { ...opts.synthetic, seed: (opts.synthetic?.seed ?? 0) + seed }))
     : opts.samples!;
+  const calibration = opts.calibration && opts.calibration.length > 0 ? opts.calibration : undefined;
   const warnings: string[] = [];
   if (synthetic) warnings.push('fidelity was measured on synthetic inputs: give representative data (--data) for numbers that mean something');
   const benchOptions: BenchmarkOptions = {
@@ -138,8 +141,12 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
         ...(signal ? { signal } : {}),
         changes,
         progress: (fraction, message) => at(Math.min(0.7, fraction * 0.7), message),
-        sampleInputs: async () => samples,
-        samplesAreSynthetic: synthetic,
+        sampleInputs: async () => calibration ?? samples,
+        samplesAreSynthetic: !calibration && synthetic,
+        samplesAreCalibration: !!calibration,
+        evaluationInputs: async () => samples,
+        ...(opts.labels ? { labels: opts.labels } : {}),
+        ...(opts.labelOutput ? { labelOutput: opts.labelOutput } : {}),
       });
       verifyModel(model, `model after step ${i + 1} (${step.pass})`);
       bytes = encodeModel(model);
@@ -202,6 +209,9 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
         batches: samples.length,
         items: samples.reduce((s, f) => s + (Object.values(f)[0]?.dims[0] ?? 1), 0),
         labels: !!opts.labels,
+        ...(calibration
+          ? { calibration: { batches: calibration.length, items: calibration.reduce((s, f) => s + (Object.values(f)[0]?.dims[0] ?? 1), 0) } }
+          : {}),
       },
       baseline,
       steps: stepReports,

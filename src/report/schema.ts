@@ -115,7 +115,7 @@ export interface CompressionReport {
   createdAt: string;
   recipe: unknown;
   input: { sha256: string; name?: string };
-  samples: { source: 'data' | 'synthetic'; batches: number; items: number; labels: boolean };
+  samples: { source: 'data' | 'synthetic'; batches: number; items: number; labels: boolean; calibration?: { batches: number; items: number } };
   baseline: StageMetrics & { latencyAbsolute?: LatencyStats[] };
   steps: StepReport[];
   final: StageMetrics & { sha256: string; sizeRatio: number; paramsRatio: number };
