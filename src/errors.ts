@@ -9,7 +9,15 @@ export type ErrorCode =
   | 'pass_failed' // a pass could not rewrite this model as configured
   | 'canceled'
   | 'timeout'
-  | 'internal';
+  | 'internal'
+  // service (HTTP API) codes
+  | 'unauthorized' // missing, malformed, unknown or revoked API key
+  | 'not_found' // no such resource for this owner (other owners' resources look absent too)
+  | 'conflict' // the resource is not in a state that allows this (e.g. artifact of an unfinished job)
+  | 'idempotency_mismatch' // Idempotency-Key reused with a different request
+  | 'rate_limited'
+  | 'payload_too_large'
+  | 'unavailable'; // a dependency (Postgres, Redis) is unreachable
 
 interface CodeInfo {
   httpStatus: number;
@@ -25,6 +33,13 @@ export const ERROR_CODES: Record<ErrorCode, CodeInfo> = {
   canceled: { httpStatus: 409, retryable: false },
   timeout: { httpStatus: 504, retryable: false },
   internal: { httpStatus: 500, retryable: true },
+  unauthorized: { httpStatus: 401, retryable: false },
+  not_found: { httpStatus: 404, retryable: false },
+  conflict: { httpStatus: 409, retryable: false },
+  idempotency_mismatch: { httpStatus: 422, retryable: false },
+  rate_limited: { httpStatus: 429, retryable: true },
+  payload_too_large: { httpStatus: 413, retryable: false },
+  unavailable: { httpStatus: 503, retryable: true },
 };
 
 export class ModelpressError extends Error {
@@ -101,6 +116,16 @@ export class CanceledError extends ModelpressError {
   constructor(message = 'canceled') {
     super('canceled', message);
     this.name = 'CanceledError';
+  }
+}
+
+/** Service errors: one class, the code decides the HTTP status; `retryAfterSec` becomes Retry-After. */
+export class ServiceError extends ModelpressError {
+  readonly retryAfterSec: number | undefined;
+  constructor(code: ErrorCode, message: string, options: { details?: unknown; cause?: unknown; retryAfterSec?: number } = {}) {
+    super(code, message, options);
+    this.name = 'ServiceError';
+    this.retryAfterSec = options.retryAfterSec;
   }
 }
 

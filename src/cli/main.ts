@@ -37,6 +37,13 @@ usage:
                       [--ctc-blank 0] [--json]
   modelpress passes           list the passes a recipe can use
 
+service (configured by env: DATABASE_URL, REDIS_URL, PORT, MODELPRESS_DATA_DIR, MAX_UPLOAD_BYTES,
+MAX_RECIPE_BYTES, JOB_TIMEOUT_MS, WORKER_CONCURRENCY, RATE_LIMIT_JOBS_PER_MINUTE, MAX_ACTIVE_JOBS_PER_OWNER):
+  modelpress serve            the HTTP API (docs at /docs)
+  modelpress worker           a job worker (run as many as needed)
+  modelpress migrate          apply the database migrations
+  modelpress keys create <name>   create an owner and an API key (printed as the last line)
+
 options:
   --data       representative inputs (.npz keyed by input name, .npy for one-input models, .json,
                or an ONNX test-data directory of input_<i>.pb files);
@@ -375,6 +382,18 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       case 'passes':
         cmdPasses();
+        return 0;
+      case 'serve':
+        await (await import('../service/commands.js')).cmdServe();
+        return 0;
+      case 'worker':
+        await (await import('../service/commands.js')).cmdWorker();
+        return 0;
+      case 'migrate':
+        await (await import('../service/commands.js')).cmdMigrate();
+        return 0;
+      case 'keys':
+        await (await import('../service/commands.js')).cmdKeys(rest);
         return 0;
       case undefined:
       case '-h':

@@ -1,0 +1,65 @@
+// The HTTP API. `buildApp` returns the Fastify instance (tests use app.inject); `serve` listens.
+import Fastify, { type FastifyInstance } from 'fastify';
+import multipart from '@fastify/multipart';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { ServiceConfig } from './config.js';
+import infra from './plugins/infra.js';
+import problems from './plugins/problems.js';
+import auth from './plugins/auth.js';
+import healthRoutes from './routes/health.js';
+import jobRoutes from './routes/jobs.js';
+import modelRoutes from './routes/models.js';
+
+export interface BuildOptions {
+  config: ServiceConfig;
+  logger?: boolean | object;
+}
+
+export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    bodyLimit: Math.max(opts.config.maxRecipeBytes + 4096, 1024 * 1024),
+    return503OnClosing: true,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array' } },
+  });
+  await app.register(problems);
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'modelpress', version: '0.1.0', description: 'Compress ONNX models: POST a model and a recipe, poll the job, download the result and its report.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'API key from `modelpress keys create <name>`' } } },
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  await app.register(infra, { config: opts.config });
+  await app.register(multipart, { limits: { fileSize: opts.config.maxUploadBytes } });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  await app.register(healthRoutes);
+  await app.register(
+    async (v1) => {
+      await v1.register(auth);
+      await v1.register(modelRoutes);
+      await v1.register(jobRoutes);
+    },
+    { prefix: '/v1' },
+  );
+  return app;
+}
+
+/** Runs the API until SIGTERM/SIGINT, then drains in-flight requests (bounded). */
+export async function serve(config: ServiceConfig): Promise<FastifyInstance> {
+  const app = await buildApp({ config, logger: { level: process.env.LOG_LEVEL ?? 'info' } });
+  await app.listen({ host: config.host, port: config.port });
+  const stop = (signal: string) => {
+    app.log.info(`${signal}: shutting down`);
+    const force = setTimeout(() => process.exit(1), config.shutdownTimeoutMs).unref();
+    app.close().then(() => {
+      clearTimeout(force);
+      process.exit(0);
+    });
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+  return app;
+}

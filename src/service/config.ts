@@ -1,0 +1,93 @@
+// Service configuration from the environment, validated once at start with every problem listed.
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { InvalidInputError } from '../errors.js';
+
+export interface ServiceConfig {
+  databaseUrl: string;
+  redisUrl: string;
+  host: string;
+  port: number;
+  /** Root of the local artifact/upload store. */
+  dataDir: string;
+  maxUploadBytes: number;
+  maxRecipeBytes: number;
+  /** Default (and maximum) wall time of one job. */
+  jobTimeoutMs: number;
+  workerConcurrency: number;
+  /** Job creations per owner per minute. */
+  rateLimitJobsPerMinute: number;
+  /** Queued + running jobs per owner. */
+  maxActiveJobsPerOwner: number;
+  /** How many times a job may be started before it is failed (worker crashes, stalls). */
+  maxJobStarts: number;
+  /** How long a stalled (worker died) job keeps its lock before another worker takes it over. */
+  jobLockMs: number;
+  /** Bounded wait for in-flight work on SIGTERM. */
+  shutdownTimeoutMs: number;
+  /** Heap limit of a job's child process (MB); 0 = node default. */
+  jobMemoryMb: number;
+  queueName: string;
+}
+
+const GiB = 1024 ** 3;
+
+type Env = Record<string, string | undefined>;
+
+function intVar(env: Env, name: string, fallback: number, min: number, max: number, problems: string[]): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const v = Number(raw);
+  if (!Number.isInteger(v) || v < min || v > max) {
+    problems.push(`${name}=${JSON.stringify(raw)}: expected an integer in [${min}, ${max}]`);
+    return fallback;
+  }
+  return v;
+}
+
+function urlVar(env: Env, name: string, fallback: string, protocols: string[], problems: string[]): string {
+  const raw = env[name] || fallback;
+  try {
+    const u = new URL(raw);
+    if (!protocols.includes(u.protocol)) problems.push(`${name}: expected a ${protocols.join(' or ')} URL, got '${u.protocol}'`);
+  } catch {
+    problems.push(`${name}: not a URL`);
+  }
+  return raw;
+}
+
+export function loadConfig(env: Env = process.env): ServiceConfig {
+  const problems: string[] = [];
+  const config: ServiceConfig = {
+    databaseUrl: urlVar(env, 'DATABASE_URL', 'postgresql://postgres@127.0.0.1:5432/modelpress', ['postgres:', 'postgresql:'], problems),
+    redisUrl: urlVar(env, 'REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:'], problems),
+    host: env.HOST || '0.0.0.0',
+    port: intVar(env, 'PORT', 8080, 0, 65535, problems),
+    dataDir: resolve(env.MODELPRESS_DATA_DIR || 'data'),
+    maxUploadBytes: intVar(env, 'MAX_UPLOAD_BYTES', 2 * GiB, 1, Number.MAX_SAFE_INTEGER, problems),
+    maxRecipeBytes: intVar(env, 'MAX_RECIPE_BYTES', 256 * 1024, 64, 64 * 1024 * 1024, problems),
+    jobTimeoutMs: intVar(env, 'JOB_TIMEOUT_MS', 30 * 60 * 1000, 100, 7 * 24 * 3600 * 1000, problems),
+    workerConcurrency: intVar(env, 'WORKER_CONCURRENCY', 1, 1, 256, problems),
+    rateLimitJobsPerMinute: intVar(env, 'RATE_LIMIT_JOBS_PER_MINUTE', 60, 1, 1_000_000, problems),
+    maxActiveJobsPerOwner: intVar(env, 'MAX_ACTIVE_JOBS_PER_OWNER', 20, 1, 1_000_000, problems),
+    maxJobStarts: intVar(env, 'MAX_JOB_STARTS', 3, 1, 100, problems),
+    jobLockMs: intVar(env, 'JOB_LOCK_MS', 30_000, 1000, 3600_000, problems),
+    shutdownTimeoutMs: intVar(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 0, 3600_000, problems),
+    jobMemoryMb: intVar(env, 'JOB_MEMORY_MB', 0, 0, 1024 * 1024, problems),
+    queueName: env.MODELPRESS_QUEUE || 'modelpress-jobs',
+  };
+  if (!/^[A-Za-z0-9_-]{1,100}$/.test(config.queueName)) problems.push('MODELPRESS_QUEUE: letters, digits, _ and - only');
+  if (problems.length > 0) throw new InvalidInputError(`invalid service configuration:\n  ${problems.join('\n  ')}`, { details: problems });
+  return config;
+}
+
+/** The repository/package root (holds prisma/migrations), found from this module's location. */
+export function packageRoot(): string {
+  // dist/src/service/config.js or src/service/config.ts → three levels up, then up to package.json
+  let dir = new URL('.', import.meta.url).pathname;
+  for (let i = 0; i < 6; i++) {
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'prisma'))) return dir;
+    dir = dirname(dir);
+  }
+  return process.cwd();
+}

@@ -1,0 +1,35 @@
+// API keys: `mp_<prefix>_<secret>`. The prefix finds the row; only sha256(secret) is stored (the
+// secret is 256 random bits, so a fast hash is enough); comparison is constant-time.
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Db } from './client.js';
+
+const KEY_RE = /^mp_([a-f0-9]{16})_([A-Za-z0-9_-]{43})$/;
+
+const hashSecret = (secret: string) => createHash('sha256').update(secret).digest('hex');
+
+export interface CreatedKey {
+  key: string;
+  ownerId: string;
+  keyId: string;
+}
+
+/** Creates an owner (unless `ownerId` is given) and a key for it; the key is shown once. */
+export async function createApiKey(db: Db, name: string, ownerId?: string): Promise<CreatedKey> {
+  const prefix = randomBytes(8).toString('hex');
+  const secret = randomBytes(32).toString('base64url');
+  const owner = ownerId ? { id: ownerId } : await db.owner.create({ data: { name } });
+  const row = await db.apiKey.create({ data: { ownerId: owner.id, name, prefix, keyHash: hashSecret(secret) } });
+  return { key: `mp_${prefix}_${secret}`, ownerId: owner.id, keyId: row.id };
+}
+
+/** The owner id of a valid, unrevoked key; null otherwise. */
+export async function verifyApiKey(db: Db, key: string): Promise<string | null> {
+  const m = KEY_RE.exec(key);
+  if (!m) return null;
+  const row = await db.apiKey.findUnique({ where: { prefix: m[1]! } });
+  if (!row || row.revokedAt) return null;
+  const a = Buffer.from(row.keyHash, 'hex');
+  const b = Buffer.from(hashSecret(m[2]!), 'hex');
+  if (a.length !== b.length || !timingSafeEqual(a, b)) return null;
+  return row.ownerId;
+}

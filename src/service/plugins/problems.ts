@@ -1,0 +1,95 @@
+// RFC 9457 problem+json for every error: the stable `code` from src/errors.ts decides the status;
+// no stack traces leave the process.
+import fp from 'fastify-plugin';
+import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
+import { ERROR_CODES, InvalidRecipeError, ModelpressError, ServiceError, type ErrorCode } from '../../errors.js';
+
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  code: string;
+  detail: string;
+  instance?: string;
+  errors?: unknown;
+}
+
+export const ProblemSchema = {
+  $id: 'Problem',
+  type: 'object',
+  description: 'RFC 9457 problem details; `code` is stable for clients to match on.',
+  properties: {
+    type: { type: 'string' },
+    title: { type: 'string' },
+    status: { type: 'integer' },
+    code: { type: 'string' },
+    detail: { type: 'string' },
+    instance: { type: 'string' },
+    errors: {},
+  },
+  required: ['type', 'title', 'status', 'code', 'detail'],
+} as const;
+
+const TITLES: Partial<Record<ErrorCode, string>> = {
+  unauthorized: 'Unauthorized',
+  not_found: 'Not found',
+  conflict: 'Conflict',
+  rate_limited: 'Too many requests',
+  payload_too_large: 'Payload too large',
+  invalid_recipe: 'Invalid recipe',
+  invalid_input: 'Invalid input',
+  idempotency_mismatch: 'Idempotency-Key reused with a different request',
+  unavailable: 'Service unavailable',
+  internal: 'Internal error',
+};
+
+export function sendProblem(reply: FastifyReply, code: ErrorCode, detail: string, extra: { errors?: unknown; retryAfterSec?: number } = {}): FastifyReply {
+  const status = ERROR_CODES[code].httpStatus;
+  const problem: Problem = {
+    type: `https://modelpress.dev/problems/${code.replace(/_/g, '-')}`,
+    title: TITLES[code] ?? code,
+    status,
+    code,
+    detail,
+    instance: reply.request.url,
+    ...(extra.errors !== undefined ? { errors: extra.errors } : {}),
+  };
+  if (code === 'unauthorized') reply.header('WWW-Authenticate', 'Bearer realm="modelpress"');
+  if (extra.retryAfterSec !== undefined) reply.header('Retry-After', String(Math.max(1, Math.ceil(extra.retryAfterSec))));
+  return reply.code(status).type('application/problem+json').send(JSON.stringify(problem));
+}
+
+function fromFastifyError(err: FastifyError): { code: ErrorCode; detail: string; errors?: unknown } | null {
+  if (err.validation) {
+    return {
+      code: 'invalid_input',
+      detail: `request ${err.validationContext ?? ''} is invalid: ${err.message}`,
+      errors: err.validation.map((v) => ({ path: v.instancePath || '/', message: v.message ?? 'invalid' })),
+    };
+  }
+  if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE' || err.code === 'FST_REQ_FILE_TOO_LARGE' || err.code === 'FST_FILES_LIMIT' || err.code === 'FST_PARTS_LIMIT') {
+    return { code: 'payload_too_large', detail: err.message };
+  }
+  if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return { code: 'invalid_input', detail: `unsupported content type: ${err.message}` };
+  if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) return { code: 'invalid_input', detail: err.message };
+  return null;
+}
+
+export default fp(
+  async function problems(app: FastifyInstance) {
+    app.addSchema(ProblemSchema);
+    app.setErrorHandler((err: FastifyError, req, reply) => {
+      if (err instanceof ServiceError) return sendProblem(reply, err.code, err.message, { ...(err.details !== undefined ? { errors: err.details } : {}), ...(err.retryAfterSec !== undefined ? { retryAfterSec: err.retryAfterSec } : {}) });
+      if (err instanceof InvalidRecipeError) return sendProblem(reply, 'invalid_recipe', err.message, { errors: err.problems });
+      if (err instanceof ModelpressError && err.code !== 'internal') {
+        return sendProblem(reply, err.code, err.message, err.details !== undefined ? { errors: err.details } : {});
+      }
+      const known = fromFastifyError(err);
+      if (known) return sendProblem(reply, known.code, known.detail, known.errors !== undefined ? { errors: known.errors } : {});
+      req.log.error({ err }, 'unhandled error');
+      return sendProblem(reply, 'internal', 'internal error; see the server log');
+    });
+    app.setNotFoundHandler((req, reply) => sendProblem(reply, 'not_found', `no route ${req.method} ${req.url.split('?')[0]}`));
+  },
+  { name: 'problems' },
+);

@@ -1,0 +1,21 @@
+// Messages between a worker and its per-job child process (IPC, JSON).
+import type { PipelineProgress } from '../../pipeline/pipeline.js';
+import type { ErrorCode } from '../../errors.js';
+
+export interface RunMessage {
+  type: 'run';
+  jobId: string;
+  modelPath: string;
+  inputName?: string;
+  /** The recipe as the user sent it; the child validates it again (defaults filled in). */
+  recipe: unknown;
+  calibrationPath?: string;
+  evaluationPath?: string;
+  labelsPath?: string;
+  outPath: string;
+}
+
+export type ChildMessage =
+  | { type: 'progress'; progress: PipelineProgress }
+  | { type: 'done'; sha256: string; sizeBytes: number; report: unknown }
+  | { type: 'error'; code: ErrorCode; message: string };
