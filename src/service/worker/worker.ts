@@ -81,6 +81,7 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
     const child: ChildProcess = fork(RUNNER, [`--job=${jobId}`], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
 
     let pending: ProgressFields | null = null;
+    let latest: ProgressFields | null = null;
     const outcome = await new Promise<Outcome>((resolve) => {
       let settled = false;
       const stop = (o: Outcome) => {
@@ -92,7 +93,7 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
       child.on('message', (m: ChildMessage) => {
         if (m.type === 'progress') {
           const p = m.progress;
-          pending = { percent: p.percent, step: p.step, steps: p.steps, stepName: p.stepName, message: p.message };
+          pending = latest = { percent: p.percent, step: p.step, steps: p.steps, stepName: p.stepName, message: p.message };
         } else if (m.type === 'done') stop({ kind: 'done', sha256: m.sha256, sizeBytes: m.sizeBytes, report: m.report });
         else if (m.type === 'error') stop({ kind: 'error', code: m.code, message: m.message });
       });
@@ -133,7 +134,12 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
         const ok = await db.$transaction(async (tx) => {
           const res = await tx.job.updateMany({
             where: { id: jobId, status: 'running' },
-            data: { status: 'succeeded', finishedAt: new Date(), progressPercent: 100, report: report as never, metrics: metricsSummary(report) as never },
+            data: {
+              status: 'succeeded',
+              finishedAt: new Date(),
+              progressPercent: 100,
+              ...(latest ? { progressStep: latest.step, progressSteps: latest.steps, progressStepName: latest.stepName, progressMessage: null } : {}),
+              report: report as never, metrics: metricsSummary(report) as never },
           });
           if (res.count !== 1) return false;
           await tx.artifact.upsert({

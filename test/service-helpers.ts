@@ -1,0 +1,186 @@
+// Service test helpers: a fresh database per run (dropped at the end), a private queue name and data
+// dir, the API on a real port, and workers as real child processes (so they can be SIGKILLed).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { ROOT } from './helpers.js';
+import { loadConfig, type ServiceConfig } from '../src/service/config.js';
+import { migrate } from '../src/service/db/migrate.js';
+import { createDb, type DbHandle } from '../src/service/db/client.js';
+import { createApiKey } from '../src/service/db/keys.js';
+
+export const PG_ADMIN_URL = process.env.TEST_PG_ADMIN_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
+export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+export const MIGRATIONS = join(ROOT, 'prisma/migrations');
+export const CLI = join(ROOT, 'dist/src/cli/main.js');
+
+export async function adminQuery(sql: string, url = PG_ADMIN_URL): Promise<void> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    await c.query(sql);
+  } finally {
+    await c.end();
+  }
+}
+
+export interface TestDatabase {
+  url: string;
+  drop(): Promise<void>;
+}
+
+export async function freshDatabase(adminUrl = PG_ADMIN_URL): Promise<TestDatabase> {
+  const name = `modelpress_test_${randomBytes(6).toString('hex')}`;
+  await adminQuery(`CREATE DATABASE ${name}`, adminUrl);
+  const u = new URL(adminUrl);
+  u.pathname = `/${name}`;
+  return { url: u.toString(), drop: () => adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`, adminUrl) };
+}
+
+export interface TestService {
+  config: ServiceConfig;
+  env: Record<string, string>;
+  dbh: DbHandle;
+  database: TestDatabase;
+  dataDir: string;
+  newKey(name?: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+/** A migrated fresh database, a private queue and data dir, and the env a worker/API process needs. */
+export async function testService(overrides: Record<string, string> = {}, opts: { adminUrl?: string; redisUrl?: string } = {}): Promise<TestService> {
+  const database = await freshDatabase(opts.adminUrl);
+  await migrate(database.url, MIGRATIONS);
+  const dataDir = mkdtempSync(join(tmpdir(), 'mp-service-'));
+  const env: Record<string, string> = {
+    DATABASE_URL: database.url,
+    REDIS_URL: opts.redisUrl ?? TEST_REDIS_URL,
+    MODELPRESS_DATA_DIR: dataDir,
+    MODELPRESS_QUEUE: `mptest-${randomBytes(4).toString('hex')}`,
+    JOB_LOCK_MS: '2000',
+    RECONCILE_INTERVAL_MS: '1000',
+    STALE_RUNNING_MS: '4000',
+    SHUTDOWN_TIMEOUT_MS: '3000',
+    PORT: '0',
+    HOST: '127.0.0.1',
+    ...overrides,
+  };
+  const config = loadConfig(env);
+  const dbh = createDb(database.url);
+  return {
+    config,
+    env,
+    dbh,
+    database,
+    dataDir,
+    newKey: async (name = 'test') => (await createApiKey(dbh.db, name)).key,
+    async close() {
+      await dbh.close();
+      await database.drop().catch(() => {});
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface WorkerProcess {
+  child: ChildProcess;
+  output(): string;
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export function startWorkerProcess(env: Record<string, string>): Promise<WorkerProcess> {
+  const child = spawn(process.execPath, [CLI, 'worker'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (out += d));
+  const handle: WorkerProcess = {
+    child,
+    output: () => out,
+    stop: (signal = 'SIGTERM') =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill(signal);
+      }),
+  };
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`worker did not start:\n${out}`)), 20_000);
+    const check = () => {
+      if (/ready \(queue/.test(out)) {
+        clearTimeout(t);
+        resolve(handle);
+      }
+    };
+    child.stderr!.on('data', check);
+    child.once('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`worker exited (${code}):\n${out}`));
+    });
+  });
+}
+
+/** Processes whose command line names this job's runner (`--job=<id>`). */
+export function runnerPids(jobId: string): number[] {
+  const pids: number[] = [];
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
+      if (cmd.includes(`--job=${jobId}`)) pids.push(Number(p));
+    } catch {
+      /* gone */
+    }
+  }
+  return pids;
+}
+
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | null | false>, timeoutMs = 30_000, everyMs = 200): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < end) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
+}
+
+/** A real HTTP client for the API (multipart via FormData). */
+export function client(base: string, key?: string) {
+  const auth: Record<string, string> = key ? { authorization: `Bearer ${key}` } : {};
+  return {
+    async get(path: string, headers: Record<string, string> = {}) {
+      return fetch(`${base}${path}`, { headers: { ...auth, ...headers } });
+    },
+    async post(path: string, body?: FormData | object, headers: Record<string, string> = {}) {
+      const isForm = body instanceof FormData;
+      return fetch(`${base}${path}`, {
+        method: 'POST',
+        headers: { ...auth, ...(body && !isForm ? { 'content-type': 'application/json' } : {}), ...headers },
+        ...(body ? { body: isForm ? body : JSON.stringify(body) } : {}),
+      });
+    },
+  };
+}
+
+export function jobForm(model: Uint8Array, recipe: unknown, extra: Record<string, string | { bytes: Uint8Array; name: string }> = {}): FormData {
+  const form = new FormData();
+  form.append('recipe', typeof recipe === 'string' ? recipe : JSON.stringify(recipe));
+  form.append('model', new Blob([model]), 'model.onnx');
+  for (const [k, v] of Object.entries(extra)) {
+    if (typeof v === 'string') form.append(k, v);
+    else form.append(k, new Blob([v.bytes]), v.name);
+  }
+  return form;
+}
+
+export const FAST_RECIPE = { steps: [{ pass: 'convert.fp16' }], benchmark: { enabled: false }, evaluate: { maxSamples: 16 } };
+/** Real work that takes minutes: timing the original model 100000 times at batch 16. */
+export const SLOW_RECIPE = { steps: [{ pass: 'convert.fp16' }], benchmark: { enabled: true, batchSizes: [16], warmup: 0, runs: 100000 } };
