@@ -116,8 +116,10 @@ export default async function jobRoutes(app: FastifyInstance) {
       },
     },
     async (req, reply) => {
-      await checkLimits(req.ownerId);
       const idempotencyKey = (req.headers['idempotency-key'] as string | undefined)?.trim() || null;
+      // a replay of an accepted request is not a new job: no limits
+      const replay = idempotencyKey ? await db.job.count({ where: { ownerId: req.ownerId, idempotencyKey } }) : 0;
+      if (!replay) await checkLimits(req.ownerId);
       let body: MultipartBody | null = null;
       try {
         let recipeInput: unknown;

@@ -1,0 +1,191 @@
+// The HTTP API against real Postgres and Redis (no worker: jobs stay queued): auth before the body,
+// ownership, validation with JSON paths, upload limits, idempotency, rate limits, pagination, cancel.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from '../src/service/app.js';
+import { MODELS } from './helpers.js';
+import { client, FAST_RECIPE, jobForm, testService, type TestService } from './service-helpers.js';
+
+let svc: TestService;
+let app: FastifyInstance;
+let base: string;
+let keyA: string;
+let keyB: string;
+const model = readFileSync(MODELS.fmnist);
+
+before(async () => {
+  svc = await testService({ MAX_UPLOAD_BYTES: String(model.length + 1000), RATE_LIMIT_JOBS_PER_MINUTE: '12', MAX_ACTIVE_JOBS_PER_OWNER: '6' });
+  app = await buildApp({ config: svc.config });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+  keyA = await svc.newKey('a');
+  keyB = await svc.newKey('b');
+});
+
+after(async () => {
+  await app.close();
+  await app.queue.obliterate({ force: true }).catch(() => {});
+  await svc.close();
+});
+
+function tmpFiles(): string[] {
+  const dir = join(svc.dataDir, 'tmp');
+  return existsSync(dir) ? readdirSync(dir) : [];
+}
+
+async function problem(res: Response, status: number, code: string) {
+  assert.equal(res.status, status, `expected ${status}, got ${res.status}: ${await res.clone().text()}`);
+  assert.match(res.headers.get('content-type') ?? '', /application\/problem\+json/);
+  const body = (await res.json()) as { code: string; status: number; detail: string; errors?: unknown; stack?: unknown };
+  assert.equal(body.code, code);
+  assert.equal(body.status, status);
+  assert.equal(body.stack, undefined);
+  assert.doesNotMatch(JSON.stringify(body), /at .*\.js:\d+/);
+  return body;
+}
+
+test('health, readiness, OpenAPI and docs are public', async () => {
+  const c = client(base);
+  assert.equal((await c.get('/healthz')).status, 200);
+  const ready = (await (await c.get('/readyz')).json()) as { checks: Record<string, string> };
+  assert.deepEqual(ready.checks, { postgres: 'ok', redis: 'ok' });
+  const spec = (await (await c.get('/openapi.json')).json()) as { paths: Record<string, unknown> };
+  for (const p of ['/v1/jobs', '/v1/jobs/{id}', '/v1/jobs/{id}/cancel', '/v1/jobs/{id}/artifact', '/v1/jobs/{id}/report', '/v1/models']) assert.ok(spec.paths[p], p);
+  assert.equal((await c.get('/docs/')).status, 200);
+});
+
+test('missing, malformed and unknown keys → 401 problem+json, before the upload is read', async () => {
+  await problem(await client(base).get('/v1/jobs'), 401, 'unauthorized');
+  await problem(await client(base, 'mp_0000000000000000_' + 'x'.repeat(43)).get('/v1/jobs'), 401, 'unauthorized');
+  const res = await client(base).post('/v1/jobs', jobForm(model, FAST_RECIPE), { authorization: 'Basic abc' });
+  await problem(res, 401, 'unauthorized');
+  assert.deepEqual(tmpFiles(), [], 'nothing of the body was stored');
+});
+
+test('create → 202 with Location; get, list with cursor pagination and status filter; other owners get 404', async () => {
+  const a = client(base, keyA);
+  const created: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    const res = await a.post('/v1/jobs', jobForm(model, FAST_RECIPE));
+    assert.equal(res.status, 202, await res.clone().text());
+    const job = (await res.json()) as { id: string; status: string };
+    assert.equal(res.headers.get('location'), `/v1/jobs/${job.id}`);
+    assert.equal(job.status, 'queued');
+    created.push(job.id);
+  }
+  const got = await a.get(`/v1/jobs/${created[0]}`);
+  assert.equal(got.status, 200);
+  assert.ok(got.headers.get('retry-after'), 'Retry-After while not finished');
+  const page1 = (await (await a.get('/v1/jobs?limit=2')).json()) as { items: { id: string }[]; nextCursor: string };
+  assert.deepEqual(page1.items.map((j) => j.id), [created[2], created[1]]);
+  const page2 = (await (await a.get(`/v1/jobs?limit=2&cursor=${page1.nextCursor}`)).json()) as { items: { id: string }[]; nextCursor: string | null };
+  assert.deepEqual(page2.items.map((j) => j.id), [created[0]]);
+  assert.equal(page2.nextCursor, null);
+  const none = (await (await a.get('/v1/jobs?status=succeeded')).json()) as { items: unknown[] };
+  assert.equal(none.items.length, 0);
+  await problem(await a.get('/v1/jobs?cursor=garbage'), 400, 'invalid_input');
+
+  const b = client(base, keyB);
+  await problem(await b.get(`/v1/jobs/${created[0]}`), 404, 'not_found');
+  await problem(await b.post(`/v1/jobs/${created[0]}/cancel`), 404, 'not_found');
+  await problem(await b.get(`/v1/jobs/${created[0]}/artifact`), 404, 'not_found');
+  assert.equal(((await (await b.get('/v1/jobs')).json()) as { items: unknown[] }).items.length, 0);
+
+  // artifact and report don't exist until the job succeeded
+  await problem(await a.get(`/v1/jobs/${created[0]}/artifact`), 409, 'conflict');
+  await problem(await a.get(`/v1/jobs/${created[0]}/report`), 409, 'conflict');
+
+  // cancel a queued job: immediate, idempotent
+  const c1 = await a.post(`/v1/jobs/${created[0]}/cancel`);
+  assert.equal(c1.status, 200);
+  assert.equal(((await c1.json()) as { status: string }).status, 'canceled');
+  const c2 = await a.post(`/v1/jobs/${created[0]}/cancel`);
+  assert.equal(((await c2.json()) as { status: string }).status, 'canceled');
+  assert.equal(await app.queue.getJob(created[0]!), undefined, 'removed from the queue');
+  // a job that finished otherwise → 409
+  await svc.dbh.db.job.update({ where: { id: created[1]! }, data: { status: 'failed', finishedAt: new Date() } });
+  await problem(await a.post(`/v1/jobs/${created[1]}/cancel`), 409, 'conflict');
+  await problem(await a.get('/v1/jobs/not-a-uuid'), 400, 'invalid_input');
+});
+
+test('an invalid recipe → 400 with the JSON path of each problem; nothing is stored or queued', async () => {
+  const a = client(base, keyA);
+  const before = await svc.dbh.db.job.count();
+  const res = await a.post('/v1/jobs', jobForm(model, { steps: [{ pass: 'convert.fp16', keepIoTypes: 'yes' }, { pass: 'no.such' }] }));
+  const body = await problem(res, 400, 'invalid_recipe');
+  const paths = (body.errors as { path: string }[]).map((e) => e.path);
+  assert.ok(paths.includes('/steps/1/pass'), JSON.stringify(body.errors));
+  assert.ok(paths.some((p) => p.startsWith('/steps/0/')), JSON.stringify(body.errors));
+  await problem(await a.post('/v1/jobs', jobForm(model, '{not json')), 400, 'invalid_recipe');
+  assert.equal(await svc.dbh.db.job.count(), before);
+  assert.deepEqual(tmpFiles(), []);
+});
+
+test('an oversize upload → 413 and the partial file is removed', async () => {
+  const big = new Uint8Array(model.length + 5000);
+  const res = await client(base, keyA).post('/v1/jobs', jobForm(big, FAST_RECIPE));
+  await problem(res, 413, 'payload_too_large');
+  assert.deepEqual(tmpFiles(), [], 'no partial upload left behind');
+  assert.equal(await svc.dbh.db.storedModel.count({ where: { sizeBytes: BigInt(big.length) } }), 0);
+});
+
+test('POST /v1/models stores identical uploads once; a JSON job can reference the model', async () => {
+  const a = client(base, keyA);
+  const form = () => {
+    const f = new FormData();
+    f.append('model', new Blob([model]), 'fmnist.onnx');
+    return f;
+  };
+  const r1 = await a.post('/v1/models', form());
+  const r2 = await a.post('/v1/models', form());
+  const m1 = (await r1.json()) as { id: string; sha256: string; sizeBytes: number };
+  const m2 = (await r2.json()) as { id: string };
+  assert.equal(m1.id, m2.id);
+  assert.equal(m1.sizeBytes, model.length);
+  assert.equal(readdirSync(join(svc.dataDir, 'models')).length, 1, 'one file for identical content');
+  const job = await a.post('/v1/jobs', { modelId: m1.id, recipe: FAST_RECIPE });
+  assert.equal(job.status, 202, await job.clone().text());
+  await problem(await client(base, keyB).post('/v1/jobs', { modelId: m1.id, recipe: FAST_RECIPE }), 404, 'not_found');
+  const bad = await problem(await a.post('/v1/jobs', { modelId: m1.id, recipe: FAST_RECIPE, extra: 1 }), 400, 'invalid_input');
+  assert.ok(bad.errors);
+});
+
+test('Idempotency-Key: same key + same body → same job; different body → 422', async () => {
+  const a = client(base, keyA);
+  const h = { 'idempotency-key': 'abc-123' };
+  const r1 = await a.post('/v1/jobs', jobForm(model, FAST_RECIPE), h);
+  const r2 = await a.post('/v1/jobs', jobForm(model, FAST_RECIPE), h);
+  assert.equal(r1.status, 202);
+  assert.equal(((await r1.json()) as { id: string }).id, ((await r2.json()) as { id: string }).id);
+  await problem(await a.post('/v1/jobs', jobForm(model, { ...FAST_RECIPE, name: 'other' }), h), 422, 'idempotency_mismatch');
+  // the same key from another owner is a different job
+  const rb = await client(base, keyB).post('/v1/jobs', jobForm(model, FAST_RECIPE), h);
+  assert.equal(rb.status, 202);
+});
+
+test('rate limits: active jobs per owner and creations per minute → 429 with Retry-After', async () => {
+  // both limits live in one minute window: start early in a fresh one
+  const intoMinute = (Date.now() / 1000) % 60;
+  if (intoMinute > 40) await new Promise((r) => setTimeout(r, (61 - intoMinute) * 1000));
+  const c = client(base, await svc.newKey('limited'));
+  const ids: string[] = [];
+  for (let i = 0; i < 6; i++) {
+    const res = await c.post('/v1/jobs', jobForm(model, FAST_RECIPE));
+    assert.equal(res.status, 202);
+    ids.push(((await res.json()) as { id: string }).id);
+  }
+  const capped = await c.post('/v1/jobs', jobForm(model, FAST_RECIPE));
+  assert.ok(Number(capped.headers.get('retry-after')) >= 1);
+  assert.match((await problem(capped, 429, 'rate_limited')).detail, /unfinished jobs/);
+  for (const id of ids) assert.equal((await c.post(`/v1/jobs/${id}/cancel`)).status, 200);
+  // 7 creations counted so far; 5 more fit in the per-minute limit of 12, the next does not
+  for (let i = 0; i < 5; i++) assert.equal((await c.post('/v1/jobs', jobForm(model, FAST_RECIPE))).status, 202);
+  const limited = await c.post('/v1/jobs', jobForm(model, FAST_RECIPE));
+  const retryAfter = Number(limited.headers.get('retry-after'));
+  assert.ok(retryAfter >= 1 && retryAfter <= 60, String(retryAfter));
+  assert.match((await problem(limited, 429, 'rate_limited')).detail, /per minute/);
+});
