@@ -5,7 +5,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { batchesFromArrays, readArraysFile, readLabelsFile } from '../../data/samples.js';
 import { toModelpressError } from '../../errors.js';
 import { decodeModel } from '../../onnx/model-io.js';
-import { runPipeline } from '../../pipeline/pipeline.js';
+import { runPipeline, type PipelineProgress } from '../../pipeline/pipeline.js';
 import { parseRecipe } from '../../pipeline/recipe.js';
 import type { ChildMessage, RunMessage } from './protocol.js';
 
@@ -30,6 +30,15 @@ async function run(msg: RunMessage): Promise<void> {
   const calibration = msg.calibrationPath ? feedsOf(msg.calibrationPath) : undefined;
   const labels = msg.labelsPath ? readLabelsFile(msg.labelsPath) : undefined;
   let last = 0;
+  let latest: PipelineProgress | null = null;
+  let trailing: NodeJS.Timeout | null = null;
+  const flush = () => {
+    if (trailing) clearTimeout(trailing);
+    trailing = null;
+    last = Date.now();
+    if (latest) void send({ type: 'progress', progress: latest });
+    latest = null;
+  };
   const result = await runPipeline(bytes, {
     recipe,
     signal: controller.signal,
@@ -38,13 +47,15 @@ async function run(msg: RunMessage): Promise<void> {
     ...(calibration ? { calibration } : {}),
     ...(labels ? { labels } : {}),
     onProgress: (progress) => {
-      // the worker throttles database writes; this only avoids flooding the IPC channel
+      // the worker throttles database writes; this only avoids flooding the IPC channel, and
+      // never drops the latest update (it may be the last one for a long while)
+      latest = progress;
       const now = Date.now();
-      if (now - last < 200 && progress.percent < 100) return;
-      last = now;
-      void send({ type: 'progress', progress });
+      if (now - last >= 200) flush();
+      else trailing ??= setTimeout(flush, 200 - (now - last));
     },
   });
+  flush();
   writeFileSync(msg.outPath, result.bytes);
   await send({
     type: 'done',

@@ -1,0 +1,164 @@
+// Workers as real processes against real Postgres, Redis and onnxruntime: end to end, progress,
+// garbage models, cancel while running, time limit, and a worker SIGKILLed mid-job.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from '../src/service/app.js';
+import { createSession, syntheticInputs } from '../src/runtime/ort.js';
+import { decodeModel } from '../src/onnx/model-io.js';
+import { FMNIST, MODELS } from './helpers.js';
+import { client, FAST_RECIPE, jobForm, runnerPids, SLOW_RECIPE, startWorkerProcess, testService, waitFor, type TestService, type WorkerProcess } from './service-helpers.js';
+
+interface JobBody {
+  id: string;
+  status: string;
+  attempt: number;
+  progress: { percent: number; step: number; steps: number; stepName: string | null };
+  error: { code: string; message: string } | null;
+  metrics: Record<string, unknown> | null;
+}
+
+let svc: TestService;
+let app: FastifyInstance;
+let worker: WorkerProcess;
+let api: ReturnType<typeof client>;
+const model = readFileSync(MODELS.fmnist);
+
+before(async () => {
+  svc = await testService();
+  app = await buildApp({ config: svc.config });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  api = client(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, await svc.newKey('worker-tests'));
+  worker = await startWorkerProcess(svc.env);
+});
+
+after(async () => {
+  await worker?.stop();
+  await app.queue.obliterate({ force: true }).catch(() => {});
+  await app.close();
+  await svc.close();
+});
+
+async function create(form: FormData): Promise<string> {
+  const res = await api.post('/v1/jobs', form);
+  assert.equal(res.status, 202, await res.clone().text());
+  return ((await res.json()) as JobBody).id;
+}
+
+async function job(id: string): Promise<JobBody> {
+  return (await (await api.get(`/v1/jobs/${id}`)).json()) as JobBody;
+}
+
+async function until(id: string, pred: (j: JobBody) => boolean, what: string, timeoutMs = 60_000): Promise<JobBody> {
+  return waitFor(what, async () => {
+    const j = await job(id);
+    return pred(j) ? j : null;
+  }, timeoutMs);
+}
+
+const finished = (j: JobBody) => !['queued', 'running'].includes(j.status);
+
+test('end to end: model + fp16 recipe + data → succeeded; the artifact runs in onnxruntime and matches its ETag', async () => {
+  const id = await create(
+    jobForm(model, FAST_RECIPE, {
+      evaluation: { bytes: readFileSync(FMNIST.inputs), name: 'test-2000.npz' },
+      labels: { bytes: readFileSync(FMNIST.labels), name: 'labels.npy' },
+    }),
+  );
+  const done = await until(id, finished, 'the job to finish');
+  assert.equal(done.status, 'succeeded', JSON.stringify(done.error));
+  assert.equal(done.progress.percent, 100);
+  assert.equal(done.progress.steps, 1);
+  assert.ok(done.metrics && (done.metrics.sizeRatio as number) < 0.6, JSON.stringify(done.metrics));
+
+  const res = await api.get(`/v1/jobs/${id}/artifact`);
+  assert.equal(res.status, 200);
+  const bytes = new Uint8Array(await res.arrayBuffer());
+  const sha = createHash('sha256').update(bytes).digest('hex');
+  assert.equal(res.headers.get('etag'), `"${sha}"`);
+  assert.equal(Number(res.headers.get('content-length')), bytes.length);
+  assert.match(res.headers.get('content-disposition') ?? '', /attachment; filename=".*\.onnx"/);
+  const session = await createSession(bytes);
+  const out = await session.run(syntheticInputs(decodeModel(bytes), { seed: 1 }));
+  const first = Object.values(out)[0]!;
+  assert.ok((first.data as Float32Array).every(Number.isFinite));
+
+  const part = await api.get(`/v1/jobs/${id}/artifact`, { range: 'bytes=10-109' });
+  assert.equal(part.status, 206);
+  assert.equal(part.headers.get('content-range'), `bytes 10-109/${bytes.length}`);
+  assert.deepEqual(new Uint8Array(await part.arrayBuffer()), bytes.slice(10, 110));
+  assert.equal((await api.get(`/v1/jobs/${id}/artifact`, { range: `bytes=${bytes.length + 5}-` })).status, 416);
+
+  const report = (await (await api.get(`/v1/jobs/${id}/report`)).json()) as { final: { sha256: string }; samples: { source: string; labels: boolean } };
+  assert.equal(report.final.sha256, sha);
+  assert.deepEqual([report.samples.source, report.samples.labels], ['data', true]);
+  const html = await api.get(`/v1/jobs/${id}/report.html`);
+  assert.match(html.headers.get('content-type') ?? '', /text\/html/);
+  assert.match(await html.text(), /<html/i);
+});
+
+test('garbage and truncated models → failed invalid_model, and the worker keeps serving', async () => {
+  const garbage = await create(jobForm(randomBytes(4096), FAST_RECIPE));
+  const truncated = await create(jobForm(model.subarray(0, Math.floor(model.length / 2)), FAST_RECIPE));
+  for (const id of [garbage, truncated]) {
+    const j = await until(id, finished, 'the bad job to fail');
+    assert.equal(j.status, 'failed');
+    assert.equal(j.error?.code, 'invalid_model', JSON.stringify(j.error));
+  }
+  const ok = await until(await create(jobForm(model, FAST_RECIPE)), finished, 'a good job after the bad ones');
+  assert.equal(ok.status, 'succeeded');
+  assert.equal(worker.child.exitCode, null, 'the worker is still running');
+});
+
+test('cancel a running job: it stops within seconds, its process is gone, and cancel is idempotent', async () => {
+  const id = await create(jobForm(model, SLOW_RECIPE));
+  const running = await until(id, (j) => j.status === 'running' && j.progress.percent > 0, 'progress from the running job', 30_000);
+  assert.equal(running.progress.stepName, 'baseline');
+  assert.ok(runnerPids(id).length === 1, 'one runner process');
+  const t0 = Date.now();
+  const res = await api.post(`/v1/jobs/${id}/cancel`);
+  assert.ok(res.status === 202 || res.status === 200);
+  const j = await until(id, finished, 'the cancel to land', 15_000);
+  assert.equal(j.status, 'canceled');
+  assert.ok(Date.now() - t0 < 10_000, `cancel took ${Date.now() - t0} ms`);
+  await waitFor('the runner process to exit', async () => runnerPids(id).length === 0, 10_000);
+  assert.equal(((await (await api.post(`/v1/jobs/${id}/cancel`)).json()) as JobBody).status, 'canceled');
+  assert.equal((await api.get(`/v1/jobs/${id}/artifact`)).status, 409);
+});
+
+test('a job over its time limit is killed and failed with code timeout', async () => {
+  const form = jobForm(model, SLOW_RECIPE, { timeoutMs: '2500' });
+  const id = await create(form);
+  const j = await until(id, finished, 'the timeout', 30_000);
+  assert.equal(j.status, 'failed');
+  assert.equal(j.error?.code, 'timeout');
+  await waitFor('the runner process to exit', async () => runnerPids(id).length === 0, 10_000);
+});
+
+test('a worker SIGKILLed mid-job: the job is recovered by another worker, never stuck; no orphan process', async () => {
+  const id = await create(jobForm(model, SLOW_RECIPE));
+  // the shared worker takes it; kill exactly that worker
+  await until(id, (j) => j.status === 'running', 'the job to start', 30_000);
+  const orphans = await waitFor('the runner process', async () => (runnerPids(id).length === 1 ? runnerPids(id) : null), 10_000);
+  worker.child.kill('SIGKILL');
+  await new Promise((r) => worker.child.once('exit', r));
+  await waitFor('the killed worker\'s runner to exit with it', async () => orphans.every((p) => !runnerPids(id).includes(p)), 10_000);
+  worker = await startWorkerProcess(svc.env);
+  const again = await until(id, (j) => j.status === 'running' && j.attempt === 2, 'the job to be re-run (attempt 2)', 40_000);
+  assert.equal(again.status, 'running');
+  assert.equal((await api.post(`/v1/jobs/${id}/cancel`)).ok, true);
+  assert.equal((await until(id, finished, 'cancel')).status, 'canceled');
+});
+
+test('a job whose every run dies is failed after MAX_JOB_STARTS starts', async () => {
+  // a job that crashed its workers MAX_JOB_STARTS times already (what the SIGKILL test does once)
+  const m = await svc.dbh.db.job.findFirstOrThrow({});
+  const exhausted = await svc.dbh.db.job.create({ data: { ownerId: m.ownerId, modelId: m.modelId, recipe: FAST_RECIPE, attempt: svc.config.maxJobStarts } });
+  await app.queue.add('compress', { jobId: exhausted.id }, { jobId: exhausted.id });
+  const j = await until(exhausted.id, finished, 'the exhausted job to be failed');
+  assert.equal(j.status, 'failed');
+  assert.match(j.error?.message ?? '', /started \d+ times/);
+});
