@@ -32,3 +32,11 @@ if [ ! -x /usr/bin/chromium ]; then
     echo "setup: note: /usr/bin/chromium is missing; the HTML-report test needs it (run this script as root, or apt-get install chromium)" >&2
   fi
 fi
+
+# The Prisma client is generated code (not committed). The Prisma CLI wants to download a schema
+# engine first, which fails offline; generating the client does not need it (see DEVELOPERS.md).
+PRISMA_SCHEMA_ENGINE_BINARY=${PRISMA_SCHEMA_ENGINE_BINARY:-/bin/true} npx prisma generate >/dev/null
+
+# The service tests need Postgres and Redis (existing ones via DATABASE_URL/REDIS_URL, else local ones).
+DATABASE_URL=${TEST_PG_ADMIN_URL:-postgresql://postgres@127.0.0.1:5432/postgres} REDIS_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379} \
+  bash scripts/services.sh
