@@ -162,3 +162,21 @@ test('a job whose every run dies is failed after MAX_JOB_STARTS starts', async (
   assert.equal(j.status, 'failed');
   assert.match(j.error?.message ?? '', /started \d+ times/);
 });
+
+test('SIGTERM drains a worker with a bounded wait: the running job goes back to the queue and another worker runs it', async () => {
+  const id = await create(jobForm(model, SLOW_RECIPE));
+  await until(id, (j) => j.status === 'running', 'the job to start', 30_000);
+  const t0 = Date.now();
+  const exit = new Promise<number | null>((r) => worker.child.once('exit', (code) => r(code)));
+  worker.child.kill('SIGTERM');
+  const code = await exit;
+  const tookMs = Date.now() - t0;
+  assert.equal(code, 0, worker.output());
+  assert.ok(tookMs < Number(svc.env.SHUTDOWN_TIMEOUT_MS) + 8000, `shutdown took ${tookMs} ms`);
+  assert.equal((await job(id)).status, 'queued', 'handed back, not stuck in running');
+  await waitFor('no runner process left', async () => runnerPids(id).length === 0, 5000);
+  worker = await startWorkerProcess(svc.env);
+  await until(id, (j) => j.status === 'running' && j.attempt === 2, 'the next worker to take it', 30_000);
+  await api.post(`/v1/jobs/${id}/cancel`);
+  assert.equal((await until(id, finished, 'cancel')).status, 'canceled');
+});
