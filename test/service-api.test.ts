@@ -125,6 +125,14 @@ test('an invalid recipe → 400 with the JSON path of each problem; nothing is s
   assert.deepEqual(tmpFiles(), []);
 });
 
+test('the recipe may also come as a file part (curl -F recipe=@recipe.json)', async () => {
+  const form = new FormData();
+  form.append('recipe', new Blob([JSON.stringify(FAST_RECIPE)]), 'recipe.json');
+  form.append('model', new Blob([model]), 'model.onnx');
+  const res = await client(base, keyB).post('/v1/jobs', form);
+  assert.equal(res.status, 202, await res.clone().text());
+});
+
 test('an oversize upload → 413 and the partial file is removed', async () => {
   const big = new Uint8Array(model.length + 5000);
   const res = await client(base, keyA).post('/v1/jobs', jobForm(big, FAST_RECIPE));

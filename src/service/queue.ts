@@ -55,3 +55,13 @@ export async function ensureNoEviction(redis: Redis, log: (m: string) => void): 
     log(`redis: WARNING could not read maxmemory-policy (${(err as Error).message}); it must be 'noeviction'`);
   }
 }
+
+/** Bounds a queue call on the request path: BullMQ connections wait for Redis forever. */
+export function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: Redis did not answer within ${ms} ms`)), ms);
+  });
+  p.catch(() => {}); // may settle after the deadline
+  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
+}

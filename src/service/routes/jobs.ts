@@ -7,7 +7,7 @@ import { renderReportHtml } from '../../report/html.js';
 import type { CompressionReport } from '../../report/schema.js';
 import { jobView, type JobStatusName } from '../db/jobs.js';
 import type { Job } from '../db/client.js';
-import { CANCEL_CHANNEL, enqueue } from '../queue.js';
+import { CANCEL_CHANNEL, enqueue, withDeadline } from '../queue.js';
 import { storeModel } from './models.js';
 import { dataExtension, readMultipart, type MultipartBody } from './uploads.js';
 
@@ -210,7 +210,7 @@ export default async function jobRoutes(app: FastifyInstance) {
           throw err;
         }
         try {
-          await enqueue(app.queue, job.id);
+          await withDeadline(enqueue(app.queue, job.id), 3000, 'enqueue');
         } catch (err) {
           // the job is recorded; a worker's reconciler enqueues it once Redis is back
           req.log.warn({ err }, `job ${job.id}: enqueue failed; it stays queued`);
@@ -298,7 +298,7 @@ export default async function jobRoutes(app: FastifyInstance) {
       // a queued job is canceled right here; a running one by its worker, within seconds
       const now = await db.job.updateMany({ where: { id: job.id, status: 'queued' }, data: { status: 'canceled', finishedAt: new Date() } });
       if (now.count === 1) {
-        await app.queue.remove(job.id).catch(() => {});
+        await withDeadline(app.queue.remove(job.id), 3000, 'dequeue').catch(() => {});
       } else {
         await app.redis.publish(CANCEL_CHANNEL, job.id).catch(() => {}); // the worker also polls the database
       }

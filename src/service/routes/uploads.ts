@@ -31,10 +31,22 @@ export async function readMultipart(
   let problem: ServiceError | null = null;
   try {
     const parts = req.parts({
-      limits: { fileSize: spec.maxFileBytes, fieldSize: spec.maxFieldBytes, files: spec.files.length, fields: spec.fields.length + 4, parts: spec.files.length + spec.fields.length + 4 },
+      limits: { fileSize: spec.maxFileBytes, fieldSize: spec.maxFieldBytes, files: spec.files.length + spec.fields.length, fields: spec.fields.length + 4, parts: spec.files.length + spec.fields.length + 4 },
       throwFileSizeLimit: false,
     } as FastifyMultipartBaseOptions);
     for await (const part of parts) {
+      if (part.type === 'file' && spec.fields.includes(part.fieldname) && !problem) {
+        // a text field sent as a file (curl -F recipe=@recipe.json): read it, bounded
+        const chunks: Buffer[] = [];
+        let size = 0;
+        for await (const chunk of part.file as AsyncIterable<Buffer>) {
+          size += chunk.length;
+          if (size <= spec.maxFieldBytes) chunks.push(chunk);
+        }
+        if (size > spec.maxFieldBytes) problem = new ServiceError('payload_too_large', `field '${part.fieldname}' is larger than the limit of ${spec.maxFieldBytes} bytes`);
+        else fields.set(part.fieldname, Buffer.concat(chunks).toString('utf8'));
+        continue;
+      }
       if (part.type === 'file') {
         if (problem || !spec.files.includes(part.fieldname) || files.has(part.fieldname)) {
           part.file.resume(); // always consume
