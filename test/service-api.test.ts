@@ -19,7 +19,7 @@ const model = readFileSync(MODELS.fmnist);
 
 before(async () => {
   svc = await testService({ MAX_UPLOAD_BYTES: String(model.length + 1000), RATE_LIMIT_JOBS_PER_MINUTE: '12', MAX_ACTIVE_JOBS_PER_OWNER: '6' });
-  app = await buildApp({ config: svc.config });
+  app = await buildApp({ config: svc.config, forceCloseConnections: true });
   await app.listen({ port: 0, host: '127.0.0.1' });
   base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
   keyA = await svc.newKey('a');

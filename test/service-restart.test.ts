@@ -77,7 +77,7 @@ before(async () => {
   pgCtl('start');
   await startRedis();
   svc = await testService({}, { adminUrl: `postgresql://postgres@127.0.0.1:${pgPort}/postgres`, redisUrl: `redis://127.0.0.1:${redisPort}` });
-  app = await buildApp({ config: svc.config });
+  app = await buildApp({ config: svc.config, forceCloseConnections: true });
   await app.listen({ port: 0, host: '127.0.0.1' });
   worker = await startWorkerProcess(svc.env);
 });

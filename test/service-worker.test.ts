@@ -29,7 +29,7 @@ const model = readFileSync(MODELS.fmnist);
 
 before(async () => {
   svc = await testService();
-  app = await buildApp({ config: svc.config });
+  app = await buildApp({ config: svc.config, forceCloseConnections: true });
   await app.listen({ port: 0, host: '127.0.0.1' });
   api = client(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, await svc.newKey('worker-tests'));
   worker = await startWorkerProcess(svc.env);
@@ -127,6 +127,18 @@ test('cancel a running job: it stops within seconds, its process is gone, and ca
   await waitFor('the runner process to exit', async () => runnerPids(id).length === 0, 10_000);
   assert.equal(((await (await api.post(`/v1/jobs/${id}/cancel`)).json()) as JobBody).status, 'canceled');
   assert.equal((await api.get(`/v1/jobs/${id}/artifact`)).status, 409);
+});
+
+test('a job process killed from outside (as the OOM killer would) → failed internal; the worker keeps serving', async () => {
+  const id = await create(jobForm(model, SLOW_RECIPE));
+  const [pid] = await waitFor('the runner process', async () => (runnerPids(id).length === 1 ? runnerPids(id) : null), 30_000);
+  process.kill(pid!, 'SIGKILL');
+  const j = await until(id, finished, 'the crash to be recorded', 15_000);
+  assert.equal(j.status, 'failed');
+  assert.equal(j.error?.code, 'internal');
+  assert.match(j.error?.message ?? '', /SIGKILL/);
+  assert.equal(worker.child.exitCode, null);
+  assert.equal((await until(await create(jobForm(model, FAST_RECIPE)), finished, 'the next job')).status, 'succeeded');
 });
 
 test('a job over its time limit is killed and failed with code timeout', async () => {

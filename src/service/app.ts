@@ -14,6 +14,8 @@ import modelRoutes from './routes/models.js';
 export interface BuildOptions {
   config: ServiceConfig;
   logger?: boolean | object;
+  /** Destroy open connections on close (tests); the default closes idle ones and drains the rest. */
+  forceCloseConnections?: boolean;
 }
 
 export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
@@ -21,6 +23,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     logger: opts.logger ?? false,
     bodyLimit: Math.max(opts.config.maxRecipeBytes + 4096, 1024 * 1024),
     return503OnClosing: true,
+    ...(opts.forceCloseConnections ? { forceCloseConnections: true } : {}),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array' } },
   });
   await app.register(problems);
