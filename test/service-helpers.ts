@@ -6,6 +6,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { Redis } from 'ioredis';
 import { ROOT } from './helpers.js';
 import { loadConfig, type ServiceConfig } from '../src/service/config.js';
 import { migrate } from '../src/service/db/migrate.js';
@@ -78,11 +79,29 @@ export async function testService(overrides: Record<string, string> = {}, opts: 
     dataDir,
     newKey: async (name = 'test') => (await createApiKey(dbh.db, name)).key,
     async close() {
+      await dropQueueKeys(env.REDIS_URL!, env.MODELPRESS_QUEUE!).catch(() => {});
       await dbh.close();
       await database.drop().catch(() => {});
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** Removes every Redis key of a test queue (the shared Redis keeps nothing of a test run). */
+async function dropQueueKeys(url: string, queue: string): Promise<void> {
+  const redis = new Redis(url, { maxRetriesPerRequest: 1, connectTimeout: 2000, lazyConnect: true });
+  redis.on('error', () => {});
+  try {
+    await redis.connect();
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `bull:${queue}:*`, 'COUNT', 500);
+      cursor = next;
+      if (keys.length) await redis.del(...keys);
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
 }
 
 export interface WorkerProcess {
