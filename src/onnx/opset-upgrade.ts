@@ -29,12 +29,29 @@ const intsAttrToInput = (attr: string, slot: number): UpgradeStep['apply'] => (n
   return undefined;
 };
 
-const lastAxisOnly: UpgradeStep['apply'] = (n) => {
-  // before 13 the op coerced its input to 2-D at `axis`; identical to the 13 semantics only on the last axis
-  const rank = n.inputs[0]?.shape?.length;
+/**
+ * Before 13 Softmax-like ops coerced the input to 2-D at `axis` and normalised each row; from 13 they
+ * normalise along one axis. On the last axis both agree; otherwise the old meaning is spelled out:
+ * Flatten(axis) → op(axis=-1) → Reshape back to the input's shape.
+ */
+const coercedTo2d: UpgradeStep['apply'] = (n) => {
+  const x = n.inputs[0]!;
+  const y = n.outputs[0]!;
+  const rank = x.shape?.length;
   const axis = n.getInt('axis', 1);
   if (axis === -1 || (rank !== undefined && axis === rank - 1)) return undefined;
-  return `${n.opType} over axis ${axis} of a rank-${rank ?? '?'} input changes meaning at opset 13`;
+  const g = n.graph;
+  const at = g.nodes.indexOf(n);
+  const base = n.name || y.name;
+  const shape = g.addNode('Shape', [x], 1, { name: `${base}_shape`, at });
+  const flat = g.addNode('Flatten', [x], 1, { name: `${base}_flatten`, at: at + 1 });
+  flat.setAttr('axis', axis, 'int');
+  const rows = g.createValue(`${y.name}_2d`);
+  n.setInput(0, flat.outputs[0]!);
+  n.setOutput(0, rows);
+  n.setAttr('axis', -1, 'int');
+  g.addNode('Reshape', [rows, shape.outputs[0]!], [y], { name: `${base}_reshape` });
+  return undefined;
 };
 
 export const OPSET_UPGRADE_RULES: Record<string, UpgradeStep[]> = {
@@ -74,9 +91,9 @@ export const OPSET_UPGRADE_RULES: Record<string, UpgradeStep[]> = {
   Unsqueeze: [{ at: 13, apply: intsAttrToInput('axes', 1) }],
   ReduceSum: [{ at: 13, apply: intsAttrToInput('axes', 1) }],
   Split: [{ at: 13, apply: intsAttrToInput('split', 1) }],
-  Softmax: [{ at: 13, apply: lastAxisOnly }],
-  LogSoftmax: [{ at: 13, apply: lastAxisOnly }],
-  Hardmax: [{ at: 13, apply: lastAxisOnly }],
+  Softmax: [{ at: 13, apply: coercedTo2d }],
+  LogSoftmax: [{ at: 13, apply: coercedTo2d }],
+  Hardmax: [{ at: 13, apply: coercedTo2d }],
   // Pad-11: pads and value attributes became inputs
   Pad: [
     {
@@ -163,12 +180,9 @@ export function upgradeOpset(model: Model, target = 13): UpgradeResult {
   for (const n of nodes) {
     if (n.subgraphs().length > 0) return { upgraded: false, reason: `${n.opType} with subgraphs not supported`, rewritten: 0 };
     if (!OPSET_STABLE_OPS.has(n.opType) && !OPSET_UPGRADE_RULES[n.opType]) return { upgraded: false, reason: `no upgrade rule for ${n.opType}`, rewritten: 0 };
-    for (const s of OPSET_UPGRADE_RULES[n.opType] ?? []) {
-      if (s.at > from && s.at <= target && s.apply === lastAxisOnly) {
-        const why = lastAxisOnly(n);
-        if (why) return { upgraded: false, reason: why, rewritten: 0 };
-      }
-    }
+    if (n.opType === 'Dropout' && n.outputs[1]?.consumers.length) return { upgraded: false, reason: 'Dropout mask output is used', rewritten: 0 };
+    if (n.opType === 'BatchNormalization' && n.getInt('spatial', 1) !== 1) return { upgraded: false, reason: 'non-spatial BatchNormalization', rewritten: 0 };
+    if (n.opType === 'Upsample' && !n.inputs[1]) return { upgraded: false, reason: 'Upsample-7 (scales attribute) not supported', rewritten: 0 };
     if (n.opType === 'Slice' && n.getAttr('starts') !== undefined && [...n.inputs].length > 1) return { upgraded: false, reason: 'Slice with both attributes and inputs', rewritten: 0 };
   }
   let rewritten = 0;

@@ -127,6 +127,9 @@ export function calibratedRange(s: TensorStats, method: CalibrationMethod, perce
     return [Math.max(s.min, lo), Math.min(s.max, hi)];
   }
   const abs = foldAbs(s.hist);
+  // The spike of exact zeros (ReLU outputs, padding) dominates P and hides the clipping error of
+  // the tail; it is represented exactly whatever the threshold, so it is left out of the search.
+  abs[0] = 0;
   const t = entropyThreshold(abs, s.bound / abs.length);
   return [Math.max(s.min, -t), Math.min(s.max, t)];
 }
