@@ -75,7 +75,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
     opts.onProgress?.({ ...p, steps: steps.length, percent: Math.min(100, Math.round(percent * 10) / 10) });
   };
   throwIfAborted(signal);
-  const model = decodeModel(inputBytes);
+  let model = decodeModel(inputBytes);
   verifyModel(model, 'input model');
 
   const synthetic = !opts.samples || opts.samples.length === 0;
@@ -137,7 +137,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
     const at = (fraction: number, message?: string) => report({ step: i + 1, stepName: step.pass, fraction, ...(message ? { message } : {}) });
     at(0);
     try {
-      await def.run(model, step as never, {
+      model = (await def.run(model, step as never, {
         ...(signal ? { signal } : {}),
         changes,
         progress: (fraction, message) => at(Math.min(0.7, fraction * 0.7), message),
@@ -147,7 +147,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
         evaluationInputs: async () => samples,
         ...(opts.labels ? { labels: opts.labels } : {}),
         ...(opts.labelOutput ? { labelOutput: opts.labelOutput } : {}),
-      });
+      })) ?? model; // a pass may return a new model (quantize.static rebuilds it from the float bytes)
       verifyModel(model, `model after step ${i + 1} (${step.pass})`);
       bytes = encodeModel(model);
     } catch (err) {

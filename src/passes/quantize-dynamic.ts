@@ -1,0 +1,198 @@
+// quantize.dynamic: int8 weights, activations quantized at run time from their own range.
+// MatMul/Gemm with a constant weight → com.microsoft DynamicQuantizeMatMul (one node: onnxruntime
+// quantizes A per call, runs an integer GEMM, rescales by A's scale × B's per-column scales, adds
+// the bias). Conv (1D/2D/3D) → DynamicQuantizeLinear → ConvInteger → Cast → × scales (+ bias).
+import { Type } from '@sinclair/typebox';
+import { DataType as DT } from '../onnx/dtypes.js';
+import type { Graph, Node, Value } from '../onnx/ir.js';
+import { addConstant, getConstant } from '../onnx/constants.js';
+import { inferElemTypes } from '../onnx/elem-types.js';
+import { makeTensor, readFloat32, tensorDims } from '../onnx/tensor-data.js';
+import { definePass, type ChangeLog } from '../pipeline/pass.js';
+import { quantizeWeightsSymmetric } from '../quant/quant-math.js';
+
+interface DynamicRule {
+  /** Why this node can't be quantized dynamically, if it can't. */
+  blocker(n: Node): string | undefined;
+  rewrite(n: Node, opts: RewriteOptions): void;
+}
+
+interface RewriteOptions {
+  qmax: number;
+  perChannel: boolean;
+  log: ChangeLog;
+}
+
+const c = (g: Graph, base: string, dt: DT, dims: number[], data: Float32Array | Int8Array | Uint8Array | BigInt64Array) => addConstant(g, base, makeTensor('', dt, dims, data));
+
+/** B as [K, N] float32 (Gemm with transB stores [N, K]). */
+function weightKN(n: Node): { w: Float32Array; K: number; N: number } {
+  const t = getConstant(n.inputs[1])!;
+  const [d0, d1] = tensorDims(t) as [number, number];
+  const src = readFloat32(t);
+  if (n.opType === 'Gemm' && n.getInt('transB', 0)) {
+    const w = new Float32Array(d0 * d1);
+    for (let i = 0; i < d0; i++) for (let j = 0; j < d1; j++) w[j * d0 + i] = src[i * d1 + j]!;
+    return { w, K: d1, N: d0 };
+  }
+  return { w: src, K: d0, N: d1 };
+}
+
+/** A constant 1-D [N] bias: Gemm's C, or the constant operand of an Add that is the MatMul's only consumer. */
+function biasOf(n: Node, N: number): { value: Value; add?: Node } | undefined {
+  const is1dN = (v: Value | null | undefined) => {
+    const t = getConstant(v);
+    return !!t && t.dataType === DT.FLOAT && tensorDims(t).length === 1 && tensorDims(t)[0] === N;
+  };
+  if (n.opType === 'Gemm') return n.inputs[2] && is1dN(n.inputs[2]) ? { value: n.inputs[2] } : undefined;
+  const y = n.outputs[0]!;
+  if (y.consumers.length !== 1 || n.graph.isOutput(y)) return undefined;
+  const add = y.consumers[0]!;
+  if (add.opType !== 'Add' || add.domain !== '') return undefined;
+  const other = add.inputs[0] === y ? add.inputs[1] : add.inputs[0];
+  return is1dN(other) ? { value: other!, add } : undefined;
+}
+
+const matmulRule: DynamicRule = {
+  blocker(n) {
+    const t = getConstant(n.inputs[1]);
+    if (!t) return 'weight is computed at run time (both operands dynamic)';
+    if (t.dataType !== DT.FLOAT) return 'weight is not float32';
+    if (tensorDims(t).length !== 2) return 'weight is not 2-D';
+    if (n.opType === 'Gemm') {
+      if (n.getInt('transA', 0)) return 'transA=1';
+      if (Number(n.getAttr('alpha', 1)) !== 1 || Number(n.getAttr('beta', 1)) !== 1) return 'alpha/beta ≠ 1';
+      const C = n.inputs[2];
+      if (C) {
+        const ct = getConstant(C);
+        if (!ct || tensorDims(ct).length !== 1) return 'bias is not a constant 1-D tensor';
+      }
+    }
+    return undefined;
+  },
+  rewrite(n, o) {
+    const g = n.graph;
+    const { w, K, N } = weightKN(n);
+    const { q, scales } = quantizeWeightsSymmetric(w, [K, N], o.perChannel ? 1 : null, o.qmax);
+    const base = n.name || n.outputs[0]!.name;
+    const bias = biasOf(n, N);
+    const inputs: (Value | null)[] = [
+      n.inputs[0]!,
+      c(g, `${base}_B_int8`, DT.INT8, [K, N], q),
+      c(g, `${base}_B_scale`, DT.FLOAT, o.perChannel ? [N] : [], scales),
+      c(g, `${base}_B_zero_point`, DT.INT8, o.perChannel ? [N] : [], new Int8Array(scales.length)),
+      bias ? bias.value : null,
+    ];
+    const y = bias?.add ? bias.add.outputs[0]! : n.outputs[0]!;
+    const at = g.nodes.indexOf(n);
+    if (bias?.add) g.removeNode(bias.add);
+    g.removeNode(n);
+    const q8 = g.addNode('DynamicQuantizeMatMul', inputs, [y], { name: `${base}_DynamicQuantizeMatMul`, domain: 'com.microsoft', at });
+    o.log.rewrite(q8, `${n.opType}${bias?.add ? '+Add' : ''} → DynamicQuantizeMatMul (int8 ${o.perChannel ? 'per column' : 'per tensor'})`);
+  },
+};
+
+const convRule: DynamicRule = {
+  blocker(n) {
+    const t = getConstant(n.inputs[1]);
+    if (!t || t.dataType !== DT.FLOAT) return 'weight is not a float32 constant';
+    if (n.inputs[2] && !getConstant(n.inputs[2])) return 'bias is computed at run time';
+    return undefined;
+  },
+  rewrite(n, o) {
+    const g = n.graph;
+    const wt = getConstant(n.inputs[1])!;
+    const dims = tensorDims(wt);
+    const cout = dims[0]!;
+    const rank = dims.length;
+    // ConvInteger takes one weight zero point; per-channel scales are applied after it, in float
+    const { q, scales } = quantizeWeightsSymmetric(readFloat32(wt), dims, o.perChannel ? 0 : null, o.qmax);
+    const base = n.name || n.outputs[0]!.name;
+    const x = n.inputs[0]!;
+    const xq = g.createValue(`${base}_x_uint8`);
+    const xs = g.createValue(`${base}_x_scale`);
+    const xz = g.createValue(`${base}_x_zero_point`);
+    const at = g.nodes.indexOf(n);
+    g.addNode('DynamicQuantizeLinear', [x], [xq, xs, xz], { name: `${base}_DynamicQuantizeLinear`, at });
+    const acc = g.createValue(`${base}_int32`);
+    const ci = g.addNode('ConvInteger', [xq, c(g, `${base}_W_int8`, DT.INT8, dims, q), xz, c(g, `${base}_W_zero_point`, DT.INT8, [], new Int8Array(1))], [acc], { name: `${base}_ConvInteger` });
+    for (const a of n.attributes) ci.attributes.push({ proto: a.proto });
+    const accF = g.createValue(`${base}_int32_float`);
+    g.addNode('Cast', [acc], [accF], { name: `${base}_Cast` }).setAttr('to', DT.FLOAT, 'int');
+    const bshape = [cout, ...Array(rank - 2).fill(1)];
+    const wsv = c(g, `${base}_W_scale`, DT.FLOAT, scales.length > 1 ? bshape : [], scales);
+    const sv = g.createValue(`${base}_scale`);
+    g.addNode('Mul', [xs, wsv], [sv], { name: `${base}_scale_Mul` });
+    const y = n.outputs[0]!;
+    const bias = getConstant(n.inputs[2]);
+    g.removeNode(n);
+    if (bias) {
+      const scaled = g.createValue(`${base}_scaled`);
+      g.addNode('Mul', [accF, sv], [scaled], { name: `${base}_Mul` });
+      g.addNode('Add', [scaled, c(g, `${base}_bias`, DT.FLOAT, bshape, readFloat32(bias))], [y], { name: `${base}_bias_Add` });
+    } else g.addNode('Mul', [accF, sv], [y], { name: `${base}_Mul` });
+    o.log.rewrite(ci, `Conv → DynamicQuantizeLinear + ConvInteger (int8 weights${o.perChannel ? ', per-channel scales' : ''})`);
+  },
+};
+
+/** The one table of what dynamic quantization does per op. */
+export const DYNAMIC_OP_RULES: Record<string, DynamicRule> = { MatMul: matmulRule, Gemm: matmulRule, Conv: convRule };
+
+export const quantizeDynamicSchema = Type.Object(
+  {
+    pass: Type.Literal('quantize.dynamic'),
+    opTypes: Type.Array(Type.Union([Type.Literal('MatMul'), Type.Literal('Gemm'), Type.Literal('Conv')]), {
+      default: ['MatMul', 'Gemm'],
+      description: 'Conv is opt-in: ConvInteger plus run-time quantization of every input is rarely faster than float Conv on CPU.',
+    }),
+    nodesToExclude: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
+    perChannel: Type.Boolean({ default: true }),
+    reduceRange: Type.Boolean({ default: true, description: '7-bit weights (u8×s8 saturation on AVX2 without VNNI).' }),
+    minElements: Type.Integer({ default: 1024, minimum: 0, description: 'Smaller weights stay float.' }),
+  },
+  { additionalProperties: false },
+);
+
+export const quantizeDynamicPass = definePass({
+  name: 'quantize.dynamic',
+  summary: 'int8 weights, activations quantized at run time: MatMul/Gemm → DynamicQuantizeMatMul, Conv → ConvInteger (opt-in)',
+  schema: quantizeDynamicSchema,
+  run(model, config, ctx) {
+    const log = ctx.changes;
+    const g = model.graph;
+    const types = inferElemTypes(model);
+    const exclude = new Set(config.nodesToExclude);
+    const ops = new Set<string>(config.opTypes);
+    // analyse first
+    const todo: [Node, DynamicRule][] = [];
+    for (const n of g.nodes) {
+      const rule = DYNAMIC_OP_RULES[n.opType];
+      if (!rule || n.domain !== '' || !ops.has(n.opType)) continue;
+      if (types.get(n.inputs[0]!) !== DT.FLOAT) continue;
+      if (exclude.has(n.name)) {
+        log.skip(n, 'in nodesToExclude');
+        continue;
+      }
+      const t = getConstant(n.inputs[1]);
+      if (t && tensorDims(t).reduce((a, b) => a * b, 1) < config.minElements) {
+        log.skip(n, `weight smaller than minElements (${config.minElements})`);
+        continue;
+      }
+      const why = rule.blocker(n);
+      if (why) log.skip(n, why);
+      else todo.push([n, rule]);
+    }
+    for (const n of g.nodes) if (n.opType === 'Conv' && !ops.has('Conv')) log.skip(n, 'Conv not in opTypes (dynamic ConvInteger is opt-in: usually slower than float Conv)');
+    const opts: RewriteOptions = { qmax: config.reduceRange ? 63 : 127, perChannel: config.perChannel, log };
+    for (const [n, rule] of todo) rule.rewrite(n, opts);
+    if (todo.some(([n]) => n.opType !== 'Conv') && !model.proto.opsetImport.some((o) => o.domain === 'com.microsoft')) {
+      model.proto.opsetImport.push({ ...model.proto.opsetImport[0]!, domain: 'com.microsoft', version: 1n });
+    }
+    if (todo.some(([n]) => n.opType === 'Conv') && (model.opset('') ?? 0) < 11) throw new Error('ConvInteger/DynamicQuantizeLinear need opset ≥ 11');
+    g.toposort(false);
+    g.cleanup(false);
+    log.stat('quantizedNodes', todo.length);
+    ctx.progress(1);
+    return model;
+  },
+});

@@ -1,0 +1,156 @@
+// quantize.static: QDQ int8 with calibrated activation ranges.
+// Pre-step: BatchNormalization after a Conv is folded into it (exact), so Conv(+Relu) maps to one
+// integer kernel. Then: calibrate every float activation, insert Q/DQ by the op table
+// (src/quant/qdq-rules.ts), measure each quantized layer's SQNR against float on calibration data,
+// and, with `sensitivity`, keep the worst layers float one by one until the target is met.
+import { Type } from '@sinclair/typebox';
+import { InvalidInputError, PassFailedError } from '../errors.js';
+import { DataType as DT } from '../onnx/dtypes.js';
+import { inferElemTypes } from '../onnx/elem-types.js';
+import type { Model, Value } from '../onnx/ir.js';
+import { decodeModel, encodeModel } from '../onnx/model-io.js';
+import { definePass } from '../pipeline/pass.js';
+import { calibrate } from '../quant/calibration.js';
+import { foldBatchNorms } from '../quant/fold-bn.js';
+import { upgradeOpset } from '../onnx/opset-upgrade.js';
+import { QDQ_OP_RULES } from '../quant/qdq-rules.js';
+import { quantizeQdq, type QdqOptions, type QdqResult } from '../quant/qdq.js';
+import { checkTarget, layerSqnr, type TargetCheck } from '../quant/sensitivity.js';
+
+export const quantizeStaticSchema = Type.Object(
+  {
+    pass: Type.Literal('quantize.static'),
+    calibrationMethod: Type.Union([Type.Literal('minmax'), Type.Literal('percentile'), Type.Literal('entropy')], { default: 'percentile' }),
+    percentile: Type.Number({ default: 99.99, minimum: 90, maximum: 100, description: 'Percentile of |activations| kept (percentile method).' }),
+    maxCalibrationBatches: Type.Integer({ default: 16, minimum: 1, description: 'Calibration batches used (of the calibration data).' }),
+    activationType: Type.Union([Type.Literal('uint8'), Type.Literal('int8')], { default: 'uint8' }),
+    activationSymmetric: Type.Boolean({ default: false }),
+    perChannel: Type.Boolean({ default: true, description: 'Per-output-channel weight scales (needs opset ≥ 13; older models are upgraded).' }),
+    reduceRange: Type.Boolean({
+      default: true,
+      description: '7-bit weights: u8×s8 pair sums stay inside int16 on AVX2 CPUs without VNNI (onnxruntime recommends it there).',
+    }),
+    opTypes: Type.Array(Type.String({ minLength: 1 }), { default: Object.keys(QDQ_OP_RULES), description: 'Op types to quantize.' }),
+    nodesToExclude: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'Node names kept float.' }),
+    foldBatchNorm: Type.Boolean({ default: true, description: 'Fold BatchNormalization into the Conv before it first.' }),
+    allowSynthetic: Type.Boolean({ default: false, description: 'Calibrate on synthetic inputs when no data is given (ranges are then unreliable).' }),
+    sensitivity: Type.Optional(
+      Type.Object(
+        {
+          minSqnrDb: Type.Optional(Type.Number({ description: 'SQNR of every model output vs float ≥ this (dB), on calibration data.' })),
+          maxAccuracyDrop: Type.Optional(Type.Number({ minimum: 0, description: 'Top-1 drop vs float against the labels, percentage points (needs labels).' })),
+          maxFidelityDrop: Type.Optional(Type.Number({ minimum: 0, description: '% of evaluation samples whose top-1 / greedy CTC sequence differs from float.' })),
+          maxExcluded: Type.Integer({ default: 16, minimum: 1, description: 'Give up after keeping this many layers float.' }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const quantizeStaticPass = definePass({
+  name: 'quantize.static',
+  summary: 'int8 QDQ: calibrated activations, per-channel int8 weights, int32 biases; per-layer SQNR; optional sensitivity loop',
+  schema: quantizeStaticSchema,
+  async run(model, config, ctx) {
+    const log = ctx.changes;
+    if (ctx.samplesAreSynthetic && !config.allowSynthetic) {
+      throw new InvalidInputError('quantize.static needs calibration data (job input `calibration`, CLI --calibration or --data); set allowSynthetic: true to calibrate on synthetic inputs');
+    }
+    if (ctx.samplesAreSynthetic) log.warn('calibrated on SYNTHETIC inputs: activation ranges are not representative, accuracy may suffer');
+    const reference = encodeModel(model);
+
+    // ---- pre-steps: opset ≥ 13 for per-channel scales, BatchNormalization folded into Conv
+    const opset = model.opset('') ?? 0;
+    if (opset < 13) {
+      const up = upgradeOpset(model, 13);
+      if (up.upgraded) log.stat('opsetUpgradedFrom', opset);
+      else log.warn(`opset ${opset} not upgraded (${up.reason}); ${opset < 10 ? 'QuantizeLinear needs opset ≥ 10' : 'weights quantized per tensor'}`);
+    }
+    if ((model.opset('') ?? 0) < 10) throw new PassFailedError('quantize.static', `needs opset ≥ 10; this model is opset ${model.opset('')} and could not be upgraded`);
+    if (config.foldBatchNorm) {
+      const { folded } = foldBatchNorms(model);
+      log.stat('batchNormsFolded', folded.length);
+      for (const n of folded) log.rewrite(n, 'BatchNormalization folded in');
+    }
+    const floatBytes = encodeModel(model);
+
+    // ---- calibration: every float activation of the main graph
+    const feeds = (await ctx.sampleInputs()).slice(0, config.maxCalibrationBatches);
+    const types = inferElemTypes(model);
+    const values: Value[] = [];
+    for (const v of model.graph.inputs) if (types.get(v) === DT.FLOAT) values.push(v);
+    for (const n of model.graph.nodes) {
+      if (n.opType === 'Constant') continue;
+      for (const v of n.outputs) if (v && types.get(v) === DT.FLOAT) values.push(v);
+    }
+    const ranges = await calibrate(model, values, feeds, config.calibrationMethod, config.percentile, ctx.signal);
+    ctx.progress(0.3, 'calibrated');
+    log.stat('calibrationMethod', config.calibrationMethod === 'percentile' ? `percentile ${config.percentile}` : config.calibrationMethod);
+    log.stat('calibrationBatches', feeds.length);
+
+    const opts: QdqOptions = {
+      activationType: config.activationType,
+      activationSymmetric: config.activationSymmetric,
+      perChannel: config.perChannel,
+      reduceRange: config.reduceRange,
+      opTypes: config.opTypes,
+    };
+    const build = async (exclude: Set<string>) => {
+      const floatModel = decodeModel(floatBytes);
+      const q = decodeModel(floatBytes);
+      const result = quantizeQdq(q, ranges, opts, exclude);
+      const byName = new Map(floatModel.graph.definedValues().map((v) => [v.name, v]));
+      const pairs = result.quantized.map((r) => ({ key: r.key, floatValue: byName.get(r.floatOutput)!, quantValue: r.quantOutput }));
+      const sqnr = await layerSqnr(floatModel, q, pairs, feeds);
+      return { model: q, result, sqnr };
+    };
+
+    const exclude = new Set(config.nodesToExclude);
+    let cur = await build(exclude);
+    ctx.progress(0.5, 'quantized');
+    const excludedBySensitivity: string[] = [];
+    const target = config.sensitivity;
+    let check: TargetCheck | undefined;
+    if (target) {
+      const wantsLabels = target.maxAccuracyDrop !== undefined;
+      if (wantsLabels && !ctx.labels) throw new InvalidInputError('sensitivity.maxAccuracyDrop needs labels (CLI --labels)');
+      const evalFeeds = target.minSqnrDb !== undefined && !wantsLabels && target.maxFidelityDrop === undefined ? feeds : await ctx.evaluationInputs();
+      const labels = wantsLabels ? { labels: ctx.labels!, ...(ctx.labelOutput ? { output: ctx.labelOutput } : {}) } : undefined;
+      const firstSize = encodeModel(cur.model).length;
+      check = await checkTarget(reference, encodeModel(cur.model), evalFeeds, target, labels);
+      log.stat('sensitivityStart', check.summary);
+      while (!check.met && excludedBySensitivity.length < target.maxExcluded) {
+        const worst = [...cur.sqnr].filter(([k]) => !exclude.has(k)).sort((a, b) => a[1] - b[1])[0];
+        if (!worst) break;
+        exclude.add(worst[0]);
+        excludedBySensitivity.push(`${worst[0]} (${worst[1].toFixed(1)} dB)`);
+        cur = await build(exclude);
+        check = await checkTarget(reference, encodeModel(cur.model), evalFeeds, target, labels);
+        ctx.progress(0.5 + 0.5 * (excludedBySensitivity.length / target.maxExcluded), `kept ${worst[0]} float: ${check.summary}`);
+      }
+      log.stat('sensitivityResult', check.summary);
+      log.stat('sensitivityTargetMet', check.met);
+      log.stat('excludedBySensitivity', excludedBySensitivity.join('; ') || 'none');
+      log.stat('sensitivitySizeCostBytes', encodeModel(cur.model).length - firstSize);
+      if (!check.met) log.warn(`sensitivity target not met after keeping ${excludedBySensitivity.length} layer(s) float: ${check.summary}`);
+    }
+    report(cur.result, cur.sqnr, log);
+    ctx.progress(1);
+    return cur.model;
+  },
+});
+
+function report(result: QdqResult, sqnr: Map<string, number>, log: import('../pipeline/pass.js').ChangeLog): void {
+  const rows = result.quantized.map((r) => ({ ...r, db: sqnr.get(r.key) ?? NaN })).sort((a, b) => a.db - b.db);
+  for (const r of rows) {
+    log.rewrite(r.node, `int8${r.fused ? ` (+${r.fused} fused)` : ''}, SQNR ${r.db.toFixed(1)} dB`);
+  }
+  for (const s of result.skipped) log.skip(s.node, s.reason);
+  for (const w of result.warnings) log.warn(w);
+  log.stat('quantizedNodes', rows.length);
+  log.stat('qdqPairs', result.qdqPairs);
+  log.stat('sqnrWorstFirst', rows.slice(0, 12).map((r) => `${r.key} ${r.db.toFixed(1)} dB`).join('; '));
+  if (rows.length) log.stat('sqnrMinDb', Number(rows[0]!.db.toFixed(2)));
+}

@@ -1,0 +1,121 @@
+// quantize.weights: weight-only quantization for size. int8: symmetric per-channel weights behind a
+// DequantizeLinear (compute stays float). int4: MatMul with a constant 2-D B → com.microsoft
+// MatMulNBits, block-wise 4-bit (block 32/64/128), symmetric or with zero points.
+import { Type } from '@sinclair/typebox';
+import { DataType as DT } from '../onnx/dtypes.js';
+import type { Node } from '../onnx/ir.js';
+import { addConstant, getConstant } from '../onnx/constants.js';
+import { makeTensor, readFloat32, tensorDims } from '../onnx/tensor-data.js';
+import { upgradeOpset } from '../onnx/opset-upgrade.js';
+import { definePass } from '../pipeline/pass.js';
+import { quantizeWeightsSymmetric } from '../quant/quant-math.js';
+import { packMatMulNBits } from '../quant/int4.js';
+
+/** Which input of each op is its weight, and its output-channel axis. */
+const WEIGHT_SLOTS: Record<string, { slot: number; axis: (n: Node, rank: number) => number | null }> = {
+  Conv: { slot: 1, axis: () => 0 },
+  ConvTranspose: { slot: 1, axis: (n) => (n.getInt('group', 1) === 1 ? 1 : null) },
+  Gemm: { slot: 1, axis: (n) => (n.getInt('transB', 0) ? 0 : 1) },
+  MatMul: { slot: 1, axis: (_n, rank) => (rank === 2 ? 1 : null) },
+};
+
+export const quantizeWeightsSchema = Type.Object(
+  {
+    pass: Type.Literal('quantize.weights'),
+    bits: Type.Union([Type.Literal(8), Type.Literal(4)], { default: 8 }),
+    blockSize: Type.Union([Type.Literal(32), Type.Literal(64), Type.Literal(128)], { default: 32, description: 'int4: values per scale along K.' }),
+    symmetric: Type.Boolean({ default: true, description: 'int4: no zero points (onnxruntime uses 8).' }),
+    perChannel: Type.Boolean({ default: true, description: 'int8: one scale per output channel.' }),
+    opTypes: Type.Array(Type.String({ minLength: 1 }), { default: Object.keys(WEIGHT_SLOTS) }),
+    nodesToExclude: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
+    minElements: Type.Integer({ default: 1024, minimum: 0, description: 'Weights smaller than this stay float (not worth a node).' }),
+  },
+  { additionalProperties: false },
+);
+
+export const quantizeWeightsPass = definePass({
+  name: 'quantize.weights',
+  summary: 'weight-only: int8 per-channel behind DequantizeLinear, or int4 block-wise MatMul → MatMulNBits',
+  schema: quantizeWeightsSchema,
+  run(model, config, ctx) {
+    const log = ctx.changes;
+    const g = model.graph;
+    if (config.bits === 8 && config.perChannel && (model.opset('') ?? 0) < 13) {
+      const from = model.opset('');
+      const up = upgradeOpset(model, 13);
+      if (up.upgraded) log.stat('opsetUpgradedFrom', from ?? 0);
+      else log.warn(`opset not upgraded (${up.reason}): weights quantized per tensor`);
+    }
+    if (config.bits === 8 && (model.opset('') ?? 0) < 10) throw new Error('quantize.weights int8 needs opset ≥ 10');
+    const perChannel = config.perChannel && (model.opset('') ?? 0) >= 13;
+    const ops = new Set(config.opTypes);
+    const exclude = new Set(config.nodesToExclude);
+    let floatBytes = 0;
+    let quantBytes = 0;
+    for (const n of [...g.nodes]) {
+      const rule = WEIGHT_SLOTS[n.opType];
+      if (!rule || n.domain !== '' || !ops.has(n.opType)) continue;
+      if (exclude.has(n.name)) {
+        log.skip(n, 'in nodesToExclude');
+        continue;
+      }
+      const wv = n.inputs[rule.slot];
+      const wt = getConstant(wv);
+      if (!wv || !wt || wt.dataType !== DT.FLOAT) continue;
+      const dims = tensorDims(wt);
+      const count = dims.reduce((a, b) => a * b, 1);
+      if (count < config.minElements) continue;
+      const w = readFloat32(wt);
+      if (config.bits === 4) {
+        if (n.opType !== 'MatMul' || dims.length !== 2) {
+          log.skip(n, 'int4 applies to MatMul with a constant 2-D weight');
+          continue;
+        }
+        const [K, N] = dims as [number, number];
+        const p = packMatMulNBits(w, K, N, config.blockSize, config.symmetric);
+        const base = n.name || wv.name;
+        const inputs = [
+          n.inputs[0]!,
+          addConstant(g, `${wv.name}_q4`, makeTensor('', DT.UINT8, [N, p.blocks, config.blockSize / 2], p.packed)),
+          addConstant(g, `${wv.name}_q4_scales`, makeTensor('', DT.FLOAT, [N * p.blocks], p.scales)),
+          ...(p.zeroPoints ? [addConstant(g, `${wv.name}_q4_zero_points`, makeTensor('', DT.UINT8, [p.zeroPoints.length], p.zeroPoints))] : []),
+        ];
+        const y = n.outputs[0]!;
+        const at = g.nodes.indexOf(n);
+        g.removeNode(n);
+        const q = g.addNode('MatMulNBits', inputs, [y], { name: `${base}_MatMulNBits`, domain: 'com.microsoft', at });
+        q.setAttr('K', K, 'int');
+        q.setAttr('N', N, 'int');
+        q.setAttr('bits', 4, 'int');
+        q.setAttr('block_size', config.blockSize, 'int');
+        log.rewrite(q, `MatMul → MatMulNBits (4-bit, block ${config.blockSize}${config.symmetric ? ', symmetric' : ''})`);
+        floatBytes += count * 4;
+        quantBytes += p.packed.length + p.scales.length * 4 + (p.zeroPoints?.length ?? 0);
+        continue;
+      }
+      const axis = perChannel ? rule.axis(n, dims.length) : null;
+      const { q, scales } = quantizeWeightsSymmetric(w, dims, axis, 127);
+      const qv = addConstant(g, `${wv.name}_int8`, makeTensor('', DT.INT8, dims, q));
+      const sv = addConstant(g, `${wv.name}_scale`, makeTensor('', DT.FLOAT, axis === null ? [] : [scales.length], scales));
+      const zv = addConstant(g, `${wv.name}_zero_point`, makeTensor('', DT.INT8, axis === null ? [] : [scales.length], new Int8Array(scales.length)));
+      const dq = g.createValue(`${wv.name}_dequantized`);
+      const node = g.addNode('DequantizeLinear', [qv, sv, zv], [dq], { name: `${wv.name}_DequantizeLinear` });
+      if (axis !== null) node.setAttr('axis', axis, 'int');
+      n.setInput(rule.slot, dq);
+      log.rewrite(n, `int8 weight${axis === null ? ' (per tensor)' : ` (per channel, axis ${axis})`}`);
+      floatBytes += count * 4;
+      quantBytes += count + scales.length * 5;
+    }
+    if (config.bits === 4 && !model.proto.opsetImport.some((o) => o.domain === 'com.microsoft')) {
+      const entry = model.proto.opsetImport[0]!;
+      model.proto.opsetImport.push({ ...entry, domain: 'com.microsoft', version: 1n });
+    }
+    g.toposort(false);
+    g.cleanup(false);
+    log.stat('weightBytesBefore', floatBytes);
+    log.stat('weightBytesAfter', quantBytes);
+    log.stat('weightBytesRatio', floatBytes ? Number((quantBytes / floatBytes).toFixed(4)) : 1);
+    ctx.progress(1);
+    return model;
+  },
+});

@@ -1,0 +1,282 @@
+// QDQ rewrite: analyse which nodes and values are quantized (by QDQ_OP_RULES), then insert
+// QuantizeLinear→DequantizeLinear pairs on activations and DequantizeLinear on int8/int32 constants.
+// onnxruntime then fuses DQ → op → Q into its integer kernels (QLinearConv, QLinearAdd, QGemm…).
+import { DataType as DT } from '../onnx/dtypes.js';
+import type { Model, Node, Value } from '../onnx/ir.js';
+import { addConstant, getConstant } from '../onnx/constants.js';
+import { inferElemTypes } from '../onnx/elem-types.js';
+import { makeTensor, readFloat32, tensorDims } from '../onnx/tensor-data.js';
+import { describeNode } from '../pipeline/pass.js';
+import { FUSABLE_ACTIVATIONS, QDQ_KEEP_FLOAT, QDQ_OP_RULES, type QdqOpRule } from './qdq-rules.js';
+import { activationParams, quantizeBias, quantizeWeightsSymmetric, type ActivationType, type QuantParams } from './quant-math.js';
+
+export interface QdqOptions {
+  activationType: ActivationType;
+  activationSymmetric: boolean;
+  perChannel: boolean;
+  reduceRange: boolean;
+  /** Op types to quantize (subset of the rule table). */
+  opTypes: string[];
+}
+
+export interface QuantizedNodeInfo {
+  /** Stable key of the node (its name, or op→first output): what exclusion lists name. */
+  key: string;
+  node: Node;
+  opType: string;
+  /** The activation absorbed into it, if any (e.g. Relu). */
+  fused?: string;
+  /** Name of the value downstream consumers read in the float model (the node's or its activation's output). */
+  floatOutput: string;
+  /** The value in the quantized model that corresponds to it (after Q→DQ when quantized). */
+  quantOutput: Value;
+}
+
+export interface QdqResult {
+  quantized: QuantizedNodeInfo[];
+  skipped: { node: Node; reason: string }[];
+  warnings: string[];
+  qdqPairs: number;
+}
+
+/** Keys of nodes that `quantizeQdq` would consider (for exclusion lists): rule ops and their fused activations. */
+export function nodeKey(n: Node): string {
+  return describeNode(n);
+}
+
+export function quantizeQdq(model: Model, ranges: Map<string, [number, number]>, opts: QdqOptions, exclude: ReadonlySet<string>): QdqResult {
+  const g = model.graph;
+  const types = inferElemTypes(model);
+  const isFloat = (v: Value | null | undefined): v is Value => !!v && types.get(v) === DT.FLOAT;
+  const opset = model.opset('') ?? 0;
+  const warnings: string[] = [];
+  const skipped: { node: Node; reason: string }[] = [];
+  if (opset < 10) throw new Error(`opset ${opset}: QuantizeLinear needs opset ≥ 10 (upgrade the model first)`);
+  const perChannel = opts.perChannel && opset >= 13;
+  if (opts.perChannel && !perChannel) warnings.push(`opset ${opset} < 13: per-channel weight scales need DequantizeLinear-13, weights quantized per tensor`);
+  const allowed = new Set(opts.opTypes);
+
+  // ---- analysis 1: which nodes are quantized
+  const rules = new Map<Node, QdqOpRule>();
+  for (const n of g.nodes) {
+    if (n.domain !== '') continue;
+    const rule = QDQ_OP_RULES[n.opType];
+    if (!rule) {
+      if (QDQ_KEEP_FLOAT[n.opType]) skipped.push({ node: n, reason: QDQ_KEEP_FLOAT[n.opType]! });
+      continue;
+    }
+    if (!allowed.has(n.opType)) continue;
+    if (exclude.has(nodeKey(n))) {
+      skipped.push({ node: n, reason: 'excluded (sensitivity or nodesToExclude)' });
+      continue;
+    }
+    const why = rule.unsupported?.(n);
+    if (why) {
+      skipped.push({ node: n, reason: why });
+      continue;
+    }
+    if (!isFloat(n.outputs[0])) continue; // integer / shape arithmetic
+    const acts = rule.inputs(n).filter((i) => i !== rule.weight?.slot || !getConstant(n.inputs[i]));
+    if (acts.some((i) => !isFloat(n.inputs[i]))) {
+      skipped.push({ node: n, reason: 'non-float input' });
+      continue;
+    }
+    if (rule.weight && !rule.inputs(n).includes(rule.weight.slot) && !getConstant(n.inputs[rule.weight.slot])) {
+      skipped.push({ node: n, reason: 'weight is computed at run time' });
+      continue;
+    }
+    rules.set(n, rule);
+  }
+
+  // ---- analysis 2: fused activations (Conv→Relu: the Q goes after the Relu)
+  const fusedInto = new Map<Node, Node>(); // activation → op
+  for (const [n, rule] of rules) {
+    if (!rule.fusesActivation) continue;
+    const y = n.outputs[0]!;
+    if (y.consumers.length !== 1 || g.isOutput(y)) continue;
+    const act = y.consumers[0]!;
+    if (!FUSABLE_ACTIVATIONS.has(act.opType) || act.domain !== '' || exclude.has(nodeKey(act))) continue;
+    if (act.opType === 'Clip' && [1, 2].some((i) => act.inputs[i] && !getConstant(act.inputs[i]))) continue;
+    fusedInto.set(act, n);
+  }
+  const fusedAct = new Map<Node, Node>([...fusedInto].map(([a, n]) => [n, a]));
+
+  // ---- analysis 3: which values get a Q→DQ pair, grouped by shared scale (union-find)
+  const parent = new Map<Value, Value>();
+  const find = (v: Value): Value => {
+    let r = v;
+    while (parent.get(r) !== r) r = parent.get(r)!;
+    parent.set(v, r);
+    return r;
+  };
+  const quantValues = new Set<Value>();
+  const mark = (v: Value) => {
+    if (!parent.has(v)) parent.set(v, v);
+    quantValues.add(v);
+  };
+  const union = (a: Value, b: Value) => parent.set(find(a), find(b));
+  const constActs = new Set<Value>(); // constant activation-like inputs (Add/Mul operands)
+  for (const [n, rule] of rules) {
+    const actSlots = rule.inputs(n).filter((i) => !(rule.weight?.slot === i && getConstant(n.inputs[i])));
+    for (const i of actSlots) {
+      const v = n.inputs[i]!;
+      if (getConstant(v)) constActs.add(v);
+      mark(v);
+    }
+    const act = fusedAct.get(n);
+    const out = act ? act.outputs[0]! : n.outputs[0]!;
+    if (g.isOutput(out)) continue; // graph outputs stay float
+    mark(out);
+    if (rule.output === 'shareInput') union(out, n.inputs[0]!);
+    if (rule.sharedScale) for (const i of actSlots) union(n.inputs[i]!, out);
+  }
+
+  // ---- analysis 4: parameters per group from the union of its members' calibrated ranges
+  const rangeOf = (v: Value): [number, number] | undefined => {
+    const t = getConstant(v);
+    if (t) {
+      const d = readFloat32(t);
+      let lo = Infinity;
+      let hi = -Infinity;
+      for (const x of d) {
+        lo = Math.min(lo, x);
+        hi = Math.max(hi, x);
+      }
+      return [lo, hi];
+    }
+    return ranges.get(v.name);
+  };
+  const groupRange = new Map<Value, [number, number]>();
+  for (const v of quantValues) {
+    const r = rangeOf(v);
+    if (!r) continue;
+    const root = find(v);
+    const cur = groupRange.get(root);
+    groupRange.set(root, cur ? [Math.min(cur[0], r[0]), Math.max(cur[1], r[1])] : r);
+  }
+  const params = new Map<Value, QuantParams>();
+  for (const v of quantValues) {
+    const r = groupRange.get(find(v));
+    if (!r) {
+      warnings.push(`no calibration range for '${v.name}': left float`);
+      continue;
+    }
+    params.set(v, activationParams(r[0], r[1], opts.activationType, opts.activationSymmetric));
+  }
+
+  // ---- rewrite 1: Q→DQ on activations (one pair per value, shared by all its consumers)
+  const qType = opts.activationType === 'uint8' ? DT.UINT8 : DT.INT8;
+  const QArr = opts.activationType === 'uint8' ? Uint8Array : Int8Array;
+  const paramConsts = new Map<string, [Value, Value]>();
+  const scaleZp = (p: QuantParams, base: string): [Value, Value] => {
+    const key = `${p.scale}:${p.zeroPoint}`;
+    let hit = paramConsts.get(key);
+    if (!hit) {
+      hit = [
+        addConstant(g, `${base}_scale`, makeTensor('', DT.FLOAT, [], Float32Array.of(p.scale))),
+        addConstant(g, `${base}_zero_point`, makeTensor('', qType, [], QArr.of(p.zeroPoint))),
+      ];
+      paramConsts.set(key, hit);
+    }
+    return hit;
+  };
+  const dqOf = new Map<Value, Value>();
+  let qdqPairs = 0;
+  for (const v of quantValues) {
+    const p = params.get(v);
+    if (!p) continue;
+    const [s, z] = scaleZp(p, v.name);
+    let qv: Value;
+    if (constActs.has(v)) {
+      // constant operand: stored quantized, only a DequantizeLinear at run time
+      const d = readFloat32(getConstant(v)!);
+      const [qmin, qmax] = opts.activationType === 'uint8' ? [0, 255] : [-128, 127];
+      const q = new QArr(d.length);
+      for (let i = 0; i < d.length; i++) q[i] = Math.max(qmin, Math.min(qmax, Math.round(d[i]! / p.scale) + p.zeroPoint));
+      qv = addConstant(g, `${v.name}_quantized`, makeTensor('', qType, tensorDims(getConstant(v)!), q));
+    } else {
+      qv = g.createValue(`${v.name}_quantized`);
+      g.addNode('QuantizeLinear', [v, s, z], [qv], { name: `${v.name}_QuantizeLinear` });
+      qv.setTensorType(qType, v.shape);
+      qdqPairs++;
+    }
+    const dq = g.createValue(`${v.name}_dequantized`);
+    g.addNode('DequantizeLinear', [qv, s, z], [dq], { name: `${v.name}_DequantizeLinear` });
+    if (v.type) dq.setTensorType(DT.FLOAT, v.shape);
+    dqOf.set(v, dq);
+  }
+  for (const [v, dq] of dqOf) {
+    for (const c of [...v.consumers]) {
+      if (c.opType === 'QuantizeLinear' && c.inputs[0] === v) continue;
+      c.inputs.forEach((x, i) => {
+        if (x === v) c.setInput(i, dq);
+      });
+    }
+  }
+
+  const floatOf = new Map<Value, Value>([...dqOf].map(([v, dq]) => [dq, v]));
+  // ---- rewrite 2: int8 weights and int32 biases behind DequantizeLinear
+  const qmax = opts.reduceRange ? 63 : 127;
+  const weightCache = new Map<string, { dq: Value; scales: Float32Array }>();
+  for (const [n, rule] of rules) {
+    const w = rule.weight;
+    if (!w) continue;
+    const wv = n.inputs[w.slot];
+    const wt = getConstant(wv);
+    if (!wv || !wt || wt.dataType !== DT.FLOAT) continue;
+    const dims = tensorDims(wt);
+    const axis = perChannel ? w.axis(n, dims.length) : null;
+    const key = `${wv.name}:${axis}`;
+    let hit = weightCache.get(key);
+    if (!hit) {
+      const { q, scales } = quantizeWeightsSymmetric(readFloat32(wt), dims, axis, qmax);
+      const qv = addConstant(g, `${wv.name}_quantized`, makeTensor('', DT.INT8, dims, q));
+      const sv = addConstant(g, `${wv.name}_scale`, makeTensor('', DT.FLOAT, axis === null ? [] : [scales.length], scales));
+      const zv = addConstant(g, `${wv.name}_zero_point`, makeTensor('', DT.INT8, axis === null ? [] : [scales.length], new Int8Array(scales.length)));
+      const dq = g.createValue(`${wv.name}_dequantized`);
+      const node = g.addNode('DequantizeLinear', [qv, sv, zv], [dq], { name: `${wv.name}_DequantizeLinear` });
+      if (axis !== null) node.setAttr('axis', axis, 'int');
+      hit = { dq, scales };
+      weightCache.set(key, hit);
+    }
+    n.setInput(w.slot, hit.dq);
+    // bias: int32 in the scale input × weight
+    const bv = rule.bias !== undefined ? n.inputs[rule.bias] : null;
+    const bt = getConstant(bv);
+    const inP = n.inputs[0] ? params.get(floatOf.get(n.inputs[0]) ?? n.inputs[0]) : undefined;
+    if (bv && bt && bt.dataType === DT.FLOAT && tensorDims(bt).length === 1 && inP) {
+      const b = readFloat32(bt);
+      if (hit.scales.length === 1 || hit.scales.length === b.length) {
+        const { q, scales } = quantizeBias(b, inP.scale, hit.scales);
+        const perC = hit.scales.length > 1;
+        const qv = addConstant(g, `${bv.name}_quantized`, makeTensor('', DT.INT32, [b.length], q));
+        const sv = addConstant(g, `${bv.name}_scale`, perC ? makeTensor('', DT.FLOAT, [b.length], scales) : makeTensor('', DT.FLOAT, [], Float32Array.of(scales[0]!)));
+        const zv = addConstant(g, `${bv.name}_zero_point`, perC ? makeTensor('', DT.INT32, [b.length], new Int32Array(b.length)) : makeTensor('', DT.INT32, [], new Int32Array(1)));
+        const dq = g.createValue(`${bv.name}_dequantized`);
+        const node = g.addNode('DequantizeLinear', [qv, sv, zv], [dq], { name: `${bv.name}_DequantizeLinear` });
+        if (perC) node.setAttr('axis', 0, 'int');
+        n.setInput(rule.bias!, dq);
+      }
+    }
+  }
+
+  // ---- report: what each quantized node's consumers now read
+  const quantized: QuantizedNodeInfo[] = [];
+  for (const [n] of rules) {
+    const act = fusedAct.get(n);
+    const out = act ? act.outputs[0]! : n.outputs[0]!;
+    quantized.push({
+      key: nodeKey(n),
+      node: n,
+      opType: n.opType,
+      ...(act ? { fused: act.opType } : {}),
+      floatOutput: out.name,
+      quantOutput: dqOf.get(out) ?? out,
+    });
+  }
+  g.toposort(false);
+  g.cleanup(false);
+  return { quantized, skipped, warnings, qdqPairs };
+}
+
+

@@ -1,0 +1,50 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Value as TBValue } from '@sinclair/typebox/value';
+import { decodeModel, encodeModel } from '../src/onnx/model-io.js';
+import { verifyModel } from '../src/onnx/verify.js';
+import { quantizeDynamicPass } from '../src/passes/quantize-dynamic.js';
+import { runOnce, tensorToFloat32, type Feeds } from '../src/runtime/ort.js';
+import { fidelity } from '../src/metrics/fidelity.js';
+import { evaluateModels } from '../src/eval/evaluate.js';
+import { readArraysFile, batchesFromArrays } from '../src/data/samples.js';
+import { FMNIST, MODELS, feedsFor, passContext, readModel } from './helpers.js';
+
+function quantize(bytes: Uint8Array, feeds: Feeds, overrides: Record<string, unknown> = {}) {
+  const model = decodeModel(bytes);
+  const ctx = passContext([feeds]);
+  quantizeDynamicPass.run(model, TBValue.Default(quantizeDynamicPass.schema, { pass: 'quantize.dynamic', ...overrides }) as never, ctx);
+  verifyModel(model);
+  return { model, out: encodeModel(model), ctx };
+}
+
+describe('quantize.dynamic', () => {
+  it('PP-OCRv4 rec: constant-weight MatMuls → DynamicQuantizeMatMul, attention MatMuls skipped with the reason', async () => {
+    const bytes = readModel(MODELS.ppocrRec);
+    const feeds = feedsFor('ppocrRec', decodeModel(bytes), 3);
+    const { model, out, ctx } = quantize(bytes, feeds);
+    assert.ok(model.graph.nodes.filter((n) => n.opType === 'DynamicQuantizeMatMul' && n.domain === 'com.microsoft').length >= 9);
+    assert.ok(ctx.changes.skipped.some((s) => /both operands dynamic/.test(s.reason)));
+    const a = await runOnce(bytes, feeds);
+    const b = await runOnce(out, feeds);
+    for (const k of Object.keys(a)) assert.ok(fidelity(tensorToFloat32(a[k]!), tensorToFloat32(b[k]!)).sqnrDb > 25, k);
+  });
+
+  it('fmnist CNN with Conv opted in: ConvInteger + DynamicQuantizeMatMul, ≤ 0.3× size, top-1 agreement ≥ 97%', async () => {
+    const bytes = readModel(MODELS.fmnist);
+    const m = decodeModel(bytes);
+    const batches = [...batchesFromArrays(m, readArraysFile(FMNIST.inputs, m), { batchSize: 100, maxSamples: 300 })];
+    const { model, out } = quantize(bytes, batches[0]!, { opTypes: ['Gemm', 'Conv'], minElements: 0 });
+    assert.equal(model.graph.nodes.filter((n) => n.opType === 'ConvInteger').length, 13);
+    assert.equal(model.graph.nodes.filter((n) => n.opType === 'DynamicQuantizeMatMul').length, 1);
+    assert.ok(out.length / bytes.length <= 0.3, `size ${(out.length / bytes.length).toFixed(3)}`);
+    const ev = await evaluateModels(bytes, out, batches);
+    assert.ok(ev.fidelity.logits!.top1Agreement! >= 0.97, `agreement ${ev.fidelity.logits!.top1Agreement}`);
+  });
+
+  it('by default Conv stays float, and says why', () => {
+    const bytes = readModel(MODELS.fmnist);
+    const { ctx } = quantize(bytes, {} as Feeds);
+    assert.ok(ctx.changes.skipped.some((s) => s.opType === 'Conv' && /opt-in/.test(s.reason)));
+  });
+});
