@@ -52,8 +52,9 @@ export function tuckerPlan(layer: Layer, opts: RankOptions & { iterations: numbe
     rOut = spectrumRank(opts.rank, s0, cout, cin * K);
     rIn = spectrumRank(opts.rank, s1, cin, cout * K);
   }
-  rOut = roundRank(rOut, opts.roundTo, cout);
-  rIn = roundRank(rIn, opts.roundTo, cin);
+  const direction = mode === 'vbmf' || mode === 'energy' ? 'up' : 'nearest';
+  rOut = roundRank(rOut, opts.roundTo, cout, direction);
+  rIn = roundRank(rIn, opts.roundTo, cin, direction);
   const splitOut = rOut < cout;
   const splitIn = rIn < cin;
   if (!splitOut && !splitIn) return `ranks [${rOut}, ${rIn}] equal the channel counts: nothing to factorize`;
@@ -110,7 +111,7 @@ export function cpPlan(layer: Layer, opts: RankOptions & { iterations: number; t
     const s1 = leadingModeVectors(t, 1, 0).singularValues;
     rank = Math.max(spectrumRank(opts.rank, s0, cout, cin * K), spectrumRank(opts.rank, s1, cin, cout * K));
   }
-  rank = roundRank(rank, opts.roundTo, Number.MAX_SAFE_INTEGER);
+  rank = roundRank(rank, opts.roundTo, Number.MAX_SAFE_INTEGER, mode === 'vbmf' || mode === 'energy' ? 'up' : 'nearest');
   if (rank * (cout + cin + kernel.reduce((a, b) => a + b, 0)) >= layerParams(layer)) {
     return `rank ${rank} does not save parameters`;
   }
@@ -174,7 +175,7 @@ export function svdPlan(layer: Layer, opts: RankOptions): ChainPlan | string {
     svd = small > 768 && r < small / 4 ? randomizedSvd(w, r) : truncatedSvd(w, r);
   } else {
     const full = truncatedSvd(w, small);
-    r = roundRank(spectrumRank(opts.rank, full.all, K, N), opts.roundTo, small);
+    r = roundRank(spectrumRank(opts.rank, full.all, K, N), opts.roundTo, small, 'up');
     if (r * (K + N) >= K * N) return `rank ${r} does not save parameters (${r * (K + N)} ≥ ${K * N})`;
     svd = { u: sliceColumns(full.u, r), s: full.s.slice(0, r), v: sliceColumns(full.v, r) };
   }

@@ -51,10 +51,14 @@ export function spectrumRank(spec: RankSpec, singularValues: ArrayLike<number>, 
   throw new Error('spectrumRank needs an energy or vbmf spec');
 }
 
-/** Rounds to a multiple of `roundTo` (nearest, at least one multiple), capped at `max`. */
-export function roundRank(r: number, roundTo: number, max: number): number {
-  if (roundTo <= 1) return Math.max(1, Math.min(max, Math.round(r)));
-  const rounded = Math.max(roundTo, Math.round(r / roundTo) * roundTo);
+/**
+ * Rounds to a multiple of `roundTo` (at least one multiple), capped at `max`. Ranks from the spectrum
+ * (vbmf, energy) round up: they are a floor below which information is lost.
+ */
+export function roundRank(r: number, roundTo: number, max: number, direction: 'nearest' | 'up' = 'nearest'): number {
+  const round = direction === 'up' ? Math.ceil : Math.round;
+  if (roundTo <= 1) return Math.max(1, Math.min(max, round(r)));
+  const rounded = Math.max(roundTo, round(r / roundTo - 1e-9) * roundTo);
   return Math.max(1, Math.min(max, rounded));
 }
 
