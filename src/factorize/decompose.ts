@@ -119,9 +119,17 @@ export function cpPlan(layer: Layer, opts: RankOptions & { iterations: number; t
   const geo = convGeometry(layer.node, layer.spatial);
   const spatial = layer.spatial;
   const steps: ChainStep[] = [];
-  const fin = cp.factors[1]!; // cin × R
-  steps.push(pointwiseStep('cp input projection', rank, cin, spatial, f32(transpose(fin).data)));
+  const fin = transpose(cp.factors[1]!); // R × cin
+  // an axis with a 1-tap kernel, no stride and no padding is a per-rank scale: fold it into the first pointwise
+  const trivial = (a: number) => kernel[a] === 1 && geo.strides[a] === 1 && (geo.autoPad !== 'NOTSET' || (geo.pads[a] === 0 && geo.pads[spatial + a] === 0));
   for (let a = 0; a < spatial; a++) {
+    if (!trivial(a)) continue;
+    const f = cp.factors[2 + a]!; // 1 × R
+    for (let r = 0; r < rank; r++) for (let i = 0; i < cin; i++) fin.data[r * cin + i]! *= f.data[r]!;
+  }
+  steps.push(pointwiseStep('cp input projection', rank, cin, spatial, f32(fin.data)));
+  for (let a = 0; a < spatial; a++) {
+    if (trivial(a)) continue;
     const k = kernel[a]!;
     const f = cp.factors[2 + a]!; // k × R
     const shape = new Array(spatial).fill(1);
