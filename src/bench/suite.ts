@@ -12,6 +12,7 @@ import { batchesFromArrays, readArraysFile, readLabelsFile } from '../data/sampl
 import { environment, toJson } from '../report/environment.js';
 import type { CompressionReport } from '../report/schema.js';
 import type { SyntheticInputOptions } from '../runtime/ort.js';
+import { tensorBench } from './tensor.js';
 
 const ROOT = (() => {
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -163,7 +164,8 @@ async function main(): Promise<void> {
       rows.push({ model: m.id, recipe: recipeId, report: result.report });
     }
   }
-  const table = renderTable(rows);
+  let table = renderTable(rows);
+  if (!values.quick) table += `\n${await tensorBench()}`;
   writeFileSync(join(outDir, 'RESULTS.md'), table);
   process.stdout.write(table);
 }
