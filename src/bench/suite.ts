@@ -13,6 +13,7 @@ import { environment, toJson } from '../report/environment.js';
 import type { CompressionReport } from '../report/schema.js';
 import type { SyntheticInputOptions } from '../runtime/ort.js';
 import { quantBench } from './quant.js';
+import { tensorBench } from './tensor.js';
 
 const ROOT = (() => {
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -164,7 +165,8 @@ async function main(): Promise<void> {
       rows.push({ model: m.id, recipe: recipeId, report: result.report });
     }
   }
-  const table = `${renderTable(rows)}\n${values.quick ? '' : await quantBench()}`;
+  let table = renderTable(rows);
+  if (!values.quick) table += `\n${await quantBench()}\n${await tensorBench()}`;
   writeFileSync(join(outDir, 'RESULTS.md'), table);
   process.stdout.write(table);
 }

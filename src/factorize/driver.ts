@@ -1,0 +1,198 @@
+// The one driver of the three factorization passes: analyse (which layers, which ranks, does it save
+// parameters, is it faster), then rewrite, then refine on calibration data.
+import { Type, type TSchema } from '@sinclair/typebox';
+import { InvalidInputError } from '../errors.js';
+import type { Model } from '../onnx/ir.js';
+import { encodeModel } from '../onnx/model-io.js';
+import type { PassContext } from '../pipeline/pass.js';
+import { discoverValues, type Feeds } from '../runtime/ort.js';
+import { emitChain } from './chain.js';
+import { cpPlan, svdPlan, tuckerPlan, type ChainPlan } from './decompose.js';
+import { LAYER_RULES, type FactorMethod, type Layer } from './layers.js';
+import { describeRank, RankSchema, type RankSpec } from './rank.js';
+import { refineChains, type RefitTarget } from './refine.js';
+import { layerSpeed } from './speed.js';
+
+/** Options every factorization pass shares; `extra` adds the method's own. */
+export function factorizeSchema<N extends string>(name: N, defaults: { rank: RankSpec; opTypes: string[] }, extra: Record<string, TSchema> = {}) {
+  return Type.Object(
+    {
+      pass: Type.Literal(name),
+      rank: { ...RankSchema, default: defaults.rank },
+      roundTo: Type.Integer({ minimum: 1, default: 8, description: 'Round ranks to a multiple of this (onnxruntime kernels prefer multiples of 8); 1 = no rounding.' }),
+      opTypes: Type.Array(Type.String({ minLength: 1 }), { default: defaults.opTypes, description: 'Op types to factorize.' }),
+      include: Type.String({ default: '', description: 'Regular expression: only nodes whose name matches (empty = all).' }),
+      exclude: Type.String({ default: '', description: 'Regular expression: nodes whose name matches are left alone.' }),
+      minParams: Type.Integer({ minimum: 0, default: 4096, description: 'Leave layers with fewer weights alone.' }),
+      requireSpeedup: Type.Boolean({ default: true, description: 'Benchmark each factorized layer against the original in onnxruntime and keep the original where it is not faster.' }),
+      speedBatch: Type.Integer({ minimum: 1, default: 8, description: 'Batch size of the per-layer speed check.' }),
+      speedRounds: Type.Integer({ minimum: 2, default: 4, description: 'A/B rounds of the per-layer speed check.' }),
+      maxLatencyRatio: Type.Number({ exclusiveMinimum: 0, default: 1, description: 'Keep a factorized layer only when its latency ratio (median of rounds) is below this.' }),
+      refine: Type.Boolean({ default: true, description: 'Refit the last factor of each chain by least squares on calibration data.' }),
+      refineSamples: Type.Integer({ minimum: 1, default: 256, description: 'Calibration items used by the refit.' }),
+      ...extra,
+    },
+    { additionalProperties: false },
+  );
+}
+
+export interface FactorizeConfig {
+  rank: RankSpec;
+  roundTo: number;
+  opTypes: string[];
+  include: string;
+  exclude: string;
+  minParams: number;
+  requireSpeedup: boolean;
+  speedBatch: number;
+  speedRounds: number;
+  maxLatencyRatio: number;
+  refine: boolean;
+  refineSamples: number;
+  iterations?: number;
+  tolerance?: number;
+}
+
+function regex(source: string, key: string): RegExp | null {
+  if (!source) return null;
+  try {
+    return new RegExp(source);
+  } catch (err) {
+    throw new InvalidInputError(`${key}: invalid regular expression '${source}': ${(err as Error).message}`);
+  }
+}
+
+function planFor(method: FactorMethod, layer: Layer, config: FactorizeConfig): ChainPlan | string {
+  const rankOpts = { rank: config.rank, roundTo: config.roundTo };
+  if (method === 'tucker') return tuckerPlan(layer, { ...rankOpts, iterations: config.iterations ?? 10 });
+  if (method === 'cp') return cpPlan(layer, { ...rankOpts, iterations: config.iterations ?? 100, tolerance: config.tolerance ?? 1e-6 });
+  return svdPlan(layer, rankOpts);
+}
+
+/** The first calibration batches covering `items` items. */
+function takeItems(batches: Feeds[], items: number): Feeds[] {
+  const out: Feeds[] = [];
+  let n = 0;
+  for (const b of batches) {
+    if (n >= items) break;
+    out.push(b);
+    n += Object.values(b)[0]?.dims[0] ?? 1;
+  }
+  return out;
+}
+
+export async function runFactorization(method: FactorMethod, model: Model, config: FactorizeConfig, ctx: PassContext): Promise<Model> {
+  const log = ctx.changes;
+  const include = regex(config.include, 'include');
+  const exclude = regex(config.exclude, 'exclude');
+  const opTypes = new Set(config.opTypes);
+  for (const op of opTypes) {
+    if (!LAYER_RULES[op]?.methods.includes(method)) throw new InvalidInputError(`opTypes: factorize.${method} does not apply to ${op} (supported: ${Object.keys(LAYER_RULES).filter((k) => LAYER_RULES[k]!.methods.includes(method)).join(', ')})`);
+  }
+  log.stat('rank', describeRank(config.rank));
+
+  // ---- analysis 1: candidate layers and their factorized chains
+  const plans: ChainPlan[] = [];
+  const candidates = model.graph.nodes.filter((n) => opTypes.has(n.opType) && n.domain === '');
+  for (const g of model.allGraphs()) {
+    if (g === model.graph) continue;
+    for (const n of g.nodes) if (opTypes.has(n.opType)) log.skip(n, 'inside a subgraph (only main-graph layers are factorized)');
+  }
+  for (const [i, node] of candidates.entries()) {
+    ctx.progress((0.4 * i) / Math.max(1, candidates.length), `decomposing ${node.name || node.opType}`);
+    if (include && !include.test(node.name)) continue;
+    if (exclude?.test(node.name)) continue;
+    const layer = LAYER_RULES[node.opType]!.match(node, method);
+    if (typeof layer === 'string') {
+      log.skip(node, layer);
+      continue;
+    }
+    if (layer.weight.length < config.minParams) {
+      log.skip(node, `${layer.weight.length} weights < minParams ${config.minParams}`);
+      continue;
+    }
+    const plan = planFor(method, layer, config);
+    if (typeof plan === 'string') log.skip(node, plan);
+    else plans.push(plan);
+  }
+
+  // ---- analysis 2: per-layer speed check in onnxruntime
+  let kept = plans;
+  if (config.requireSpeedup && plans.length > 0) {
+    const samples = await ctx.sampleInputs();
+    const shapes = await discoverValues(model, samples.slice(0, 1));
+    const opset = model.opset() ?? 13;
+    kept = [];
+    for (const [i, plan] of plans.entries()) {
+      ctx.progress(0.4 + (0.4 * i) / plans.length, `speed check ${plan.layer.node.name}`);
+      const dims = shapes.get(plan.layer.input)?.dims;
+      if (!dims || dims.length === 0) {
+        log.skip(plan.layer.node, 'input shape unknown on the sample inputs: speed cannot be checked');
+        continue;
+      }
+      const inputDims = [config.speedBatch, ...dims.slice(1)];
+      const speed = await layerSpeed(plan, opset, inputDims, { rounds: config.speedRounds, runs: 4 * config.speedRounds, ...(ctx.signal ? { signal: ctx.signal } : {}) });
+      (plan as ChainPlan & { latencyRatio?: number }).latencyRatio = speed.ratio;
+      if (speed.ratio < config.maxLatencyRatio) kept.push(plan);
+      else {
+        log.skip(plan.layer.node, `factorized form not faster: ${speed.ratio.toFixed(2)}× the original's latency at [${inputDims.join(',')}] (rank ${plan.ranks.join('×')})`);
+        log.count('layersKeptNotFaster');
+      }
+    }
+  }
+
+  // ---- rewrite
+  const originalBytes = config.refine && kept.length > 0 ? encodeWithOutputs(model, kept.map((p) => p.layer.output)) : null;
+  const targets: RefitTarget[] = [];
+  let before = 0;
+  let after = 0;
+  for (const plan of kept) {
+    const node = plan.layer.node;
+    const detail = `${describeLayer(plan)}; weights ${plan.paramsBefore} → ${plan.paramsAfter} (${(plan.paramsAfter / plan.paramsBefore).toFixed(3)}×), weight error ${(100 * plan.weightError).toFixed(1)}%`
+      + ((plan as ChainPlan & { latencyRatio?: number }).latencyRatio !== undefined ? `, latency ${(plan as ChainPlan & { latencyRatio?: number }).latencyRatio!.toFixed(2)}×` : '');
+    log.rewrite(node, detail);
+    const nodes = emitChain(model.graph, plan.layer, plan.steps);
+    nodes.forEach((n, i) => log.add(n, plan.steps[i]!.role));
+    before += plan.paramsBefore;
+    after += plan.paramsAfter;
+    const last = plan.steps[plan.steps.length - 1]!;
+    if (last.refitAxis !== undefined) targets.push({ node: nodes[nodes.length - 1]!, axis: last.refitAxis, output: plan.layer.output });
+  }
+  model.graph.cleanup();
+  log.stat('layersFactorized', kept.length);
+  log.stat('factorizedWeightsBefore', before);
+  log.stat('factorizedWeightsAfter', after);
+  if (before > 0) log.stat('factorizedWeightsRatio', Number((after / before).toFixed(4)));
+
+  // ---- refinement on calibration data
+  if (originalBytes && targets.length > 0) {
+    ctx.progress(0.85, 'refitting factors on calibration data');
+    if (ctx.samplesAreSynthetic) log.warn('factor refinement ran on synthetic inputs; give calibration data (--calibration) to make it meaningful');
+    const batches = takeItems(await ctx.sampleInputs(), config.refineSamples);
+    const r = await refineChains(model, originalBytes, targets, batches, ctx.signal);
+    log.stat('layersRefitted', r.refitted);
+    log.stat('refineSqnrBeforeDb', Number(r.before.sqnrDb.toFixed(2)));
+    log.stat('refineSqnrAfterDb', Number(r.after.sqnrDb.toFixed(2)));
+    if (r.after.sqnrDb < r.before.sqnrDb) log.warn(`refinement lowered output SQNR on calibration data (${r.before.sqnrDb.toFixed(1)} → ${r.after.sqnrDb.toFixed(1)} dB)`);
+  }
+  if (kept.length === 0) log.warn(`factorize.${method}: no layer was factorized`);
+  ctx.progress(1);
+  return model;
+}
+
+function describeLayer(plan: ChainPlan): string {
+  const d = plan.layer.weightDims.join('×');
+  return `${plan.layer.op} [${d}] → ${plan.steps.map((s) => `${s.op}[${s.weightDims.join('×')}]`).join(' → ')}, rank ${plan.ranks.join('×')}`;
+}
+
+function encodeWithOutputs(model: Model, values: import('../onnx/ir.js').Value[]): Uint8Array {
+  const g = model.graph;
+  const original = g.outputs;
+  const seen = new Set(original);
+  g.outputs = [...original, ...values.filter((v) => !seen.has(v) && (seen.add(v), true))];
+  try {
+    return encodeModel(model);
+  } finally {
+    g.outputs = original;
+  }
+}

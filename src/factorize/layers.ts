@@ -1,0 +1,141 @@
+// Which layers can be factorized, and what a factorized layer is: the ONE table of per-op rules for
+// the family (Conv, MatMul, Gemm), and the chain of smaller nodes that replaces a layer.
+import { getConstant } from '../onnx/constants.js';
+import { DataType as DT } from '../onnx/dtypes.js';
+import type { Node, Value } from '../onnx/ir.js';
+import { readFloat32, tensorDims } from '../onnx/tensor-data.js';
+
+export type FactorMethod = 'svd' | 'tucker' | 'cp';
+
+export interface Layer {
+  node: Node;
+  op: 'Conv' | 'MatMul' | 'Gemm';
+  input: Value;
+  output: Value;
+  /** The weight as the op stores it: Conv [Cout, Cin, k…]; MatMul [K, N]; Gemm B as stored (see transB). */
+  weightDims: number[];
+  weight: Float32Array;
+  /** Conv bias [Cout] or Gemm C (any broadcastable shape). */
+  bias: { dims: number[]; data: Float32Array } | null;
+  /** Conv: number of spatial axes. */
+  spatial: number;
+}
+
+export type AttrSpec = [name: string, value: number | number[] | string, kind?: 'int' | 'float' | 'ints' | 'floats'];
+
+/** One node of a factorized chain. The chain's first node reads the layer input, its last writes the layer output. */
+export interface ChainStep {
+  op: 'Conv' | 'MatMul' | 'Gemm';
+  role: string;
+  weightDims: number[];
+  weight: Float32Array;
+  bias?: { dims: number[]; data: Float32Array };
+  attrs: AttrSpec[];
+  /** Axis of the step's input that holds the features a least-squares refit works on (undefined: no refit). */
+  refitAxis?: number;
+}
+
+interface LayerRule {
+  /** Methods that apply to this op. */
+  methods: FactorMethod[];
+  /** The layer, or why it cannot be factorized by `method`. */
+  match(node: Node, method: FactorMethod): Layer | string;
+}
+
+function floatConstant(v: Value | null | undefined): { dims: number[]; data: Float32Array } | string {
+  const t = getConstant(v);
+  if (!t) return 'weight is not a constant';
+  if (t.dataType !== DT.FLOAT) return 'weight is not float32';
+  return { dims: tensorDims(t), data: readFloat32(t) };
+}
+
+function ioOf(node: Node): { input: Value; output: Value } | string {
+  const input = node.inputs[0];
+  const output = node.outputs[0];
+  if (!input || !output) return 'missing input or output';
+  if (getConstant(input)) return 'the data input is a constant';
+  return { input, output };
+}
+
+export const LAYER_RULES: Record<string, LayerRule> = {
+  Conv: {
+    methods: ['svd', 'tucker', 'cp'],
+    match(node, method) {
+      const io = ioOf(node);
+      if (typeof io === 'string') return io;
+      const w = floatConstant(node.inputs[1]);
+      if (typeof w === 'string') return w;
+      if (node.getInt('group', 1) !== 1) return `grouped convolution (group ${node.getInt('group', 1)})`;
+      const spatial = w.dims.length - 2;
+      if (spatial < 1 || spatial > 3) return `${spatial}-D convolution`;
+      const kernel = w.dims.slice(2);
+      const pointwise = kernel.every((k) => k === 1);
+      if (method === 'svd' && !pointwise) return 'kernel is not 1×1 (use factorize.tucker or factorize.cp)';
+      if (method !== 'svd' && pointwise) return '1×1 kernel (use factorize.svd)';
+      const autoPad = node.getString('auto_pad', 'NOTSET');
+      if (method === 'cp' && autoPad !== 'NOTSET' && autoPad !== 'VALID') return `auto_pad ${autoPad} cannot be split per axis`;
+      let bias: Layer['bias'] = null;
+      if (node.inputs[2]) {
+        const b = floatConstant(node.inputs[2]);
+        if (typeof b === 'string') return `bias: ${b}`;
+        bias = b;
+      }
+      return { node, op: 'Conv', ...io, weightDims: w.dims, weight: w.data, bias, spatial };
+    },
+  },
+  MatMul: {
+    methods: ['svd'],
+    match(node) {
+      const io = ioOf(node);
+      if (typeof io === 'string') return io;
+      const w = floatConstant(node.inputs[1]);
+      if (typeof w === 'string') return w;
+      if (w.dims.length !== 2) return `weight has rank ${w.dims.length} (2-D weights only)`;
+      return { node, op: 'MatMul', ...io, weightDims: w.dims, weight: w.data, bias: null, spatial: 0 };
+    },
+  },
+  Gemm: {
+    methods: ['svd'],
+    match(node) {
+      const io = ioOf(node);
+      if (typeof io === 'string') return io;
+      const w = floatConstant(node.inputs[1]);
+      if (typeof w === 'string') return w;
+      let bias: Layer['bias'] = null;
+      if (node.inputs[2]) {
+        const c = floatConstant(node.inputs[2]);
+        if (typeof c === 'string') return `C: ${c}`;
+        bias = c;
+      }
+      return { node, op: 'Gemm', ...io, weightDims: w.dims, weight: w.data, bias, spatial: 0 };
+    },
+  },
+};
+
+/** Conv attributes that keep their meaning on the chain's spatial step. */
+export function convGeometry(node: Node, spatial: number): { strides: number[]; pads: number[]; dilations: number[]; autoPad: string } {
+  return {
+    strides: node.getInts('strides', new Array(spatial).fill(1)),
+    pads: node.getInts('pads', new Array(2 * spatial).fill(0)),
+    dilations: node.getInts('dilations', new Array(spatial).fill(1)),
+    autoPad: node.getString('auto_pad', 'NOTSET'),
+  };
+}
+
+export function countWeights(steps: readonly ChainStep[]): number {
+  return steps.reduce((s, st) => s + st.weight.length, 0);
+}
+
+/** A 1×1(×1) convolution step. */
+export function pointwiseStep(role: string, cout: number, cin: number, spatial: number, weight: Float32Array, bias?: ChainStep['bias']): ChainStep {
+  const ones = new Array(spatial).fill(1);
+  return {
+    op: 'Conv',
+    role,
+    weightDims: [cout, cin, ...ones],
+    weight,
+    ...(bias ? { bias } : {}),
+    attrs: [['kernel_shape', ones, 'ints']],
+    refitAxis: 1,
+  };
+}

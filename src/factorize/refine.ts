@@ -1,0 +1,178 @@
+// Data-aware refinement: the last node of every factorized chain is refitted by least squares so
+// that, on calibration data, it maps the features it actually receives (captured in the factorized
+// model) onto the original layer's outputs (captured in the original model). Errors of the earlier
+// layers are compensated too, as the features come from the factorized network. No training.
+import { matrix, solveRight, type Matrix } from '../linalg/index.js';
+import { addConstant, getConstant, setConstant } from '../onnx/constants.js';
+import { DataType as DT } from '../onnx/dtypes.js';
+import type { Model, Node, Value } from '../onnx/ir.js';
+import { encodeModel } from '../onnx/model-io.js';
+import { makeTensor, tensorDims } from '../onnx/tensor-data.js';
+import { FidelityAccumulator, type Fidelity } from '../metrics/fidelity.js';
+import { createSession, tensorToFloat32, type Feeds } from '../runtime/ort.js';
+
+export interface RefitTarget {
+  /** The chain's last node (Conv 1×1 with weight [Cout, R, 1…] or MatMul with weight [R, N]). */
+  node: Node;
+  /** Axis of the node input holding the R features (1 for Conv, -1 for MatMul). */
+  axis: number;
+  /** The layer's output value (same object in the original and the factorized model). */
+  output: Value;
+}
+
+/** Normal equations of one least-squares problem, accumulated batch by batch. */
+class NormalEquations {
+  readonly gram: Float64Array;
+  readonly cross: Float64Array;
+  constructor(readonly features: number, readonly targets: number) {
+    this.gram = new Float64Array(features * features);
+    this.cross = new Float64Array(features * targets);
+  }
+}
+
+/** Views a tensor as [outer, C, inner] around `axis`. */
+function around(dims: readonly number[], axis: number): { outer: number; c: number; inner: number } {
+  const a = axis < 0 ? dims.length + axis : axis;
+  let outer = 1;
+  let inner = 1;
+  for (let i = 0; i < a; i++) outer *= dims[i]!;
+  for (let i = a + 1; i < dims.length; i++) inner *= dims[i]!;
+  return { outer, c: dims[a]!, inner };
+}
+
+/** Adds one batch: features z (+ a constant 1 when `bias`) against targets y, both [outer, C, inner]. */
+function accumulate(eq: NormalEquations, z: Float32Array, zDims: readonly number[], y: Float32Array, yDims: readonly number[], axis: number, bias: boolean): void {
+  const zs = around(zDims, axis);
+  const ys = around(yDims, axis);
+  const F = eq.features;
+  const T = eq.targets;
+  const fv = new Float64Array(F);
+  const tv = new Float64Array(T);
+  for (let o = 0; o < zs.outer; o++) {
+    for (let p = 0; p < zs.inner; p++) {
+      for (let c = 0; c < zs.c; c++) fv[c] = z[(o * zs.c + c) * zs.inner + p]!;
+      if (bias) fv[zs.c] = 1;
+      for (let c = 0; c < ys.c; c++) tv[c] = y[(o * ys.c + c) * ys.inner + p]!;
+      for (let i = 0; i < F; i++) {
+        const fi = fv[i]!;
+        if (fi === 0) continue;
+        const gi = i * F;
+        for (let j = 0; j <= i; j++) eq.gram[gi + j] += fi * fv[j]!;
+        const ci = i * T;
+        for (let j = 0; j < T; j++) eq.cross[ci + j] += fi * tv[j]!;
+      }
+    }
+  }
+}
+
+/** Solution W (targets × features) of min ‖W f − t‖² + λ‖W‖², λ small relative to the Gram diagonal. */
+function solve(eq: NormalEquations): Matrix {
+  const F = eq.features;
+  const g = matrix(F, F);
+  let trace = 0;
+  for (let i = 0; i < F; i++) {
+    for (let j = 0; j <= i; j++) {
+      g.data[i * F + j] = eq.gram[i * F + j]!;
+      g.data[j * F + i] = eq.gram[i * F + j]!;
+    }
+    trace += eq.gram[i * F + i]!;
+  }
+  const ridge = (1e-6 * trace) / F;
+  for (let i = 0; i < F; i++) g.data[i * F + i] += ridge;
+  // W g = crossᵀ
+  const crossT = matrix(eq.targets, F);
+  for (let i = 0; i < F; i++) for (let j = 0; j < eq.targets; j++) crossT.data[j * F + i] = eq.cross[i * eq.targets + j]!;
+  return solveRight(crossT, g);
+}
+
+function exposing(model: Model, values: Value[]): Uint8Array {
+  const g = model.graph;
+  const original = g.outputs;
+  const seen = new Set(original);
+  g.outputs = [...original, ...values.filter((v) => !seen.has(v) && (seen.add(v), true))];
+  try {
+    return encodeModel(model);
+  } finally {
+    g.outputs = original;
+  }
+}
+
+export interface RefineResult {
+  refitted: number;
+  /** Fidelity of the model outputs to the original's on the calibration data, before and after. */
+  before: Fidelity;
+  after: Fidelity;
+}
+
+/**
+ * Refits the targets one after the other in graph order: each refit sees the features produced by
+ * the already refitted layers before it, so errors do not compound.
+ * @param originalBytes the original model with every target's output exposed (encoded before the rewrite)
+ */
+export async function refineChains(model: Model, originalBytes: Uint8Array, targets: RefitTarget[], batches: Feeds[], signal?: AbortSignal): Promise<RefineResult> {
+  const outputs = model.graph.outputs;
+  const order = new Map(model.graph.nodes.map((n, i) => [n, i]));
+  const sorted = [...targets].sort((a, b) => order.get(a.node)! - order.get(b.node)!);
+  const orig = await createSession(originalBytes, { graphOptimizationLevel: 'disabled' });
+  let before: Fidelity | undefined;
+  try {
+    for (const t of sorted) {
+      const feature = t.node.inputs[0]!;
+      const w = getConstant(t.node.inputs[1])!;
+      const dims = tensorDims(w);
+      const hasBias = t.node.opType === 'Conv';
+      const R = t.node.opType === 'Conv' ? dims[1]! : dims[0]!;
+      const T = t.node.opType === 'Conv' ? dims[0]! : dims[1]!;
+      const eq = new NormalEquations(R + (hasBias ? 1 : 0), T);
+      const fid = before ? null : new FidelityAccumulator();
+      const fact = await createSession(exposing(model, [feature]), { graphOptimizationLevel: 'disabled' });
+      try {
+        for (const feeds of batches) {
+          if (signal?.aborted) throw signal.reason ?? new Error('aborted');
+          const ro = await orig.run(feeds);
+          const rf = await fact.run(feeds);
+          if (fid) for (const v of outputs) fid.add(tensorToFloat32(ro[v.name]!), tensorToFloat32(rf[v.name]!));
+          const z = rf[feature.name]!;
+          const y = ro[t.output.name]!;
+          accumulate(eq, tensorToFloat32(z), z.dims, tensorToFloat32(y), y.dims, t.axis, hasBias);
+        }
+      } finally {
+        await fact.release();
+      }
+      if (fid) before = fid.result();
+      const sol = solve(eq); // T × features
+      const F = eq.features;
+      const weight = new Float32Array(R * T);
+      for (let o = 0; o < T; o++) {
+        for (let r = 0; r < R; r++) {
+          // Conv weight is [Cout, R, 1…]; MatMul weight is [R, N]
+          if (hasBias) weight[o * R + r] = sol.data[o * F + r]!;
+          else weight[r * T + o] = sol.data[o * F + r]!;
+        }
+      }
+      const wValue = t.node.inputs[1]!;
+      setConstant(wValue, makeTensor(wValue.name, DT.FLOAT, dims, weight));
+      if (hasBias) {
+        const b = Float32Array.from({ length: T }, (_, o) => sol.data[o * F + R]!);
+        const bValue = t.node.inputs[2];
+        if (bValue) setConstant(bValue, makeTensor(bValue.name, DT.FLOAT, [T], b));
+        else t.node.setInput(2, addConstant(model.graph, `${t.node.name || 'refit'}_b`, makeTensor('', DT.FLOAT, [T], b)));
+      }
+    }
+    // fidelity after, on the same batches
+    const after = new FidelityAccumulator();
+    const check = await createSession(encodeModel(model), { graphOptimizationLevel: 'disabled' });
+    try {
+      for (const feeds of batches) {
+        const ro = await orig.run(feeds);
+        const rf = await check.run(feeds);
+        for (const v of outputs) after.add(tensorToFloat32(ro[v.name]!), tensorToFloat32(rf[v.name]!));
+      }
+    } finally {
+      await check.release();
+    }
+    return { refitted: sorted.length, before: before!, after: after.result() };
+  } finally {
+    await orig.release();
+  }
+}
