@@ -172,7 +172,7 @@ export async function quantBench(): Promise<string> {
   await fmnistStatic({ calibrationMethod: 'entropy' }, 'static int8, entropy calibration', rows, notes);
   await fmnistStatic({ calibrationMethod: 'entropy', sensitivity: { maxAccuracyDrop: 0.5 } }, 'static int8, entropy + sensitivity(maxAccuracyDrop 0.5)', rows, notes);
   await recStatic({}, 'static int8', rows, notes);
-  await recStatic({ sensitivity: { maxFidelityDrop: 2, maxExcluded: 24 } }, 'static int8 + sensitivity(maxFidelityDrop 2)', rows, notes);
+  await recStatic({ sensitivity: { maxFidelityDrop: 2, maxExcluded: 12 } }, 'static int8 + sensitivity(maxFidelityDrop 2)', rows, notes);
   await vitRows(rows, notes);
   const env = environment();
   return [

@@ -4,6 +4,7 @@ import { Type, type TSchema } from '@sinclair/typebox';
 import { InvalidInputError } from '../errors.js';
 import type { Model } from '../onnx/ir.js';
 import { encodeModel } from '../onnx/model-io.js';
+import { encodeWithOutputs } from '../runtime/capture.js';
 import type { PassContext } from '../pipeline/pass.js';
 import { discoverValues, type Feeds } from '../runtime/ort.js';
 import { emitChain } from './chain.js';
@@ -185,14 +186,3 @@ function describeLayer(plan: ChainPlan): string {
   return `${plan.layer.op} [${d}] → ${plan.steps.map((s) => `${s.op}[${s.weightDims.join('×')}]`).join(' → ')}, rank ${plan.ranks.join('×')}`;
 }
 
-function encodeWithOutputs(model: Model, values: import('../onnx/ir.js').Value[]): Uint8Array {
-  const g = model.graph;
-  const original = g.outputs;
-  const seen = new Set(original);
-  g.outputs = [...original, ...values.filter((v) => !seen.has(v) && (seen.add(v), true))];
-  try {
-    return encodeModel(model);
-  } finally {
-    g.outputs = original;
-  }
-}

@@ -7,6 +7,7 @@ import { addConstant, getConstant, setConstant } from '../onnx/constants.js';
 import { DataType as DT } from '../onnx/dtypes.js';
 import type { Model, Node, Value } from '../onnx/ir.js';
 import { encodeModel } from '../onnx/model-io.js';
+import { encodeWithOutputs } from '../runtime/capture.js';
 import { makeTensor, tensorDims } from '../onnx/tensor-data.js';
 import { FidelityAccumulator, type Fidelity } from '../metrics/fidelity.js';
 import { createSession, tensorToFloat32, type Feeds } from '../runtime/ort.js';
@@ -85,18 +86,6 @@ function solve(eq: NormalEquations): Matrix {
   return solveRight(crossT, g);
 }
 
-function exposing(model: Model, values: Value[]): Uint8Array {
-  const g = model.graph;
-  const original = g.outputs;
-  const seen = new Set(original);
-  g.outputs = [...original, ...values.filter((v) => !seen.has(v) && (seen.add(v), true))];
-  try {
-    return encodeModel(model);
-  } finally {
-    g.outputs = original;
-  }
-}
-
 export interface RefineResult {
   refitted: number;
   /** Fidelity of the model outputs to the original's on the calibration data, before and after. */
@@ -125,7 +114,7 @@ export async function refineChains(model: Model, originalBytes: Uint8Array, targ
       const T = t.node.opType === 'Conv' ? dims[0]! : dims[1]!;
       const eq = new NormalEquations(R + (hasBias ? 1 : 0), T);
       const fid = before ? null : new FidelityAccumulator();
-      const fact = await createSession(exposing(model, [feature]), { graphOptimizationLevel: 'disabled' });
+      const fact = await createSession(encodeWithOutputs(model, [feature]), { graphOptimizationLevel: 'disabled' });
       try {
         for (const feeds of batches) {
           if (signal?.aborted) throw signal.reason ?? new Error('aborted');

@@ -2,23 +2,11 @@
 // sensitivity loop uses to decide whether more layers must stay float.
 import type { Model, Value } from '../onnx/ir.js';
 import { encodeModel } from '../onnx/model-io.js';
+import { encodeWithOutputs } from '../runtime/capture.js';
 import { FidelityAccumulator } from '../metrics/fidelity.js';
 import { evaluateModels } from '../eval/evaluate.js';
 import { createSession, tensorToFloat32, type Feeds } from '../runtime/ort.js';
 import type { EvaluationResult } from '../report/schema.js';
-
-/** The model encoded with extra main-graph values exposed as outputs (the model itself is unchanged). */
-export function encodeWithOutputs(model: Model, values: Value[]): Uint8Array {
-  const g = model.graph;
-  const original = g.outputs;
-  const extra = values.filter((v) => !original.includes(v) && !g.inputs.includes(v));
-  g.outputs = [...original, ...new Set(extra)];
-  try {
-    return encodeModel(model);
-  } finally {
-    g.outputs = original;
-  }
-}
 
 export interface LayerPair {
   key: string;

@@ -37,13 +37,7 @@ export async function forEachCapture(
     seen.add(v);
     extra.push(v);
   }
-  g.outputs = [...original, ...extra];
-  let bytes: Uint8Array;
-  try {
-    bytes = encodeModel(model);
-  } finally {
-    g.outputs = original;
-  }
+  const bytes = encodeWithOutputs(model, extra);
   const session = await createSession(bytes, { graphOptimizationLevel: opts.graphOptimizationLevel ?? 'disabled' });
   try {
     for (let b = 0; b < feedList.length; b++) {
@@ -62,6 +56,19 @@ export async function forEachCapture(
     }
   } finally {
     await session.release();
+  }
+}
+
+/** The model encoded with extra main-graph values exposed as outputs (the model itself is left unchanged). */
+export function encodeWithOutputs(model: Model, values: Value[]): Uint8Array {
+  const g = model.graph;
+  const original = g.outputs;
+  const extra = values.filter((v) => !original.includes(v) && !g.inputs.includes(v));
+  g.outputs = [...original, ...new Set(extra)];
+  try {
+    return encodeModel(model);
+  } finally {
+    g.outputs = original;
   }
 }
 
