@@ -174,6 +174,16 @@ describe('prune.nm', () => {
     assert.equal((await predictions(out, batches)).length, 100);
   });
 
+  it('fmnist 2:4 with minElements 0: Gemm (transB=1) grouped along K = dims[1], 1-channel stem skipped with reason', async () => {
+    const { model, log } = await prune(pruneNMPass, MODELS.fmnist, { minElements: 0 });
+    const gemm = layers(model).find((l) => l.node.opType === 'Gemm')!;
+    assert.equal(gemm.node.getInt('transB', 0), 1);
+    assert.deepEqual(gemm.dims, [10, 88]); // [N, K]: each output row's 88 inputs in groups of 4
+    assert.equal(nmViolations(gemm.data, axisView([10, 88], 1), 2, 4), 0);
+    assert.equal(countZeros(gemm.data), 440);
+    assert.ok(log.skipped.some((s) => s.node === '/stem/conv/Conv' && /input dimension 1 .*not a multiple of 4/.test(s.reason)));
+  });
+
   it('PP-OCR rec (Constant nodes, Conv + MatMul): 2:4 per group, skip honoured, runs finite', async () => {
     const m0 = decodeModel(readModel(MODELS.ppocrRec));
     const skipName = layers(m0, 1024).find((l) => l.node.opType === 'Conv' && l.node.name)!.node.name;
