@@ -40,7 +40,7 @@ describe('recipe validation', () => {
     const unknownPass = problems({ steps: [{ pass: 'convert.fp8' }] });
     assert.equal(unknownPass[0]!.path, '/steps/0/pass');
     assert.match(unknownPass[0]!.message, /unknown pass 'convert\.fp8'.*convert\.fp16/);
-    const planned = problems({ steps: [{ pass: 'prune.magnitude' }] });
+    const planned = problems({ steps: [{ pass: 'prune.structured' }] });
     assert.match(planned[0]!.message, /not available in this version yet/);
     const bench = problems({ steps: [{ pass: 'convert.fp16' }], benchmark: { batchSizes: [0] } });
     assert.equal(bench[0]!.path, '/benchmark/batchSizes/0');

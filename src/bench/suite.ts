@@ -14,6 +14,7 @@ import type { CompressionReport } from '../report/schema.js';
 import type { SyntheticInputOptions } from '../runtime/ort.js';
 import { quantBench } from './quant.js';
 import { tensorBench } from './tensor.js';
+import { pruneBench } from './prune.js';
 
 const ROOT = (() => {
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -166,7 +167,7 @@ async function main(): Promise<void> {
     }
   }
   let table = renderTable(rows);
-  if (!values.quick) table += `\n${await quantBench()}\n${await tensorBench()}`;
+  if (!values.quick) table += `\n${await quantBench()}\n${await tensorBench()}\n${await pruneBench()}`;
   writeFileSync(join(outDir, 'RESULTS.md'), table);
   process.stdout.write(table);
 }
