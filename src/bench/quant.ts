@@ -172,7 +172,11 @@ export async function quantBench(): Promise<string> {
   await fmnistStatic({ calibrationMethod: 'entropy' }, 'static int8, entropy calibration', rows, notes);
   await fmnistStatic({ calibrationMethod: 'entropy', sensitivity: { maxAccuracyDrop: 0.5 } }, 'static int8, entropy + sensitivity(maxAccuracyDrop 0.5)', rows, notes);
   await recStatic({}, 'static int8', rows, notes);
-  await recStatic({ sensitivity: { maxFidelityDrop: 2, maxExcluded: 12 } }, 'static int8 + sensitivity(maxFidelityDrop 2)', rows, notes);
+  if (process.env.QUANT_BENCH_REC_SENSITIVITY === '1') {
+    await recStatic({ sensitivity: { maxFidelityDrop: 2, maxExcluded: 12 } }, 'static int8 + sensitivity(maxFidelityDrop 2)', rows, notes);
+  } else {
+    notes.push('PP-OCRv4 rec with sensitivity(maxFidelityDrop 2) is not run by default (QUANT_BENCH_REC_SENSITIVITY=1 runs it): every exclusion step re-quantizes and re-evaluates 200 lines, and 12 steps did not finish within 20 minutes on this machine.');
+  }
   await vitRows(rows, notes);
   const env = environment();
   return [

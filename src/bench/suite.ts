@@ -127,6 +127,8 @@ async function main(): Promise<void> {
       recipes: { type: 'string' },
       quick: { type: 'boolean' },
       out: { type: 'string' },
+      // 'reuse': append the bench/<family>.md tables their own scripts wrote instead of re-running them
+      families: { type: 'string', default: 'run' },
     },
   });
   const pick = (all: string[], sel?: string) => (sel ? sel.split(',').filter((x) => all.includes(x)) : all);
@@ -167,7 +169,11 @@ async function main(): Promise<void> {
     }
   }
   let table = renderTable(rows);
-  if (!values.quick) table += `\n${await quantBench()}\n${await tensorBench()}\n${await pruneBench()}`;
+  if (values.families === 'reuse') {
+    for (const family of ['quant', 'tensor', 'prune']) table += `\n${readFileSync(join(outDir, `${family}.md`), 'utf8')}`;
+  } else if (!values.quick) {
+    table += `\n${await quantBench()}\n${await tensorBench()}\n${await pruneBench()}`;
+  }
   writeFileSync(join(outDir, 'RESULTS.md'), table);
   process.stdout.write(table);
 }
