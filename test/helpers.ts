@@ -26,6 +26,8 @@ export const MODELS = {
 export const FMNIST = {
   inputs: join(ROOT, 'test/fixtures/fmnist/test-2000.npz'),
   labels: join(ROOT, 'test/fixtures/fmnist/test-2000-labels.npy'),
+  /** 512 training images (not in the test subset), for calibration. */
+  calibration: join(ROOT, 'test/fixtures/fmnist/calib-512.npz'),
   meta: join(ROOT, 'test/fixtures/fmnist/meta.json'),
 };
 

@@ -100,6 +100,46 @@ test('end to end: model + fp16 recipe + data → succeeded; the artifact runs in
   assert.match(await html.text(), /<html/i);
 });
 
+test('the case-study chain through the service: Tucker (VBMF + refit) then static int8, calibrated on an uploaded calibration file', async () => {
+  const recipe = {
+    steps: [
+      { pass: 'factorize.tucker', rank: 'vbmf', requireSpeedup: false, refine: true, refineSamples: 128 },
+      { pass: 'quantize.static' },
+    ],
+    benchmark: { enabled: false },
+    evaluate: { maxSamples: 256, batchSize: 64 },
+  };
+  const id = await create(
+    jobForm(model, recipe, {
+      calibration: { bytes: readFileSync(FMNIST.calibration), name: 'calib-512.npz' },
+      evaluation: { bytes: readFileSync(FMNIST.inputs), name: 'test-2000.npz' },
+      labels: { bytes: readFileSync(FMNIST.labels), name: 'labels.npy' },
+    }),
+  );
+  const done = await until(id, finished, 'the two-step job to finish', 120_000);
+  assert.equal(done.status, 'succeeded', JSON.stringify(done.error));
+  assert.equal(done.progress.steps, 2);
+  const report = (await (await api.get(`/v1/jobs/${id}/report`)).json()) as {
+    steps: { pass: string; changes: { rewritten: number } }[];
+    samples: { calibration?: { items: number } };
+    baseline: { task?: { top1?: number } };
+    final: { task?: { top1?: number }; sizeRatio: number };
+  };
+  assert.deepEqual(report.steps.map((s) => s.pass), ['factorize.tucker', 'quantize.static']);
+  assert.ok(report.steps.every((s) => s.changes.rewritten > 0), JSON.stringify(report.steps.map((s) => s.changes)));
+  assert.equal(report.samples.calibration?.items, 256, 'the uploaded calibration file (evaluate.maxSamples caps it) is what the passes calibrated on');
+  assert.ok(report.final.sizeRatio < 0.15, `size ratio ${report.final.sizeRatio}`);
+  const drop = report.baseline.task!.top1! - report.final.task!.top1!;
+  assert.ok(drop < 0.05, `top-1 ${report.baseline.task!.top1} → ${report.final.task!.top1}`);
+  const bytes = new Uint8Array(await (await api.get(`/v1/jobs/${id}/artifact`)).arrayBuffer());
+  const ops = new Set(decodeModel(bytes).graph.nodes.map((n) => n.opType));
+  assert.ok(ops.has('QuantizeLinear') && ops.has('DequantizeLinear'), [...ops].join(','));
+  const session = await createSession(bytes);
+  const out = await session.run(syntheticInputs(decodeModel(bytes), { seed: 2 }));
+  assert.ok((Object.values(out)[0]!.data as Float32Array).every(Number.isFinite));
+  await session.release();
+});
+
 test('garbage and truncated models → failed invalid_model, and the worker keeps serving', async () => {
   const garbage = await create(jobForm(randomBytes(4096), FAST_RECIPE));
   const truncated = await create(jobForm(model.subarray(0, Math.floor(model.length / 2)), FAST_RECIPE));
