@@ -145,22 +145,14 @@ async function cmdCompress(argv: string[]): Promise<void> {
   const modelPath = positionals[0]!;
   const bytes = readBytes(modelPath, 'model');
   const synthetic = syntheticOptions(values);
-  let samples;
-  if (values.data) {
+  const batchesOf = (path: string) => {
     const model = decodeModel(bytes);
-    const arrays = readArraysFile(values.data as string, model);
     const batchSize = positiveInt(values.batch, '--batch', recipe.evaluate.batchSize);
     const maxSamples = positiveInt(values['max-samples'], '--max-samples', recipe.evaluate.maxSamples);
-    samples = [...batchesFromArrays(model, arrays, { batchSize, maxSamples }, values.data as string)];
-  }
-  let calibration;
-  if (values.calibration) {
-    const model = decodeModel(bytes);
-    const arrays = readArraysFile(values.calibration as string, model);
-    const batchSize = positiveInt(values.batch, '--batch', recipe.evaluate.batchSize);
-    const maxSamples = positiveInt(values['max-samples'], '--max-samples', recipe.evaluate.maxSamples);
-    calibration = [...batchesFromArrays(model, arrays, { batchSize, maxSamples }, values.calibration as string)];
-  }
+    return [...batchesFromArrays(model, readArraysFile(path, model), { batchSize, maxSamples }, path)];
+  };
+  const samples = values.data ? batchesOf(values.data as string) : undefined;
+  const calibration = values.calibration ? batchesOf(values.calibration as string) : undefined;
   const labels = values.labels ? readLabelsFile(values.labels as string) : undefined;
   const controller = new AbortController();
   const onSignal = () => controller.abort();
