@@ -40,8 +40,8 @@ describe('recipe validation', () => {
     const unknownPass = problems({ steps: [{ pass: 'convert.fp8' }] });
     assert.equal(unknownPass[0]!.path, '/steps/0/pass');
     assert.match(unknownPass[0]!.message, /unknown pass 'convert\.fp8'.*convert\.fp16/);
-    const planned = problems({ steps: [{ pass: 'prune.structured' }] });
-    assert.match(planned[0]!.message, /not available in this version yet/);
+    const nested = problems({ steps: [{ pass: 'prune.structured', ratio: 2, recovery: { leastSquares: true, lr: 1 } }] });
+    assert.deepEqual(nested.map((p) => p.path).sort(), ['/steps/0/ratio', '/steps/0/recovery/lr']);
     const bench = problems({ steps: [{ pass: 'convert.fp16' }], benchmark: { batchSizes: [0] } });
     assert.equal(bench[0]!.path, '/benchmark/batchSizes/0');
     const range = problems({ steps: [{ pass: 'convert.fp16', maxAbsActivation: 70000 }] });

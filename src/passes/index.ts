@@ -6,6 +6,7 @@ import { factorizeSvdPass } from './factorize-svd.js';
 import { factorizeTuckerPass } from './factorize-tucker.js';
 import { pruneMagnitudePass } from './prune-magnitude.js';
 import { pruneNMPass } from './prune-nm.js';
+import { pruneStructuredPass } from './prune-structured.js';
 import { quantizeDynamicPass } from './quantize-dynamic.js';
 import { quantizeStaticPass } from './quantize-static.js';
 import { quantizeWeightsPass } from './quantize-weights.js';
@@ -20,7 +21,5 @@ export const PASSES: Record<string, PassDefinition> = {
   [factorizeCpPass.name]: factorizeCpPass as unknown as PassDefinition,
   [pruneMagnitudePass.name]: pruneMagnitudePass as unknown as PassDefinition,
   [pruneNMPass.name]: pruneNMPass as unknown as PassDefinition,
+  [pruneStructuredPass.name]: pruneStructuredPass as unknown as PassDefinition,
 };
-
-/** Names reserved for the pass families that are on the way; a recipe naming one gets a clear error. */
-export const PLANNED_PASSES = ['prune.structured'];

@@ -3,7 +3,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { InvalidRecipeError, type RecipeProblem } from '../errors.js';
-import { PASSES, PLANNED_PASSES } from '../passes/index.js';
+import { PASSES } from '../passes/index.js';
 
 export const BenchmarkSchema = Type.Object(
   {
@@ -83,13 +83,7 @@ export function parseRecipe(input: string | unknown): Recipe {
   const validated: RecipeStep[] = steps.map((step, i) => {
     const def = PASSES[step.pass];
     if (!def) {
-      const planned = PLANNED_PASSES.includes(step.pass);
-      problems.push({
-        path: `/steps/${i}/pass`,
-        message: planned
-          ? `pass '${step.pass}' is not available in this version yet; available: ${Object.keys(PASSES).join(', ')}`
-          : `unknown pass '${step.pass}'; available: ${Object.keys(PASSES).join(', ')}`,
-      });
+      problems.push({ path: `/steps/${i}/pass`, message: `unknown pass '${step.pass}'; available: ${Object.keys(PASSES).join(', ')}` });
       return step;
     }
     const withDefaults = Value.Default(def.schema, structuredClone(step)) as RecipeStep;

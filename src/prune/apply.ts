@@ -1,0 +1,53 @@
+// Applies a plan: slices every constant a removed channel touches (producer filters, BN and other
+// per-channel parameters, next layers' input channels), fixes depthwise group counts and the
+// declared shapes of the tensors whose channels changed.
+import type { Value } from '../onnx/ir.js';
+import { getConstant, setConstant } from '../onnx/constants.js';
+import { makeTensor, readTensor } from '../onnx/tensor-data.js';
+import type { ChannelGroup, DependencyGraph, Layout } from './dependency-graph.js';
+import { getConstant as constantOf } from '../onnx/constants.js';
+import { sliceAxis } from './tensor-ops.js';
+
+/** Indices kept along an axis that follows `layout`, or null when nothing is removed there. */
+export function keptIndices(layout: Layout, kept: Map<ChannelGroup, number[]>): number[] | null {
+  const out: number[] = [];
+  let offset = 0;
+  let changed = false;
+  for (const s of layout.segments) {
+    const keep = kept.get(s.group.find());
+    if (keep && keep.length < s.length) changed = true;
+    for (const c of keep ?? Array.from({ length: s.length }, (_, i) => i)) for (let b = 0; b < s.block; b++) out.push(offset + c * s.block + b);
+    offset += s.length * s.block;
+  }
+  return changed ? out : null;
+}
+
+export function applyPlan(dg: DependencyGraph, kept: Map<ChannelGroup, number[]>): void {
+  const byValue = new Map<Value, { axis: number; keep: number[] }[]>();
+  for (const e of dg.edits) {
+    const keep = keptIndices(e.layout, kept);
+    if (!keep) continue;
+    const v = e.node.inputs[e.input]!;
+    const list = byValue.get(v) ?? [];
+    if (!list.some((x) => x.axis === e.axis)) list.push({ axis: e.axis, keep });
+    byValue.set(v, list);
+  }
+  for (const [v, slices] of byValue) {
+    const t = getConstant(v)!;
+    let { data, dims } = readTensor(t);
+    for (const s of slices) ({ data, dims } = sliceAxis(data, dims, s.axis, s.keep));
+    setConstant(v, makeTensor(t.name, t.dataType, dims, data));
+  }
+  for (const node of dg.depthwise) {
+    const w = constantOf(node.inputs[1]);
+    if (w) node.setAttr('group', Number(w.dims[0]), 'int');
+  }
+  for (const [v, layout] of dg.layouts) {
+    const shape = v.shape;
+    const keep = keptIndices(layout, kept);
+    if (!shape || !keep || shape.length < 2 || v.elemType === undefined) continue;
+    const next = shape.slice();
+    next[1] = keep.length;
+    v.setTensorType(v.elemType, next);
+  }
+}

@@ -1,0 +1,265 @@
+// Training-free recovery on calibration data. (1) Least-squares reconstruction: for each layer
+// whose input channels were pruned, solve min ‖X' W' + b − Y‖² + λ‖W' − W‖² where Y is the
+// UNPRUNED layer's output and X' the pruned model's input (im2col patches at sampled positions
+// for a Conv), so the layer again computes what it computed before. (2) BatchNorm statistics
+// re-estimation from the pruned model's own pre-BN activations. Layers are processed in graph
+// order, each on the current (already recovered upstream) model.
+import type { Model, Node, Value } from '../onnx/ir.js';
+import { addConstant, getConstant, setConstant } from '../onnx/constants.js';
+import { DataType as DT } from '../onnx/dtypes.js';
+import { makeTensor, readFloat32, tensorDims } from '../onnx/tensor-data.js';
+import { forEachCapture } from '../runtime/capture.js';
+import { seededRandom, tensorToFloat32, type Feeds } from '../runtime/ort.js';
+import { accumulateCross, accumulateGram, solveRidge, symmetrize } from './tensor-ops.js';
+
+interface ConvGeometry {
+  kh: number;
+  kw: number;
+  sh: number;
+  sw: number;
+  ph: number;
+  pw: number;
+  dh: number;
+  dw: number;
+}
+
+/** Sampled outputs of the unpruned layer: rows of Y at (batch, item, oh, ow). */
+export interface LayerTarget {
+  node: Node;
+  positions: Int32Array; // 4 ints per row
+  rows: number;
+  cout: number;
+  y: Float32Array; // rows × cout
+}
+
+/** Conv (2-D, explicit padding, group 1) and Gemm (alpha = beta = 1, no transA) can be reconstructed. */
+export function reconstructible(node: Node): boolean {
+  if (node.opType === 'Conv') {
+    const w = getConstant(node.inputs[1]);
+    const autoPad = node.getString('auto_pad', 'NOTSET');
+    return !!w && tensorDims(w).length === 4 && node.getInt('group', 1) === 1 && (autoPad === 'NOTSET' || autoPad === 'VALID');
+  }
+  if (node.opType === 'Gemm') {
+    const alpha = Number(node.getAttr('alpha', 1));
+    const beta = Number(node.getAttr('beta', 1));
+    return !!getConstant(node.inputs[1]) && alpha === 1 && beta === 1 && node.getInt('transA', 0) === 0;
+  }
+  return false;
+}
+
+function geometry(node: Node): ConvGeometry {
+  const w = tensorDims(getConstant(node.inputs[1])!);
+  const s = node.getInts('strides', [1, 1]);
+  const p = node.getString('auto_pad', 'NOTSET') === 'VALID' ? [0, 0, 0, 0] : node.getInts('pads', [0, 0, 0, 0]);
+  const d = node.getInts('dilations', [1, 1]);
+  return { kh: w[2]!, kw: w[3]!, sh: s[0]!, sw: s[1]!, ph: p[0]!, pw: p[1]!, dh: d[0]!, dw: d[1]! };
+}
+
+/** Captures the unpruned layers' outputs at up to `maxRows` sampled positions each. */
+export async function captureTargets(model: Model, samples: Feeds[], nodes: Node[], maxRows: number, seed = 7): Promise<Map<Node, LayerTarget>> {
+  const out = new Map<Node, LayerTarget>();
+  const perBatch = Math.max(1, Math.ceil(maxRows / Math.max(1, samples.length)));
+  const rand = seededRandom(seed);
+  const acc = new Map<Node, { pos: number[]; y: number[]; cout: number }>();
+  await forEachCapture(model, samples, nodes.map((n) => n.outputs[0]!), (captured, b) => {
+    for (const node of nodes) {
+      const t = captured.get(node.outputs[0]!);
+      if (!t) continue;
+      const dims = t.dims.map(Number);
+      const x = tensorToFloat32(t);
+      const a = acc.get(node) ?? { pos: [], y: [], cout: dims[1]! };
+      acc.set(node, a);
+      const n = dims[0]!;
+      const cout = dims[1]!;
+      const spatial = dims.length === 4 ? dims[2]! * dims[3]! : 1;
+      const take = Math.min(perBatch, n * spatial);
+      for (let r = 0; r < take; r++) {
+        const idx = take === n * spatial ? r : Math.floor(rand() * n * spatial);
+        const item = Math.floor(idx / spatial);
+        const sp = idx % spatial;
+        const oh = dims.length === 4 ? Math.floor(sp / dims[3]!) : 0;
+        const ow = dims.length === 4 ? sp % dims[3]! : 0;
+        a.pos.push(b, item, oh, ow);
+        for (let c = 0; c < cout; c++) a.y.push(x[(item * cout + c) * spatial + sp]!);
+      }
+    }
+  });
+  for (const [node, a] of acc) {
+    out.set(node, { node, positions: Int32Array.from(a.pos), rows: a.pos.length / 4, cout: a.cout, y: Float32Array.from(a.y) });
+  }
+  return out;
+}
+
+export interface ReconstructionResult {
+  node: Node;
+  rows: number;
+  features: number;
+  /** Relative error ‖XW−Y‖/‖Y‖ on the sampled rows before and after the solve. */
+  errorBefore: number;
+  errorAfter: number;
+}
+
+/**
+ * Re-fits one layer of the (pruned) model to its unpruned outputs. `keptOut` maps the layer's
+ * current output channels to the target's channels (null: all).
+ */
+export async function reconstructLayer(model: Model, samples: Feeds[], target: LayerTarget, keptOut: number[] | null, ridge: number): Promise<ReconstructionResult> {
+  const node = target.node;
+  const isConv = node.opType === 'Conv';
+  const wv = node.inputs[1]!;
+  const wt = getConstant(wv)!;
+  const wdims = tensorDims(wt);
+  const w = readFloat32(wt);
+  const transB = !isConv && node.getInt('transB', 0) === 1;
+  const m = isConv ? wdims[0]! : transB ? wdims[0]! : wdims[1]!;
+  const cin = isConv ? wdims[1]! : transB ? wdims[1]! : wdims[0]!;
+  const g = isConv ? geometry(node) : undefined;
+  const k = g ? g.kh * g.kw : 1;
+  const d = cin * k; // features without the bias
+  const D = d + 1;
+  const bias = node.inputs[2] ? readFloat32(getConstant(node.inputs[2])!) : undefined;
+  // current weights as a D×m matrix (row = feature, column = output), the ridge prior
+  const W0 = new Float64Array(D * m);
+  for (let o = 0; o < m; o++) {
+    for (let f = 0; f < d; f++) W0[f * m + o] = isConv || transB ? w[o * d + f]! : w[f * m + o]!;
+    W0[d * m + o] = bias ? (bias.length === 1 ? bias[0]! : bias[o]!) : 0;
+  }
+  const G = new Float64Array(D * D);
+  const C = new Float64Array(D * m);
+  const outIdx = keptOut ?? Array.from({ length: m }, (_, i) => i);
+  let errBefore = 0;
+  let norm = 0;
+  const rowsByBatch = new Map<number, number[]>();
+  for (let r = 0; r < target.rows; r++) {
+    const b = target.positions[r * 4]!;
+    rowsByBatch.set(b, [...(rowsByBatch.get(b) ?? []), r]);
+  }
+  const inputValue = node.inputs[0]!;
+  await forEachCapture(model, samples, [inputValue], (captured, b) => {
+    const rowsHere = rowsByBatch.get(b);
+    if (!rowsHere) return;
+    const t = captured.get(inputValue)!;
+    const dims = t.dims.map(Number);
+    const x = tensorToFloat32(t);
+    const R = rowsHere.length;
+    const feats = new Float64Array(R * D);
+    const ys = new Float64Array(R * m);
+    rowsHere.forEach((r, i) => {
+      const item = target.positions[r * 4 + 1]!;
+      const row = feats.subarray(i * D, (i + 1) * D);
+      if (g) {
+        const [H, Wd] = [dims[2]!, dims[3]!];
+        const oh = target.positions[r * 4 + 2]!;
+        const ow = target.positions[r * 4 + 3]!;
+        for (let c = 0; c < cin; c++) {
+          for (let a = 0; a < g.kh; a++) {
+            const ih = oh * g.sh - g.ph + a * g.dh;
+            if (ih < 0 || ih >= H) continue;
+            for (let e = 0; e < g.kw; e++) {
+              const iw = ow * g.sw - g.pw + e * g.dw;
+              if (iw < 0 || iw >= Wd) continue;
+              row[c * k + a * g.kw + e] = x[((item * cin + c) * H + ih) * Wd + iw]!;
+            }
+          }
+        }
+      } else {
+        for (let c = 0; c < cin; c++) row[c] = x[item * cin + c]!;
+      }
+      row[d] = 1;
+      for (let o = 0; o < m; o++) {
+        const yv = target.y[r * target.cout + outIdx[o]!]!;
+        ys[i * m + o] = yv;
+        let pred = 0;
+        for (let f = 0; f < D; f++) pred += row[f]! * W0[f * m + o]!;
+        errBefore += (pred - yv) ** 2;
+        norm += yv * yv;
+      }
+    });
+    accumulateGram(G, feats, R, D);
+    accumulateCross(C, feats, ys, R, D, m);
+  });
+  symmetrize(G, D);
+  // λ relative to the mean feature energy; pulls the solution toward the current weights
+  let trace = 0;
+  for (let i = 0; i < d; i++) trace += G[i * D + i]!;
+  const lambda = ridge * (trace / d || 1);
+  for (let f = 0; f < d; f++) for (let o = 0; o < m; o++) C[f * m + o]! += lambda * W0[f * m + o]!;
+  const X = solveRidge(G, C, D, m, lambda, d);
+  // error after, from the normal equations: ‖XW−Y‖² = WᵀGW − 2WᵀC₀ + ‖Y‖²; recompute C₀ = C − λW0
+  let errAfter = norm;
+  for (let o = 0; o < m; o++) {
+    let quad = 0;
+    let cross = 0;
+    for (let i = 0; i < D; i++) {
+      const xi = X[i * m + o]!;
+      if (xi === 0) continue;
+      let gi = 0;
+      for (let j = 0; j < D; j++) gi += G[i * D + j]! * X[j * m + o]!;
+      quad += xi * gi;
+      cross += xi * (C[i * m + o]! - (i < d ? lambda * W0[i * m + o]! : 0));
+    }
+    errAfter += quad - 2 * cross;
+  }
+  const newW = new Float32Array(m * d);
+  for (let o = 0; o < m; o++) for (let f = 0; f < d; f++) newW[isConv || transB ? o * d + f : f * m + o] = X[f * m + o]!;
+  setConstant(wv, makeTensor(wt.name, DT.FLOAT, wdims, newW));
+  const newB = new Float32Array(m);
+  for (let o = 0; o < m; o++) newB[o] = X[d * m + o]!;
+  if (node.inputs[2]) {
+    const bt = getConstant(node.inputs[2])!;
+    setConstant(node.inputs[2], makeTensor(bt.name, DT.FLOAT, [m], newB));
+  } else {
+    node.setInput(2, addConstant(node.graph, `${wv.name}_bias`, makeTensor('', DT.FLOAT, [m], newB)));
+  }
+  return {
+    node,
+    rows: target.rows,
+    features: D,
+    errorBefore: Math.sqrt(errBefore / (norm || 1)),
+    errorAfter: Math.sqrt(Math.max(0, errAfter) / (norm || 1)),
+  };
+}
+
+/** Recomputes a BatchNormalization's running mean and variance from its input on the samples. */
+export async function reestimateBatchNorm(model: Model, samples: Feeds[], bn: Node): Promise<void> {
+  const x: Value = bn.inputs[0]!;
+  let sum: Float64Array | undefined;
+  let sq: Float64Array | undefined;
+  let count = 0;
+  await forEachCapture(model, samples, [x], (captured) => {
+    const t = captured.get(x)!;
+    const dims = t.dims.map(Number);
+    const data = tensorToFloat32(t);
+    const c = dims[1]!;
+    const inner = dims.slice(2).reduce((a, b) => a * b, 1);
+    sum ??= new Float64Array(c);
+    sq ??= new Float64Array(c);
+    for (let n = 0; n < dims[0]!; n++) {
+      for (let ch = 0; ch < c; ch++) {
+        const base = (n * c + ch) * inner;
+        let s = 0;
+        let s2 = 0;
+        for (let i = 0; i < inner; i++) {
+          const v = data[base + i]!;
+          s += v;
+          s2 += v * v;
+        }
+        sum[ch]! += s;
+        sq[ch]! += s2;
+      }
+    }
+    count += dims[0]! * inner;
+  });
+  if (!sum || !sq || count === 0) return;
+  const mean = new Float32Array(sum.length);
+  const variance = new Float32Array(sum.length);
+  for (let ch = 0; ch < sum.length; ch++) {
+    const mu = sum[ch]! / count;
+    mean[ch] = mu;
+    variance[ch] = Math.max(0, sq[ch]! / count - mu * mu);
+  }
+  const mt = getConstant(bn.inputs[3])!;
+  const vt = getConstant(bn.inputs[4])!;
+  setConstant(bn.inputs[3]!, makeTensor(mt.name, DT.FLOAT, [mean.length], mean));
+  setConstant(bn.inputs[4]!, makeTensor(vt.name, DT.FLOAT, [variance.length], variance));
+}
