@@ -51,3 +51,26 @@ export function applyPlan(dg: DependencyGraph, kept: Map<ChannelGroup, number[]>
     v.setTensorType(v.elemType, next);
   }
 }
+
+/**
+ * The plan's effect without changing any shape: zeroes, in every layer that reads a removed
+ * channel, the weights that read it. A model pruned by `applyPlan` must compute exactly what the
+ * masked model computes (the check that the dependency graph found every consumer).
+ */
+export function maskPlan(dg: DependencyGraph, kept: Map<ChannelGroup, number[]>): void {
+  for (const e of dg.edits) {
+    if (e.role !== 'in') continue;
+    const keep = keptIndices(e.layout, kept);
+    if (!keep) continue;
+    const v = e.node.inputs[e.input]!;
+    const t = getConstant(v)!;
+    const { dims } = readTensor(t);
+    const data = readTensor(t).data.slice();
+    const keepSet = new Set(keep);
+    const outer = dims.slice(0, e.axis).reduce((a, b) => a * b, 1);
+    const inner = dims.slice(e.axis + 1).reduce((a, b) => a * b, 1);
+    const n = dims[e.axis]!;
+    for (let o = 0; o < outer; o++) for (let k = 0; k < n; k++) if (!keepSet.has(k)) data.fill(0 as never, (o * n + k) * inner, (o * n + k + 1) * inner);
+    setConstant(v, makeTensor(t.name, t.dataType, dims, data));
+  }
+}
