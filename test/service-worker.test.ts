@@ -140,6 +140,43 @@ test('the case-study chain through the service: Tucker (VBMF + refit) then stati
   await session.release();
 });
 
+test('the pruning family through the service: structured (with recovery on the uploaded calibration file), magnitude, then 2:4', async () => {
+  const recipe = {
+    steps: [
+      { pass: 'prune.structured', ratio: 0.3, maxCalibrationBatches: 4, recovery: { maxRows: 1024 } },
+      { pass: 'prune.magnitude', sparsity: 0.3, scope: 'global' },
+      { pass: 'prune.nm', n: 2, m: 4 },
+    ],
+    benchmark: { enabled: false },
+    evaluate: { maxSamples: 256, batchSize: 64 },
+  };
+  const id = await create(
+    jobForm(model, recipe, {
+      calibration: { bytes: readFileSync(FMNIST.calibration), name: 'calib-512.npz' },
+      evaluation: { bytes: readFileSync(FMNIST.inputs), name: 'test-2000.npz' },
+      labels: { bytes: readFileSync(FMNIST.labels), name: 'labels.npy' },
+    }),
+  );
+  const done = await until(id, finished, 'the pruning job to finish', 120_000);
+  assert.equal(done.status, 'succeeded', JSON.stringify(done.error));
+  const report = (await (await api.get(`/v1/jobs/${id}/report`)).json()) as {
+    steps: { pass: string; params: number; changes: { stats: Record<string, string | number>; rewritten: number } }[];
+    baseline: { params: number };
+  };
+  assert.deepEqual(report.steps.map((s) => s.pass), ['prune.structured', 'prune.magnitude', 'prune.nm']);
+  const structured = report.steps[0]!;
+  assert.ok(structured.params / report.baseline.params <= 0.55, `params ${structured.params} / ${report.baseline.params}`);
+  assert.match(String(structured.changes.stats.beforeRecovery), /top-1/);
+  assert.match(String(structured.changes.stats.afterRecovery), /top-1/);
+  assert.ok(Math.abs(Number(report.steps[1]!.changes.stats.sparsity) - 0.3) < 0.01, String(report.steps[1]!.changes.stats.sparsity));
+  assert.ok(report.steps[2]!.changes.rewritten > 5);
+  const bytes = new Uint8Array(await (await api.get(`/v1/jobs/${id}/artifact`)).arrayBuffer());
+  const session = await createSession(bytes);
+  const out = await session.run(syntheticInputs(decodeModel(bytes), { seed: 2 }));
+  assert.ok((Object.values(out)[0]!.data as Float32Array).every(Number.isFinite));
+  await session.release();
+});
+
 test('garbage and truncated models → failed invalid_model, and the worker keeps serving', async () => {
   const garbage = await create(jobForm(randomBytes(4096), FAST_RECIPE));
   const truncated = await create(jobForm(model.subarray(0, Math.floor(model.length / 2)), FAST_RECIPE));
