@@ -16,7 +16,8 @@ import { runOnce, tensorToFloat32, type Feeds, type ort } from '../src/runtime/o
 import { batchesFromArrays, readArraysFile, readLabelsFile } from '../src/data/samples.js';
 import { InvalidInputError } from '../src/errors.js';
 import type { ChangeLog } from '../src/pipeline/pass.js';
-import { FMNIST, MODELS, feedsFor, passContext, readModel, wireParameterCount } from './helpers.js';
+import { join } from 'node:path';
+import { FMNIST, MODELS, ROOT, feedsFor, passContext, readModel, wireParameterCount } from './helpers.js';
 
 /** A captured tensor as floats, with only the given channels (axis 1) when `keep` is set. */
 function gatherChannels(t: ort.Tensor, keep: number[] | null): { dims: number[]; data: Float32Array } {
@@ -150,6 +151,18 @@ describe('prune.structured: unpruned channels compute what they computed before'
   it('PP-OCRv4 det (Conv, ConvTranspose, Resize, Concat, hardswish): pruned equals masked', async () => {
     const model = decodeModel(readModel(MODELS.ppocrDet));
     await checkPrunedEqualsMasked(MODELS.ppocrDet, feedsFor('ppocrDet', model), 0.3);
+  });
+
+  it('Conv3D video model (ReduceMean over time and space → Gemm): pruned equals masked, and recovery refits the 3-D convs', async () => {
+    const path = join(ROOT, 'test/fixtures/video3d/video3d-cnn.onnx');
+    const model = decodeModel(readModel(path));
+    const data = readArraysFile(join(ROOT, 'test/fixtures/video3d/calib-128.npz'), model);
+    const batches = [...batchesFromArrays(model, data, { batchSize: 32, maxSamples: 128 })];
+    await checkPrunedEqualsMasked(path, batches[0]!, 0.3);
+    const { log } = await runPass(path, { ratio: 0.3, recovery: { maxRows: 1024 } }, batches);
+    assert.equal(log.stats.refitLayers, 5, 'four Conv3D layers and the Gemm');
+    const agree = (s: unknown) => Number(/([\d.]+)% agree/.exec(String(s))![1]);
+    assert.ok(agree(log.stats.afterRecovery) > agree(log.stats.beforeRecovery) + 20, `${log.stats.beforeRecovery} → ${log.stats.afterRecovery}`);
   });
 
   it('PP-OCR orientation classifier (depthwise Conv, SE blocks): pruned equals masked', async () => {

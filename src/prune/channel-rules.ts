@@ -5,7 +5,7 @@
 import type { Node } from '../onnx/ir.js';
 import { getConstant } from '../onnx/constants.js';
 import { readNumbers, tensorDims } from '../onnx/tensor-data.js';
-import type { Layout, RuleContext } from './dependency-graph.js';
+import { layoutWidth, type Layout, type RuleContext } from './dependency-graph.js';
 
 export type ChannelRule = (node: Node, ctx: RuleContext) => void;
 
@@ -308,6 +308,37 @@ const split: ChannelRule = (node, ctx) => {
 
 const globalPool: ChannelRule = passThrough;
 
+/** Reductions over spatial axes keep the channel axis (ReduceMean over H, W after a conv…). */
+const reduce: ChannelRule = (node, ctx) => {
+  const l = ctx.layoutOf(node.inputs[0]);
+  if (!l) return;
+  const axes = intsOf(node, 'axes', 1);
+  const norm = axes?.map((a) => (a < 0 ? a + l.rank : a));
+  if (!norm || norm.length === 0 || norm.includes(0) || norm.includes(1)) {
+    ctx.block(l, `${node.opType} '${node.name}' ${!norm ? 'has computed axes' : norm.length === 0 ? 'reduces every axis' : 'reduces the batch or channel axis'}`);
+    return;
+  }
+  const keep = node.getInt('keepdims', 1) === 1;
+  ctx.setLayout(node.outputs[0], keep ? l : { segments: l.segments, rank: l.rank - norm.length });
+};
+
+/** Reshape to [N, C·spatial] with a constant shape (a flatten written as Reshape): channel blocks as for Flatten. */
+const reshape: ChannelRule = (node, ctx) => {
+  const l = ctx.layoutOf(node.inputs[0]);
+  if (!l) return;
+  const shape = intsOf(node, '__none__', 1);
+  const inShape = node.inputs[0]!.shape;
+  const spatialDims = inShape?.slice(2);
+  const known = spatialDims && spatialDims.every((d) => typeof d === 'number');
+  const flatLike = shape && shape.length === 2 && (shape[1] === -1 || (known && l.segments.length > 0 && shape[1] === layoutWidth(l) * (spatialDims as number[]).reduce((a, b) => a * b, 1)));
+  if (!flatLike || !known || node.getInt('allowzero', 0) === 1 || (shape[0] !== 0 && shape[0] !== -1 && shape[0] !== inShape?.[0])) {
+    ctx.block(l, `Reshape '${node.name}' is not a provable flatten of [N, C, …] (shape ${shape ? `[${shape.join(', ')}]` : 'computed'})`);
+    return;
+  }
+  const spatial = (spatialDims as number[]).reduce((a, b) => a * b, 1);
+  ctx.setLayout(node.outputs[0], { segments: l.segments.map((s) => ({ ...s, block: s.block * spatial })), rank: 2 });
+};
+
 export const CHANNEL_RULES: Record<string, ChannelRule> = {
   Conv: conv,
   ConvTranspose: convTranspose,
@@ -351,4 +382,11 @@ export const CHANNEL_RULES: Record<string, ChannelRule> = {
   Upsample: resize,
   Concat: concat,
   Split: split,
+  ReduceMean: reduce,
+  ReduceMax: reduce,
+  ReduceMin: reduce,
+  ReduceSum: reduce,
+  ReduceL1: reduce,
+  ReduceL2: reduce,
+  Reshape: reshape,
 };

@@ -12,32 +12,32 @@ import { forEachCapture } from '../runtime/capture.js';
 import { seededRandom, tensorToFloat32, type Feeds } from '../runtime/ort.js';
 import { accumulateCross, accumulateGram, solveRidge, symmetrize } from './tensor-ops.js';
 
+/** Kernel, strides, leading pads and dilations per spatial axis (1-D, 2-D and 3-D convs alike). */
 interface ConvGeometry {
-  kh: number;
-  kw: number;
-  sh: number;
-  sw: number;
-  ph: number;
-  pw: number;
-  dh: number;
-  dw: number;
+  kernel: number[];
+  strides: number[];
+  pads: number[];
+  dilations: number[];
 }
 
-/** Sampled outputs of the unpruned layer: rows of Y at (batch, item, oh, ow). */
+/** Sampled outputs of the unpruned layer: rows of Y at (batch, item, flat output position). */
 export interface LayerTarget {
   node: Node;
-  positions: Int32Array; // 4 ints per row
+  positions: Int32Array; // 3 ints per row: batch index, item in the batch, flat spatial position
+  /** Output spatial dims (empty for Gemm). */
+  spatial: number[];
   rows: number;
   cout: number;
   y: Float32Array; // rows × cout
 }
 
-/** Conv (2-D, explicit padding, group 1) and Gemm (alpha = beta = 1, no transA) can be reconstructed. */
+/** Conv (1-D/2-D/3-D, explicit padding, group 1) and Gemm (alpha = beta = 1, no transA) can be reconstructed. */
 export function reconstructible(node: Node): boolean {
   if (node.opType === 'Conv') {
     const w = getConstant(node.inputs[1]);
     const autoPad = node.getString('auto_pad', 'NOTSET');
-    return !!w && tensorDims(w).length === 4 && node.getInt('group', 1) === 1 && (autoPad === 'NOTSET' || autoPad === 'VALID');
+    const rank = w ? tensorDims(w).length : 0;
+    return !!w && rank >= 3 && rank <= 5 && node.getInt('group', 1) === 1 && (autoPad === 'NOTSET' || autoPad === 'VALID');
   }
   if (node.opType === 'Gemm') {
     const alpha = Number(node.getAttr('alpha', 1));
@@ -48,11 +48,19 @@ export function reconstructible(node: Node): boolean {
 }
 
 function geometry(node: Node): ConvGeometry {
-  const w = tensorDims(getConstant(node.inputs[1])!);
-  const s = node.getInts('strides', [1, 1]);
-  const p = node.getString('auto_pad', 'NOTSET') === 'VALID' ? [0, 0, 0, 0] : node.getInts('pads', [0, 0, 0, 0]);
-  const d = node.getInts('dilations', [1, 1]);
-  return { kh: w[2]!, kw: w[3]!, sh: s[0]!, sw: s[1]!, ph: p[0]!, pw: p[1]!, dh: d[0]!, dw: d[1]! };
+  const kernel = tensorDims(getConstant(node.inputs[1])!).slice(2);
+  const r = kernel.length;
+  const ones = Array(r).fill(1);
+  const pads = node.getString('auto_pad', 'NOTSET') === 'VALID' ? Array(2 * r).fill(0) : node.getInts('pads', Array(2 * r).fill(0));
+  return { kernel, strides: node.getInts('strides', ones), pads: pads.slice(0, r), dilations: node.getInts('dilations', ones) };
+}
+
+/** Row-major coordinates of a flat index. */
+function unflatten(index: number, dims: readonly number[], out: number[]): void {
+  for (let i = dims.length - 1; i >= 0; i--) {
+    out[i] = index % dims[i]!;
+    index = Math.floor(index / dims[i]!);
+  }
 }
 
 /** Captures the unpruned layers' outputs at up to `maxRows` sampled positions each. */
@@ -60,32 +68,30 @@ export async function captureTargets(model: Model, samples: Feeds[], nodes: Node
   const out = new Map<Node, LayerTarget>();
   const perBatch = Math.max(1, Math.ceil(maxRows / Math.max(1, samples.length)));
   const rand = seededRandom(seed);
-  const acc = new Map<Node, { pos: number[]; y: number[]; cout: number }>();
+  const acc = new Map<Node, { pos: number[]; y: number[]; cout: number; spatial: number[] }>();
   await forEachCapture(model, samples, nodes.map((n) => n.outputs[0]!), (captured, b) => {
     for (const node of nodes) {
       const t = captured.get(node.outputs[0]!);
       if (!t) continue;
       const dims = t.dims.map(Number);
       const x = tensorToFloat32(t);
-      const a = acc.get(node) ?? { pos: [], y: [], cout: dims[1]! };
+      const a = acc.get(node) ?? { pos: [], y: [], cout: dims[1]!, spatial: dims.slice(2) };
       acc.set(node, a);
       const n = dims[0]!;
       const cout = dims[1]!;
-      const spatial = dims.length === 4 ? dims[2]! * dims[3]! : 1;
+      const spatial = dims.slice(2).reduce((p, q) => p * q, 1);
       const take = Math.min(perBatch, n * spatial);
       for (let r = 0; r < take; r++) {
         const idx = take === n * spatial ? r : Math.floor(rand() * n * spatial);
         const item = Math.floor(idx / spatial);
         const sp = idx % spatial;
-        const oh = dims.length === 4 ? Math.floor(sp / dims[3]!) : 0;
-        const ow = dims.length === 4 ? sp % dims[3]! : 0;
-        a.pos.push(b, item, oh, ow);
+        a.pos.push(b, item, sp);
         for (let c = 0; c < cout; c++) a.y.push(x[(item * cout + c) * spatial + sp]!);
       }
     }
   });
   for (const [node, a] of acc) {
-    out.set(node, { node, positions: Int32Array.from(a.pos), rows: a.pos.length / 4, cout: a.cout, y: Float32Array.from(a.y) });
+    out.set(node, { node, positions: Int32Array.from(a.pos), spatial: a.spatial, rows: a.pos.length / 3, cout: a.cout, y: Float32Array.from(a.y) });
   }
   return out;
 }
@@ -114,7 +120,7 @@ export async function reconstructLayer(model: Model, samples: Feeds[], target: L
   const m = isConv ? wdims[0]! : transB ? wdims[0]! : wdims[1]!;
   const cin = isConv ? wdims[1]! : transB ? wdims[1]! : wdims[0]!;
   const g = isConv ? geometry(node) : undefined;
-  const k = g ? g.kh * g.kw : 1;
+  const k = g ? g.kernel.reduce((a, b) => a * b, 1) : 1;
   const d = cin * k; // features without the bias
   const D = d + 1;
   const bias = node.inputs[2] ? readFloat32(getConstant(node.inputs[2])!) : undefined;
@@ -131,7 +137,7 @@ export async function reconstructLayer(model: Model, samples: Feeds[], target: L
   let norm = 0;
   const rowsByBatch = new Map<number, number[]>();
   for (let r = 0; r < target.rows; r++) {
-    const b = target.positions[r * 4]!;
+    const b = target.positions[r * 3]!;
     rowsByBatch.set(b, [...(rowsByBatch.get(b) ?? []), r]);
   }
   const inputValue = node.inputs[0]!;
@@ -144,23 +150,30 @@ export async function reconstructLayer(model: Model, samples: Feeds[], target: L
     const R = rowsHere.length;
     const feats = new Float64Array(R * D);
     const ys = new Float64Array(R * m);
+    const inSpatial = dims.slice(2);
+    const inSize = inSpatial.reduce((a, b) => a * b, 1);
+    const outCoord: number[] = [];
+    const kCoord: number[] = [];
     rowsHere.forEach((r, i) => {
-      const item = target.positions[r * 4 + 1]!;
+      const item = target.positions[r * 3 + 1]!;
       const row = feats.subarray(i * D, (i + 1) * D);
       if (g) {
-        const [H, Wd] = [dims[2]!, dims[3]!];
-        const oh = target.positions[r * 4 + 2]!;
-        const ow = target.positions[r * 4 + 3]!;
-        for (let c = 0; c < cin; c++) {
-          for (let a = 0; a < g.kh; a++) {
-            const ih = oh * g.sh - g.ph + a * g.dh;
-            if (ih < 0 || ih >= H) continue;
-            for (let e = 0; e < g.kw; e++) {
-              const iw = ow * g.sw - g.pw + e * g.dw;
-              if (iw < 0 || iw >= Wd) continue;
-              row[c * k + a * g.kw + e] = x[((item * cin + c) * H + ih) * Wd + iw]!;
+        unflatten(target.positions[r * 3 + 2]!, target.spatial, outCoord);
+        // im2col of one output position: every kernel tap that lands inside the input
+        for (let kk = 0; kk < k; kk++) {
+          unflatten(kk, g.kernel, kCoord);
+          let offset = 0;
+          let inside = true;
+          for (let a = 0; a < inSpatial.length; a++) {
+            const pos = outCoord[a]! * g.strides[a]! - g.pads[a]! + kCoord[a]! * g.dilations[a]!;
+            if (pos < 0 || pos >= inSpatial[a]!) {
+              inside = false;
+              break;
             }
+            offset = offset * inSpatial[a]! + pos;
           }
+          if (!inside) continue;
+          for (let c = 0; c < cin; c++) row[c * k + kk] = x[(item * cin + c) * inSize + offset]!;
         }
       } else {
         for (let c = 0; c < cin; c++) row[c] = x[item * cin + c]!;
