@@ -247,6 +247,17 @@ const resize: ChannelRule = (node, ctx) => {
       return;
     }
   }
+  const scalesSlot = node.opType === 'Upsample' ? 1 : 2;
+  const scales = node.getAttr('scales') ?? (node.inputs[scalesSlot] ? getConstant(node.inputs[scalesSlot]) : undefined);
+  const sc = Array.isArray(scales) ? scales.map(Number) : scales ? readNumbers(scales as Parameters<typeof readNumbers>[0]) : [];
+  if (node.inputs[scalesSlot] && !scales) {
+    ctx.block(l, `${node.opType} '${node.name}' has computed scales`);
+    return;
+  }
+  if (sc.length >= 2 && sc[1] !== 1) {
+    ctx.block(l, `${node.opType} '${node.name}' scales the channel axis`);
+    return;
+  }
   ctx.setLayout(node.outputs[0], l);
 };
 
