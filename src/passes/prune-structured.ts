@@ -15,7 +15,7 @@ import { analyzeChannels, describeGroup, type ChannelGroup, type DependencyGraph
 import { computeImportance } from '../prune/importance.js';
 import { planPruning } from '../prune/plan.js';
 import { applyPlan, keptIndices } from '../prune/apply.js';
-import { captureTargets, reconstructible, reconstructLayer, reestimateBatchNorm, type LayerTarget } from '../prune/recovery.js';
+import { captureTargets, reconstructible, reconstructLayer, reestimateBatchNorm, refitFeatures, type LayerTarget } from '../prune/recovery.js';
 
 const Ratio = (description: string, def?: number) => Type.Number({ minimum: 0, maximum: 0.95, ...(def === undefined ? {} : { default: def }), description });
 
@@ -45,7 +45,11 @@ export const pruneStructuredSchema = Type.Object(
         leastSquares: Type.Boolean({ default: true, description: 'Refit each layer whose input lost channels so it reproduces the unpruned layer\'s output on calibration data.' }),
         batchNorm: Type.Boolean({ default: true, description: 'Re-estimate BatchNorm statistics after layers that could not be refit.' }),
         ridge: Type.Number({ minimum: 0, default: 1e-3, description: 'Ridge strength (relative to the mean feature energy) pulling the refit toward the current weights.' }),
-        maxRows: Type.Integer({ minimum: 16, default: 4096, description: 'Sampled output positions per refit layer.' }),
+        maxRows: Type.Integer({
+          minimum: 16,
+          default: 4096,
+          description: 'Sampled output positions per refit layer (raised to 4× the layer\'s features, so the fit stays overdetermined, when the data holds that many).',
+        }),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -156,7 +160,7 @@ export const pruneStructuredPass = definePass({
     if (config.recovery.leastSquares && consumers.size > 0) {
       const refit = [...consumers].filter(reconstructible);
       ctx.progress(0.02, `capturing ${refit.length} layer outputs for recovery`);
-      targets = await captureTargets(model, samples, refit, config.recovery.maxRows);
+      targets = await captureTargets(model, samples, refit, (n) => Math.max(config.recovery.maxRows, 4 * refitFeatures(n)));
     }
     if (config.measureRecovery) log.stat('original', (await measure(reference, model, ctx)).summary);
 
@@ -228,6 +232,10 @@ async function recoverLayers(
     const target = targets.get(node);
     if (config.recovery.leastSquares && target && reconstructible(node)) {
       const r = await reconstructLayer(model, samples, target, originalIndex.get(node) ?? null, config.recovery.ridge);
+      // fewer rows than features: the refit can match the calibration data exactly and generalize poorly
+      if (step === config.steps && r.rows < 2 * r.features) {
+        log.warn(`recovery of ${describeNode(node)} fit ${r.features} weights per output on only ${r.rows} sampled positions: it may overfit the calibration data; give more calibration data`);
+      }
       if (step === config.steps) log.stat(`refit:${describeNode(node)}`, `relative error ${r.errorBefore.toFixed(4)} → ${r.errorAfter.toFixed(4)} (${r.rows} rows × ${r.features} features)`);
       log.count('refitLayers');
       continue;

@@ -63,10 +63,20 @@ function unflatten(index: number, dims: readonly number[], out: number[]): void 
   }
 }
 
-/** Captures the unpruned layers' outputs at up to `maxRows` sampled positions each. */
-export async function captureTargets(model: Model, samples: Feeds[], nodes: Node[], maxRows: number, seed = 7): Promise<Map<Node, LayerTarget>> {
+/** Features of a layer's least-squares refit (inputs × kernel taps, plus the bias). */
+export function refitFeatures(node: Node): number {
+  const w = tensorDims(getConstant(node.inputs[1])!);
+  if (node.opType === 'Conv') return w.slice(1).reduce((a, b) => a * b, 1) + 1;
+  return (node.getInt('transB', 0) === 1 ? w[1]! : w[0]!) + 1;
+}
+
+/**
+ * Captures the unpruned layers' outputs at sampled positions: `rowsFor(node)` rows each at most
+ * (fewer when the samples hold fewer output positions).
+ */
+export async function captureTargets(model: Model, samples: Feeds[], nodes: Node[], rowsFor: (node: Node) => number, seed = 7): Promise<Map<Node, LayerTarget>> {
   const out = new Map<Node, LayerTarget>();
-  const perBatch = Math.max(1, Math.ceil(maxRows / Math.max(1, samples.length)));
+  const perBatchOf = new Map(nodes.map((n) => [n, Math.max(1, Math.ceil(rowsFor(n) / Math.max(1, samples.length)))]));
   const rand = seededRandom(seed);
   const acc = new Map<Node, { pos: number[]; y: number[]; cout: number; spatial: number[] }>();
   await forEachCapture(model, samples, nodes.map((n) => n.outputs[0]!), (captured, b) => {
@@ -80,7 +90,7 @@ export async function captureTargets(model: Model, samples: Feeds[], nodes: Node
       const n = dims[0]!;
       const cout = dims[1]!;
       const spatial = dims.slice(2).reduce((p, q) => p * q, 1);
-      const take = Math.min(perBatch, n * spatial);
+      const take = Math.min(perBatchOf.get(node)!, n * spatial);
       for (let r = 0; r < take; r++) {
         const idx = take === n * spatial ? r : Math.floor(rand() * n * spatial);
         const item = Math.floor(idx / spatial);
