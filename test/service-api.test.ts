@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../src/service/app.js';
-import { MODELS } from './helpers.js';
+import { spawnSync } from 'node:child_process';
+import { MODELS, ROOT } from './helpers.js';
 import { client, FAST_RECIPE, jobForm, testService, type TestService } from './service-helpers.js';
 
 let svc: TestService;
@@ -64,6 +65,28 @@ test('missing, malformed and unknown keys → 401 problem+json, before the uploa
   const res = await client(base).post('/v1/jobs', jobForm(model, FAST_RECIPE), { authorization: 'Basic abc' });
   await problem(res, 401, 'unauthorized');
   assert.deepEqual(tmpFiles(), [], 'nothing of the body was stored');
+});
+
+test('keys list / revoke through the CLI: a revoked key gets 401, the others keep working', async () => {
+  const key = await svc.newKey('to-revoke');
+  const prefix = key.split('_')[1]!;
+  assert.equal((await client(base, key).get('/v1/jobs')).status, 200);
+  const run = (...args: string[]) => spawnSync(process.execPath, [join(ROOT, 'dist/src/cli/main.js'), 'keys', ...args], { env: { ...process.env, ...svc.env }, encoding: 'utf8' });
+  let r = run('list');
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, new RegExp(`${prefix}  to-revoke .*active, last used 20`));
+  assert.doesNotMatch(r.stdout, new RegExp(key.split('_')[2]!.slice(0, 12)), 'never the secret');
+  r = run('revoke', prefix);
+  assert.equal(r.status, 0, r.stderr);
+  await problem(await client(base, key).get('/v1/jobs'), 401, 'unauthorized');
+  assert.equal((await client(base, keyA).get('/v1/jobs')).status, 200);
+  assert.match(run('list').stdout, new RegExp(`${prefix}  to-revoke .*revoked 20`));
+  r = run('revoke', 'ffffffffffffffff');
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /not_found.*no API key/);
+  r = run('delete', prefix);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /usage: modelpress keys/);
 });
 
 test('create → 202 with Location; get, list with cursor pagination and status filter; other owners get 404', async () => {

@@ -1,10 +1,10 @@
-// The service's CLI commands: serve, worker, migrate, keys create. Loaded lazily by src/cli/main.ts
+// The service's CLI commands: serve, worker, migrate, keys create/list/revoke. Loaded lazily by src/cli/main.ts
 // so the plain compression commands don't pay for Fastify/BullMQ/Prisma.
 import { join } from 'node:path';
-import { InvalidInputError } from '../errors.js';
+import { InvalidInputError, ServiceError } from '../errors.js';
 import { loadConfig, packageRoot } from './config.js';
 import { createDb } from './db/client.js';
-import { createApiKey } from './db/keys.js';
+import { createApiKey, listApiKeys, revokeApiKey } from './db/keys.js';
 import { ensureDatabase, migrate } from './db/migrate.js';
 
 export async function cmdMigrate(): Promise<void> {
@@ -15,16 +15,29 @@ export async function cmdMigrate(): Promise<void> {
   process.stdout.write(`migrations: ${res.applied.length} applied, ${res.alreadyApplied.length} already applied\n`);
 }
 
+const KEYS_USAGE = 'usage: modelpress keys create <name> | keys list | keys revoke <prefix or key>';
+
 export async function cmdKeys(argv: string[]): Promise<void> {
-  const [sub, name] = argv;
-  if (sub !== 'create' || !name || argv.length !== 2) throw new InvalidInputError('usage: modelpress keys create <name>');
-  if (!/^[\w.@ -]{1,100}$/.test(name)) throw new InvalidInputError('key name: 1-100 letters, digits, spaces, and . _ - @');
+  const [sub, arg] = argv;
+  const ok = (sub === 'create' && arg && argv.length === 2) || (sub === 'list' && argv.length === 1) || (sub === 'revoke' && arg && argv.length === 2);
+  if (!ok) throw new InvalidInputError(KEYS_USAGE);
+  if (sub === 'create' && !/^[\w.@ -]{1,100}$/.test(arg!)) throw new InvalidInputError('key name: 1-100 letters, digits, spaces, and . _ - @');
   const config = loadConfig();
   const dbh = createDb(config.databaseUrl);
   try {
-    const key = await createApiKey(dbh.db, name);
-    process.stderr.write(`created API key '${name}' for owner ${key.ownerId}; it is shown only once:\n`);
-    process.stdout.write(`${key.key}\n`);
+    if (sub === 'create') {
+      const key = await createApiKey(dbh.db, arg!);
+      process.stderr.write(`created API key '${arg}' for owner ${key.ownerId}; it is shown only once:\n`);
+      process.stdout.write(`${key.key}\n`);
+    } else if (sub === 'list') {
+      for (const k of await listApiKeys(dbh.db)) {
+        const state = k.revokedAt ? `revoked ${k.revokedAt.toISOString()}` : `active, last used ${k.lastUsedAt?.toISOString() ?? 'never'}`;
+        process.stdout.write(`${k.prefix}  ${k.name}  owner ${k.ownerId}  created ${k.createdAt.toISOString()}  ${state}\n`);
+      }
+    } else {
+      if (!(await revokeApiKey(dbh.db, arg!))) throw new ServiceError('not_found', `no API key with prefix '${arg}' (give the 16-hex-digit prefix from \`keys list\` or the whole key)`);
+      process.stderr.write(`revoked; requests with this key now get 401\n`);
+    }
   } finally {
     await dbh.close();
   }

@@ -31,5 +31,37 @@ export async function verifyApiKey(db: Db, key: string): Promise<string | null> 
   const a = Buffer.from(row.keyHash, 'hex');
   const b = Buffer.from(hashSecret(m[2]!), 'hex');
   if (a.length !== b.length || !timingSafeEqual(a, b)) return null;
+  // last use, for `keys list`: written at most once a minute per key; a failed write never fails the request
+  const now = Date.now();
+  if (!row.lastUsedAt || now - row.lastUsedAt.getTime() > 60_000) {
+    await db.apiKey.update({ where: { id: row.id }, data: { lastUsedAt: new Date(now) } }).catch(() => {});
+  }
   return row.ownerId;
+}
+
+export interface KeyInfo {
+  prefix: string;
+  name: string;
+  ownerId: string;
+  createdAt: Date;
+  lastUsedAt: Date | null;
+  revokedAt: Date | null;
+}
+
+/** Every key (never its secret), newest first. */
+export async function listApiKeys(db: Db): Promise<KeyInfo[]> {
+  const rows = await db.apiKey.findMany({ orderBy: { createdAt: 'desc' } });
+  return rows.map((r) => ({ prefix: r.prefix, name: r.name, ownerId: r.ownerId, createdAt: r.createdAt, lastUsedAt: r.lastUsedAt, revokedAt: r.revokedAt }));
+}
+
+/**
+ * Revokes a key given as its prefix or as the whole key; returns false when no such key exists.
+ * Revoking twice keeps the first revocation time.
+ */
+export async function revokeApiKey(db: Db, keyOrPrefix: string): Promise<boolean> {
+  const prefix = KEY_RE.exec(keyOrPrefix)?.[1] ?? (/^[a-f0-9]{16}$/.test(keyOrPrefix) ? keyOrPrefix : null);
+  if (!prefix) return false;
+  const res = await db.apiKey.updateMany({ where: { prefix, revokedAt: null }, data: { revokedAt: new Date() } });
+  if (res.count > 0) return true;
+  return (await db.apiKey.findUnique({ where: { prefix } })) !== null;
 }
