@@ -11,7 +11,7 @@ import { encodeModel } from '../onnx/model-io.js';
 import { definePass, describeNode, type ChangeLog, type PassContext } from '../pipeline/pass.js';
 import { evaluateModels } from '../eval/evaluate.js';
 import type { Feeds } from '../runtime/ort.js';
-import { analyzeChannels, describeGroup, type ChannelGroup, type DependencyGraph } from '../prune/dependency-graph.js';
+import { analyzeChannels, describeGroup, discoverChannelShapes, type ChannelGroup, type DependencyGraph } from '../prune/dependency-graph.js';
 import { computeImportance } from '../prune/importance.js';
 import { planPruning } from '../prune/plan.js';
 import { applyPlan, keptIndices } from '../prune/apply.js';
@@ -45,10 +45,11 @@ export const pruneStructuredSchema = Type.Object(
         leastSquares: Type.Boolean({ default: true, description: 'Refit each layer whose input lost channels so it reproduces the unpruned layer\'s output on calibration data.' }),
         batchNorm: Type.Boolean({ default: true, description: 'Re-estimate BatchNorm statistics after layers that could not be refit.' }),
         ridge: Type.Number({ minimum: 0, default: 1e-3, description: 'Ridge strength (relative to the mean feature energy) pulling the refit toward the current weights.' }),
-        maxRows: Type.Integer({
-          minimum: 16,
-          default: 4096,
-          description: 'Sampled output positions per refit layer (raised to 4× the layer\'s features, so the fit stays overdetermined, when the data holds that many).',
+        maxRows: Type.Integer({ minimum: 16, default: 4096, description: 'Sampled output positions per refit layer.' }),
+        rowsPerFeature: Type.Number({
+          minimum: 0,
+          default: 4,
+          description: 'Raise the sampled positions of a layer to this many per refit weight (when the data holds that many), so the fit stays overdetermined.',
         }),
       },
       { additionalProperties: false, default: {} },
@@ -133,7 +134,8 @@ export const pruneStructuredPass = definePass({
 
     // The first analysis fixes what "original" means: channel counts and, per producer, which
     // original channel each current output channel is (composed over steps).
-    const dg0 = analyzeChannels(model);
+    const shapes = await discoverChannelShapes(model, samples[0]);
+    const dg0 = analyzeChannels(model, shapes);
     const first = selectGroups(dg0, config);
     // Caps hold against a group's ORIGINAL width over all steps: translated into a fraction of its current width.
     const caps = (dg: DependencyGraph) => {
@@ -160,13 +162,13 @@ export const pruneStructuredPass = definePass({
     if (config.recovery.leastSquares && consumers.size > 0) {
       const refit = [...consumers].filter(reconstructible);
       ctx.progress(0.02, `capturing ${refit.length} layer outputs for recovery`);
-      targets = await captureTargets(model, samples, refit, (n) => Math.max(config.recovery.maxRows, 4 * refitFeatures(n)));
+      targets = await captureTargets(model, samples, refit, (n) => Math.max(config.recovery.maxRows, Math.ceil(config.recovery.rowsPerFeature * refitFeatures(n))));
     }
     if (config.measureRecovery) log.stat('original', (await measure(reference, model, ctx)).summary);
 
     const affected = new Set<Node>();
     for (let step = 1; step <= config.steps; step++) {
-      const dg = step === 1 ? dg0 : analyzeChannels(model);
+      const dg = step === 1 ? dg0 : analyzeChannels(model, shapes);
       const { prunable, skipped } = step === 1 ? first : selectGroups(dg, config);
       const curTotal = prunable.reduce((s, g) => s + g.channels, 0);
       const ratio = stepRatio(config, step, origTotal, curTotal);
@@ -186,7 +188,7 @@ export const pruneStructuredPass = definePass({
       }
     }
     if (config.measureRecovery) log.stat(recover ? 'afterRecovery' : 'pruned', (await measure(reference, model, ctx)).summary);
-    const dgEnd = analyzeChannels(model);
+    const dgEnd = analyzeChannels(model, shapes);
     const finalTotal = selectGroups(dgEnd, config).prunable.reduce((s, g) => s + g.channels, 0);
     log.stat('channelsBefore', origTotal);
     log.stat('channelsAfter', finalTotal);

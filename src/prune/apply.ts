@@ -2,9 +2,10 @@
 // per-channel parameters, next layers' input channels), fixes depthwise group counts and the
 // declared shapes of the tensors whose channels changed.
 import type { Value } from '../onnx/ir.js';
-import { getConstant, setConstant } from '../onnx/constants.js';
+import { addConstant, getConstant, setConstant } from '../onnx/constants.js';
+import { DataType as DT } from '../onnx/dtypes.js';
 import { makeTensor, readTensor } from '../onnx/tensor-data.js';
-import type { ChannelGroup, DependencyGraph, Layout } from './dependency-graph.js';
+import { layoutWidth, type ChannelGroup, type DependencyGraph, type Layout } from './dependency-graph.js';
 import { getConstant as constantOf } from '../onnx/constants.js';
 import { sliceAxis } from './tensor-ops.js';
 
@@ -41,6 +42,21 @@ export function applyPlan(dg: DependencyGraph, kept: Map<ChannelGroup, number[]>
   for (const node of dg.depthwise) {
     const w = constantOf(node.inputs[1]);
     if (w) node.setAttr('group', Number(w.dims[0]), 'int');
+  }
+  // channel Splits: explicit sizes that follow the pruned outputs (uneven after pruning, so always explicit)
+  for (const { node, layouts } of dg.splits) {
+    const keeps = layouts.map((l) => keptIndices(l, kept));
+    if (keeps.every((k) => !k)) continue;
+    const sizes = layouts.map((l, i) => keeps[i]?.length ?? layoutWidth(l));
+    if ((dg.model.opset() ?? 13) >= 13) {
+      node.removeAttr('num_outputs');
+      const old = node.inputs[1] ? getConstant(node.inputs[1]) : undefined;
+      const t = makeTensor(old?.name ?? '', DT.INT64, [sizes.length], BigInt64Array.from(sizes.map(BigInt)));
+      if (old) setConstant(node.inputs[1]!, t);
+      else node.setInput(1, addConstant(node.graph, `${node.name || 'split'}_sizes`, t));
+    } else {
+      node.setAttr('split', sizes, 'ints');
+    }
   }
   for (const [v, layout] of dg.layouts) {
     const shape = v.shape;

@@ -183,7 +183,7 @@ const flatten: ChannelRule = (node, ctx) => {
     return;
   }
   let spatial = 1;
-  const shape = node.inputs[0]!.shape;
+  const shape = ctx.shapeOf(node.inputs[0]);
   const producer = node.inputs[0]!.producer;
   const pooled = producer && ['GlobalAveragePool', 'GlobalMaxPool'].includes(producer.opType);
   if (!pooled) {
@@ -314,6 +314,11 @@ const split: ChannelRule = (node, ctx) => {
     }
     outs.push(part);
   }
+  if (sizes === null || (node.inputs[1] && node.inputs[1].consumers.length > 1)) {
+    ctx.block(l, `Split '${node.name}' sizes are shared with other nodes`);
+    return;
+  }
+  ctx.splits.push({ node, layouts: outs });
   node.outputs.forEach((v, i) => ctx.setLayout(v, outs[i]));
 };
 
@@ -338,7 +343,7 @@ const reshape: ChannelRule = (node, ctx) => {
   const l = ctx.layoutOf(node.inputs[0]);
   if (!l) return;
   const shape = intsOf(node, '__none__', 1);
-  const inShape = node.inputs[0]!.shape;
+  const inShape = ctx.shapeOf(node.inputs[0]);
   const spatialDims = inShape?.slice(2);
   const known = spatialDims && spatialDims.every((d) => typeof d === 'number');
   const flatLike = shape && shape.length === 2 && (shape[1] === -1 || (known && l.segments.length > 0 && shape[1] === layoutWidth(l) * (spatialDims as number[]).reduce((a, b) => a * b, 1)));

@@ -7,6 +7,7 @@ import type { Model, Node, Value } from '../onnx/ir.js';
 import { getConstant } from '../onnx/constants.js';
 import { tensorDims } from '../onnx/tensor-data.js';
 import { CHANNEL_RULES } from './channel-rules.js';
+import { discoverValues, syntheticInputs, type Feeds } from '../runtime/ort.js';
 
 /** A channel group (union-find node; use `find()` to get the representative). */
 export class ChannelGroup {
@@ -60,6 +61,8 @@ export interface DependencyGraph {
   edits: SliceEdit[];
   /** Depthwise convs whose `group` attribute follows their channel count. */
   depthwise: Node[];
+  /** Channel Splits: their sizes follow the output layouts. */
+  splits: { node: Node; layouts: Layout[] }[];
   /** Representative groups, in creation order. */
   groups(): ChannelGroup[];
   /** Edits touching a representative group. */
@@ -79,7 +82,19 @@ export class RuleContext {
   readonly layouts = new Map<Value, Layout>();
   readonly edits: SliceEdit[] = [];
   readonly depthwise: Node[] = [];
-  constructor(readonly model: Model) {}
+  readonly splits: { node: Node; layouts: Layout[] }[] = [];
+  constructor(
+    readonly model: Model,
+    private readonly shapes?: Map<Value, number[]>,
+  ) {}
+
+  /** A value's shape: declared when fully static, else as onnxruntime reported it (if discovered). */
+  shapeOf(v: Value | null | undefined): number[] | undefined {
+    if (!v) return undefined;
+    const declared = v.shape;
+    if (declared && declared.every((d) => typeof d === 'number')) return declared as number[];
+    return this.shapes?.get(v);
+  }
 
   layoutOf(v: Value | null | undefined): Layout | undefined {
     return v ? this.layouts.get(v) : undefined;
@@ -134,8 +149,29 @@ export class RuleContext {
   }
 }
 
-export function analyzeChannels(model: Model): DependencyGraph {
-  const ctx = new RuleContext(model);
+/** Ops whose channel rule needs the input's spatial size. */
+const SHAPE_HUNGRY = new Set(['Flatten', 'Reshape']);
+
+/**
+ * Shapes the rules need but the model does not declare (exported models often carry no value_info):
+ * one onnxruntime run on `feeds` (or synthetic inputs). Undefined when nothing is missing or the run fails.
+ */
+export async function discoverChannelShapes(model: Model, feeds?: Feeds): Promise<Map<Value, number[]> | undefined> {
+  const missing = model.graph.nodes.some((n) => {
+    const shape = n.inputs[0]?.shape;
+    return SHAPE_HUNGRY.has(n.opType) && (!shape || !shape.every((d) => typeof d === 'number'));
+  });
+  if (!missing) return undefined;
+  try {
+    const found = await discoverValues(model, feeds ?? syntheticInputs(model));
+    return new Map([...found].map(([v, d]) => [v, d.dims]));
+  } catch {
+    return undefined; // the rules then block what they cannot prove, with the reason
+  }
+}
+
+export function analyzeChannels(model: Model, shapes?: Map<Value, number[]>): DependencyGraph {
+  const ctx = new RuleContext(model, shapes);
   const g = model.graph;
   g.toposort(false);
   for (const node of g.nodes) {
@@ -166,6 +202,7 @@ export function analyzeChannels(model: Model): DependencyGraph {
     layouts: ctx.layouts,
     edits: ctx.edits,
     depthwise: ctx.depthwise,
+    splits: ctx.splits,
     groups: reps,
     editsOf: (grp) => ctx.edits.filter((e) => e.layout.segments.some((s) => s.group.find() === grp)),
     valuesOf: (grp) => [...ctx.layouts].filter(([, l]) => l.segments.some((s) => s.group.find() === grp)).map(([v]) => v),
