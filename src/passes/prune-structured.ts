@@ -8,6 +8,8 @@ import { Type } from '@sinclair/typebox';
 import { InvalidInputError } from '../errors.js';
 import type { Model, Node } from '../onnx/ir.js';
 import { encodeModel } from '../onnx/model-io.js';
+import { getConstant } from '../onnx/constants.js';
+import { DataType as DT, dtypeName } from '../onnx/dtypes.js';
 import { definePass, describeNode, type ChangeLog, type PassContext } from '../pipeline/pass.js';
 import { evaluateModels } from '../eval/evaluate.js';
 import type { Feeds } from '../runtime/ort.js';
@@ -246,9 +248,12 @@ async function recoverLayers(
     // no refit: re-estimate the BatchNorm that normalizes this layer's output, if there is one
     const out = node.outputs[0];
     const bn = out?.consumers.length === 1 && out.consumers[0]!.opType === 'BatchNormalization' ? out.consumers[0]! : undefined;
-    if (bn) {
-      await reestimateBatchNorm(model, samples, bn);
+    if (bn && (await reestimateBatchNorm(model, samples, bn))) {
       log.count('batchNormsReestimated');
-    } else if (step === config.steps) log.skip(node, 'recovery: input channels were removed but the layer can neither be refit nor has a BatchNorm to re-estimate');
+    } else if (step === config.steps) {
+      const w = getConstant(node.inputs[1]);
+      const why = w && w.dataType !== DT.FLOAT ? `its weights are ${dtypeName(w.dataType)} (recovery works on float32 weights: prune before convert.fp16 or quantization)` : 'it can neither be refit nor has a BatchNorm to re-estimate';
+      log.skip(node, `recovery: input channels were removed but ${why}`);
+    }
   }
 }

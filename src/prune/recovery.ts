@@ -31,8 +31,10 @@ export interface LayerTarget {
   y: Float32Array; // rows × cout
 }
 
-/** Conv (1-D/2-D/3-D, explicit padding, group 1) and Gemm (alpha = beta = 1, no transA) can be reconstructed. */
+/** Conv (1-D/2-D/3-D, explicit padding, group 1) and Gemm (alpha = beta = 1, no transA) with float32 weights can be reconstructed. */
 export function reconstructible(node: Node): boolean {
+  const floats = [1, 2].every((i) => !node.inputs[i] || getConstant(node.inputs[i])?.dataType === DT.FLOAT);
+  if (!floats) return false;
   if (node.opType === 'Conv') {
     const w = getConstant(node.inputs[1]);
     const autoPad = node.getString('auto_pad', 'NOTSET');
@@ -244,7 +246,7 @@ export async function reconstructLayer(model: Model, samples: Feeds[], target: L
 }
 
 /** Recomputes a BatchNormalization's running mean and variance from its input on the samples. */
-export async function reestimateBatchNorm(model: Model, samples: Feeds[], bn: Node): Promise<void> {
+export async function reestimateBatchNorm(model: Model, samples: Feeds[], bn: Node): Promise<boolean> {
   const x: Value = bn.inputs[0]!;
   let sum: Float64Array | undefined;
   let sq: Float64Array | undefined;
@@ -273,7 +275,7 @@ export async function reestimateBatchNorm(model: Model, samples: Feeds[], bn: No
     }
     count += dims[0]! * inner;
   });
-  if (!sum || !sq || count === 0) return;
+  if (!sum || !sq || count === 0) return false;
   const mean = new Float32Array(sum.length);
   const variance = new Float32Array(sum.length);
   for (let ch = 0; ch < sum.length; ch++) {
@@ -283,6 +285,8 @@ export async function reestimateBatchNorm(model: Model, samples: Feeds[], bn: No
   }
   const mt = getConstant(bn.inputs[3])!;
   const vt = getConstant(bn.inputs[4])!;
+  if (mt.dataType !== DT.FLOAT || vt.dataType !== DT.FLOAT) return false;
   setConstant(bn.inputs[3]!, makeTensor(mt.name, DT.FLOAT, [mean.length], mean));
   setConstant(bn.inputs[4]!, makeTensor(vt.name, DT.FLOAT, [variance.length], variance));
+  return true;
 }

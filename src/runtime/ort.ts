@@ -1,6 +1,7 @@
 // The one place that talks to onnxruntime-node.
 import ort from 'onnxruntime-node';
 import { InvalidInputError, InvalidModelError } from '../errors.js';
+import { float16ArrayToFloat32 } from '../onnx/float16.js';
 import { DataType as DT, ORT_TYPE_OF, dtypeFromOrtType, dtypeName } from '../onnx/dtypes.js';
 import type { Model, Value } from '../onnx/ir.js';
 import { float32ToFloat16Bits } from '../onnx/float16.js';
@@ -193,5 +194,9 @@ export function tensorToFloat32(t: ort.Tensor): Float32Array {
     return Float32Array.from(t.data as ArrayLike<number | bigint>, (x) => Number(x));
   }
   if (t.type === 'bool') return Float32Array.from(t.data as Uint8Array);
+  if (t.type === 'float16') {
+    const d = t.data as unknown as { buffer: ArrayBuffer; byteOffset: number; length: number };
+    return float16ArrayToFloat32(new Uint16Array(d.buffer, d.byteOffset, d.length));
+  }
   throw new InvalidInputError(`cannot compare outputs of type ${t.type}`);
 }
