@@ -136,14 +136,15 @@ const convRule: DynamicRule = {
 };
 
 /**
- * Float constants of the top-level graph (initializers) with at least `minElements` values, used
- * only as node inputs (not graph outputs): int8 per tensor behind a DequantizeLinear. Returns how many.
+ * The model's own float initializers (`candidates`, taken before the rewrite, so the scales this
+ * pass adds stay float) with at least `minElements` values that are still read by some node and are
+ * not graph outputs: int8 per tensor behind a DequantizeLinear. Returns how many.
  */
-function storeOtherWeightsInt8(g: Graph, minElements: number, log: ChangeLog): number {
+function storeOtherWeightsInt8(g: Graph, candidates: readonly Value[], minElements: number, log: ChangeLog): number {
   let count = 0;
-  for (const v of [...g.initializers]) {
-    const t = v.initializer!;
-    if (t.dataType !== DT.FLOAT || g.isOutput(v) || v.consumers.length === 0) continue;
+  for (const v of candidates) {
+    const t = v.initializer;
+    if (!t || t.dataType !== DT.FLOAT || g.isOutput(v) || v.consumers.length === 0) continue;
     const dims = tensorDims(t);
     if (dims.reduce((a, b) => a * b, 1) < minElements) continue;
     const { q, scales } = quantizeWeightsSymmetric(readFloat32(t), dims, null, 127);
@@ -216,6 +217,7 @@ export const quantizeDynamicPass = definePass({
       else todo.push([n, rule]);
     }
     for (const n of g.nodes) if (n.opType === 'Conv' && !ops.has('Conv')) log.skip(n, 'Conv not in opTypes (dynamic ConvInteger is opt-in: usually slower than float Conv)');
+    const ownInitializers = [...g.initializers];
     const opts: RewriteOptions = { qmax: config.reduceRange ? 63 : 127, perChannel: config.perChannel, log };
     for (const [n, rule] of todo) rule.rewrite(n, opts);
     if (todo.some(([n]) => n.opType !== 'Conv') && !model.proto.opsetImport.some((o) => o.domain === 'com.microsoft')) {
@@ -224,7 +226,7 @@ export const quantizeDynamicPass = definePass({
     if (todo.some(([n]) => n.opType === 'Conv') && (model.opset('') ?? 0) < 11) throw new Error('ConvInteger/DynamicQuantizeLinear need opset ≥ 11');
     if (config.otherWeights === 'int8') {
       if ((model.opset('') ?? 0) < 10) throw new Error('otherWeights int8 needs opset ≥ 10 (DequantizeLinear)');
-      const n = storeOtherWeightsInt8(g, config.otherMinElements, log);
+      const n = storeOtherWeightsInt8(g, ownInitializers, config.otherMinElements, log);
       log.stat('otherWeightsInt8', n);
     }
     g.toposort(false);

@@ -80,7 +80,7 @@ export async function measureOutputShift(model: Model, targets: readonly BiasCor
 }
 
 /**
- * Adds `shift` (one value per output channel) to the node's bias: Conv's B and Gemm's 1-D C (created
+ * Adds `shift` (one value per output channel) to the node's bias: Conv/ConvTranspose B and Gemm's 1-D C (created
  * when absent), a MatMul's constant 1-D bias Add when it is the only consumer, otherwise a new Add.
  * The old bias constant is left to its other users. Returns how it was applied.
  */
@@ -94,7 +94,7 @@ export function applyBiasShift(node: Node, shift: Float32Array): 'bias' | 'new b
     const b = readFloat32(t);
     return Float32Array.from(b, (x, i) => x + shift[i]!);
   };
-  if (node.opType === 'Conv' || node.opType === 'Gemm') {
+  if (node.opType === 'Conv' || node.opType === 'ConvTranspose' || node.opType === 'Gemm') {
     const current = node.inputs[2];
     if (current) {
       const sum = plus(current);
