@@ -1,6 +1,7 @@
 // Quantization targets (issue 5), measured: `node dist/src/bench/quant.js` writes bench/quant.md.
 // Latency ratios come from compareModels (side by side, median of per-round ratios).
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Value as TBValue } from '@sinclair/typebox/value';
@@ -146,9 +147,13 @@ async function vitRows(rows: Row[], notes: string[]): Promise<void> {
     });
     return dyn;
   };
+  const load0 = os.loadavg()[0];
   const dyn = await dynamicRows('', {});
   await dynamicRows(' + otherWeights int8', { otherWeights: 'int8' });
   await dynamicRows(' + otherWeights int8, per-tensor weights', { otherWeights: 'int8', perChannel: false });
+  notes.push(
+    `ViT latency: machine load average ${load0.toFixed(1)} → ${os.loadavg()[0].toFixed(1)} (1 min) on ${os.cpus().length} cores during the three side-by-side comparisons (12 alternating rounds each); other jobs shared the CPU, so the per-round ratios spread widely. An earlier run of the first configuration on a quieter machine gave b8 0.783×, b1 0.885×.`,
+  );
   const structure = (() => {
     let t = 0;
     for (const c of allConstants(base)) t += tensorByteSize(c.tensor);
@@ -167,7 +172,7 @@ async function vitRows(rows: Row[], notes: string[]): Promise<void> {
     const share = (p: typeof pf, ops: string[]) => p.byOpType.filter((e) => ops.includes(String(e.name))).reduce((a, e) => a + e.share, 0);
     const top = (p: typeof pf) => p.byOpType.slice(0, 6).map((e) => `${e.name}×${e.count} ${(100 * e.share).toFixed(0)}%`).join(', ');
     notes.push(
-      `ViT batch-1 profile (onnxruntime profiler, 200 runs): fp32 ${pf.totalMs.toFixed(3)} ms/run of kernel time, MatMul+Gemm+BiasGelu ${(100 * share(pf, ['MatMul', 'Gemm', 'BiasGelu'])).toFixed(0)}% (top: ${top(pf)}); dynamic int8 ${pq.totalMs.toFixed(3)} ms/run, DynamicQuantizeMatMul ${(100 * share(pq, ['DynamicQuantizeMatMul'])).toFixed(0)}% (top: ${top(pq)}). At 17 tokens × 64 channels most of the time is per-kernel overhead of the float ops around the MatMuls (shape subgraph, Transpose, Reshape, LayerNorm, Softmax), which int8 does not touch. Q/K/V are one MatMul (qkv, 64×192) in this export, so there is no shared DynamicQuantizeLinear to fuse; onnxruntime runs one DynamicQuantizeMatMul kernel per MatMul/Gemm.`,
+      `ViT batch-1 profile (onnxruntime profiler, 200 runs each): fp32 ${pf.totalMs.toFixed(3)} ms/run of kernel time, int8 ${pq.totalMs.toFixed(3)} ms/run. With profiling on, per-kernel overhead dominates at batch 1 (compare the unprofiled fp32 p50 in the latency rows above, for about 60 kernels), so these shares are indicative only: in fp32 MatMul+Gemm+BiasGelu+Add, the most the int8 rewrite can replace (it folds the bias Adds into DynamicQuantizeMatMul; fc1's bias Add+GELU run as BiasGelu in fp32), are ${(100 * share(pf, ['MatMul', 'Gemm', 'BiasGelu', 'Add'])).toFixed(0)}% (top: ${top(pf)}); in int8 DynamicQuantizeMatMul is ${(100 * share(pq, ['DynamicQuantizeMatMul'])).toFixed(0)}% (top: ${top(pq)}). Most kernels at 17 tokens × 64 channels are shape and layout ops (Shape/Gather/Unsqueeze/Concat/Reshape/Transpose/Squeeze) and LayerNorm/Softmax that int8 does not touch. Q/K/V are one MatMul (qkv, 64×192) in this export, so there is no shared DynamicQuantizeLinear to fuse; onnxruntime runs one DynamicQuantizeMatMul kernel per MatMul/Gemm.`,
     );
   }
   const float32Bytes = new Map<string, number>();
@@ -234,6 +239,9 @@ async function biasCorrectionRows(rows: Row[], notes: string[]): Promise<void> {
     }
     rows.push({ target: `bias correction, ${name} quantize.weights ${label} (fp32 top-1 on 2000 images; calibration 512 other images)`, measured: measured.join('; '), pass: null });
   }
+  notes.push(
+    'bias correction measures each layer with the float model\'s own inputs (a twin node with the dequantized weights), so per layer it removes the mean shift on the calibration data; on the CNN (Conv → BatchNorm → ReLU, then global average pooling) that carries through to the logits. On the ViT the end-to-end shift does not shrink (int4 block 32 it grows) although each layer\'s own shift is removed; not isolated yet, a likely reason is that the corrected layers feed LayerNorm, GELU and softmax, where per-layer mean shifts do not add up linearly. biasCorrection stays off by default.',
+  );
 }
 
 /** Root mean square over output channels of the mean (over all samples) of candidate − reference: the systematic shift. */
