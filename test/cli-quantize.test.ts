@@ -124,7 +124,7 @@ describe('quantization through the CLI', () => {
     compress(MODELS.fmnist, recipe('int4-weights', { bits: 8, biasCorrection: true }), corrected, '--data', FMNIST.inputs, '--calibration', FMNIST.calibration, '--max-samples', '64', '--batch', '64');
     const cops = opCounts(corrected);
     assert.ok(cops.DequantizeLinear! >= 12, JSON.stringify(cops));
-    const test = data(MODELS.fmnist, FMNIST.inputs, 500, 100);
+    const test = data(MODELS.fmnist, FMNIST.inputs, 300, 100);
     const a = await compare(MODELS.fmnist, plain, test);
     const b = await compare(MODELS.fmnist, corrected, test);
     assert.ok(a.sqnrDb > 40 && b.sqnrDb > 40, `${a.sqnrDb} ${b.sqnrDb}`);
