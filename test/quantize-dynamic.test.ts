@@ -8,7 +8,8 @@ import { runOnce, tensorToFloat32, type Feeds } from '../src/runtime/ort.js';
 import { fidelity } from '../src/metrics/fidelity.js';
 import { evaluateModels } from '../src/eval/evaluate.js';
 import { readArraysFile, batchesFromArrays } from '../src/data/samples.js';
-import { FMNIST, MODELS, feedsFor, passContext, readModel } from './helpers.js';
+import { join } from 'node:path';
+import { FMNIST, MODELS, ROOT, feedsFor, passContext, readModel } from './helpers.js';
 
 function quantize(bytes: Uint8Array, feeds: Feeds, overrides: Record<string, unknown> = {}) {
   const model = decodeModel(bytes);
@@ -46,5 +47,25 @@ describe('quantize.dynamic', () => {
     const bytes = readModel(MODELS.fmnist);
     const { ctx } = quantize(bytes, {} as Feeds);
     assert.ok(ctx.changes.skipped.some((s) => s.opType === 'Conv' && /opt-in/.test(s.reason)));
+  });
+
+  it('ViT otherWeights int8: positional embedding, LayerNorm and biases behind DequantizeLinear, smaller, same decisions', async () => {
+    const bytes = readModel(join(ROOT, 'test/fixtures/fmnist-vit/fmnist-vit.onnx'));
+    const m = decodeModel(bytes);
+    const batches = [...batchesFromArrays(m, readArraysFile(FMNIST.inputs, m), { batchSize: 100, maxSamples: 300 })];
+    const plain = quantize(bytes, batches[0]!, { minElements: 0 });
+    const { model, out, ctx } = quantize(bytes, batches[0]!, { minElements: 0, otherWeights: 'int8' });
+    const dq = model.graph.nodes.filter((n) => n.opType === 'DequantizeLinear');
+    // pos, cls, 5 LayerNorms × 2, biases of embed + 2 × (qkv, proj, fc1, fc2); the 10-value head bias stays float
+    assert.equal(dq.length, 21);
+    assert.equal(ctx.changes.stats.otherWeightsInt8, 21);
+    const big = new Set(m.graph.initializers.filter((v) => v.initializer!.dataType === 1 && v.initializer!.dims.reduce((a, b) => a * Number(b), 1) >= 64).map((v) => v.name));
+    assert.deepEqual(model.graph.initializers.filter((v) => big.has(v.name) && v.consumers.length > 0).map((v) => v.name), [], 'no float constant of the model with ≥ 64 values is read any more');
+    assert.ok(model.graph.nodes.filter((n) => n.opType === 'DynamicQuantizeMatMul').every((n) => n.inputs[2]!.initializer!.dataType === 1), 'the weight scales stay float');
+    assert.ok(plain.model.graph.nodes.some((n) => n.opType === 'DynamicQuantizeMatMul' && n.inputs.length === 5 && n.inputs[3] === null), 'symmetric weights: no zero-point input');
+    assert.ok(out.length < plain.out.length - 5000, `${out.length} vs ${plain.out.length}`);
+    const ev = await evaluateModels(bytes, out, batches);
+    assert.ok(ev.fidelity.logits!.sqnrDb > 30, `SQNR ${ev.fidelity.logits!.sqnrDb}`);
+    assert.ok(ev.fidelity.logits!.top1Agreement! >= 0.98, `agreement ${ev.fidelity.logits!.top1Agreement}`);
   });
 });

@@ -80,7 +80,7 @@ const matmulRule: DynamicRule = {
       n.inputs[0]!,
       c(g, `${base}_B_int8`, DT.INT8, [K, N], q),
       c(g, `${base}_B_scale`, DT.FLOAT, o.perChannel ? [N] : [], scales),
-      c(g, `${base}_B_zero_point`, DT.INT8, o.perChannel ? [N] : [], new Int8Array(scales.length)),
+      null, // symmetric weights: the optional zero point defaults to 0 (saves N bytes per node)
       bias ? bias.value : null,
     ];
     const y = bias?.add ? bias.add.outputs[0]! : n.outputs[0]!;
@@ -135,6 +135,34 @@ const convRule: DynamicRule = {
   },
 };
 
+/**
+ * The model's own float initializers (`candidates`, taken before the rewrite, so the scales this
+ * pass adds stay float) with at least `minElements` values that are still read by some node and are
+ * not graph outputs: int8 per tensor behind a DequantizeLinear. Returns how many.
+ */
+function storeOtherWeightsInt8(g: Graph, candidates: readonly Value[], minElements: number, log: ChangeLog): number {
+  let count = 0;
+  for (const v of candidates) {
+    const t = v.initializer;
+    if (!t || t.dataType !== DT.FLOAT || g.isOutput(v) || v.consumers.length === 0) continue;
+    const dims = tensorDims(t);
+    if (dims.reduce((a, b) => a * b, 1) < minElements) continue;
+    const { q, scales } = quantizeWeightsSymmetric(readFloat32(t), dims, null, 127);
+    const qv = c(g, `${v.name}_i8`, DT.INT8, dims, q);
+    const sv = c(g, `${v.name}_s`, DT.FLOAT, [], scales);
+    const out = g.createValue(`${v.name}_dq`);
+    const dq = g.addNode('DequantizeLinear', [qv, sv], [out], { name: `${v.name}_DQ` });
+    for (const consumer of [...v.consumers]) {
+      consumer.inputs.forEach((x, i) => {
+        if (x === v) consumer.setInput(i, out);
+      });
+    }
+    log.add(dq, `float constant ${v.name} [${dims.join(',')}] stored as int8 (per tensor)`);
+    count++;
+  }
+  return count;
+}
+
 /** The one table of what dynamic quantization does per op. */
 export const DYNAMIC_OP_RULES: Record<string, DynamicRule> = { MatMul: matmulRule, Gemm: matmulRule, Conv: convRule };
 
@@ -149,6 +177,12 @@ export const quantizeDynamicSchema = Type.Object(
     perChannel: Type.Boolean({ default: true }),
     reduceRange: Type.Boolean({ default: true, description: '7-bit weights (u8×s8 saturation on AVX2 without VNNI).' }),
     minElements: Type.Integer({ default: 1024, minimum: 0, description: 'Smaller weights stay float.' }),
+    otherWeights: Type.Union([Type.Literal('float'), Type.Literal('int8')], {
+      default: 'float',
+      description:
+        'int8: the float constants left after the MatMul/Gemm rewrite (positional embeddings, LayerNorm scales, biases) are stored as int8 behind a DequantizeLinear (symmetric, per tensor); compute stays float. For size on small models.',
+    }),
+    otherMinElements: Type.Integer({ default: 64, minimum: 16, description: 'otherWeights int8: smaller constants stay float.' }),
   },
   { additionalProperties: false },
 );
@@ -183,12 +217,18 @@ export const quantizeDynamicPass = definePass({
       else todo.push([n, rule]);
     }
     for (const n of g.nodes) if (n.opType === 'Conv' && !ops.has('Conv')) log.skip(n, 'Conv not in opTypes (dynamic ConvInteger is opt-in: usually slower than float Conv)');
+    const ownInitializers = [...g.initializers];
     const opts: RewriteOptions = { qmax: config.reduceRange ? 63 : 127, perChannel: config.perChannel, log };
     for (const [n, rule] of todo) rule.rewrite(n, opts);
     if (todo.some(([n]) => n.opType !== 'Conv') && !model.proto.opsetImport.some((o) => o.domain === 'com.microsoft')) {
       model.proto.opsetImport.push({ ...model.proto.opsetImport[0]!, domain: 'com.microsoft', version: 1n });
     }
     if (todo.some(([n]) => n.opType === 'Conv') && (model.opset('') ?? 0) < 11) throw new Error('ConvInteger/DynamicQuantizeLinear need opset ≥ 11');
+    if (config.otherWeights === 'int8') {
+      if ((model.opset('') ?? 0) < 10) throw new Error('otherWeights int8 needs opset ≥ 10 (DequantizeLinear)');
+      const n = storeOtherWeightsInt8(g, ownInitializers, config.otherMinElements, log);
+      log.stat('otherWeightsInt8', n);
+    }
     g.toposort(false);
     g.cleanup(false);
     log.stat('quantizedNodes', todo.length);

@@ -3,13 +3,14 @@
 // MatMulNBits, block-wise 4-bit (block 32/64/128), symmetric or with zero points.
 import { Type } from '@sinclair/typebox';
 import { DataType as DT } from '../onnx/dtypes.js';
-import type { Node } from '../onnx/ir.js';
+import type { Model, Node } from '../onnx/ir.js';
 import { addConstant, getConstant } from '../onnx/constants.js';
 import { makeTensor, readFloat32, tensorDims } from '../onnx/tensor-data.js';
 import { upgradeOpset } from '../onnx/opset-upgrade.js';
-import { definePass } from '../pipeline/pass.js';
-import { quantizeWeightsSymmetric } from '../quant/quant-math.js';
-import { packMatMulNBits } from '../quant/int4.js';
+import { definePass, type PassContext } from '../pipeline/pass.js';
+import { dequantizeWeights, quantizeWeightsSymmetric, type WeightQuantization } from '../quant/quant-math.js';
+import { packMatMulNBits, unpackMatMulNBits, type NBitsPacked } from '../quant/int4.js';
+import { applyBiasShift, measureOutputShift, type BiasCorrectionTarget } from '../quant/bias-correction.js';
 
 /** Which input of each op is its weight, and its output-channel axis. */
 const WEIGHT_SLOTS: Record<string, { slot: number; axis: (n: Node, rank: number) => number | null }> = {
@@ -29,6 +30,11 @@ export const quantizeWeightsSchema = Type.Object(
     opTypes: Type.Array(Type.String({ minLength: 1 }), { default: Object.keys(WEIGHT_SLOTS) }),
     nodesToExclude: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
     minElements: Type.Integer({ default: 1024, minimum: 0, description: 'Weights smaller than this stay float (not worth a node).' }),
+    biasCorrection: Type.Boolean({
+      default: false,
+      description:
+        'Measure on the calibration data, per output channel, the mean shift weight quantization causes in each layer output (with float inputs) and add it to the bias (a bias or Add is created when absent).',
+    }),
   },
   { additionalProperties: false },
 );
@@ -37,7 +43,7 @@ export const quantizeWeightsPass = definePass({
   name: 'quantize.weights',
   summary: 'weight-only: int8 per-channel behind DequantizeLinear, or int4 block-wise MatMul → MatMulNBits',
   schema: quantizeWeightsSchema,
-  run(model, config, ctx) {
+  async run(model, config, ctx) {
     const log = ctx.changes;
     const g = model.graph;
     if (config.bits === 8 && config.perChannel && (model.opset('') ?? 0) < 13) {
@@ -52,6 +58,9 @@ export const quantizeWeightsPass = definePass({
     const exclude = new Set(config.nodesToExclude);
     let floatBytes = 0;
     let quantBytes = 0;
+    // plan: which nodes, and their quantized weights
+    type Item = { n: Node; slot: number; dims: number[]; count: number; int4?: NBitsPacked; int8?: WeightQuantization; axis: number | null };
+    const plan: Item[] = [];
     for (const n of [...g.nodes]) {
       const rule = WEIGHT_SLOTS[n.opType];
       if (!rule || n.domain !== '' || !ops.has(n.opType)) continue;
@@ -72,7 +81,21 @@ export const quantizeWeightsPass = definePass({
           continue;
         }
         const [K, N] = dims as [number, number];
-        const p = packMatMulNBits(w, K, N, config.blockSize, config.symmetric);
+        plan.push({ n, slot: rule.slot, dims, count, int4: packMatMulNBits(w, K, N, config.blockSize, config.symmetric), axis: null });
+        continue;
+      }
+      const axis = perChannel ? rule.axis(n, dims.length) : null;
+      plan.push({ n, slot: rule.slot, dims, count, int8: quantizeWeightsSymmetric(w, dims, axis, 127), axis });
+    }
+    if (config.biasCorrection && plan.length > 0) await correctBiases(model, plan.map((it) => ({
+      node: it.n,
+      slot: it.slot,
+      dequantized: it.int4 ? unpackMatMulNBits(it.int4, it.dims[0]!, it.dims[1]!, config.blockSize) : dequantizeWeights(it.int8!, it.dims, it.axis),
+    })), ctx);
+    for (const { n, slot, dims, count, int4: p, int8, axis } of plan) {
+      const wv = n.inputs[slot]!;
+      if (p) {
+        const [K, N] = dims as [number, number];
         const base = n.name || wv.name;
         const inputs = [
           n.inputs[0]!,
@@ -93,15 +116,14 @@ export const quantizeWeightsPass = definePass({
         quantBytes += p.packed.length + p.scales.length * 4 + (p.zeroPoints?.length ?? 0);
         continue;
       }
-      const axis = perChannel ? rule.axis(n, dims.length) : null;
-      const { q, scales } = quantizeWeightsSymmetric(w, dims, axis, 127);
+      const { q, scales } = int8!;
       const qv = addConstant(g, `${wv.name}_int8`, makeTensor('', DT.INT8, dims, q));
       const sv = addConstant(g, `${wv.name}_scale`, makeTensor('', DT.FLOAT, axis === null ? [] : [scales.length], scales));
       const zv = addConstant(g, `${wv.name}_zero_point`, makeTensor('', DT.INT8, axis === null ? [] : [scales.length], new Int8Array(scales.length)));
       const dq = g.createValue(`${wv.name}_dequantized`);
       const node = g.addNode('DequantizeLinear', [qv, sv, zv], [dq], { name: `${wv.name}_DequantizeLinear` });
       if (axis !== null) node.setAttr('axis', axis, 'int');
-      n.setInput(rule.slot, dq);
+      n.setInput(slot, dq);
       log.rewrite(n, `int8 weight${axis === null ? ' (per tensor)' : ` (per channel, axis ${axis})`}`);
       floatBytes += count * 4;
       quantBytes += count + scales.length * 5;
@@ -119,3 +141,32 @@ export const quantizeWeightsPass = definePass({
     return model;
   },
 });
+
+/** Bias correction on the float model, before its weights are replaced (see quant/bias-correction.ts). */
+async function correctBiases(model: Model, targets: BiasCorrectionTarget[], ctx: PassContext): Promise<void> {
+  const log = ctx.changes;
+  if (ctx.samplesAreSynthetic) log.warn('bias correction measured on synthetic inputs: give calibration data for a meaningful correction');
+  const shifts = await measureOutputShift(model, targets, await ctx.sampleInputs(), ctx.signal);
+  let applied = 0;
+  let maxShift = 0;
+  const details: string[] = [];
+  for (const t of targets) {
+    const shift = shifts.get(t.node);
+    if (!shift) {
+      log.skip(t.node, 'bias correction: output not captured');
+      continue;
+    }
+    try {
+      const how = applyBiasShift(t.node, shift);
+      applied++;
+      const m = shift.reduce((a, b) => Math.max(a, Math.abs(b)), 0);
+      maxShift = Math.max(maxShift, m);
+      details.push(`${t.node.name || t.node.opType} (${how}, max |shift| ${m.toPrecision(3)})`);
+    } catch (err) {
+      log.skip(t.node, (err as Error).message);
+    }
+  }
+  log.stat('biasCorrected', applied);
+  log.stat('biasCorrectionMaxShift', Number(maxShift.toPrecision(4)));
+  if (details.length) log.stat('biasCorrectionNodes', details.join('; '));
+}

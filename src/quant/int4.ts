@@ -51,3 +51,22 @@ export function packMatMulNBits(w: Float32Array, K: number, N: number, block: nu
   }
   return { packed, scales, zeroPoints, blocks };
 }
+
+/** What MatMulNBits computes with: the packed weights back as row-major [K, N] float. */
+export function unpackMatMulNBits(p: NBitsPacked, K: number, N: number, block: number): Float32Array {
+  const blob = block / 2;
+  const zpPerCol = Math.ceil(p.blocks / 2);
+  const w = new Float32Array(K * N);
+  for (let n = 0; n < N; n++) {
+    for (let b = 0; b < p.blocks; b++) {
+      const scale = p.scales[n * p.blocks + b]!;
+      const zp = p.zeroPoints ? (p.zeroPoints[n * zpPerCol + (b >> 1)]! >> ((b & 1) * 4)) & 15 : 8;
+      for (let k = b * block; k < Math.min(K, (b + 1) * block); k++) {
+        const i = (n * p.blocks + b) * blob + ((k - b * block) >> 1);
+        const q = (p.packed[i]! >> (((k - b * block) & 1) * 4)) & 15;
+        w[k * N + n] = (q - zp) * scale;
+      }
+    }
+  }
+  return w;
+}

@@ -67,6 +67,15 @@ export function quantizeWeightsSymmetric(w: Float32Array, dims: readonly number[
   return { q, scales };
 }
 
+/** The float values symmetric weights stand for: q × scale of their channel along `axis` (or the one scale). */
+export function dequantizeWeights(wq: WeightQuantization, dims: readonly number[], axis: number | null): Float32Array {
+  const channels = axis === null ? 1 : dims[axis]!;
+  const inner = axis === null ? 1 : dims.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const out = new Float32Array(wq.q.length);
+  for (let i = 0; i < out.length; i++) out[i] = wq.q[i]! * wq.scales[axis === null ? 0 : Math.floor(i / inner) % channels]!;
+  return out;
+}
+
 /** Bias as int32 in the accumulator's scale (input scale × weight scale per output channel). */
 export function quantizeBias(b: Float32Array, inputScale: number, weightScales: Float32Array): { q: Int32Array; scales: Float32Array } {
   const scales = new Float32Array(b.length);

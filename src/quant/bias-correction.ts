@@ -1,0 +1,126 @@
+// Bias correction: quantizing a layer's weights shifts the mean of its output (E[(W − Wq)·x] ≠ 0
+// when the rounding errors of a channel do not cancel against that channel's typical input).
+// Measured on calibration data, per output channel, with the float model's own inputs to each layer
+// (so upstream quantization errors do not leak into a layer's correction), and folded into the bias.
+//
+// measureOutputShift is the analysis: a private copy of the float model gets, next to each target
+// node, a twin that reads the same inputs but the dequantized weights; both outputs are captured and
+// the per-channel mean of (float − twin) is the shift. applyBiasShift is the graph edit.
+import { DataType as DT } from '../onnx/dtypes.js';
+import type { Model, Node, Value } from '../onnx/ir.js';
+import { addConstant, getConstant } from '../onnx/constants.js';
+import { decodeModel, encodeModel } from '../onnx/model-io.js';
+import { makeTensor, readFloat32, tensorDims } from '../onnx/tensor-data.js';
+import { forEachCapture } from '../runtime/capture.js';
+import { tensorToFloat32, type Feeds } from '../runtime/ort.js';
+
+export interface BiasCorrectionTarget {
+  /** A Conv, Gemm or MatMul of the float model (default domain) whose input `slot` is a constant weight. */
+  node: Node;
+  slot: number;
+  /** The weights as the quantized model will compute with them (dequantized), same shape and layout. */
+  dequantized: Float32Array;
+}
+
+/** Output-channel axis of a layer's output (Conv: 1, Gemm/MatMul: the last), for an output of rank `rank`. */
+export function channelAxis(opType: string, rank: number): number {
+  return opType === 'Conv' || opType === 'ConvTranspose' ? 1 : rank - 1;
+}
+
+/** Per-channel sums of `x` (shape `dims`) along `axis`, added into `sum` (length dims[axis]); returns the count per channel. */
+export function accumulateChannelSums(x: Float32Array, dims: readonly number[], axis: number, sum: Float64Array): number {
+  const C = dims[axis]!;
+  const inner = dims.slice(axis + 1).reduce((a, b) => a * b, 1);
+  for (let i = 0; i < x.length; i++) sum[Math.floor(i / inner) % C]! += x[i]!;
+  return x.length / C;
+}
+
+/**
+ * Mean output shift E[y_float − y_quantized] per output channel of each target, over `feeds`.
+ * The model is not changed.
+ */
+export async function measureOutputShift(model: Model, targets: readonly BiasCorrectionTarget[], feeds: Feeds[], signal?: AbortSignal): Promise<Map<Node, Float32Array>> {
+  const copy = decodeModel(encodeModel(model), { allowUnknownDomains: true });
+  const index = new Map(model.graph.nodes.map((n, i) => [n, i]));
+  const pairs: { target: BiasCorrectionTarget; y: Value; twin: Value; sum: Float64Array | null; count: number }[] = [];
+  for (const t of targets) {
+    const i = index.get(t.node);
+    if (i === undefined) throw new Error(`bias correction: node ${t.node.name} is not in the main graph`);
+    const n = copy.graph.nodes[i]!;
+    const w = getConstant(n.inputs[t.slot]);
+    if (!w) throw new Error(`bias correction: ${n.name} has no constant weight in input ${t.slot}`);
+    const wq = addConstant(copy.graph, `${n.inputs[t.slot]!.name}_bc_dequantized`, makeTensor('', DT.FLOAT, tensorDims(w), t.dequantized), 'initializer');
+    const twinOut = copy.graph.createValue(`${n.outputs[0]!.name}_bc_twin`);
+    const inputs = [...n.inputs];
+    inputs[t.slot] = wq;
+    const twin = copy.graph.addNode(n.opType, inputs, [twinOut], { name: `${n.name || n.opType}_bc_twin`, domain: n.domain });
+    for (const a of n.attributes) twin.attributes.push({ proto: a.proto });
+    pairs.push({ target: t, y: n.outputs[0]!, twin: twinOut, sum: null, count: 0 });
+  }
+  copy.graph.toposort(false);
+  const values = pairs.flatMap((p) => [p.y, p.twin]);
+  await forEachCapture(copy, feeds, values, (captured) => {
+    for (const p of pairs) {
+      const a = captured.get(p.y);
+      const b = captured.get(p.twin);
+      if (!a || !b) continue;
+      const dims = a.dims;
+      const axis = channelAxis(p.target.node.opType, dims.length);
+      const fa = tensorToFloat32(a);
+      const fb = tensorToFloat32(b);
+      const diff = new Float32Array(fa.length);
+      for (let k = 0; k < fa.length; k++) diff[k] = fa[k]! - fb[k]!;
+      p.sum ??= new Float64Array(dims[axis]!);
+      p.count += accumulateChannelSums(diff, dims, axis, p.sum);
+    }
+  }, signal ? { signal } : {});
+  const out = new Map<Node, Float32Array>();
+  for (const p of pairs) if (p.sum && p.count > 0) out.set(p.target.node, Float32Array.from(p.sum, (s) => s / p.count));
+  return out;
+}
+
+/**
+ * Adds `shift` (one value per output channel) to the node's bias: Conv/ConvTranspose B and Gemm's 1-D C (created
+ * when absent), a MatMul's constant 1-D bias Add when it is the only consumer, otherwise a new Add.
+ * The old bias constant is left to its other users. Returns how it was applied.
+ */
+export function applyBiasShift(node: Node, shift: Float32Array): 'bias' | 'new bias' | 'new Add' {
+  const g = node.graph;
+  const C = shift.length;
+  const base = node.name || node.outputs[0]!.name;
+  const plus = (v: Value | null | undefined): Float32Array | undefined => {
+    const t = getConstant(v);
+    if (!t || t.dataType !== DT.FLOAT || tensorDims(t).length !== 1 || tensorDims(t)[0] !== C) return undefined;
+    const b = readFloat32(t);
+    return Float32Array.from(b, (x, i) => x + shift[i]!);
+  };
+  if (node.opType === 'Conv' || node.opType === 'ConvTranspose' || node.opType === 'Gemm') {
+    const current = node.inputs[2];
+    if (current) {
+      const sum = plus(current);
+      if (!sum) throw new Error(`bias correction: ${base} has a bias that is not a constant 1-D [${C}] tensor`);
+      node.setInput(2, addConstant(g, `${current.name}_corrected`, makeTensor('', DT.FLOAT, [C], sum)));
+      return 'bias';
+    }
+    node.setInput(2, addConstant(g, `${base}_bias_correction`, makeTensor('', DT.FLOAT, [C], shift)));
+    return 'new bias';
+  }
+  const y = node.outputs[0]!;
+  if (y.consumers.length === 1 && !g.isOutput(y)) {
+    const add = y.consumers[0]!;
+    if (add.opType === 'Add' && add.domain === '') {
+      const slot = add.inputs[0] === y ? 1 : 0;
+      const sum = plus(add.inputs[slot]);
+      if (sum) {
+        add.setInput(slot, addConstant(g, `${add.inputs[slot]!.name}_corrected`, makeTensor('', DT.FLOAT, [C], sum)));
+        return 'bias';
+      }
+    }
+  }
+  const raw = g.createValue(`${y.name}_uncorrected`);
+  node.setOutput(0, raw);
+  const at = g.nodes.indexOf(node) + 1;
+  const add = g.addNode('Add', [raw, addConstant(g, `${base}_bias_correction`, makeTensor('', DT.FLOAT, [C], shift))], [], { name: `${base}_bias_correction_Add`, at });
+  add.setOutput(0, y);
+  return 'new Add';
+}
