@@ -109,7 +109,7 @@ describe('quantize.static on PP-OCR (old opsets)', () => {
 });
 
 describe('sensitivity loop on PP-OCRv4 rec', () => {
-  it('plain int8 misses 20 dB output SQNR; keeping the layers that add the most noise float restores it, in O(log n) probes', async () => {
+  it('plain int8 misses 20 dB output SQNR; keeping the layers that add the most noise float restores it, in 1 + log2(n) probes', async () => {
     const bytes = readModel(MODELS.ppocrRec);
     const m = decodeModel(bytes);
     // 2 calibration lines (min/max: one capture sweep) and 2 other lines to check on
@@ -117,6 +117,7 @@ describe('sensitivity loop on PP-OCRv4 rec', () => {
     const held = [...batchesFromArrays(m, readArraysFile(join(ROOT, 'test/fixtures/ppocr-rec/test-200.npz'), m), { batchSize: 2, maxSamples: 2 })];
     const ctxFor = () => passContext(calib, { synthetic: false });
     const base = { calibrationMethod: 'minmax', maxCalibrationBatches: 1 };
+    const plain = await quantize(bytes, ctxFor(), base);
     const ctx = ctxFor();
     const fixed = await quantize(bytes, ctx, { ...base, sensitivity: { minSqnrDb: 20, maxExcluded: 400, probeFraction: 1 } });
     const st = ctx.changes.stats;
@@ -126,14 +127,14 @@ describe('sensitivity loop on PP-OCRv4 rec', () => {
     assert.equal(st.sensitivityTargetMet, true, String(st.sensitivityResult));
     const count = Number(st.excludedBySensitivityCount);
     assert.ok(count > 0 && Number(st.quantizedNodes) > 0, `kept ${count} float, ${st.quantizedNodes} still int8`);
-    assert.ok(Number(st.sensitivityProbes) <= 2 * Math.ceil(Math.log2(count + 1)) + 3, `probes ${st.sensitivityProbes} for ${count} layers`);
+    assert.ok(Number(st.sensitivityProbes) <= 12, `${st.sensitivityProbes} probes`);
     assert.ok(fixed.model.graph.nodes.some((n) => n.opType === 'QuantizeLinear'), 'still int8');
-    // on lines the loop never saw, the output is also clearly closer to float than plain int8's was
+    // on lines the loop never saw, the output is also closer to float than plain int8's
     const ref = await runOnce(bytes, held[0]!);
-    const got = await runOnce(fixed.bytes, held[0]!);
     const k = Object.keys(ref)[0]!;
-    const dbHeld = fidelity(tensorToFloat32(ref[k]!), tensorToFloat32(got[k]!)).sqnrDb;
-    assert.ok(dbHeld > startDb + 3, `held-out output SQNR ${dbHeld.toFixed(1)} dB (plain int8 ${startDb} dB on the calibration lines)`);
+    const db = async (q: Uint8Array) => fidelity(tensorToFloat32(ref[k]!), tensorToFloat32((await runOnce(q, held[0]!))[k]!)).sqnrDb;
+    const [dbPlain, dbFixed] = [await db(plain.bytes), await db(fixed.bytes)];
+    assert.ok(dbFixed > dbPlain + 2, `held-out output SQNR ${dbPlain.toFixed(1)} → ${dbFixed.toFixed(1)} dB`);
   });
 });
 

@@ -139,32 +139,22 @@ export async function addedSqnr(floatModel: Model, quantModel: Model, nodes: { k
 }
 
 /**
- * Smallest prefix of `ranked` whose exclusion meets the target: doubling (1, 2, 4, …) until a
- * prefix passes, then bisection between the last failing and the first passing length. Each probe
- * is one re-quantization (calibration ranges are reused) and one evaluation, so the loop costs
- * O(log n) evaluations instead of one per layer. Assumes more float layers is not worse (checked by
- * the caller on the full evaluation data).
+ * Smallest prefix of `ranked` whose exclusion meets the target, by bisection over the prefix length:
+ * the longest allowed prefix is probed first (if even that fails the target is out of reach), then
+ * 1 + log2(n) probes in all. Each probe is one re-quantization (calibration ranges are reused) and one
+ * evaluation, instead of one full step per excluded layer. Assumes more float layers is not worse;
+ * the caller confirms the result on all evaluation data.
  */
 export async function searchExclusions(ranked: string[], limit: number, passes: (k: number) => Promise<boolean>): Promise<{ k: number; met: boolean; probes: number }> {
   const max = Math.min(limit, ranked.length);
-  let probes = 0;
-  const probe = async (k: number) => {
-    probes++;
-    return passes(k);
-  };
+  let probes = 1;
+  if (!(await passes(max))) return { k: max, met: false, probes };
   let lo = 0; // known failing length (0: plain int8, checked by the caller)
-  let hi = -1;
-  for (let k = 1; ; k = Math.min(max, k * 2)) {
-    if (await probe(k)) {
-      hi = k;
-      break;
-    }
-    lo = k;
-    if (k >= max) return { k: max, met: false, probes };
-  }
+  let hi = max;
   while (hi - lo > 1) {
     const mid = (lo + hi) >> 1;
-    if (await probe(mid)) hi = mid;
+    probes++;
+    if (await passes(mid)) hi = mid;
     else lo = mid;
   }
   return { k: hi, met: true, probes };
