@@ -112,7 +112,7 @@ async function recStatic(overrides: Record<string, unknown>, label: string, rows
     recFloatProfiled = true;
     notes.push(`PP-OCRv4 rec fp32: kernels onnxruntime ran: ${await kernels(decodeModel(bytes))}`);
   }
-  notes.push(`PP-OCRv4 rec ${label}: opset upgraded from ${st.opsetUpgradedFrom ?? '—'}, ${st.quantizedNodes} nodes quantized, worst layer SQNR ${st.sqnrMinDb} dB; layers adding the most noise: ${st.addedSqnrWorstFirst}${st.excludedBySensitivity ? `; sensitivity: start ${st.sensitivityStart}; kept ${st.excludedBySensitivityCount} layer(s) float in ${st.sensitivityProbes} probes, ${st.sensitivitySeconds} s: ${st.excludedBySensitivity}; result: ${st.sensitivityResult}` : ''}`);
+  notes.push(`PP-OCRv4 rec ${label}: opset upgraded from ${st.opsetUpgradedFrom ?? '—'}, ${st.quantizedNodes} nodes quantized, worst layer SQNR ${st.sqnrMinDb} dB; layers adding the most noise: ${st.addedSqnrWorstFirst}${st.excludedBySensitivity ? `; sensitivity: start ${st.sensitivityStart}; kept ${st.excludedBySensitivityCount} layer(s) float in ${st.sensitivityProbes} probes, ${st.sensitivitySeconds} s (first 12: ${String(st.excludedBySensitivity).split('; ').slice(0, 12).join('; ')}); result: ${st.sensitivityResult}` : ''}`);
 }
 
 /** The tiny ViT fixture: dynamic int8 and int4 weight-only, accuracy on the 2000 labelled images. */
