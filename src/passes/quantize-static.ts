@@ -15,7 +15,8 @@ import { foldBatchNorms } from '../quant/fold-bn.js';
 import { upgradeOpset } from '../onnx/opset-upgrade.js';
 import { QDQ_OP_RULES } from '../quant/qdq-rules.js';
 import { quantizeQdq, type QdqOptions, type QdqResult } from '../quant/qdq.js';
-import { checkTarget, layerSqnr, type TargetCheck } from '../quant/sensitivity.js';
+import { addedSqnr, checkTarget, searchExclusions, type TargetCheck } from '../quant/sensitivity.js';
+import type { Feeds } from '../runtime/ort.js';
 
 export const quantizeStaticSchema = Type.Object(
   {
@@ -41,6 +42,12 @@ export const quantizeStaticSchema = Type.Object(
           maxAccuracyDrop: Type.Optional(Type.Number({ minimum: 0, description: 'Top-1 drop vs float against the labels, percentage points (needs labels).' })),
           maxFidelityDrop: Type.Optional(Type.Number({ minimum: 0, description: '% of evaluation samples whose top-1 / greedy CTC sequence differs from float.' })),
           maxExcluded: Type.Integer({ default: 16, minimum: 1, description: 'Give up after keeping this many layers float.' }),
+          probeFraction: Type.Number({
+            default: 0.5,
+            exclusiveMinimum: 0,
+            maximum: 1,
+            description: 'Share of the evaluation batches the exclusion search probes on (the result is confirmed on all of them).',
+          }),
         },
         { additionalProperties: false },
       ),
@@ -97,56 +104,89 @@ export const quantizeStaticPass = definePass({
       reduceRange: config.reduceRange,
       opTypes: config.opTypes,
     };
-    const build = async (exclude: Set<string>) => {
-      const floatModel = decodeModel(floatBytes);
+    const quantizeOnly = (exclude: ReadonlySet<string>) => {
       const q = decodeModel(floatBytes);
       const result = quantizeQdq(q, ranges, opts, exclude);
-      const byName = new Map(floatModel.graph.definedValues().map((v) => [v.name, v]));
-      const pairs = result.quantized.map((r) => ({ key: r.key, floatValue: byName.get(r.floatOutput)!, quantValue: r.quantOutput }));
-      const sqnr = await layerSqnr(floatModel, q, pairs, feeds);
-      return { model: q, result, sqnr };
+      return { model: q, result };
+    };
+    const build = async (exclude: ReadonlySet<string>) => {
+      const { model: q, result } = quantizeOnly(exclude);
+      const floatModel = decodeModel(floatBytes);
+      const { added, absolute } = await addedSqnr(floatModel, q, result.quantized, feeds);
+      return { model: q, result, sqnr: absolute, added };
     };
 
     const exclude = new Set(config.nodesToExclude);
     let cur = await build(exclude);
     ctx.progress(0.5, 'quantized');
-    const excludedBySensitivity: string[] = [];
     const target = config.sensitivity;
-    let check: TargetCheck | undefined;
     if (target) {
       const wantsLabels = target.maxAccuracyDrop !== undefined;
       if (wantsLabels && !ctx.labels) throw new InvalidInputError('sensitivity.maxAccuracyDrop needs labels (CLI --labels)');
       const evalFeeds = target.minSqnrDb !== undefined && !wantsLabels && target.maxFidelityDrop === undefined ? feeds : await ctx.evaluationInputs();
+      // the search probes on a subset; the result is confirmed on all evaluation data
+      const probeFeeds = evalFeeds.slice(0, Math.max(1, Math.ceil(evalFeeds.length * target.probeFraction)));
       const labels = wantsLabels ? { labels: ctx.labels!, ...(ctx.labelOutput ? { output: ctx.labelOutput } : {}) } : undefined;
+      const probeLabels = labels && probeFeeds.length < evalFeeds.length ? sliceLabels(labels, probeFeeds, evalFeeds) : labels;
       const firstSize = encodeModel(cur.model).length;
-      check = await checkTarget(reference, encodeModel(cur.model), evalFeeds, target, labels);
+      let check: TargetCheck = await checkTarget(reference, encodeModel(cur.model), evalFeeds, target, labels);
       log.stat('sensitivityStart', check.summary);
-      while (!check.met && excludedBySensitivity.length < target.maxExcluded) {
-        const worst = [...cur.sqnr].filter(([k]) => !exclude.has(k)).sort((a, b) => a[1] - b[1])[0];
-        if (!worst) break;
-        exclude.add(worst[0]);
-        excludedBySensitivity.push(`${worst[0]} (${worst[1].toFixed(1)} dB)`);
-        cur = await build(exclude);
+      // rank by the SQNR each layer adds (lowest first), measured once on the plain int8 model
+      const ranked = [...cur.added].filter(([k]) => !exclude.has(k)).sort((a, b) => a[1] - b[1]);
+      const t0 = Date.now();
+      let kept: [string, number][] = [];
+      let probes = 0;
+      let from = 0;
+      while (!check.met && from < Math.min(target.maxExcluded, ranked.length)) {
+        const s = await searchExclusions(
+          ranked.map(([k]) => k),
+          target.maxExcluded,
+          async (k) => {
+            if (k <= from) return false;
+            const c = quantizeOnly(new Set([...exclude, ...ranked.slice(0, k).map(([key]) => key)]));
+            const r = await checkTarget(reference, encodeModel(c.model), probeFeeds, target, probeLabels);
+            ctx.progress(0.5 + 0.4 * Math.min(1, k / ranked.length), `${k} layer(s) float: ${r.summary}`);
+            return r.met;
+          },
+        );
+        probes += s.probes;
+        kept = ranked.slice(0, s.k);
+        const excl = new Set([...exclude, ...kept.map(([k]) => k)]);
+        cur = await build(excl);
         check = await checkTarget(reference, encodeModel(cur.model), evalFeeds, target, labels);
-        ctx.progress(0.5 + 0.5 * (excludedBySensitivity.length / target.maxExcluded), `kept ${worst[0]} float: ${check.summary}`);
+        probes++;
+        if (check.met || !s.met || probeFeeds.length === evalFeeds.length) break;
+        from = s.k; // passed on the subset, not on all data: search beyond it
       }
       log.stat('sensitivityResult', check.summary);
       log.stat('sensitivityTargetMet', check.met);
-      log.stat('excludedBySensitivity', excludedBySensitivity.join('; ') || 'none');
+      log.stat('sensitivityProbes', probes);
+      log.stat('sensitivitySeconds', Number(((Date.now() - t0) / 1000).toFixed(1)));
+      log.stat('excludedBySensitivity', kept.map(([k, db]) => `${k} (adds ${db.toFixed(1)} dB)`).join('; ') || 'none');
+      log.stat('excludedBySensitivityCount', kept.length);
       log.stat('sensitivitySizeCostBytes', encodeModel(cur.model).length - firstSize);
-      if (!check.met) log.warn(`sensitivity target not met after keeping ${excludedBySensitivity.length} layer(s) float: ${check.summary}`);
+      if (!check.met) log.warn(`sensitivity target not met after keeping ${kept.length} layer(s) float: ${check.summary}`);
     }
-    report(cur.result, cur.sqnr, log);
+    report(cur.result, cur.sqnr, cur.added, log);
     ctx.progress(1);
     return cur.model;
   },
 });
 
-function report(result: QdqResult, sqnr: Map<string, number>, log: import('../pipeline/pass.js').ChangeLog): void {
-  const rows = result.quantized.map((r) => ({ ...r, db: sqnr.get(r.key) ?? NaN })).sort((a, b) => a.db - b.db);
+/** Labels of the first batches (a prefix of the evaluation data). */
+function sliceLabels(labels: { labels: ArrayLike<number | bigint>; output?: string }, prefix: Feeds[], all: Feeds[]): { labels: ArrayLike<number | bigint>; output?: string } {
+  const rows = (fs: Feeds[]) => fs.reduce((n, f) => n + (Object.values(f)[0]?.dims[0] ?? 0), 0);
+  const n = rows(prefix);
+  return n > 0 && n <= rows(all) ? { ...labels, labels: Array.from(labels.labels).slice(0, n) } : labels;
+}
+
+function report(result: QdqResult, sqnr: Map<string, number>, added: Map<string, number>, log: import('../pipeline/pass.js').ChangeLog): void {
+  const rows = result.quantized.map((r) => ({ ...r, db: sqnr.get(r.key) ?? NaN, add: added.get(r.key) ?? NaN })).sort((a, b) => a.db - b.db);
   for (const r of rows) {
-    log.rewrite(r.node, `int8${r.fused ? ` (+${r.fused} fused)` : ''}, SQNR ${r.db.toFixed(1)} dB`);
+    log.rewrite(r.node, `int8${r.fused ? ` (+${r.fused} fused)` : ''}, SQNR ${r.db.toFixed(1)} dB (adds ${r.add.toFixed(1)} dB)`);
   }
+  const byAdded = [...rows].sort((a, b) => a.add - b.add);
+  log.stat('addedSqnrWorstFirst', byAdded.slice(0, 12).map((r) => `${r.key} ${r.add.toFixed(1)} dB`).join('; '));
   for (const s of result.skipped) log.skip(s.node, s.reason);
   for (const w of result.warnings) log.warn(w);
   log.stat('quantizedNodes', rows.length);

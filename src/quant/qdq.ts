@@ -58,6 +58,7 @@ export function quantizeQdq(model: Model, ranges: Map<string, [number, number]>,
 
   // ---- analysis 1: which nodes are quantized
   const rules = new Map<Node, QdqOpRule>();
+  const excludedNodes = new Set<Node>();
   for (const n of g.nodes) {
     if (n.domain !== '') continue;
     const rule = QDQ_OP_RULES[n.opType];
@@ -67,6 +68,7 @@ export function quantizeQdq(model: Model, ranges: Map<string, [number, number]>,
     }
     if (!allowed.has(n.opType)) continue;
     if (exclude.has(nodeKey(n))) {
+      excludedNodes.add(n);
       skipped.push({ node: n, reason: 'excluded (sensitivity or nodesToExclude)' });
       continue;
     }
@@ -120,15 +122,19 @@ export function quantizeQdq(model: Model, ranges: Map<string, [number, number]>,
     const actSlots = rule.inputs(n).filter((i) => !(rule.weight?.slot === i && getConstant(n.inputs[i])));
     for (const i of actSlots) {
       const v = n.inputs[i]!;
+      // a layer kept float keeps its output float too: quantizing it for the consumer would keep
+      // the rounding and clipping noise the exclusion is meant to remove
+      if (v.producer && excludedNodes.has(v.producer)) continue;
       if (getConstant(v)) constActs.add(v);
       mark(v);
     }
     const act = fusedAct.get(n);
     const out = act ? act.outputs[0]! : n.outputs[0]!;
     if (g.isOutput(out)) continue; // graph outputs stay float
+    if (rule.output === 'shareInput' && !quantValues.has(n.inputs[0]!)) continue; // float in, float out
     mark(out);
     if (rule.output === 'shareInput') union(out, n.inputs[0]!);
-    if (rule.sharedScale) for (const i of actSlots) union(n.inputs[i]!, out);
+    if (rule.sharedScale) for (const i of actSlots) if (quantValues.has(n.inputs[i]!)) union(n.inputs[i]!, out);
   }
 
   // ---- analysis 4: parameters per group from the union of its members' calibrated ranges

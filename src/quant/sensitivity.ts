@@ -2,6 +2,7 @@
 // sensitivity loop uses to decide whether more layers must stay float.
 import type { Model, Value } from '../onnx/ir.js';
 import { encodeModel } from '../onnx/model-io.js';
+import { getConstant } from '../onnx/constants.js';
 import { encodeWithOutputs } from '../runtime/capture.js';
 import { FidelityAccumulator } from '../metrics/fidelity.js';
 import { evaluateModels } from '../eval/evaluate.js';
@@ -88,4 +89,73 @@ export async function checkTarget(
     if (target.maxFidelityDrop !== undefined && fidelityDrop > target.maxFidelityDrop) met = false;
   }
   return { met, summary: parts.join(', '), outputSqnrDb, ...(accuracyDrop !== undefined ? { accuracyDrop } : {}), ...(fidelityDrop !== undefined ? { fidelityDrop } : {}) };
+}
+
+/** Relative noise power of a value: 10^(−SQNR/10). */
+const noiseOf = (db: number) => (Number.isFinite(db) ? 10 ** (-db / 10) : 0);
+
+/**
+ * The SQNR (dB) each quantized node *adds*: its output's relative noise minus the largest relative
+ * noise of the activations it reads, both against the float model, from the same two runs as
+ * `layerSqnr`. Absolute per-layer SQNR ranks late layers worst because noise accumulates down the
+ * graph; this ranks by what the layer itself (its weights, its output rounding and clipping) adds.
+ * Returns +Infinity for a node that adds nothing measurable.
+ */
+export async function addedSqnr(floatModel: Model, quantModel: Model, nodes: { key: string; node: import('../onnx/ir.js').Node; floatOutput: string; quantOutput: Value }[], feeds: Feeds[]): Promise<{ added: Map<string, number>; absolute: Map<string, number> }> {
+  const byName = new Map(floatModel.graph.definedValues().map((v) => [v.name, v]));
+  const pairs = new Map<string, LayerPair>();
+  const inputsOf = new Map<string, string[]>();
+  for (const r of nodes) {
+    const fv = byName.get(r.floatOutput);
+    if (!fv) continue;
+    pairs.set(`out:${r.key}`, { key: `out:${r.key}`, floatValue: fv, quantValue: r.quantOutput });
+    const ins: string[] = [];
+    for (const v of r.node.inputs) {
+      if (!v) continue;
+      const dq = v.producer;
+      // the float value behind a Q→DQ pair; constants (weights, biases) are not activations
+      const q = dq?.opType === 'DequantizeLinear' ? dq.inputs[0]?.producer : undefined;
+      const original = dq?.opType === 'DequantizeLinear' ? (q?.opType === 'QuantizeLinear' ? q.inputs[0]! : undefined) : getConstant(v) ? undefined : v;
+      const fin = original ? byName.get(original.name) : undefined;
+      if (!fin) continue;
+      const k = `in:${fin.name}`;
+      if (!pairs.has(k)) pairs.set(k, { key: k, floatValue: fin, quantValue: v });
+      ins.push(k);
+    }
+    inputsOf.set(r.key, ins);
+  }
+  const db = await layerSqnr(floatModel, quantModel, [...pairs.values()], feeds);
+  const added = new Map<string, number>();
+  const absolute = new Map<string, number>();
+  for (const r of nodes) {
+    const out = db.get(`out:${r.key}`);
+    if (out === undefined) continue;
+    absolute.set(r.key, out);
+    const inNoise = Math.max(0, ...(inputsOf.get(r.key) ?? []).map((k) => noiseOf(db.get(k) ?? Infinity)));
+    const d = noiseOf(out) - inNoise;
+    added.set(r.key, d > 0 ? -10 * Math.log10(d) : Infinity);
+  }
+  return { added, absolute };
+}
+
+/**
+ * Smallest prefix of `ranked` whose exclusion meets the target, by bisection over the prefix length:
+ * the longest allowed prefix is probed first (if even that fails the target is out of reach), then
+ * 1 + log2(n) probes in all. Each probe is one re-quantization (calibration ranges are reused) and one
+ * evaluation, instead of one full step per excluded layer. Assumes more float layers is not worse;
+ * the caller confirms the result on all evaluation data.
+ */
+export async function searchExclusions(ranked: string[], limit: number, passes: (k: number) => Promise<boolean>): Promise<{ k: number; met: boolean; probes: number }> {
+  const max = Math.min(limit, ranked.length);
+  let probes = 1;
+  if (!(await passes(max))) return { k: max, met: false, probes };
+  let lo = 0; // known failing length (0: plain int8, checked by the caller)
+  let hi = max;
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    probes++;
+    if (await passes(mid)) hi = mid;
+    else lo = mid;
+  }
+  return { k: hi, met: true, probes };
 }
