@@ -8,7 +8,7 @@ import { gzipSync } from 'node:zlib';
 import { Value as TBValue } from '@sinclair/typebox/value';
 import { decodeModel, encodeModel } from '../onnx/model-io.js';
 import { verifyModel } from '../onnx/verify.js';
-import { ChangeLog, type PassContext, type PassDefinition } from '../pipeline/pass.js';
+import { ChangeLog, fixedPassContext, type PassContext, type PassDefinition } from '../pipeline/pass.js';
 import { PASSES } from '../passes/index.js';
 import { evaluateModels } from '../eval/evaluate.js';
 import { compareModels } from '../measure/benchmark.js';
@@ -53,14 +53,7 @@ async function unstructuredBench(): Promise<string> {
     const pass = PASSES[c.step.pass as string] as PassDefinition;
     const model = decodeModel(bytes);
     const changes = new ChangeLog();
-    const ctx: PassContext = {
-      changes,
-      progress: () => {},
-      sampleInputs: async () => batches,
-      evaluationInputs: async () => batches,
-      samplesAreSynthetic: false,
-      samplesAreCalibration: false,
-    };
+    const ctx = fixedPassContext({ samples: batches, changes, calibration: false });
     await pass.run(model, TBValue.Default(pass.schema, structuredClone(c.step)) as never, ctx);
     verifyModel(model);
     const out = encodeModel(model);
@@ -105,15 +98,7 @@ const STRUCTURED: { label: string; step: Record<string, unknown>; target?: boole
 ];
 
 function context(samples: Feeds[], evaluation: Feeds[], labels?: ArrayLike<number | bigint>, synthetic = false): PassContext {
-  return {
-    changes: new ChangeLog(),
-    progress: () => {},
-    sampleInputs: async () => samples,
-    evaluationInputs: async () => evaluation,
-    samplesAreSynthetic: synthetic,
-    samplesAreCalibration: !synthetic,
-    ...(labels ? { labels } : {}),
-  };
+  return fixedPassContext({ samples, evaluation, synthetic, ...(labels ? { labels } : {}) });
 }
 
 const topOf = (s: unknown) => /top-1 ([\d.]+)%/.exec(String(s))?.[1];

@@ -12,7 +12,7 @@ import { quantizeDynamicPass } from '../passes/quantize-dynamic.js';
 import { quantizeWeightsPass } from '../passes/quantize-weights.js';
 import { allConstants, countParameters, getConstant } from '../onnx/constants.js';
 import { tensorByteSize } from '../onnx/tensor-data.js';
-import { ChangeLog, type PassContext } from '../pipeline/pass.js';
+import { fixedPassContext, type PassContext } from '../pipeline/pass.js';
 import { batchesFromArrays, readArraysFile, readLabelsFile } from '../data/samples.js';
 import { evaluateModels } from '../eval/evaluate.js';
 import { compareModels } from '../measure/benchmark.js';
@@ -40,15 +40,7 @@ async function fmnistStatic(overrides: Record<string, unknown>, label: string, r
   const labels = readLabelsFile(join(ROOT, 'test/fixtures/fmnist/test-2000-labels.npy'));
   // calibration on 512 training images, never on the images accuracy is reported on
   const calibration = [...batchesFromArrays(model, readArraysFile(join(ROOT, 'test/fixtures/fmnist/calib-512.npz'), model), { batchSize: 64 })];
-  const ctx: PassContext = {
-    changes: new ChangeLog(),
-    progress: () => {},
-    sampleInputs: async () => calibration,
-    evaluationInputs: async () => batches,
-    samplesAreSynthetic: false,
-    samplesAreCalibration: true,
-    labels,
-  };
+  const ctx = fixedPassContext({ samples: calibration, evaluation: batches, labels, calibration: true });
   const q = await quantizeStaticPass.run(model, TBValue.Default(quantizeStaticPass.schema, { pass: 'quantize.static', ...overrides }) as never, ctx);
   verifyModel(q);
   const out = encodeModel(q);
@@ -80,14 +72,7 @@ async function recStatic(overrides: Record<string, unknown>, label: string, rows
   const model = decodeModel(bytes);
   const calibration = [...batchesFromArrays(model, readArraysFile(join(ROOT, 'test/fixtures/ppocr-rec/calib-100.npz'), model), { batchSize: 10 })];
   const test = [...batchesFromArrays(model, readArraysFile(join(ROOT, 'test/fixtures/ppocr-rec/test-200.npz'), model), { batchSize: 10 })];
-  const ctx: PassContext = {
-    changes: new ChangeLog(),
-    progress: () => {},
-    sampleInputs: async () => calibration,
-    evaluationInputs: async () => test,
-    samplesAreSynthetic: false,
-    samplesAreCalibration: true,
-  };
+  const ctx = fixedPassContext({ samples: calibration, evaluation: test, calibration: true });
   const q = await quantizeStaticPass.run(model, TBValue.Default(quantizeStaticPass.schema, { pass: 'quantize.static', ...overrides }) as never, ctx);
   verifyModel(q);
   const out = encodeModel(q);
@@ -124,14 +109,7 @@ async function vitRows(rows: Row[], notes: string[]): Promise<void> {
   const labels = readLabelsFile(join(ROOT, 'test/fixtures/fmnist/test-2000-labels.npy'));
   const runPass = async (pass: typeof quantizeDynamicPass | typeof quantizeWeightsPass, config: Record<string, unknown>) => {
     const model = decodeModel(bytes);
-    const ctx: PassContext = {
-      changes: new ChangeLog(),
-      progress: () => {},
-      sampleInputs: async () => batches.slice(0, 2),
-      evaluationInputs: async () => batches,
-      samplesAreSynthetic: false,
-      samplesAreCalibration: false,
-    };
+    const ctx = fixedPassContext({ samples: batches.slice(0, 2), evaluation: batches, calibration: false });
     const q = (await pass.run(model, TBValue.Default(pass.schema, config) as never, ctx)) ?? model;
     verifyModel(q);
     return { q, out: encodeModel(q) };
@@ -229,14 +207,7 @@ async function biasCorrectionRows(rows: Row[], notes: string[]): Promise<void> {
     const measured: string[] = [];
     const sqnr: number[] = [];
     for (const biasCorrection of [false, true]) {
-      const ctx: PassContext = {
-        changes: new ChangeLog(),
-        progress: () => {},
-        sampleInputs: async () => calibration,
-        evaluationInputs: async () => test,
-        samplesAreSynthetic: false,
-        samplesAreCalibration: true,
-      };
+      const ctx = fixedPassContext({ samples: calibration, evaluation: test, calibration: true });
       const q = await quantizeWeightsPass.run(decodeModel(bytes), TBValue.Default(quantizeWeightsPass.schema, { pass: 'quantize.weights', ...config, biasCorrection }) as never, ctx);
       verifyModel(q);
       const out = encodeModel(q);

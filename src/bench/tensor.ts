@@ -14,7 +14,7 @@ import type { Model } from '../onnx/ir.js';
 import { decodeModel, encodeModel } from '../onnx/model-io.js';
 import { elementCount, tensorDims } from '../onnx/tensor-data.js';
 import { verifyModel } from '../onnx/verify.js';
-import { ChangeLog, type PassContext } from '../pipeline/pass.js';
+import { fixedPassContext, type PassContext } from '../pipeline/pass.js';
 import { PASSES } from '../passes/index.js';
 import type { Feeds } from '../runtime/ort.js';
 
@@ -37,14 +37,7 @@ const PATHS = {
 };
 
 function context(samples: Feeds[], synthetic: boolean): PassContext {
-  return {
-    changes: new ChangeLog(),
-    progress: () => {},
-    sampleInputs: async () => samples,
-    evaluationInputs: async () => samples,
-    samplesAreSynthetic: synthetic,
-    samplesAreCalibration: !synthetic,
-  };
+  return fixedPassContext({ samples, synthetic });
 }
 
 async function runPass(name: string, model: Model, config: Record<string, unknown>, ctx: PassContext): Promise<number> {

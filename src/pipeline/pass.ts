@@ -83,6 +83,31 @@ export interface PassContext {
   labelOutput?: string;
 }
 
+/**
+ * A context over fixed, in-memory data, for running a pass outside the pipeline (library use,
+ * benchmark scripts, tests): `samples` are what the pass calibrates on, `evaluation` what it may
+ * measure on (default: the samples).
+ */
+export function fixedPassContext(opts: {
+  samples: Feeds[];
+  evaluation?: Feeds[];
+  labels?: ArrayLike<number | bigint>;
+  synthetic?: boolean;
+  calibration?: boolean;
+  changes?: ChangeLog;
+}): PassContext {
+  const synthetic = opts.synthetic ?? false;
+  return {
+    changes: opts.changes ?? new ChangeLog(),
+    progress: () => {},
+    sampleInputs: async () => opts.samples,
+    evaluationInputs: async () => opts.evaluation ?? opts.samples,
+    samplesAreSynthetic: synthetic,
+    samplesAreCalibration: opts.calibration ?? !synthetic,
+    ...(opts.labels ? { labels: opts.labels } : {}),
+  };
+}
+
 export interface PassDefinition<S extends TObject = TObject> {
   name: string;
   summary: string;
