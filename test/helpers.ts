@@ -2,7 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { ChangeLog as ChangeLogForTests } from '../src/pipeline/pass.js';
+import { fixedPassContext } from '../src/pipeline/pass.js';
 import { fileURLToPath } from 'node:url';
 
 /** Repository root (tests run from dist/test, sources live in test/). */
@@ -165,13 +165,5 @@ export function feedsFor(name: string, model: Model, seed = 1): Feeds {
 
 /** A pass context for tests: `samples` serve as calibration and evaluation data. */
 export function passContext(samples: import('../src/runtime/ort.js').Feeds[], opts: { synthetic?: boolean; labels?: ArrayLike<number | bigint> } = {}): import('../src/pipeline/pass.js').PassContext {
-  return {
-    changes: new ChangeLogForTests(),
-    progress: () => {},
-    sampleInputs: async () => samples,
-    evaluationInputs: async () => samples,
-    samplesAreSynthetic: opts.synthetic ?? true,
-    samplesAreCalibration: false,
-    ...(opts.labels ? { labels: opts.labels } : {}),
-  };
+  return fixedPassContext({ samples, synthetic: opts.synthetic ?? true, calibration: false, ...(opts.labels ? { labels: opts.labels } : {}) });
 }
