@@ -6,7 +6,6 @@ import { addConstant, getConstant, setConstant } from '../onnx/constants.js';
 import { DataType as DT } from '../onnx/dtypes.js';
 import { makeTensor, readTensor } from '../onnx/tensor-data.js';
 import { layoutWidth, type ChannelGroup, type DependencyGraph, type Layout } from './dependency-graph.js';
-import { getConstant as constantOf } from '../onnx/constants.js';
 import { sliceAxis } from './tensor-ops.js';
 
 /** Indices kept along an axis that follows `layout`, or null when nothing is removed there. */
@@ -40,7 +39,7 @@ export function applyPlan(dg: DependencyGraph, kept: Map<ChannelGroup, number[]>
     setConstant(v, makeTensor(t.name, t.dataType, dims, data));
   }
   for (const node of dg.depthwise) {
-    const w = constantOf(node.inputs[1]);
+    const w = getConstant(node.inputs[1]);
     if (w) node.setAttr('group', Number(w.dims[0]), 'int');
   }
   // channel Splits: explicit sizes that follow the pruned outputs (uneven after pruning, so always explicit)
@@ -80,8 +79,8 @@ export function maskPlan(dg: DependencyGraph, kept: Map<ChannelGroup, number[]>)
     if (!keep) continue;
     const v = e.node.inputs[e.input]!;
     const t = getConstant(v)!;
-    const { dims } = readTensor(t);
-    const data = readTensor(t).data.slice();
+    const { dims, data: original } = readTensor(t);
+    const data = original.slice();
     const keepSet = new Set(keep);
     const outer = dims.slice(0, e.axis).reduce((a, b) => a * b, 1);
     const inner = dims.slice(e.axis + 1).reduce((a, b) => a * b, 1);

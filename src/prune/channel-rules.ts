@@ -58,13 +58,8 @@ const elementwise: ChannelRule = (node, ctx) => {
     const dims = tensorDims(t);
     if (dims.reduce((a, b) => a * b, 1) === 1) return;
     const axis = dims.length - (out.rank - 1); // the channel axis, right-aligned broadcasting
-    if (axis < 0) {
-      if (out.rank === 2 || dims.length === 0) return; // broadcasts along trailing (non-channel) axes only
-      const width = out.segments.reduce((s, x) => s + x.length * x.block, 0);
-      // right-aligned dims shorter than C×spatial broadcast over the channel axis: fine
-      void width;
-      return;
-    }
+    // fewer dims than [C, …spatial]: the constant is the same for every channel
+    if (axis < 0) return;
     if (dims[axis] === 1) return;
     if (dims.slice(axis + 1).some((d) => d !== 1) && out.rank !== 2) {
       ctx.blockAllInputs(node, `${node.opType} '${node.name}' has a constant that varies over space`);

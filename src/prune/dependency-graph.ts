@@ -190,11 +190,9 @@ export function analyzeChannels(model: Model, shapes?: Map<Value, number[]>): De
   }
   for (const v of g.outputs) ctx.block(ctx.layoutOf(v), `reaches graph output '${v.name}'`);
   // Constants holding weights that several nodes share cannot be sliced for one of them.
-  const editsByValue = new Map<Value, SliceEdit[]>();
   for (const e of ctx.edits) {
     const v = e.node.inputs[e.input]!;
     if (v.consumers.length > 1) ctx.block(e.layout, `weight '${v.name}' is shared by ${v.consumers.length} nodes`);
-    editsByValue.set(v, [...(editsByValue.get(v) ?? []), e]);
   }
   const reps = () => ctx.all.filter((x) => x.find() === x);
   return {

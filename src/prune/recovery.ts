@@ -150,7 +150,9 @@ export async function reconstructLayer(model: Model, samples: Feeds[], target: L
   const rowsByBatch = new Map<number, number[]>();
   for (let r = 0; r < target.rows; r++) {
     const b = target.positions[r * 3]!;
-    rowsByBatch.set(b, [...(rowsByBatch.get(b) ?? []), r]);
+    const list = rowsByBatch.get(b);
+    if (list) list.push(r);
+    else rowsByBatch.set(b, [r]);
   }
   const inputValue = node.inputs[0]!;
   await forEachCapture(model, samples, [inputValue], (captured, b) => {
