@@ -88,14 +88,16 @@ describe('quantize.static on the Fashion-MNIST CNN', () => {
 });
 
 describe('quantize.static on PP-OCR (old opsets)', () => {
-  it('cls (opset 9): upgraded to 13, quantized, outputs close on the calibration-like input', async () => {
+  it('cls (opset 9): upgraded to 13 (14 once its hardswish chains become HardSwish), quantized, outputs close on the calibration-like input', async () => {
     const bytes = readModel(MODELS.ppocrCls);
     const m = decodeModel(bytes);
     const feeds = [1, 2, 3].map((s) => feedsFor('ppocrCls', m, s));
     const ctx = passContext(feeds);
     const q = await quantize(bytes, ctx, { allowSynthetic: true });
     assert.equal(ctx.changes.stats.opsetUpgradedFrom, 9);
-    assert.equal(q.model.opset(''), 13);
+    assert.equal(q.model.opset(''), 14);
+    assert.ok(Number(ctx.changes.stats['simplified.hardswish']) > 0);
+    assert.ok(q.model.graph.nodes.some((n) => n.opType === 'HardSwish'));
     assert.ok(q.model.graph.nodes.some((n) => n.opType === 'QuantizeLinear'));
     // a 0.58 MB model of 53 small convs: node and name overhead dominates the file
     assert.ok(q.bytes.length / bytes.length < 0.6, `size ${(q.bytes.length / bytes.length).toFixed(3)}`);

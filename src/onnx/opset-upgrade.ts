@@ -1,6 +1,7 @@
 // Default-domain opset upgrade for old models (PP-OCR exports are opset 9/11), for the ops such
 // models use. One table: for each op, the versions where its signature changed and how to rewrite
-// a node across that change; ops listed as unchanged keep their semantics up to opset 13. A model
+// a node across that change; ops listed as unchanged keep their semantics up to opset 14 (14 only
+// widened types and added attributes whose defaults keep the old meaning). A model
 // with any other op is not upgraded (the reason says which op), never guessed.
 import { DataType as DT } from './dtypes.js';
 import type { Model, Node } from './ir.js';

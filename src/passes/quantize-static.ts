@@ -11,7 +11,12 @@ import type { Model, Value } from '../onnx/ir.js';
 import { decodeModel, encodeModel } from '../onnx/model-io.js';
 import { definePass } from '../pipeline/pass.js';
 import { calibrate } from '../quant/calibration.js';
+import { gptqWeightLevels } from '../quant/gptq.js';
+import { quantizeWeightsSymmetric } from '../quant/quant-math.js';
+import { getConstant } from '../onnx/constants.js';
+import { tensorDims } from '../onnx/tensor-data.js';
 import { foldBatchNorms } from '../quant/fold-bn.js';
+import { SIMPLIFY_REWRITES, simplifyForQuantization } from '../quant/simplify.js';
 import { upgradeOpset } from '../onnx/opset-upgrade.js';
 import { QDQ_OP_RULES } from '../quant/qdq-rules.js';
 import { quantizeQdq, type QdqOptions, type QdqResult } from '../quant/qdq.js';
@@ -31,9 +36,17 @@ export const quantizeStaticSchema = Type.Object(
       default: true,
       description: '7-bit weights: u8×s8 pair sums stay inside int16 on AVX2 CPUs without VNNI (onnxruntime recommends it there).',
     }),
+    weightRounding: Type.Union([Type.Literal('nearest'), Type.Literal('gptq')], {
+      default: 'gptq',
+      description: 'nearest: round each weight on its own; gptq: round column by column, pushing each rounding error onto the columns not yet rounded through the inverse input Gram matrix on calibration data (smaller layer output error).',
+    }),
     opTypes: Type.Array(Type.String({ minLength: 1 }), { default: Object.keys(QDQ_OP_RULES), description: 'Op types to quantize.' }),
     nodesToExclude: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'Node names kept float.' }),
     foldBatchNorm: Type.Boolean({ default: true, description: 'Fold BatchNormalization into the Conv before it first.' }),
+    simplify: Type.Boolean({
+      default: true,
+      description: 'Exact rewrites first: per-channel Mul/Add around Convs folded into their weights, Add→Clip→Mul→Div hardswish fused into HardSwish (fewer Q/DQ roundings and int8 kernels).',
+    }),
     allowSynthetic: Type.Boolean({ default: false, description: 'Calibrate on synthetic inputs when no data is given (ranges are then unreliable).' }),
     sensitivity: Type.Optional(
       Type.Object(
@@ -81,6 +94,14 @@ export const quantizeStaticPass = definePass({
       log.stat('batchNormsFolded', folded.length);
       for (const n of folded) log.rewrite(n, 'BatchNormalization folded in');
     }
+    if (config.simplify) {
+      const { applied } = simplifyForQuantization(model);
+      log.stat('simplifiedSummary', [...applied].map(([name, nodes]) => `${name} ×${nodes.length}; `).join(''));
+      for (const [name, nodes] of applied) {
+        log.stat(`simplified.${name}`, nodes.length);
+        for (const n of nodes) log.rewrite(n, SIMPLIFY_REWRITES[name]!.summary);
+      }
+    }
     const floatBytes = encodeModel(model);
 
     // ---- calibration: every float activation of the main graph
@@ -104,6 +125,23 @@ export const quantizeStaticPass = definePass({
       reduceRange: config.reduceRange,
       opTypes: config.opTypes,
     };
+    if (config.weightRounding === 'gptq') {
+      const t0 = Date.now();
+      const qmax = config.reduceRange ? 63 : 127;
+      const perChannel = config.perChannel && (model.opset('') ?? 0) >= 13;
+      const layers = model.graph.nodes.flatMap((n) => {
+        const rule = n.domain === '' ? QDQ_OP_RULES[n.opType] : undefined;
+        const wt = rule?.weight ? getConstant(n.inputs[rule.weight.slot]) : undefined;
+        if (!rule?.weight || rule.weight.slot !== 1 || !wt || wt.dataType !== DT.FLOAT || !config.opTypes.includes(n.opType)) return [];
+        return [{ node: n, axis: perChannel ? rule.weight.axis(n, tensorDims(wt).length) : null }];
+      });
+      const { levels, errors } = await gptqWeightLevels(model, feeds, layers, qmax, (w, dims, axis) => quantizeWeightsSymmetric(w, dims, axis, qmax));
+      opts.weightLevels = levels;
+      const mean = (f: (e: (typeof errors)[number]) => number) => errors.reduce((a, e) => a + f(e), 0) / (errors.length || 1);
+      log.stat('gptqLayers', errors.length);
+      log.stat('gptqSeconds', Number(((Date.now() - t0) / 1000).toFixed(1)));
+      log.stat('gptqMeanOutputError', `nearest ${(100 * mean((e) => e.nearest)).toFixed(2)}% → gptq ${(100 * mean((e) => e.gptq)).toFixed(2)}% (relative ‖XΔW‖ on calibration inputs)`);
+    }
     const quantizeOnly = (exclude: ReadonlySet<string>) => {
       const q = decodeModel(floatBytes);
       const result = quantizeQdq(q, ranges, opts, exclude);

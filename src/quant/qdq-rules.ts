@@ -81,5 +81,6 @@ export const QDQ_KEEP_FLOAT: Record<string, string> = {
   ReduceMean: 'precision-sensitive (normalisation statistics)',
   Div: 'no int8 kernel in onnxruntime',
   HardSigmoid: 'no int8 kernel in onnxruntime',
+  HardSwish: 'no int8 kernel in onnxruntime (runs float between the integer kernels around it)',
   BatchNormalization: 'not after a Conv (could not be folded)',
 };

@@ -5,7 +5,7 @@ import { DataType as DT } from '../onnx/dtypes.js';
 import type { Model, Node, Value } from '../onnx/ir.js';
 import { addConstant, getConstant } from '../onnx/constants.js';
 import { inferElemTypes } from '../onnx/elem-types.js';
-import { makeTensor, readFloat32, tensorDims } from '../onnx/tensor-data.js';
+import { elementCount, makeTensor, readFloat32, tensorDims } from '../onnx/tensor-data.js';
 import { describeNode } from '../pipeline/pass.js';
 import { FUSABLE_ACTIVATIONS, QDQ_KEEP_FLOAT, QDQ_OP_RULES, type QdqOpRule } from './qdq-rules.js';
 import { activationParams, quantizeBias, quantizeWeightsSymmetric, type ActivationType, type QuantParams } from './quant-math.js';
@@ -17,6 +17,11 @@ export interface QdqOptions {
   reduceRange: boolean;
   /** Op types to quantize (subset of the rule table). */
   opTypes: string[];
+  /**
+   * Precomputed int8 levels and scales of weights (by weight value name), e.g. from data-aware
+   * rounding; used when the axis matches, nearest rounding otherwise.
+   */
+  weightLevels?: ReadonlyMap<string, { axis: number | null; q: Int8Array; scales: Float32Array }>;
 }
 
 export interface QuantizedNodeInfo {
@@ -235,7 +240,8 @@ export function quantizeQdq(model: Model, ranges: Map<string, [number, number]>,
     const key = `${wv.name}:${axis}`;
     let hit = weightCache.get(key);
     if (!hit) {
-      const { q, scales } = quantizeWeightsSymmetric(readFloat32(wt), dims, axis, qmax);
+      const pre = opts.weightLevels?.get(wv.name);
+      const { q, scales } = pre && pre.axis === axis && pre.q.length === elementCount(dims) ? pre : quantizeWeightsSymmetric(readFloat32(wt), dims, axis, qmax);
       const qv = addConstant(g, `${wv.name}_quantized`, makeTensor('', DT.INT8, dims, q));
       const sv = addConstant(g, `${wv.name}_scale`, makeTensor('', DT.FLOAT, axis === null ? [] : [scales.length], scales));
       const zv = addConstant(g, `${wv.name}_zero_point`, makeTensor('', DT.INT8, axis === null ? [] : [scales.length], new Int8Array(scales.length)));

@@ -1,0 +1,386 @@
+// Data-aware weight rounding (the GPTQ / Optimal Brain Quantization idea): instead of rounding
+// every weight to its nearest int8 level independently, quantize one input feature (column) at a
+// time and push each column's rounding error onto the columns not yet quantized, weighted by the
+// inverse of the layer's input Gram matrix H = XᵀX. The layer's OUTPUT error ‖X(W − Ŵ)‖ is what
+// shrinks, which nearest rounding ignores. Numbers only here; collection of H on calibration data
+// is at the bottom.
+import type { Model, Node } from '../onnx/ir.js';
+import { getConstant } from '../onnx/constants.js';
+import { readFloat32, tensorDims } from '../onnx/tensor-data.js';
+import { forEachCapture } from '../runtime/capture.js';
+import { seededRandom, tensorToFloat32, type Feeds } from '../runtime/ort.js';
+
+/** In-place lower Cholesky factor of a symmetric d×d matrix; false when it is not positive definite. */
+export function choleskyInPlace(A: Float64Array, d: number): boolean {
+  for (let j = 0; j < d; j++) {
+    let s = A[j * d + j]!;
+    for (let k = 0; k < j; k++) s -= A[j * d + k]! * A[j * d + k]!;
+    if (!(s > 0)) return false;
+    const ljj = Math.sqrt(s);
+    A[j * d + j] = ljj;
+    for (let i = j + 1; i < d; i++) {
+      let t = A[i * d + j]!;
+      const ri = i * d;
+      const rj = j * d;
+      for (let k = 0; k < j; k++) t -= A[ri + k]! * A[rj + k]!;
+      A[ri + j] = t / ljj;
+    }
+    for (let k = j + 1; k < d; k++) A[j * d + k] = 0;
+  }
+  return true;
+}
+
+/**
+ * The upper Cholesky factor U of H⁻¹ (H⁻¹ = UᵀU), computed without forming H⁻¹: with the
+ * reversal permutation P, P H P = L Lᵀ gives H⁻¹ = (P L⁻ᵀ P)(P L⁻¹ P), and P L⁻¹ P is upper triangular.
+ */
+export function inverseUpperCholesky(H: Float64Array, d: number): Float64Array | undefined {
+  const R = new Float64Array(d * d);
+  for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) R[i * d + j] = H[(d - 1 - i) * d + (d - 1 - j)]!;
+  if (!choleskyInPlace(R, d)) return undefined;
+  // columns of L⁻¹ by forward substitution (x = L⁻¹ e_j), each stored contiguously, then placed as
+  // U = P L⁻¹ P: U[i][j] = L⁻¹[d-1-i][d-1-j]
+  const U = new Float64Array(d * d);
+  const x = new Float64Array(d);
+  for (let j = 0; j < d; j++) {
+    x[j] = 1 / R[j * d + j]!;
+    for (let i = j + 1; i < d; i++) {
+      let s = 0;
+      const ri = i * d;
+      for (let k = j; k < i; k++) s += R[ri + k]! * x[k]!;
+      x[i] = -s / R[ri + i]!;
+    }
+    for (let i = j; i < d; i++) U[(d - 1 - i) * d + (d - 1 - j)] = x[i]!;
+  }
+  return U;
+}
+
+export interface GptqResult {
+  /** int8 levels, rows × d row-major. */
+  q: Int8Array;
+  /** Relative output error ‖X(W−Ŵ)‖/‖XW‖ on the Gram matrix, with nearest rounding and with this rounding. */
+  errorNearest: number;
+  errorGptq: number;
+}
+
+/**
+ * Rounds `w` (rows × d, row-major: one output channel per row) to int8 levels with a fixed scale
+ * per row, minimising the output error for inputs with Gram matrix `H` (d × d). `damp` adds that
+ * fraction of the mean diagonal to H (numerical stability, standard 1%).
+ */
+export function gptqRound(w: Float64Array, rows: number, d: number, H: Float64Array, scales: ArrayLike<number>, qmax: number, damp = 0.01): GptqResult {
+  const Hd = Float64Array.from(H);
+  const W = Float64Array.from(w);
+  let mean = 0;
+  for (let i = 0; i < d; i++) mean += Hd[i * d + i]!;
+  mean = mean / d || 1;
+  // features that never fire carry no information: fix them at 0 and keep H invertible
+  for (let i = 0; i < d; i++) {
+    if (Hd[i * d + i] === 0) {
+      Hd[i * d + i] = mean;
+      for (let r = 0; r < rows; r++) W[r * d + i] = 0;
+    }
+  }
+  let U: Float64Array | undefined;
+  for (let f = damp; !U && f < 1e3; f *= 10) {
+    const Hx = Float64Array.from(Hd);
+    for (let i = 0; i < d; i++) Hx[i * d + i]! += f * mean;
+    U = inverseUpperCholesky(Hx, d);
+  }
+  const q = new Int8Array(rows * d);
+  const quant = (x: number, s: number) => Math.max(-qmax, Math.min(qmax, Math.round(x / s)));
+  if (!U) {
+    for (let r = 0; r < rows; r++) for (let j = 0; j < d; j++) q[r * d + j] = quant(w[r * d + j]!, scales[r]!);
+  } else {
+    for (let r = 0; r < rows; r++) {
+      const s = scales[r]!;
+      const row = W.subarray(r * d, (r + 1) * d);
+      for (let j = 0; j < d; j++) {
+        const level = quant(row[j]!, s);
+        q[r * d + j] = level;
+        const err = (row[j]! - level * s) / U[j * d + j]!;
+        if (err === 0) continue;
+        const uj = j * d;
+        for (let k = j + 1; k < d; k++) row[k]! -= err * U[uj + k]!;
+      }
+    }
+  }
+  // the report's error on at most 32 rows spread over the layer (a d² product per row)
+  const step = Math.max(1, Math.floor(rows / 32));
+  const outErr = (levels: (r: number, j: number) => number) => {
+    let num = 0;
+    let den = 0;
+    const e = new Float64Array(d);
+    for (let r = 0; r < rows; r += step) {
+      for (let j = 0; j < d; j++) e[j] = w[r * d + j]! - levels(r, j) * scales[r]!;
+      num += quadratic(H, e, d);
+      den += quadratic(H, w.subarray(r * d, (r + 1) * d), d);
+    }
+    return Math.sqrt(num / (den || 1));
+  };
+  return {
+    q,
+    errorNearest: outErr((r, j) => quant(w[r * d + j]!, scales[r]!)),
+    errorGptq: outErr((r, j) => q[r * d + j]!),
+  };
+}
+
+function quadratic(H: Float64Array, x: ArrayLike<number>, d: number): number {
+  let s = 0;
+  for (let i = 0; i < d; i++) {
+    const xi = x[i]!;
+    if (xi === 0) continue;
+    let t = 0;
+    const hi = i * d;
+    for (let j = 0; j < d; j++) t += H[hi + j]! * x[j]!;
+    s += xi * t;
+  }
+  return s;
+}
+
+// ---- input Gram matrices on calibration data
+
+/** How a layer's weight maps to rows × features, and where its input features come from. */
+export interface LayerLayout {
+  node: Node;
+  /** Groups (Conv `group`; 1 for MatMul/Gemm). Group g owns rows [g·rows/groups, …) and input channels [g·cin/groups, …). */
+  groups: number;
+  rows: number;
+  /** Features per group: input channels per group × kernel taps (or K for MatMul/Gemm). */
+  d: number;
+  /** The weight as rows × d (row-major, one output channel per row), and int8 levels back to the weight's layout. */
+  toRows(w: Float32Array): Float64Array;
+  fromRows(q: Int8Array): Int8Array;
+}
+
+/** Layout of a Conv (any rank, any group) or a MatMul/Gemm with a constant 2-D weight; undefined otherwise. */
+export function layerLayout(node: Node): LayerLayout | undefined {
+  const wt = getConstant(node.inputs[1]);
+  if (!wt) return undefined;
+  const dims = tensorDims(wt);
+  if (node.opType === 'Conv' && dims.length >= 3) {
+    const rows = dims[0]!;
+    const d = dims.slice(1).reduce((a, b) => a * b, 1);
+    return { node, groups: node.getInt('group', 1), rows, d, toRows: (w) => Float64Array.from(w), fromRows: (q) => q };
+  }
+  if ((node.opType === 'MatMul' || node.opType === 'Gemm') && dims.length === 2) {
+    // weight [K, N] (MatMul, Gemm transB=0) or [N, K] (Gemm transB=1); rows are the N outputs
+    const transposed = !(node.opType === 'Gemm' && node.getInt('transB', 0) === 1);
+    const rows = transposed ? dims[1]! : dims[0]!;
+    const d = transposed ? dims[0]! : dims[1]!;
+    if (node.opType === 'Gemm' && node.getInt('transA', 0) !== 0) return undefined;
+    return {
+      node,
+      groups: 1,
+      rows,
+      d,
+      toRows: (w) => {
+        if (!transposed) return Float64Array.from(w);
+        const out = new Float64Array(w.length);
+        for (let k = 0; k < d; k++) for (let n = 0; n < rows; n++) out[n * d + k] = w[k * rows + n]!;
+        return out;
+      },
+      fromRows: (q) => {
+        if (!transposed) return q;
+        const out = new Int8Array(q.length);
+        for (let k = 0; k < d; k++) for (let n = 0; n < rows; n++) out[k * rows + n] = q[n * d + k]!;
+        return out;
+      },
+    };
+  }
+  return undefined;
+}
+
+/**
+ * Accumulates each layer's input Gram matrix per group (im2col patches for Conv) over the
+ * calibration batches, sampling at most `maxRows` input rows per layer.
+ */
+export async function collectGrams(model: Model, feeds: Feeds[], layers: LayerLayout[], seed = 11): Promise<Map<Node, Float64Array[]>> {
+  const grams = new Map(layers.map((l) => [l.node, Array.from({ length: l.groups }, () => new Float64Array(l.d * l.d))]));
+  const rand = seededRandom(seed);
+  // enough rows for a well-conditioned d×d Gram matrix (2·d, damped), within a fixed budget
+  const perBatchOf = (l: LayerLayout) => Math.max(1, Math.ceil(Math.min(4096, Math.max(512, 2 * l.d)) / Math.max(1, feeds.length)));
+  const inputs = [...new Set(layers.map((l) => l.node.inputs[0]!))];
+  await forEachCapture(model, feeds, inputs, (captured) => {
+    for (const l of layers) {
+      const t = captured.get(l.node.inputs[0]!);
+      if (!t) continue;
+      const x = tensorToFloat32(t);
+      const dims = t.dims.map(Number);
+      const G = grams.get(l.node)!;
+      const perBatch = perBatchOf(l);
+      if (l.node.opType === 'Conv') convRows(l, x, dims, perBatch, rand, G);
+      else {
+        const K = l.d;
+        const total = x.length / K;
+        const take = Math.min(perBatch, total);
+        const cols = new Float64Array(K * take); // feature-major: column k holds feature k of every row
+        for (let r = 0; r < take; r++) {
+          const idx = take === total ? r : Math.floor(rand() * total);
+          for (let k = 0; k < K; k++) cols[k * take + r] = x[idx * K + k]!;
+        }
+        addGram(G[0]!, cols, K, take);
+      }
+    }
+  });
+  for (const l of layers) for (const G of grams.get(l.node)!) for (let i = 0; i < l.d; i++) for (let j = 0; j < i; j++) G[i * l.d + j] = G[j * l.d + i]!;
+  return grams;
+}
+
+/** Upper triangle of G += XᵀX for R rows stored feature-major (`cols[k·R + r]`): contiguous dot products, four columns at a time. */
+function addGram(G: Float64Array, cols: Float64Array, d: number, R: number): void {
+  for (let i = 0; i < d; i++) {
+    const ci = i * R;
+    let j = i;
+    for (; j + 3 < d; j += 4) {
+      const c0 = j * R;
+      const c1 = c0 + R;
+      const c2 = c1 + R;
+      const c3 = c2 + R;
+      let s0 = 0;
+      let s1 = 0;
+      let s2 = 0;
+      let s3 = 0;
+      for (let r = 0; r < R; r++) {
+        const x = cols[ci + r]!;
+        s0 += x * cols[c0 + r]!;
+        s1 += x * cols[c1 + r]!;
+        s2 += x * cols[c2 + r]!;
+        s3 += x * cols[c3 + r]!;
+      }
+      const g = i * d + j;
+      G[g]! += s0;
+      G[g + 1]! += s1;
+      G[g + 2]! += s2;
+      G[g + 3]! += s3;
+    }
+    for (; j < d; j++) {
+      const cj = j * R;
+      let s = 0;
+      for (let r = 0; r < R; r++) s += cols[ci + r]! * cols[cj + r]!;
+      G[i * d + j]! += s;
+    }
+  }
+}
+
+function convRows(l: LayerLayout, x: Float32Array, dims: number[], perBatch: number, rand: () => number, G: Float64Array[]): void {
+  const node = l.node;
+  const w = tensorDims(getConstant(node.inputs[1])!);
+  const kernel = w.slice(2);
+  const r = kernel.length;
+  const ones = Array(r).fill(1);
+  const pads = node.getString('auto_pad', 'NOTSET') === 'VALID' ? Array(2 * r).fill(0) : node.getInts('pads', Array(2 * r).fill(0));
+  const strides = node.getInts('strides', ones);
+  const dil = node.getInts('dilations', ones);
+  const inSpatial = dims.slice(2);
+  const outSpatial = inSpatial.map((n, a) => Math.floor((n + pads[a]! + pads[a + r]! - dil[a]! * (kernel[a]! - 1) - 1) / strides[a]!) + 1);
+  const outSize = outSpatial.reduce((a, b) => a * b, 1);
+  const inSize = inSpatial.reduce((a, b) => a * b, 1);
+  const taps = kernel.reduce((a, b) => a * b, 1);
+  const cin = dims[1]!;
+  const icg = cin / l.groups;
+  const total = dims[0]! * outSize;
+  const take = Math.min(perBatch, total);
+  const blocks = Array.from({ length: l.groups }, () => new Float64Array(l.d * take)); // feature-major per group
+  const oc: number[] = [];
+  const kc: number[] = [];
+  const offsets = new Int32Array(taps);
+  for (let s = 0; s < take; s++) {
+    const idx = take === total ? s : Math.floor(rand() * total);
+    const item = Math.floor(idx / outSize);
+    let p = idx % outSize;
+    for (let a = r - 1; a >= 0; a--) {
+      oc[a] = p % outSpatial[a]!;
+      p = Math.floor(p / outSpatial[a]!);
+    }
+    for (let k = 0; k < taps; k++) {
+      let q = k;
+      for (let a = r - 1; a >= 0; a--) {
+        kc[a] = q % kernel[a]!;
+        q = Math.floor(q / kernel[a]!);
+      }
+      let off = 0;
+      for (let a = 0; a < r; a++) {
+        const pos = oc[a]! * strides[a]! - pads[a]! + kc[a]! * dil[a]!;
+        if (pos < 0 || pos >= inSpatial[a]!) {
+          off = -1;
+          break;
+        }
+        off = off * inSpatial[a]! + pos;
+      }
+      offsets[k] = off;
+    }
+    for (let g = 0; g < l.groups; g++) {
+      const block = blocks[g]!;
+      for (let c = 0; c < icg; c++) {
+        const base = (item * cin + g * icg + c) * inSize;
+        for (let k = 0; k < taps; k++) block[(c * taps + k) * take + s] = offsets[k]! < 0 ? 0 : x[base + offsets[k]!]!;
+      }
+    }
+  }
+  for (let g = 0; g < l.groups; g++) addGram(G[g]!, blocks[g]!, l.d, take);
+}
+
+/**
+ * GPTQ rounding of one layer given its per-group Gram matrices and per-row scales: int8 levels in
+ * the weight's own layout, and the output errors (nearest vs GPTQ) for the report.
+ */
+export function gptqLayer(l: LayerLayout, w: Float32Array, grams: Float64Array[], scales: Float32Array, qmax: number): { q: Int8Array; errorNearest: number; errorGptq: number } {
+  const rowsW = l.toRows(w);
+  const q = new Int8Array(rowsW.length);
+  const rowsPerGroup = l.rows / l.groups;
+  let nearest = 0;
+  let gptq = 0;
+  for (let g = 0; g < l.groups; g++) {
+    const from = g * rowsPerGroup * l.d;
+    const sub = rowsW.subarray(from, from + rowsPerGroup * l.d);
+    const sc = scales.length === 1 ? new Float32Array(rowsPerGroup).fill(scales[0]!) : scales.subarray(g * rowsPerGroup, (g + 1) * rowsPerGroup);
+    const res = gptqRound(sub, rowsPerGroup, l.d, grams[g]!, sc, qmax);
+    q.set(res.q, from);
+    nearest += res.errorNearest ** 2;
+    gptq += res.errorGptq ** 2;
+  }
+  return { q: l.fromRows(q), errorNearest: Math.sqrt(nearest / l.groups), errorGptq: Math.sqrt(gptq / l.groups) };
+}
+
+export interface WeightLevels {
+  axis: number | null;
+  q: Int8Array;
+  scales: Float32Array;
+}
+
+/**
+ * GPTQ levels for every given layer's weight (keyed by the weight value's name, as QdqOptions
+ * takes them), scales as nearest rounding would choose them (max |w| per channel / qmax).
+ */
+export async function gptqWeightLevels(
+  model: Model,
+  feeds: Feeds[],
+  layers: { node: Node; axis: number | null }[],
+  qmax: number,
+  quantizeNearest: (w: Float32Array, dims: number[], axis: number | null) => { scales: Float32Array },
+): Promise<{ levels: Map<string, WeightLevels>; errors: { node: Node; nearest: number; gptq: number }[] }> {
+  const layouts = new Map<Node, LayerLayout>();
+  const seen = new Set<string>();
+  for (const { node } of layers) {
+    const name = node.inputs[1]!.name;
+    const l = layerLayout(node);
+    if (!l || seen.has(name)) continue;
+    seen.add(name);
+    layouts.set(node, l);
+  }
+  const grams = await collectGrams(model, feeds, [...layouts.values()]);
+  const levels = new Map<string, WeightLevels>();
+  const errors: { node: Node; nearest: number; gptq: number }[] = [];
+  for (const { node, axis } of layers) {
+    const l = layouts.get(node);
+    if (!l) continue;
+    const wt = getConstant(node.inputs[1])!;
+    const w = readFloat32(wt);
+    const { scales } = quantizeNearest(w, tensorDims(wt), axis);
+    const res = gptqLayer(l, w, grams.get(node)!, scales, qmax);
+    levels.set(node.inputs[1]!.name, { axis, q: res.q, scales });
+    errors.push({ node, nearest: res.errorNearest, gptq: res.errorGptq });
+  }
+  return { levels, errors };
+}
