@@ -274,6 +274,9 @@ async function vitBaseRows(rows: Row[], notes: string[]): Promise<void> {
     measured: `${(packedBytes / fp32Total).toFixed(3)}× (${packedBytes} / ${fp32Total} bytes incl. scales/zero points; file ${(int4.out.length / bytes.length).toFixed(3)}×; top-1 ${(100 * ev4.task!.reference.top1!).toFixed(2)}% → ${(100 * ev4.task!.candidate.top1!).toFixed(2)}%)`,
     pass: packedBytes / fp32Total <= 0.16,
   });
+  notes.push(
+    `${L} kernels: this CPU has AVX2 without VNNI. reduce-range (7-bit weights, the default) and full-range weights run the same DynamicQuantizeMatMul kernel (u8 activations × s8 weights); 7 bits keep the pairwise u8×s8 sums of the AVX2 path inside int16, so compare the two rows' spreads before reading a speed difference into them. The int8 graph folds fc1's bias into DynamicQuantizeMatMul, so GELU runs as a plain Gelu kernel where fp32 fuses bias + GELU into BiasGelu; the attention MatMuls (both operands computed) stay float.`,
+  );
   const params = countParameters(base);
   notes.push(`${L}: ${params} parameters, ${fp32Total} of the ${bytes.length} fp32 file bytes (${((100 * fp32Total) / bytes.length).toFixed(1)}%) are MatMul weights.`);
 }
