@@ -468,11 +468,14 @@ export async function quantBench(): Promise<string> {
     await fmnistStatic({ reduceRange: false }, 'static int8 without reduce-range', rows, notes);
     await fmnistStatic({ calibrationMethod: 'entropy' }, 'static int8, entropy calibration', rows, notes);
     await fmnistStatic({ calibrationMethod: 'entropy', sensitivity: { maxAccuracyDrop: 0.5 } }, 'static int8, entropy + sensitivity(maxAccuracyDrop 0.5)', rows, notes);
+    await fmnistStatic({ calibrationMethod: 'entropy', sensitivity: { maxAccuracyDrop: 0.5, excludedWeights: 'int8' } }, 'static int8, entropy + sensitivity(maxAccuracyDrop 0.5, excluded layers keep int8 weights)', rows, notes);
+    await fmnistStatic({ weightRounding: 'nearest' }, 'static int8, nearest weight rounding', rows, notes);
   }
   if (runs('rec')) {
     await recStatic({}, 'static int8', rows, notes);
     await recStatic({ weightRounding: 'nearest' }, 'static int8, nearest weight rounding', rows, notes);
     await recStatic({ sensitivity: { maxFidelityDrop: 2, maxExcluded: 400 } }, 'static int8 + sensitivity(maxFidelityDrop 2)', rows, notes);
+    await recStatic({ sensitivity: { maxFidelityDrop: 2, maxExcluded: 400, excludedWeights: 'int8' } }, 'static int8 + sensitivity(maxFidelityDrop 2, excluded layers keep int8 weights)', rows, notes);
   }
   if (runs('vit')) await vitRows(rows, notes);
   if (runs('vitbase')) await vitBaseRows(rows, notes);

@@ -55,6 +55,11 @@ export const quantizeStaticSchema = Type.Object(
           maxAccuracyDrop: Type.Optional(Type.Number({ minimum: 0, description: 'Top-1 drop vs float against the labels, percentage points (needs labels).' })),
           maxFidelityDrop: Type.Optional(Type.Number({ minimum: 0, description: '% of evaluation samples whose top-1 / greedy CTC sequence differs from float.' })),
           maxExcluded: Type.Integer({ default: 16, minimum: 1, description: 'Give up after keeping this many layers float.' }),
+          excludedWeights: Type.Union([Type.Literal('float'), Type.Literal('int8')], {
+            default: 'float',
+            description:
+              'Layers kept float compute in float32. float: float32 weights (fast). int8: weights stored as full-range int8 behind DequantizeLinear, so the file stays small, but onnxruntime cannot prepack a Conv weight computed at run time and those Convs run slower than float32 ones (measured on PP-OCRv4 rec: 1.24× the original).',
+          }),
           probeFraction: Type.Number({
             default: 0.5,
             exclusiveMinimum: 0,
@@ -124,6 +129,7 @@ export const quantizeStaticPass = definePass({
       perChannel: config.perChannel,
       reduceRange: config.reduceRange,
       opTypes: config.opTypes,
+      excludedWeights: config.sensitivity?.excludedWeights ?? 'float',
     };
     if (config.weightRounding === 'gptq') {
       const t0 = Date.now();
@@ -229,6 +235,7 @@ function report(result: QdqResult, sqnr: Map<string, number>, added: Map<string,
   for (const w of result.warnings) log.warn(w);
   log.stat('quantizedNodes', rows.length);
   log.stat('qdqPairs', result.qdqPairs);
+  if (result.weightOnly) log.stat('excludedWithInt8Weights', result.weightOnly);
   log.stat('sqnrWorstFirst', rows.slice(0, 12).map((r) => `${r.key} ${r.db.toFixed(1)} dB`).join('; '));
   if (rows.length) log.stat('sqnrMinDb', Number(rows[0]!.db.toFixed(2)));
 }

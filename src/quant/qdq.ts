@@ -22,6 +22,12 @@ export interface QdqOptions {
    * rounding; used when the axis matches, nearest rounding otherwise.
    */
   weightLevels?: ReadonlyMap<string, { axis: number | null; q: Int8Array; scales: Float32Array }>;
+  /**
+   * Layers kept float (excluded) still store their weights as full-range int8 behind DequantizeLinear
+   * ('int8': the file stays small, the layer computes in float32 with the dequantized weights), or
+   * keep the float32 weights ('float').
+   */
+  excludedWeights?: 'int8' | 'float';
 }
 
 export interface QuantizedNodeInfo {
@@ -42,6 +48,8 @@ export interface QdqResult {
   skipped: { node: Node; reason: string }[];
   warnings: string[];
   qdqPairs: number;
+  /** Excluded layers whose weights are stored int8 (computing in float). */
+  weightOnly: number;
 }
 
 /** Keys of nodes that `quantizeQdq` would consider (for exclusion lists): rule ops and their fused activations. */
@@ -74,7 +82,8 @@ export function quantizeQdq(model: Model, ranges: Map<string, [number, number]>,
     if (!allowed.has(n.opType)) continue;
     if (exclude.has(nodeKey(n))) {
       excludedNodes.add(n);
-      skipped.push({ node: n, reason: 'excluded (sensitivity or nodesToExclude)' });
+      const weightOnly = opts.excludedWeights === 'int8' && rule.weight && getConstant(n.inputs[rule.weight.slot])?.dataType === DT.FLOAT;
+      skipped.push({ node: n, reason: `excluded (sensitivity or nodesToExclude)${weightOnly ? ': computes in float, weights stored int8' : ''}` });
       continue;
     }
     const why = rule.unsupported?.(n);
@@ -242,13 +251,7 @@ export function quantizeQdq(model: Model, ranges: Map<string, [number, number]>,
     if (!hit) {
       const pre = opts.weightLevels?.get(wv.name);
       const { q, scales } = pre && pre.axis === axis && pre.q.length === elementCount(dims) ? pre : quantizeWeightsSymmetric(readFloat32(wt), dims, axis, qmax);
-      const qv = addConstant(g, `${wv.name}_quantized`, makeTensor('', DT.INT8, dims, q));
-      const sv = addConstant(g, `${wv.name}_scale`, makeTensor('', DT.FLOAT, axis === null ? [] : [scales.length], scales));
-      const zv = addConstant(g, `${wv.name}_zero_point`, makeTensor('', DT.INT8, axis === null ? [] : [scales.length], new Int8Array(scales.length)));
-      const dq = g.createValue(`${wv.name}_dequantized`);
-      const node = g.addNode('DequantizeLinear', [qv, sv, zv], [dq], { name: `${wv.name}_DequantizeLinear` });
-      if (axis !== null) node.setAttr('axis', axis, 'int');
-      hit = { dq, scales };
+      hit = { dq: addWeightDequantize(g, wv.name, dims, q, scales, axis), scales };
       weightCache.set(key, hit);
     }
     n.setInput(w.slot, hit.dq);
@@ -272,6 +275,23 @@ export function quantizeQdq(model: Model, ranges: Map<string, [number, number]>,
     }
   }
 
+  // ---- rewrite 3: excluded layers keep float activations; their weights can still be stored int8
+  // (full 8-bit range: the layer computes in float, so the u8×s8 int16 limit does not apply)
+  let weightOnly = 0;
+  if (opts.excludedWeights === 'int8') {
+    for (const n of excludedNodes) {
+      const w = QDQ_OP_RULES[n.opType]?.weight;
+      const wv = w ? n.inputs[w.slot] : undefined;
+      const wt = getConstant(wv);
+      if (!w || !wv || !wt || wt.dataType !== DT.FLOAT || wv.consumers.length !== 1) continue;
+      const dims = tensorDims(wt);
+      const axis = perChannel ? w.axis(n, dims.length) : null;
+      const { q, scales } = quantizeWeightsSymmetric(readFloat32(wt), dims, axis, 127);
+      n.setInput(w.slot, addWeightDequantize(g, wv.name, dims, q, scales, axis));
+      weightOnly++;
+    }
+  }
+
   // ---- report: what each quantized node's consumers now read
   const quantized: QuantizedNodeInfo[] = [];
   for (const [n] of rules) {
@@ -288,7 +308,19 @@ export function quantizeQdq(model: Model, ranges: Map<string, [number, number]>,
   }
   g.toposort(false);
   g.cleanup(false);
-  return { quantized, skipped, warnings, qdqPairs };
+  return { quantized, skipped, warnings, qdqPairs, weightOnly };
 }
 
 
+
+/** int8 weights (zero point 0) behind a DequantizeLinear, per channel along `axis` or per tensor; returns its float output. */
+function addWeightDequantize(g: Model['graph'], base: string, dims: number[], q: Int8Array, scales: Float32Array, axis: number | null): Value {
+  const shape = axis === null ? [] : [scales.length];
+  const qv = addConstant(g, `${base}_quantized`, makeTensor('', DT.INT8, dims, q));
+  const sv = addConstant(g, `${base}_scale`, makeTensor('', DT.FLOAT, shape, scales));
+  const zv = addConstant(g, `${base}_zero_point`, makeTensor('', DT.INT8, shape, new Int8Array(scales.length)));
+  const dq = g.createValue(`${base}_dequantized`);
+  const node = g.addNode('DequantizeLinear', [qv, sv, zv], [dq], { name: `${base}_DequantizeLinear` });
+  if (axis !== null) node.setAttr('axis', axis, 'int');
+  return dq;
+}
