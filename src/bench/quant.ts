@@ -6,6 +6,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Value as TBValue } from '@sinclair/typebox/value';
 import { decodeModel, encodeModel } from '../onnx/model-io.js';
+import type { Model } from '../onnx/ir.js';
 import { verifyModel } from '../onnx/verify.js';
 import { upgradeOpset } from '../onnx/opset-upgrade.js';
 import { foldBatchNorms } from '../quant/fold-bn.js';
@@ -181,6 +182,24 @@ async function recStatic(overrides: Record<string, unknown>, label: string, rows
   }
 }
 
+/** MatMul weight bytes in the float model, and what the MatMulNBits nodes of its int4 rewrite store (weights, scales, zero points). */
+function matmulWeightBytes(base: Model, int4: Model): { fp32Total: number; packedBytes: number } {
+  let fp32Total = 0;
+  for (const n of base.graph.nodes) {
+    const w = n.opType === 'MatMul' ? getConstant(n.inputs[1]) : undefined;
+    if (w) fp32Total += tensorByteSize(w);
+  }
+  let packedBytes = 0;
+  for (const n of int4.graph.nodes) {
+    if (n.opType !== 'MatMulNBits') continue;
+    for (const v of n.inputs.slice(1)) {
+      const t = getConstant(v);
+      if (t) packedBytes += tensorByteSize(t);
+    }
+  }
+  return { fp32Total, packedBytes };
+}
+
 /** The tiny ViT fixture: dynamic int8 and int4 weight-only, accuracy on the 2000 labelled images. */
 async function vitRows(rows: Row[], notes: string[]): Promise<void> {
   const bytes = readFileSync(join(ROOT, 'test/fixtures/fmnist-vit/fmnist-vit.onnx'));
@@ -243,22 +262,8 @@ async function vitRows(rows: Row[], notes: string[]): Promise<void> {
       `ViT batch-1 profile (onnxruntime profiler, 200 runs each): fp32 ${pf.totalMs.toFixed(3)} ms/run of kernel time, int8 ${pq.totalMs.toFixed(3)} ms/run. With profiling on, per-kernel overhead dominates at batch 1 (compare the unprofiled fp32 p50 in the latency rows above, for about 60 kernels), so these shares are indicative only: in fp32 MatMul+Gemm+BiasGelu+Add, the most the int8 rewrite can replace (it folds the bias Adds into DynamicQuantizeMatMul; fc1's bias Add+GELU run as BiasGelu in fp32), are ${(100 * share(pf, ['MatMul', 'Gemm', 'BiasGelu', 'Add'])).toFixed(0)}% (top: ${top(pf)}); in int8 DynamicQuantizeMatMul is ${(100 * share(pq, ['DynamicQuantizeMatMul'])).toFixed(0)}% (top: ${top(pq)}). Most kernels at 17 tokens × 64 channels are shape and layout ops (Shape/Gather/Unsqueeze/Concat/Reshape/Transpose/Squeeze) and LayerNorm/Softmax that int8 does not touch. Q/K/V are one MatMul (qkv, 64×192) in this export, so there is no shared DynamicQuantizeLinear to fuse; onnxruntime runs one DynamicQuantizeMatMul kernel per MatMul/Gemm.`,
     );
   }
-  const float32Bytes = new Map<string, number>();
-  for (const n of base.graph.nodes) {
-    if (n.opType !== 'MatMul') continue;
-    const w = n.inputs[1] ? getConstant(n.inputs[1]) : undefined;
-    if (w) float32Bytes.set(n.name, tensorByteSize(w));
-  }
   const int4 = await runPass(quantizeWeightsPass, { pass: 'quantize.weights', bits: 4, blockSize: 32, minElements: 0 });
-  let packedBytes = 0;
-  for (const n of int4.q.graph.nodes) {
-    if (n.opType !== 'MatMulNBits') continue;
-    for (const v of n.inputs.slice(1)) {
-      const t = v ? getConstant(v) : undefined;
-      if (t) packedBytes += tensorByteSize(t);
-    }
-  }
-  const fp32Total = [...float32Bytes.values()].reduce((a, b) => a + b, 0);
+  const { fp32Total, packedBytes } = matmulWeightBytes(base, int4.q);
   const ev4 = await evaluateModels(bytes, int4.out, batches, { labels, metrics: ['top1'] });
   rows.push({
     target: 'ViT (fmnist) quantize.weights int4 block 32: MatMul weight bytes ≤ 0.16× fp32',
@@ -332,22 +337,8 @@ async function vitBaseRows(rows: Row[], notes: string[]): Promise<void> {
       notes.push(`${L} batch-${b} profile (onnxruntime profiler, 40 runs): fp32 ${pf.totalMs.toFixed(2)} ms/run of kernel time (${top(pf)}); dynamic int8 ${pq.totalMs.toFixed(2)} ms/run (${top(pq)}).`);
     }
   }
-  const float32Bytes = new Map<string, number>();
-  for (const n of base.graph.nodes) {
-    if (n.opType !== 'MatMul') continue;
-    const w = n.inputs[1] ? getConstant(n.inputs[1]) : undefined;
-    if (w) float32Bytes.set(n.name, tensorByteSize(w));
-  }
   const int4 = await runPass(quantizeWeightsPass, { pass: 'quantize.weights', bits: 4, blockSize: 32, minElements: 0 });
-  let packedBytes = 0;
-  for (const n of int4.q.graph.nodes) {
-    if (n.opType !== 'MatMulNBits') continue;
-    for (const v of n.inputs.slice(1)) {
-      const t = v ? getConstant(v) : undefined;
-      if (t) packedBytes += tensorByteSize(t);
-    }
-  }
-  const fp32Total = [...float32Bytes.values()].reduce((a, b) => a + b, 0);
+  const { fp32Total, packedBytes } = matmulWeightBytes(base, int4.q);
   const ev4 = await evaluateModels(bytes, int4.out, batches, { labels, metrics: ['top1'] });
   rows.push({
     target: `${L} quantize.weights int4 block 32: MatMul weight bytes ≤ 0.16× fp32`,
