@@ -153,6 +153,30 @@ describe('sensitivity loop on PP-OCRv4 rec', () => {
   });
 });
 
+describe('bias correction on PP-OCRv4 rec', () => {
+  it('folding each layer\'s mean shift in the quantized model into its bias brings held-out lines closer to float', async (t) => {
+    const bytes = readModel(MODELS.ppocrRec);
+    const m = decodeModel(bytes);
+    const lines = (file: string) => [...batchesFromArrays(m, readArraysFile(join(ROOT, 'test/fixtures/ppocr-rec', file), m), { batchSize: 10, maxSamples: 20 })];
+    const calib = lines('fit-calib-100.npz');
+    const held = lines('fit-test-200.npz');
+    const base = { weightRounding: 'nearest' };
+    const plain = await quantize(bytes, passContext(calib, { synthetic: false }), base);
+    const ctx = passContext(calib, { synthetic: false });
+    const corrected = await quantize(bytes, ctx, { ...base, biasCorrection: true });
+    const st = ctx.changes.stats;
+    // every Conv and every MatMul with a constant weight (38 + 9)
+    assert.equal(st.biasCorrectedLayers, 47);
+    assert.match(String(st.biasCorrectionLargest), /rms/);
+    assert.ok(corrected.model.graph.nodes.some((n) => n.opType === 'QuantizeLinear'), 'still int8');
+    const score = async (q: Uint8Array) => Object.values((await evaluateModels(bytes, q, held, { ctcBlank: 0 })).fidelity)[0]!;
+    const [p, c] = [await score(plain.bytes), await score(corrected.bytes)];
+    t.diagnostic(`held-out: ${p.sqnrDb.toFixed(1)} → ${c.sqnrDb.toFixed(1)} dB, identical ${p.sequenceAgreement} → ${c.sequenceAgreement}`);
+    assert.ok(c.sqnrDb > p.sqnrDb + 1, `held-out output SQNR ${p.sqnrDb.toFixed(1)} → ${c.sqnrDb.toFixed(1)} dB`);
+    assert.ok(c.sequenceAgreement! >= p.sequenceAgreement!, `identical sequences ${p.sequenceAgreement} → ${c.sequenceAgreement}`);
+  });
+});
+
 describe('opset upgrade and BN folding are exact', () => {
   for (const name of ['ppocrRec', 'ppocrCls', 'ppocrDet'] as const) {
     it(`${name}: upgraded to opset 13 computes the same outputs`, async () => {

@@ -107,3 +107,31 @@ function sliceLabels(labels: ArrayLike<number | bigint>, start: number, end: num
   const sub = (labels as { subarray?: (a: number, b: number) => ArrayLike<number | bigint> }).subarray;
   return sub ? sub.call(labels, start, end) : Array.from(labels).slice(start, end);
 }
+
+/** A candidate summarized against its reference: what the compression loops compare to their targets. */
+export interface AgainstReference {
+  /** The lowest SQNR (dB) over the model outputs. */
+  sqnrDb: number;
+  /** The lowest share of samples whose decision (top-1 class, greedy CTC sequence) is the reference's, if an output has decisions. */
+  agreement?: number;
+  /** Top-1 against the labels, when labels are given. */
+  top1?: { reference: number; candidate: number };
+}
+
+export async function measureAgainstReference(
+  reference: Uint8Array,
+  candidate: Uint8Array,
+  feeds: Iterable<Feeds>,
+  labels?: { labels: ArrayLike<number | bigint>; output?: string },
+): Promise<AgainstReference> {
+  const ev = await evaluateModels(reference, candidate, feeds, labels ? { labels: labels.labels, metrics: ['top1'], ...(labels.output ? { labelOutput: labels.output } : {}) } : {});
+  const outputs = Object.values(ev.fidelity);
+  const agreements = outputs.map((f) => f.sequenceAgreement ?? f.top1Agreement).filter((a): a is number => a !== undefined);
+  const ref = ev.task?.reference.top1;
+  const cand = ev.task?.candidate.top1;
+  return {
+    sqnrDb: Math.min(...outputs.map((f) => f.sqnrDb)),
+    ...(agreements.length ? { agreement: Math.min(...agreements) } : {}),
+    ...(ref !== undefined && cand !== undefined ? { top1: { reference: ref, candidate: cand } } : {}),
+  };
+}

@@ -11,7 +11,7 @@ import { encodeModel } from '../onnx/model-io.js';
 import { getConstant } from '../onnx/constants.js';
 import { DataType as DT, dtypeName } from '../onnx/dtypes.js';
 import { definePass, describeNode, type ChangeLog, type PassContext } from '../pipeline/pass.js';
-import { evaluateModels } from '../eval/evaluate.js';
+import { measureAgainstReference } from '../eval/evaluate.js';
 import type { Feeds } from '../runtime/ort.js';
 import { analyzeChannels, describeGroup, discoverChannelShapes, type ChannelGroup, type DependencyGraph } from '../prune/dependency-graph.js';
 import { computeImportance } from '../prune/importance.js';
@@ -92,19 +92,16 @@ interface Measured {
 
 async function measure(reference: Uint8Array, model: Model, ctx: PassContext): Promise<Measured> {
   const feeds = await ctx.evaluationInputs();
-  const ev = await evaluateModels(reference, encodeModel(model), feeds, ctx.labels ? { labels: ctx.labels, metrics: ['top1'], ...(ctx.labelOutput ? { labelOutput: ctx.labelOutput } : {}) } : {});
-  const outs = Object.values(ev.fidelity);
-  const sqnrDb = Math.min(...outs.map((f) => f.sqnrDb));
-  const agreements = outs.map((f) => f.sequenceAgreement ?? f.top1Agreement).filter((a): a is number => a !== undefined);
-  const parts = [`output SQNR ${sqnrDb.toFixed(1)} dB`];
-  const m: Measured = { summary: '', sqnrDb };
-  if (agreements.length) {
-    m.agreement = Math.min(...agreements);
+  const r = await measureAgainstReference(reference, encodeModel(model), feeds, ctx.labels ? { labels: ctx.labels, ...(ctx.labelOutput ? { output: ctx.labelOutput } : {}) } : undefined);
+  const parts = [`output SQNR ${r.sqnrDb.toFixed(1)} dB`];
+  const m: Measured = { summary: '', sqnrDb: r.sqnrDb };
+  if (r.agreement !== undefined) {
+    m.agreement = r.agreement;
     parts.push(`${(100 * m.agreement).toFixed(2)}% agree with the original`);
   }
-  if (ev.task?.candidate.top1 !== undefined) {
-    m.top1 = ev.task.candidate.top1;
-    parts.push(`top-1 ${(100 * m.top1).toFixed(2)}% (original ${(100 * ev.task.reference.top1!).toFixed(2)}%)`);
+  if (r.top1) {
+    m.top1 = r.top1.candidate;
+    parts.push(`top-1 ${(100 * m.top1).toFixed(2)}% (original ${(100 * r.top1.reference).toFixed(2)}%)`);
   }
   m.summary = parts.join(', ');
   return m;

@@ -3,6 +3,8 @@
 // integer kernel. Then: calibrate every float activation, insert Q/DQ by the op table
 // (src/quant/qdq-rules.ts), measure each quantized layer's SQNR against float on calibration data,
 // and, with `sensitivity`, keep the worst layers float one by one until the target is met.
+// With `biasCorrection`, each layer's systematic output shift in the quantized model is folded into
+// its float bias first (src/quant/bias-correction.ts).
 import { Type } from '@sinclair/typebox';
 import { InvalidInputError, PassFailedError } from '../errors.js';
 import { DataType as DT } from '../onnx/dtypes.js';
@@ -19,9 +21,13 @@ import { foldBatchNorms } from '../quant/fold-bn.js';
 import { SIMPLIFY_REWRITES, simplifyForQuantization } from '../quant/simplify.js';
 import { upgradeOpset } from '../onnx/opset-upgrade.js';
 import { QDQ_OP_RULES } from '../quant/qdq-rules.js';
-import { quantizeQdq, type QdqOptions, type QdqResult } from '../quant/qdq.js';
+import { nodeKey, quantizeQdq, type QdqOptions, type QdqResult } from '../quant/qdq.js';
+import { applyBiasShifts, measureQuantizedBiasShifts } from '../quant/bias-correction.js';
 import { addedSqnr, checkTarget, searchExclusions, type TargetCheck } from '../quant/sensitivity.js';
 import type { Feeds } from '../runtime/ort.js';
+
+/** Layers whose output shift bias correction folds into a bias (applyBiasShift handles these). */
+const BIAS_CORRECTABLE = new Set(['Conv', 'ConvTranspose', 'Gemm', 'MatMul']);
 
 export const quantizeStaticSchema = Type.Object(
   {
@@ -46,6 +52,11 @@ export const quantizeStaticSchema = Type.Object(
     simplify: Type.Boolean({
       default: true,
       description: 'Exact rewrites first: per-channel Mul/Add around Convs folded into their weights, Add→Clip→Mul→Div hardswish fused into HardSwish (fewer Q/DQ roundings and int8 kernels).',
+    }),
+    biasCorrection: Type.Boolean({
+      default: false,
+      description:
+        'Measure, layer by layer on the calibration data, the per-channel mean shift of each quantized Conv/Gemm/MatMul output in the quantized model against float (rounded weights, clipped and rounded inputs) and fold it into the bias. One calibration run per layer.',
     }),
     allowSynthetic: Type.Boolean({ default: false, description: 'Calibrate on synthetic inputs when no data is given (ranges are then unreliable).' }),
     sensitivity: Type.Optional(
@@ -148,11 +159,36 @@ export const quantizeStaticPass = definePass({
       log.stat('gptqSeconds', Number(((Date.now() - t0) / 1000).toFixed(1)));
       log.stat('gptqMeanOutputError', `nearest ${(100 * mean((e) => e.nearest)).toFixed(2)}% → gptq ${(100 * mean((e) => e.gptq)).toFixed(2)}% (relative ‖XΔW‖ on calibration inputs)`);
     }
+    const exclude = new Set(config.nodesToExclude);
+    // bias correction: shifts by node index of a fresh decode of floatBytes, applied to the layers not kept float
+    const biasLayers = (exclude: ReadonlySet<string>) =>
+      decodeModel(floatBytes).graph.nodes.flatMap((n, i) => {
+        const rule = n.domain === '' ? QDQ_OP_RULES[n.opType] : undefined;
+        const ok = BIAS_CORRECTABLE.has(n.opType) && rule?.weight?.slot === 1 && config.opTypes.includes(n.opType) && !exclude.has(nodeKey(n)) && getConstant(n.inputs[1]) !== undefined;
+        return ok ? [i] : [];
+      });
+    let biasShifts = new Map<number, Float32Array>();
     const quantizeOnly = (exclude: ReadonlySet<string>) => {
       const q = decodeModel(floatBytes);
+      applyBiasShifts(q, biasShifts, (n) => exclude.has(nodeKey(n)));
       const result = quantizeQdq(q, ranges, opts, exclude);
       return { model: q, result };
     };
+    const correctBiases = async (exclude: ReadonlySet<string>) => {
+      const t0 = Date.now();
+      biasShifts = new Map();
+      biasShifts = await measureQuantizedBiasShifts(floatBytes, biasLayers(exclude), (copy) => void quantizeQdq(copy, ranges, opts, exclude), feeds, ctx.signal);
+      const nodes = decodeModel(floatBytes).graph.nodes;
+      const rms = (s: Float32Array) => Math.sqrt(s.reduce((a, x) => a + x * x, 0) / s.length);
+      const worst = [...biasShifts].sort((a, b) => rms(b[1]) - rms(a[1])).slice(0, 8);
+      log.stat('biasCorrectedLayers', biasShifts.size);
+      log.stat('biasCorrectionSeconds', Number(((Date.now() - t0) / 1000).toFixed(1)));
+      log.stat('biasCorrectionLargest', worst.map(([i, s]) => `${nodeKey(nodes[i]!)} rms ${rms(s).toPrecision(3)}`).join('; '));
+    };
+    if (config.biasCorrection) {
+      await correctBiases(exclude);
+      ctx.progress(0.4, 'bias corrected');
+    }
     const build = async (exclude: ReadonlySet<string>) => {
       const { model: q, result } = quantizeOnly(exclude);
       const floatModel = decodeModel(floatBytes);
@@ -160,7 +196,6 @@ export const quantizeStaticPass = definePass({
       return { model: q, result, sqnr: absolute, added };
     };
 
-    const exclude = new Set(config.nodesToExclude);
     let cur = await build(exclude);
     ctx.progress(0.5, 'quantized');
     const target = config.sensitivity;
@@ -201,6 +236,13 @@ export const quantizeStaticPass = definePass({
         probes++;
         if (check.met || !s.met || probeFeeds.length === evalFeeds.length) break;
         from = s.k; // passed on the subset, not on all data: search beyond it
+      }
+      if (config.biasCorrection && kept.length > 0) {
+        // the corrections were measured with the kept-float layers quantized: measure them again
+        const excl = new Set([...exclude, ...kept.map(([k]) => k)]);
+        await correctBiases(excl);
+        cur = await build(excl);
+        check = await checkTarget(reference, encodeModel(cur.model), evalFeeds, target, labels);
       }
       log.stat('sensitivityResult', check.summary);
       log.stat('sensitivityTargetMet', check.met);

@@ -5,9 +5,8 @@ import { encodeModel } from '../onnx/model-io.js';
 import { getConstant } from '../onnx/constants.js';
 import { encodeWithOutputs } from '../runtime/capture.js';
 import { FidelityAccumulator } from '../metrics/fidelity.js';
-import { evaluateModels } from '../eval/evaluate.js';
+import { measureAgainstReference } from '../eval/evaluate.js';
 import { createSession, tensorToFloat32, type Feeds } from '../runtime/ort.js';
-import type { EvaluationResult } from '../report/schema.js';
 
 export interface LayerPair {
   key: string;
@@ -69,22 +68,20 @@ export async function checkTarget(
   target: SensitivityTarget,
   labels?: { labels: ArrayLike<number | bigint>; output?: string },
 ): Promise<TargetCheck> {
-  const ev: EvaluationResult = await evaluateModels(reference, candidate, feeds, labels ? { labels: labels.labels, metrics: ['top1'], ...(labels.output ? { labelOutput: labels.output } : {}) } : {});
-  const outputs = Object.values(ev.fidelity);
-  const outputSqnrDb = Math.min(...outputs.map((f) => f.sqnrDb));
+  const m = await measureAgainstReference(reference, candidate, feeds, labels);
+  const outputSqnrDb = m.sqnrDb;
   const parts = [`output SQNR ${outputSqnrDb.toFixed(1)} dB`];
   let met = true;
   if (target.minSqnrDb !== undefined && !(outputSqnrDb >= target.minSqnrDb)) met = false;
   let accuracyDrop: number | undefined;
-  if (ev.task) {
-    accuracyDrop = 100 * ((ev.task.reference.top1 ?? 0) - (ev.task.candidate.top1 ?? 0));
-    parts.push(`top-1 ${(100 * ev.task.candidate.top1!).toFixed(2)}% (float ${(100 * ev.task.reference.top1!).toFixed(2)}%, drop ${accuracyDrop.toFixed(2)} pt)`);
+  if (m.top1) {
+    accuracyDrop = 100 * (m.top1.reference - m.top1.candidate);
+    parts.push(`top-1 ${(100 * m.top1.candidate).toFixed(2)}% (float ${(100 * m.top1.reference).toFixed(2)}%, drop ${accuracyDrop.toFixed(2)} pt)`);
     if (target.maxAccuracyDrop !== undefined && accuracyDrop > target.maxAccuracyDrop) met = false;
   }
-  const agreements = outputs.map((f) => f.sequenceAgreement ?? f.top1Agreement).filter((a): a is number => a !== undefined);
   let fidelityDrop: number | undefined;
-  if (agreements.length > 0) {
-    fidelityDrop = 100 * (1 - Math.min(...agreements));
+  if (m.agreement !== undefined) {
+    fidelityDrop = 100 * (1 - m.agreement);
     parts.push(`${fidelityDrop.toFixed(2)}% of samples decide differently from float`);
     if (target.maxFidelityDrop !== undefined && fidelityDrop > target.maxFidelityDrop) met = false;
   }
