@@ -3,6 +3,13 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fixedPassContext } from '../src/pipeline/pass.js';
+import { create } from '@bufbuild/protobuf';
+import { GraphProtoSchema, ModelProtoSchema, OperatorSetIdProtoSchema } from 'onnx-buf';
+import { DataType as DT } from '../src/onnx/dtypes.js';
+import type { Value } from '../src/onnx/ir.js';
+import { importModel } from '../src/onnx/model-io.js';
+import { makeTensor } from '../src/onnx/tensor-data.js';
+import { seededRandom } from '../src/runtime/ort.js';
 import { fileURLToPath } from 'node:url';
 
 /** Repository root (tests run from dist/test, sources live in test/). */
@@ -166,4 +173,31 @@ export function feedsFor(name: string, model: Model, seed = 1): Feeds {
 /** A pass context for tests: `samples` serve as calibration and evaluation data. */
 export function passContext(samples: import('../src/runtime/ort.js').Feeds[], opts: { synthetic?: boolean; labels?: ArrayLike<number | bigint> } = {}): import('../src/pipeline/pass.js').PassContext {
   return fixedPassContext({ samples, synthetic: opts.synthetic ?? true, calibration: false, ...(opts.labels ? { labels: opts.labels } : {}) });
+}
+
+/**
+ * An empty opset-13 model to build a test graph in: one float input, initializers filled from a
+ * seeded generator (uniform in [-0.5, 0.5) unless `fill` says otherwise), and `node`, which adds a
+ * node with int / ints attributes and returns its outputs.
+ */
+export function testGraph(name: string, seed: number, input: { name: string; dims: number[] }) {
+  const model = importModel(create(ModelProtoSchema, {
+    irVersion: 8n,
+    opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: 13n })],
+    graph: create(GraphProtoSchema, { name }),
+  }));
+  const g = model.graph;
+  const rand = seededRandom(seed);
+  const weight = (name: string, dims: number[], fill = () => rand() - 0.5) =>
+    g.addInitializer(name, makeTensor('', DT.FLOAT, dims, Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, fill)));
+  const ints = (name: string, values: number[]) => g.addInitializer(name, makeTensor('', DT.INT64, [values.length], BigInt64Array.from(values.map(BigInt))));
+  const x = g.createValue(input.name);
+  x.setTensorType(DT.FLOAT, input.dims);
+  g.inputs = [x];
+  const node = (op: string, inputs: (Value | null)[], attrs: Record<string, number | number[]> = {}, outputs = 1) => {
+    const n = g.addNode(op, inputs, outputs, { name: op.toLowerCase() });
+    for (const [k, v] of Object.entries(attrs)) n.setAttr(k, v, Array.isArray(v) ? 'ints' : 'int');
+    return n.outputs as Value[];
+  };
+  return { model, g, rand, weight, ints, x, node };
 }

@@ -1,13 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { join } from 'node:path';
-import { create } from '@bufbuild/protobuf';
-import { GraphProtoSchema, ModelProtoSchema, OperatorSetIdProtoSchema } from 'onnx-buf';
 import { Value as TBValue } from '@sinclair/typebox/value';
-import { decodeModel, encodeModel, importModel } from '../src/onnx/model-io.js';
+import { decodeModel, encodeModel } from '../src/onnx/model-io.js';
 import { verifyModel } from '../src/onnx/verify.js';
 import { getConstant } from '../src/onnx/constants.js';
-import { DataType as DT } from '../src/onnx/dtypes.js';
 import { makeTensor, tensorDims } from '../src/onnx/tensor-data.js';
 import type { Model, Value } from '../src/onnx/ir.js';
 import { pruneStructuredPass } from '../src/passes/prune-structured.js';
@@ -20,7 +17,7 @@ import { ort, runOnce, seededRandom, tensorToFloat32, type Feeds } from '../src/
 import { batchesFromArrays, readArraysFile, readLabelsFile } from '../src/data/samples.js';
 import { InvalidInputError } from '../src/errors.js';
 import type { ChangeLog } from '../src/pipeline/pass.js';
-import { FMNIST, MODELS, ROOT, feedsFor, passContext, readModel, wireParameterCount } from './helpers.js';
+import { FMNIST, MODELS, ROOT, feedsFor, passContext, readModel, testGraph, wireParameterCount } from './helpers.js';
 
 /** A captured tensor as floats, with only the given channels (axis 1) when `keep` is set. */
 function gatherChannels(t: ort.Tensor, keep: number[] | null): { dims: number[]; data: Float32Array } {
@@ -118,23 +115,7 @@ async function runPass(path: string, config: Record<string, unknown>, samples: F
  * Slice on spatial axes, ConvTranspose, and Flatten of a spatial map into a Gemm (channel blocks).
  */
 function ruleZoo(): Uint8Array {
-  const model = importModel(create(ModelProtoSchema, {
-    irVersion: 8n,
-    opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: 13n })],
-    graph: create(GraphProtoSchema, { name: 'zoo' }),
-  }));
-  const g = model.graph;
-  const rand = seededRandom(5);
-  const weight = (name: string, dims: number[]) => g.addInitializer(name, makeTensor('', DT.FLOAT, dims, Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => rand() - 0.5)));
-  const ints = (name: string, values: number[]) => g.addInitializer(name, makeTensor('', DT.INT64, [values.length], BigInt64Array.from(values.map(BigInt))));
-  const x = g.createValue('x');
-  x.setTensorType(DT.FLOAT, [2, 3, 8, 8]);
-  g.inputs = [x];
-  const node = (op: string, inputs: (Value | null)[], attrs: Record<string, number | number[]> = {}, outputs = 1) => {
-    const n = g.addNode(op, inputs, outputs, { name: op.toLowerCase() });
-    for (const [k, v] of Object.entries(attrs)) n.setAttr(k, v, Array.isArray(v) ? 'ints' : 'int');
-    return n.outputs as Value[];
-  };
+  const { model, g, weight, ints, x, node } = testGraph('zoo', 5, { name: 'x', dims: [2, 3, 8, 8] });
   const [a0] = node('Conv', [x, weight('wa', [16, 3, 3, 3]), weight('ba', [16])], { pads: [1, 1, 1, 1] });
   const [a] = node('Relu', [a0!]);
   const [b] = node('Conv', [a!, weight('wb', [16, 16, 3, 3])], { pads: [1, 1, 1, 1] });

@@ -1,11 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { create } from '@bufbuild/protobuf';
-import { GraphProtoSchema, ModelProtoSchema, OperatorSetIdProtoSchema } from 'onnx-buf';
-import { DataType as DT } from '../src/onnx/dtypes.js';
 import type { Value } from '../src/onnx/ir.js';
-import { decodeModel, encodeModel, importModel } from '../src/onnx/model-io.js';
-import { makeTensor } from '../src/onnx/tensor-data.js';
+import { decodeModel, encodeModel } from '../src/onnx/model-io.js';
 import { verifyModel } from '../src/onnx/verify.js';
 import { upgradeOpset } from '../src/onnx/opset-upgrade.js';
 import { foldBatchNorms } from '../src/quant/fold-bn.js';
@@ -14,7 +10,7 @@ import { gptqRound, inverseUpperCholesky } from '../src/quant/gptq.js';
 import { batchesFromArrays, readArraysFile } from '../src/data/samples.js';
 import { fidelity } from '../src/metrics/fidelity.js';
 import { ort, runOnce, seededRandom, tensorToFloat32 } from '../src/runtime/ort.js';
-import { MODELS, ROOT, readModel } from './helpers.js';
+import { MODELS, ROOT, readModel, testGraph } from './helpers.js';
 import { join } from 'node:path';
 
 const opCount = (m: ReturnType<typeof decodeModel>, op: string) => m.graph.nodes.filter((n) => n.opType === op).length;
@@ -45,22 +41,8 @@ describe('simplify before quantization', () => {
   });
 
   it('folds only where exact: a padded Conv keeps the Add before it, an unpadded depthwise Conv absorbs a per-channel Mul', async () => {
-    const model = importModel(create(ModelProtoSchema, {
-      irVersion: 8n,
-      opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: 13n })],
-      graph: create(GraphProtoSchema, { name: 'fold' }),
-    }));
-    const g = model.graph;
-    const rand = seededRandom(3);
-    const t = (name: string, dims: number[], f = () => rand() - 0.5) => g.addInitializer(name, makeTensor('', DT.FLOAT, dims, Float32Array.from({ length: dims.reduce((p, q) => p * q, 1) }, f)));
-    const x = g.createValue('x');
-    x.setTensorType(DT.FLOAT, [1, 4, 6, 6]);
-    g.inputs = [x];
-    const node = (op: string, inputs: Value[], attrs: Record<string, number | number[]> = {}) => {
-      const n = g.addNode(op, inputs, 1, { name: op.toLowerCase() });
-      for (const [k, v] of Object.entries(attrs)) n.setAttr(k, v, Array.isArray(v) ? 'ints' : 'int');
-      return n.outputs[0]!;
-    };
+    const { model, g, rand, weight: t, x, node: addNode } = testGraph('fold', 3, { name: 'x', dims: [1, 4, 6, 6] });
+    const node = (op: string, inputs: Value[], attrs: Record<string, number | number[]> = {}) => addNode(op, inputs, attrs)[0]!;
     const c1 = node('Conv', [x, t('w1', [8, 4, 3, 3]), t('b1', [8])], { pads: [1, 1, 1, 1] });
     const s1 = node('Mul', [c1, t('s1', [1, 8, 1, 1], () => 0.5 + rand())]); // per-channel scale after a Conv: folds
     const a1 = node('Add', [s1, t('a1', [8, 1, 1])]); // per-channel shift after it: folds too
