@@ -9,7 +9,8 @@ import { Type } from '@sinclair/typebox';
 import { InvalidInputError, PassFailedError } from '../errors.js';
 import { DataType as DT } from '../onnx/dtypes.js';
 import { inferElemTypes } from '../onnx/elem-types.js';
-import type { Model, Value } from '../onnx/ir.js';
+import type { Model, Node, Value } from '../onnx/ir.js';
+import type { TensorProto } from 'onnx-buf';
 import { decodeModel, encodeModel } from '../onnx/model-io.js';
 import { definePass } from '../pipeline/pass.js';
 import { calibrate } from '../quant/calibration.js';
@@ -25,6 +26,15 @@ import { nodeKey, quantizeQdq, type QdqOptions, type QdqResult } from '../quant/
 import { applyBiasShifts, measureQuantizedBiasShifts } from '../quant/bias-correction.js';
 import { addedSqnr, checkTarget, searchExclusions, type TargetCheck } from '../quant/sensitivity.js';
 import type { Feeds } from '../runtime/ort.js';
+
+/** Nodes of the op types asked for whose rule quantizes a float constant weight in input 1 (Conv, Gemm, MatMul…), with their index in the node list. */
+function weightLayers(model: Model, opTypes: readonly string[]): { node: Node; index: number; weight: TensorProto }[] {
+  return model.graph.nodes.flatMap((node, index) => {
+    const rule = node.domain === '' ? QDQ_OP_RULES[node.opType] : undefined;
+    const weight = rule?.weight?.slot === 1 ? getConstant(node.inputs[1]) : undefined;
+    return weight && weight.dataType === DT.FLOAT && opTypes.includes(node.opType) ? [{ node, index, weight }] : [];
+  });
+}
 
 /** Layers whose output shift bias correction folds into a bias (applyBiasShift handles these). */
 const BIAS_CORRECTABLE = new Set(['Conv', 'ConvTranspose', 'Gemm', 'MatMul']);
@@ -146,12 +156,7 @@ export const quantizeStaticPass = definePass({
       const t0 = Date.now();
       const qmax = config.reduceRange ? 63 : 127;
       const perChannel = config.perChannel && (model.opset('') ?? 0) >= 13;
-      const layers = model.graph.nodes.flatMap((n) => {
-        const rule = n.domain === '' ? QDQ_OP_RULES[n.opType] : undefined;
-        const wt = rule?.weight ? getConstant(n.inputs[rule.weight.slot]) : undefined;
-        if (!rule?.weight || rule.weight.slot !== 1 || !wt || wt.dataType !== DT.FLOAT || !config.opTypes.includes(n.opType)) return [];
-        return [{ node: n, axis: perChannel ? rule.weight.axis(n, tensorDims(wt).length) : null }];
-      });
+      const layers = weightLayers(model, config.opTypes).map(({ node, weight }) => ({ node, axis: perChannel ? QDQ_OP_RULES[node.opType]!.weight!.axis(node, tensorDims(weight).length) : null }));
       const { levels, errors } = await gptqWeightLevels(model, feeds, layers, qmax, (w, dims, axis) => quantizeWeightsSymmetric(w, dims, axis, qmax));
       opts.weightLevels = levels;
       const mean = (f: (e: (typeof errors)[number]) => number) => errors.reduce((a, e) => a + f(e), 0) / (errors.length || 1);
@@ -162,11 +167,7 @@ export const quantizeStaticPass = definePass({
     const exclude = new Set(config.nodesToExclude);
     // bias correction: shifts by node index of a fresh decode of floatBytes, applied to the layers not kept float
     const biasLayers = (exclude: ReadonlySet<string>) =>
-      decodeModel(floatBytes).graph.nodes.flatMap((n, i) => {
-        const rule = n.domain === '' ? QDQ_OP_RULES[n.opType] : undefined;
-        const ok = BIAS_CORRECTABLE.has(n.opType) && rule?.weight?.slot === 1 && config.opTypes.includes(n.opType) && !exclude.has(nodeKey(n)) && getConstant(n.inputs[1]) !== undefined;
-        return ok ? [i] : [];
-      });
+      weightLayers(decodeModel(floatBytes), config.opTypes).flatMap(({ node, index }) => (BIAS_CORRECTABLE.has(node.opType) && !exclude.has(nodeKey(node)) ? [index] : []));
     let biasShifts = new Map<number, Float32Array>();
     const quantizeOnly = (exclude: ReadonlySet<string>) => {
       const q = decodeModel(floatBytes);
