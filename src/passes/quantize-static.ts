@@ -167,7 +167,7 @@ export const quantizeStaticPass = definePass({
     const exclude = new Set(config.nodesToExclude);
     // bias correction: shifts by node index of a fresh decode of floatBytes, applied to the layers not kept float
     const biasLayers = (exclude: ReadonlySet<string>) =>
-      weightLayers(decodeModel(floatBytes), config.opTypes).flatMap(({ node, index }) => (BIAS_CORRECTABLE.has(node.opType) && !exclude.has(nodeKey(node)) ? [index] : []));
+      weightLayers(decodeModel(floatBytes), config.opTypes).filter(({ node }) => BIAS_CORRECTABLE.has(node.opType) && !exclude.has(nodeKey(node)));
     let biasShifts = new Map<number, Float32Array>();
     const quantizeOnly = (exclude: ReadonlySet<string>) => {
       const q = decodeModel(floatBytes);
@@ -177,14 +177,14 @@ export const quantizeStaticPass = definePass({
     };
     const correctBiases = async (exclude: ReadonlySet<string>) => {
       const t0 = Date.now();
-      biasShifts = new Map();
-      biasShifts = await measureQuantizedBiasShifts(floatBytes, biasLayers(exclude), (copy) => void quantizeQdq(copy, ranges, opts, exclude), feeds, ctx.signal);
-      const nodes = decodeModel(floatBytes).graph.nodes;
+      const layers = biasLayers(exclude);
+      biasShifts = await measureQuantizedBiasShifts(floatBytes, layers.map((l) => l.index), (copy) => void quantizeQdq(copy, ranges, opts, exclude), feeds, ctx.signal);
+      const keyOf = new Map(layers.map((l) => [l.index, nodeKey(l.node)]));
       const rms = (s: Float32Array) => Math.sqrt(s.reduce((a, x) => a + x * x, 0) / s.length);
       const worst = [...biasShifts].sort((a, b) => rms(b[1]) - rms(a[1])).slice(0, 8);
       log.stat('biasCorrectedLayers', biasShifts.size);
       log.stat('biasCorrectionSeconds', Number(((Date.now() - t0) / 1000).toFixed(1)));
-      log.stat('biasCorrectionLargest', worst.map(([i, s]) => `${nodeKey(nodes[i]!)} rms ${rms(s).toPrecision(3)}`).join('; '));
+      log.stat('biasCorrectionLargest', worst.map(([i, s]) => `${keyOf.get(i)} rms ${rms(s).toPrecision(3)}`).join('; '));
     };
     if (config.biasCorrection) {
       await correctBiases(exclude);

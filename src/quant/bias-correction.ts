@@ -42,7 +42,7 @@ export function accumulateChannelSums(x: Float32Array, dims: readonly number[], 
 export async function measureOutputShift(model: Model, targets: readonly BiasCorrectionTarget[], feeds: Feeds[], signal?: AbortSignal): Promise<Map<Node, Float32Array>> {
   const copy = decodeModel(encodeModel(model), { allowUnknownDomains: true });
   const index = new Map(model.graph.nodes.map((n, i) => [n, i]));
-  const pairs: { target: BiasCorrectionTarget; y: Value; twin: Value; sum: Float64Array | null; count: number }[] = [];
+  const pairs: { target: BiasCorrectionTarget; y: Value; twin: Value }[] = [];
   for (const t of targets) {
     const i = index.get(t.node);
     if (i === undefined) throw new Error(`bias correction: node ${t.node.name} is not in the main graph`);
@@ -55,27 +55,17 @@ export async function measureOutputShift(model: Model, targets: readonly BiasCor
     inputs[t.slot] = wq;
     const twin = copy.graph.addNode(n.opType, inputs, [twinOut], { name: `${n.name || n.opType}_bc_twin`, domain: n.domain });
     for (const a of n.attributes) twin.attributes.push({ proto: a.proto });
-    pairs.push({ target: t, y: n.outputs[0]!, twin: twinOut, sum: null, count: 0 });
+    pairs.push({ target: t, y: n.outputs[0]!, twin: twinOut });
   }
   copy.graph.toposort(false);
-  const values = pairs.flatMap((p) => [p.y, p.twin]);
-  await forEachCapture(copy, feeds, values, (captured) => {
-    for (const p of pairs) {
-      const a = captured.get(p.y);
-      const b = captured.get(p.twin);
-      if (!a || !b) continue;
-      const dims = a.dims;
-      const axis = channelAxis(p.target.node.opType, dims.length);
-      const fa = tensorToFloat32(a);
-      const fb = tensorToFloat32(b);
-      const diff = new Float32Array(fa.length);
-      for (let k = 0; k < fa.length; k++) diff[k] = fa[k]! - fb[k]!;
-      p.sum ??= new Float64Array(dims[axis]!);
-      p.count += accumulateChannelSums(diff, dims, axis, p.sum);
-    }
-  }, signal ? { signal } : {});
+  // the mean of the difference is the difference of the means
+  const means = await channelMeans(copy, pairs.flatMap((p) => [{ value: p.y, opType: p.target.node.opType }, { value: p.twin, opType: p.target.node.opType }]), feeds, signal);
   const out = new Map<Node, Float32Array>();
-  for (const p of pairs) if (p.sum && p.count > 0) out.set(p.target.node, Float32Array.from(p.sum, (s) => s / p.count));
+  for (const p of pairs) {
+    const a = means.get(p.y);
+    const b = means.get(p.twin);
+    if (a && b) out.set(p.target.node, Float32Array.from(a, (x, c) => x - b[c]!));
+  }
   return out;
 }
 
@@ -184,9 +174,9 @@ export async function measureQuantizedBiasShifts(
 
 /**
  * Adds each shift to the bias of the node at that index of `model.graph.nodes` (indices as decoded,
- * before this call adds anything), except for nodes `skip` names; returns the nodes changed.
+ * before this call adds anything), except for nodes `skip` names.
  */
-export function applyBiasShifts(model: Model, shifts: ReadonlyMap<number, Float32Array>, skip: (n: Node) => boolean = () => false): Node[] {
+export function applyBiasShifts(model: Model, shifts: ReadonlyMap<number, Float32Array>, skip: (n: Node) => boolean = () => false): void {
   const nodes = model.graph.nodes.slice();
   const targets = [...shifts].map(([i, shift]) => ({ node: nodes[i]!, shift })).filter((t) => !skip(t.node));
   for (const t of targets) applyBiasShift(t.node, t.shift);
@@ -194,5 +184,4 @@ export function applyBiasShifts(model: Model, shifts: ReadonlyMap<number, Float3
     model.graph.cleanup(false);
     model.graph.toposort(false);
   }
-  return targets.map((t) => t.node);
 }
