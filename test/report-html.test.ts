@@ -55,6 +55,7 @@ const ENVIRONMENT = {
   cores: 8,
   totalMemoryBytes: 32 * 1024 ** 3,
   platform: 'linux-x64',
+  int8Dot: 'AVX-512 VNNI',
   node: 'v20.20.2',
   onnxruntime: '1.30.0',
   modelpress: '0.1.0',
@@ -210,7 +211,7 @@ describe('report html: rendering', () => {
     assert.ok(html.includes('… 50 more'), '250 skipped nodes capped at 200 rows');
     assert.ok(html.includes('other (5 blocks)'), '20 profile blocks: top 15 and the rest summed');
     assert.ok(html.includes('fmnist-cnn.onnx') && html.includes('72b54202e7ab41ed'), 'input named with its hash');
-    assert.ok(html.includes('AMD EPYC 7B13') && html.includes('onnxruntime 1.30.0') && html.includes('intra-op threads: onnxruntime default'));
+    assert.ok(html.includes('AMD EPYC 7B13') && html.includes('int8 dot products: AVX-512 VNNI') && html.includes('onnxruntime 1.30.0') && html.includes('intra-op threads: onnxruntime default'));
     assert.ok(html.includes('top1 <b>0.9215</b></span> <span class="muted nowrap">(ref 0.9275, −0.006)</span>'), 'task metric next to its reference');
     assert.ok(html.includes('<span class="mono">logits</span> <span class="nowrap"><b>31.7</b> dB · max 0.212 · top-1 98.1%</span>'), 'fidelity per output');
     assert.ok(!html.includes('Synthetic inputs.'), 'no synthetic banner on user data');

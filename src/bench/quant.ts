@@ -182,7 +182,7 @@ async function recStatic(overrides: Record<string, unknown>, label: string, rows
     const cs = await compareModels(bytes, encodeModel(simplified), { batchSizes: [8], rounds: 8, warmup: 10, runs: 32, data: test[0]! });
     const r = cs.ratios[0]!;
     notes.push(
-      `PP-OCRv4 rec, the float32 model after quantize.static's exact pre-steps alone (BatchNorm folded, affine blocks folded into the Convs, hardswish chains fused into HardSwish; no int8): batch-8 latency ${r.ratio.toFixed(3)}× (spread ${r.low.toFixed(2)}–${r.high.toFixed(2)}) of the original: onnxruntime does not fuse these Paddle2ONNX patterns itself, so most of the int8 model's gain over the original comes from this rewrite; the int8 kernels add little on top on this CPU (AVX2 without VNNI, 7-bit weights).`,
+      `PP-OCRv4 rec, the float32 model after quantize.static's exact pre-steps alone (BatchNorm folded, affine blocks folded into the Convs, hardswish chains fused into HardSwish; no int8): batch-8 latency ${r.ratio.toFixed(3)}× (spread ${r.low.toFixed(2)}–${r.high.toFixed(2)}) of the original: onnxruntime does not fuse these Paddle2ONNX patterns itself, so most of the int8 model's gain over the original comes from this rewrite; the int8 kernels add little on top on this CPU (${environment().int8Dot}, 7-bit weights by default).`,
     );
   }
 }
@@ -351,7 +351,7 @@ async function vitBaseRows(rows: Row[], notes: string[]): Promise<void> {
     pass: packedBytes / fp32Total <= 0.16,
   });
   notes.push(
-    `${L} kernels: this CPU has AVX2 without VNNI. reduce-range (7-bit weights, the default) and full-range weights run the same DynamicQuantizeMatMul kernel (u8 activations × s8 weights); 7 bits keep the pairwise u8×s8 sums of the AVX2 path inside int16, so compare the two rows' spreads before reading a speed difference into them. The int8 graph folds fc1's bias into DynamicQuantizeMatMul, so GELU runs as a plain Gelu kernel where fp32 fuses bias + GELU into BiasGelu; the attention MatMuls (both operands computed) stay float.`,
+    `${L} kernels: this CPU has ${environment().int8Dot}. reduce-range (7-bit weights, the default) and full-range weights run the same DynamicQuantizeMatMul kernel (u8 activations × s8 weights); 7 bits keep the pairwise u8×s8 sums of the AVX2 path inside int16, so compare the two rows' spreads before reading a speed difference into them. The int8 graph folds fc1's bias into DynamicQuantizeMatMul, so GELU runs as a plain Gelu kernel where fp32 fuses bias + GELU into BiasGelu; the attention MatMuls (both operands computed) stay float.`,
   );
   const params = countParameters(base);
   notes.push(`${L}: ${params} parameters, ${fp32Total} of the ${bytes.length} fp32 file bytes (${((100 * fp32Total) / bytes.length).toFixed(1)}%) are MatMul weights.`);
@@ -468,12 +468,14 @@ export async function quantBench(): Promise<string> {
     await fmnistStatic({ weightRounding: 'nearest' }, 'static int8, nearest weight rounding', rows, notes);
     await fmnistStatic({ biasCorrection: true }, 'static int8 + bias correction', rows, notes);
     await fmnistStatic({ calibrationMethod: 'entropy', biasCorrection: true }, 'static int8, entropy calibration + bias correction', rows, notes);
+    await fmnistStatic({ calibrationMethod: 'mse' }, 'static int8, mse calibration', rows, notes);
   }
   if (runs('rec')) {
     await recStatic({}, 'static int8', rows, notes);
     await recStatic({ weightRounding: 'nearest' }, 'static int8, nearest weight rounding', rows, notes);
     await recStatic({ weightRounding: 'nearest', biasCorrection: true }, 'static int8, nearest weight rounding + bias correction', rows, notes);
     await recStatic({ biasCorrection: true }, 'static int8 + bias correction (GPTQ rounding)', rows, notes);
+    await recStatic({ weightRounding: 'nearest', biasCorrection: true, calibrationMethod: 'mse' }, 'static int8, nearest weight rounding + bias correction, mse calibration', rows, notes);
     await recStatic({ sensitivity: { maxFidelityDrop: 2, maxExcluded: 400 } }, 'static int8 + sensitivity(maxFidelityDrop 2, searched on the calibration lines)', rows, notes);
     await recStatic({ sensitivity: { maxFidelityDrop: 2, maxExcluded: 400, excludedWeights: 'int8' } }, 'static int8 + sensitivity(maxFidelityDrop 2 on the calibration lines, excluded layers keep int8 weights)', rows, notes);
   }

@@ -15,7 +15,7 @@ import { decodeModel, encodeModel } from '../onnx/model-io.js';
 import { definePass } from '../pipeline/pass.js';
 import { calibrate } from '../quant/calibration.js';
 import { gptqWeightLevels } from '../quant/gptq.js';
-import { quantizeWeightsSymmetric } from '../quant/quant-math.js';
+import { qRange, quantizeWeightsSymmetric } from '../quant/quant-math.js';
 import { getConstant } from '../onnx/constants.js';
 import { tensorDims } from '../onnx/tensor-data.js';
 import { foldBatchNorms } from '../quant/fold-bn.js';
@@ -42,7 +42,10 @@ const BIAS_CORRECTABLE = new Set(['Conv', 'ConvTranspose', 'Gemm', 'MatMul']);
 export const quantizeStaticSchema = Type.Object(
   {
     pass: Type.Literal('quantize.static'),
-    calibrationMethod: Type.Union([Type.Literal('minmax'), Type.Literal('percentile'), Type.Literal('entropy')], { default: 'percentile' }),
+    calibrationMethod: Type.Union([Type.Literal('minmax'), Type.Literal('percentile'), Type.Literal('entropy'), Type.Literal('mse')], {
+      default: 'percentile',
+      description: 'mse: per activation, the scale and zero point with the least squared error (rounding plus clipping) over its calibration histogram.',
+    }),
     percentile: Type.Number({ default: 99.99, minimum: 90, maximum: 100, description: 'Percentile of |activations| kept (percentile method).' }),
     maxCalibrationBatches: Type.Integer({ default: 16, minimum: 1, description: 'Calibration batches used (of the calibration data).' }),
     activationType: Type.Union([Type.Literal('uint8'), Type.Literal('int8')], { default: 'uint8' }),
@@ -139,7 +142,8 @@ export const quantizeStaticPass = definePass({
       if (n.opType === 'Constant') continue;
       for (const v of n.outputs) if (v && types.get(v) === DT.FLOAT) values.push(v);
     }
-    const ranges = await calibrate(model, values, feeds, config.calibrationMethod, config.percentile, ctx.signal);
+    const [qmin, qmax] = qRange(config.activationType);
+    const ranges = await calibrate(model, values, feeds, config.calibrationMethod, config.percentile, ctx.signal, { qmin, qmax, symmetric: config.activationSymmetric });
     ctx.progress(0.3, 'calibrated');
     log.stat('calibrationMethod', config.calibrationMethod === 'percentile' ? `percentile ${config.percentile}` : config.calibrationMethod);
     log.stat('calibrationBatches', feeds.length);

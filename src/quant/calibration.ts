@@ -1,9 +1,12 @@
-// Activation ranges from calibration data: min/max, percentile and entropy (KL divergence).
-// Statistics accumulate batch by batch; the threshold searches are pure functions over histograms.
+// Activation ranges from calibration data: min/max, percentile, entropy (KL divergence) and mse
+// (the quantization grid with the least squared error). Statistics accumulate batch by batch; the
+// threshold searches are pure functions over histograms.
 
-export type CalibrationMethod = 'minmax' | 'percentile' | 'entropy';
+export type CalibrationMethod = 'minmax' | 'percentile' | 'entropy' | 'mse';
 
 export const HISTOGRAM_BINS = 4096; // signed bins over [-A, A]; entropy folds them to 2048 |x| bins
+/** mse places grid points within a fraction of a step, so it needs finer bins. */
+export const MSE_HISTOGRAM_BINS = 16384;
 
 /** Running statistics of one tensor: min/max in a first sweep, a histogram over ±max|x| in a second. */
 export class TensorStats {
@@ -12,6 +15,8 @@ export class TensorStats {
   hist: Float64Array | null = null;
   /** Half-width of the histogram, fixed after the first sweep. */
   bound = 0;
+
+  constructor(readonly bins = HISTOGRAM_BINS) {}
 
   addMinMax(x: ArrayLike<number>): void {
     let lo = this.min;
@@ -27,14 +32,15 @@ export class TensorStats {
 
   addHistogram(x: ArrayLike<number>): void {
     if (!this.hist) {
-      this.hist = new Float64Array(HISTOGRAM_BINS);
+      this.hist = new Float64Array(this.bins);
       this.bound = Math.max(Math.abs(this.min), Math.abs(this.max), 1e-12);
     }
     const h = this.hist;
-    const k = HISTOGRAM_BINS / (2 * this.bound);
+    const n = this.bins;
+    const k = n / (2 * this.bound);
     for (let i = 0; i < x.length; i++) {
       const b = Math.floor((x[i]! + this.bound) * k);
-      h[b < 0 ? 0 : b >= HISTOGRAM_BINS ? HISTOGRAM_BINS - 1 : b]! += 1;
+      h[b < 0 ? 0 : b >= n ? n - 1 : b]! += 1;
     }
   }
 }
@@ -111,6 +117,90 @@ export function entropyThreshold(absHist: Float64Array, width: number, levels = 
   return (best + 0.5) * width;
 }
 
+/**
+ * The quantization grid — scale s and zero point z, levels (q − z)·s for q in [qmin, qmax] — with
+ * the least expected squared error over a signed histogram on [-bound, bound]: rounding inside the
+ * window plus clipping outside it. A value many elements share (a uniform background, a constant
+ * channel) is rounded the same way everywhere, so its error does not average out downstream; this
+ * search puts a grid point on it where a range chosen from the tails (min/max, percentile) lands
+ * wherever it happens to. Scales go down from the full range's in steps of 0.25% (fine enough to
+ * align a level that is ~100 steps from zero) to a third of it; for each scale every zero point is
+ * scored in O(1) from prefix sums. Returns the window [(qmin − z)·s, (qmax − z)·s] (±levels·s/2
+ * when symmetric), which `activationParams` maps back to exactly this s and z.
+ */
+export function mseRange(hist: Float64Array, bound: number, min: number, max: number, qmin: number, qmax: number, symmetric: boolean): [number, number] {
+  const lo0 = Math.min(min, 0);
+  const hi0 = Math.max(max, 0);
+  const levels = qmax - qmin;
+  if (hi0 - lo0 < 1e-12) return [lo0, hi0];
+  const width = (2 * bound) / hist.length;
+  // the occupied bins, with prefix sums of n, n·c and n·c² for the clipping error
+  const centers: number[] = [];
+  const counts: number[] = [];
+  for (let b = 0; b < hist.length; b++) {
+    if (hist[b]! > 0) {
+      centers.push(Math.min(max, Math.max(min, -bound + (b + 0.5) * width)));
+      counts.push(hist[b]!);
+    }
+  }
+  const m = centers.length;
+  const pn = new Float64Array(m + 1);
+  const pc = new Float64Array(m + 1);
+  const pcc = new Float64Array(m + 1);
+  for (let i = 0; i < m; i++) {
+    const c = centers[i]!;
+    const n = counts[i]!;
+    pn[i + 1] = pn[i]! + n;
+    pc[i + 1] = pc[i]! + n * c;
+    pcc[i + 1] = pcc[i]! + n * c * c;
+  }
+  const firstAtLeast = (x: number) => {
+    let a = 0;
+    let b = m;
+    while (a < b) {
+      const mid = (a + b) >> 1;
+      if (centers[mid]! < x) a = mid + 1;
+      else b = mid;
+    }
+    return a;
+  };
+  // squared distance of the bins [i, j) to the single point p
+  const clipError = (i: number, j: number, p: number) => pcc[j]! - pcc[i]! - 2 * p * (pc[j]! - pc[i]!) + p * p * (pn[j]! - pn[i]!);
+  const full = symmetric ? (2 * Math.max(-lo0, hi0)) / levels : (hi0 - lo0) / levels;
+  const round = new Float64Array(m + 1); // prefix sums of the rounding error at the current scale
+  let best = { err: Infinity, s: full, z: symmetric ? (qmin + qmax + 1) / 2 : Math.round(qmin - lo0 / full) };
+  for (let s = full; s >= full / 3; s *= 0.9975) {
+    for (let i = 0; i < m; i++) {
+      const c = centers[i]!;
+      const d = c - s * Math.round(c / s);
+      round[i + 1] = round[i]! + counts[i]! * d * d;
+    }
+    const zs = symmetric ? [(qmin + qmax + 1) / 2] : zeroPointsToTry(lo0, hi0, s, qmin, qmax);
+    for (const z of zs) {
+      const lo = (qmin - z) * s;
+      const hi = (qmax - z) * s;
+      // bins more than half a step outside the window clip to its edge; the rest round inside it
+      const i = firstAtLeast(lo - s / 2);
+      const j = firstAtLeast(hi + s / 2);
+      const err = clipError(0, i, lo) + (round[j]! - round[i]!) + clipError(j, m, hi);
+      if (err < best.err) best = { err, s, z };
+    }
+  }
+  // activationParams takes a symmetric range as ±a with scale 2a/levels
+  if (symmetric) return [(-levels / 2) * best.s, (levels / 2) * best.s];
+  return [(qmin - best.z) * best.s, (qmax - best.z) * best.s];
+}
+
+/** Zero points whose window keeps 0 and lies inside the data's span (moving it further only adds clipping). */
+function zeroPointsToTry(lo: number, hi: number, s: number, qmin: number, qmax: number): number[] {
+  const out: number[] = [];
+  // z from the window flush with the data's low end up to the one flush with its high end
+  const zLow = Math.max(qmin, Math.min(qmax, Math.floor(qmax - hi / s)));
+  const zHigh = Math.max(qmin, Math.min(qmax, Math.ceil(qmin - lo / s)));
+  for (let z = Math.min(zLow, zHigh); z <= Math.max(zLow, zHigh); z++) out.push(z);
+  return out;
+}
+
 /** Folds a signed histogram over [-A, A] into an |x| histogram of half as many bins. */
 export function foldAbs(hist: Float64Array): Float64Array {
   const half = hist.length / 2;
@@ -119,9 +209,17 @@ export function foldAbs(hist: Float64Array): Float64Array {
   return out;
 }
 
+/** How the calibrated range will be quantized (mse searches the grid itself). */
+export interface ActivationGrid {
+  qmin: number;
+  qmax: number;
+  symmetric: boolean;
+}
+
 /** The calibrated range of one tensor by the chosen method. */
-export function calibratedRange(s: TensorStats, method: CalibrationMethod, percentile: number): [number, number] {
+export function calibratedRange(s: TensorStats, method: CalibrationMethod, percentile: number, grid: ActivationGrid = { qmin: 0, qmax: 255, symmetric: false }): [number, number] {
   if (method === 'minmax' || !s.hist) return [s.min, s.max];
+  if (method === 'mse') return mseRange(s.hist, s.bound, s.min, s.max, grid.qmin, grid.qmax, grid.symmetric);
   if (method === 'percentile') {
     const [lo, hi] = percentileRange(s.hist, s.bound, percentile);
     return [Math.max(s.min, lo), Math.min(s.max, hi)];
@@ -140,8 +238,8 @@ import { forEachCapture } from '../runtime/capture.js';
 import { tensorToFloat32, type Feeds } from '../runtime/ort.js';
 
 /** Calibrated [lo, hi] of each value (keyed by value name), over every calibration batch. */
-export async function calibrate(model: Model, values: Value[], feeds: Feeds[], method: CalibrationMethod, percentile: number, signal?: AbortSignal): Promise<Map<string, [number, number]>> {
-  const stats = new Map(values.map((v) => [v, new TensorStats()]));
+export async function calibrate(model: Model, values: Value[], feeds: Feeds[], method: CalibrationMethod, percentile: number, signal?: AbortSignal, grid?: ActivationGrid): Promise<Map<string, [number, number]>> {
+  const stats = new Map(values.map((v) => [v, new TensorStats(method === 'mse' ? MSE_HISTOGRAM_BINS : HISTOGRAM_BINS)]));
   await forEachCapture(model, feeds, values, (captured) => {
     for (const [v, t] of captured) stats.get(v)?.addMinMax(tensorToFloat32(t));
   }, signal ? { signal } : {});
@@ -151,6 +249,6 @@ export async function calibrate(model: Model, values: Value[], feeds: Feeds[], m
     }, signal ? { signal } : {});
   }
   const out = new Map<string, [number, number]>();
-  for (const [v, s] of stats) if (Number.isFinite(s.min)) out.set(v.name, calibratedRange(s, method, percentile));
+  for (const [v, s] of stats) if (Number.isFinite(s.min)) out.set(v.name, calibratedRange(s, method, percentile, grid));
   return out;
 }

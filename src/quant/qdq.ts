@@ -104,6 +104,28 @@ export function quantizeQdq(model: Model, ranges: Map<string, [number, number]>,
     rules.set(n, rule);
   }
 
+  // ---- analysis 1b: a Mul/Add by a constant that follows a node computing in float stays float.
+  // Quantizing it would put a Q→DQ round trip (rounding, clipping) on a tensor that is computed in
+  // float anyway, and split the float chain onnxruntime would fuse: the affine after a HardSwish,
+  // the epsilon/γ/β steps of a decomposed LayerNorm. The chain's end is quantized where a quantized
+  // consumer reads it. Graph order is topological, so chains are followed in one sweep.
+  const computesFloat = (p: Node | null): boolean => {
+    if (!p || p.opType === 'Constant' || !isFloat(p.outputs[0])) return false;
+    if (rules.has(p)) return false;
+    // Relu/Clip absorbed into the quantized op before them
+    const before = p.inputs[0]?.producer;
+    if (FUSABLE_ACTIVATIONS.has(p.opType) && before && rules.get(before)?.fusesActivation && p.inputs[0]!.consumers.length === 1) return false;
+    return true;
+  };
+  for (const n of g.nodes) {
+    if ((n.opType !== 'Mul' && n.opType !== 'Add') || !rules.has(n)) continue;
+    const [a, b] = [n.inputs[0], n.inputs[1]];
+    const computed = a && getConstant(a) ? b : b && getConstant(b) ? a : null;
+    if (!computed || !computesFloat(computed.producer)) continue;
+    rules.delete(n);
+    skipped.push({ node: n, reason: `kept float with ${describeNode(computed.producer!)} (${computed.producer!.opType}, float) before it: no requantization inside a float chain` });
+  }
+
   // ---- analysis 2: fused activations (Conv→Relu: the Q goes after the Relu)
   const fusedInto = new Map<Node, Node>(); // activation → op
   for (const [n, rule] of rules) {

@@ -1,5 +1,6 @@
 // Where a measurement was taken: reports carry it so numbers can be compared honestly.
 import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 
 const require = createRequire(import.meta.url);
@@ -9,6 +10,8 @@ export interface Environment {
   cores: number;
   totalMemoryBytes: number;
   platform: string;
+  /** The int8 dot-product instructions onnxruntime's kernels can use here (they decide whether 8-bit weights can saturate). */
+  int8Dot: string;
   node: string;
   onnxruntime: string;
   modelpress: string;
@@ -29,10 +32,27 @@ export function environment(): Environment {
     cores: cpus.length,
     totalMemoryBytes: os.totalmem(),
     platform: `${os.platform()}-${os.arch()}`,
+    int8Dot: int8DotInstructions(),
     node: process.version,
     onnxruntime: packageVersion('onnxruntime-node'),
     modelpress: modelpressVersion(),
   };
+}
+
+/** 'AVX-512 VNNI', 'AVX-VNNI', 'AVX2 without VNNI' (x86 Linux, from /proc/cpuinfo), or 'unknown'. */
+export function int8DotInstructions(): string {
+  let flags: Set<string>;
+  try {
+    const line = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags'));
+    if (!line) return 'unknown';
+    flags = new Set(line.split(':')[1]!.trim().split(/\s+/));
+  } catch {
+    return 'unknown';
+  }
+  if (flags.has('avx512_vnni')) return 'AVX-512 VNNI';
+  if (flags.has('avx_vnni')) return 'AVX-VNNI';
+  if (flags.has('avx2')) return 'AVX2 without VNNI';
+  return 'unknown';
 }
 
 export function modelpressVersion(): string {

@@ -704,7 +704,7 @@ function headerSection(r: CompressionReport, title: string): string {
     [
       'environment',
       esc(
-        `${env.cpuModel ?? 'unknown CPU'}, ${env.cores ?? '?'} cores, ${env.platform ?? ''}; onnxruntime ${env.onnxruntime ?? '?'}, ` +
+        `${env.cpuModel ?? 'unknown CPU'}, ${env.cores ?? '?'} cores, ${env.platform ?? ''}${env.int8Dot ? ` (int8 dot products: ${env.int8Dot})` : ''}; onnxruntime ${env.onnxruntime ?? '?'}, ` +
           `intra-op threads: ${threadsOf(r.recipe)}; Node ${env.node ?? '?'}, modelpress ${env.modelpress ?? '?'}`,
       ),
     ],
