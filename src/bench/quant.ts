@@ -396,7 +396,6 @@ async function biasCorrectionRows(rows: Row[], notes: string[]): Promise<void> {
 }
 
 /** Root mean square over output channels of the mean (over all samples) of candidate − reference: the systematic shift. */
-/** RMS over classes of the per-class mean shift of the first output (candidate − reference). */
 async function meanOutputShift(reference: Uint8Array, candidate: Uint8Array, batches: Feeds[]): Promise<number> {
   const means = async (bytes: Uint8Array) => {
     const m = decodeModel(bytes);
