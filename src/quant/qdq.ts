@@ -109,13 +109,21 @@ export function quantizeQdq(model: Model, ranges: Map<string, [number, number]>,
   // float anyway, and split the float chain onnxruntime would fuse: the affine after a HardSwish,
   // the epsilon/γ/β steps of a decomposed LayerNorm. The chain's end is quantized where a quantized
   // consumer reads it. Graph order is topological, so chains are followed in one sweep.
+  // the activation a quantized op absorbs (Conv→Relu: no Q/DQ between them), if any
+  const absorbedActivation = (n: Node): Node | undefined => {
+    if (!rules.get(n)?.fusesActivation) return undefined;
+    const y = n.outputs[0]!;
+    if (y.consumers.length !== 1 || g.isOutput(y)) return undefined;
+    const act = y.consumers[0]!;
+    if (!FUSABLE_ACTIVATIONS.has(act.opType) || act.domain !== '' || exclude.has(nodeKey(act))) return undefined;
+    if (act.opType === 'Clip' && [1, 2].some((i) => act.inputs[i] && !getConstant(act.inputs[i]))) return undefined;
+    return act;
+  };
   const computesFloat = (p: Node | null): boolean => {
     if (!p || p.opType === 'Constant' || !isFloat(p.outputs[0])) return false;
     if (rules.has(p)) return false;
-    // Relu/Clip absorbed into the quantized op before them
     const before = p.inputs[0]?.producer;
-    if (FUSABLE_ACTIVATIONS.has(p.opType) && before && rules.get(before)?.fusesActivation && p.inputs[0]!.consumers.length === 1) return false;
-    return true;
+    return !(before && absorbedActivation(before) === p);
   };
   for (const n of g.nodes) {
     if ((n.opType !== 'Mul' && n.opType !== 'Add') || !rules.has(n)) continue;
@@ -128,14 +136,9 @@ export function quantizeQdq(model: Model, ranges: Map<string, [number, number]>,
 
   // ---- analysis 2: fused activations (Conv→Relu: the Q goes after the Relu)
   const fusedInto = new Map<Node, Node>(); // activation → op
-  for (const [n, rule] of rules) {
-    if (!rule.fusesActivation) continue;
-    const y = n.outputs[0]!;
-    if (y.consumers.length !== 1 || g.isOutput(y)) continue;
-    const act = y.consumers[0]!;
-    if (!FUSABLE_ACTIVATIONS.has(act.opType) || act.domain !== '' || exclude.has(nodeKey(act))) continue;
-    if (act.opType === 'Clip' && [1, 2].some((i) => act.inputs[i] && !getConstant(act.inputs[i]))) continue;
-    fusedInto.set(act, n);
+  for (const n of rules.keys()) {
+    const act = absorbedActivation(n);
+    if (act) fusedInto.set(act, n);
   }
   const fusedAct = new Map<Node, Node>([...fusedInto].map(([a, n]) => [n, a]));
 
