@@ -46,8 +46,11 @@ describe('profile: PP-OCRv4 rec (flat names, weights in Constant nodes)', () => 
     const ops = new Set(r.byOpType.map((o) => o.name));
     assert.ok(ops.has('Conv'), `Conv among ${[...ops].join(', ')}`);
     assert.ok(ops.has('MatMul') || ops.has('FusedMatMul'), `MatMul among ${[...ops].join(', ')}`);
+    // Which op type is heaviest is a timing fact (Conv and the 88 HardSwish Muls trade places on
+    // a busy machine), so the test only asks that Conv holds a real share of the time.
     const conv = r.byOpType.find((o) => o.name === 'Conv')!;
-    assert.equal(conv, r.byOpType[0], 'Conv is the heaviest op type');
+    assert.ok(r.byOpType.slice(0, 3).includes(conv), `Conv among the three heaviest op types: ${r.byOpType.slice(0, 3).map((o) => o.name).join(', ')}`);
+    assert.ok(conv.share > 0.05, `Conv share ${conv.share}`);
 
     const params = sumOf(r.byBlock, (b) => b.params ?? 0);
     assert.equal(params, countParameters(model));
