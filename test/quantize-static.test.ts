@@ -221,6 +221,43 @@ describe('float chains stay float', () => {
   });
 });
 
+describe('the output head stays float', () => {
+  it('the logits MatMul keeps int8 weights and a float output; bias Add, Softmax and the Reshape after it get no Q→DQ; data movement after a float op stays float', async () => {
+    const { model, g, rand, weight: t, ints, x, node: addNode } = testGraph('head', 7, { name: 'x', dims: [2, 4, 6, 16] });
+    const node = (op: string, inputs: Value[], attrs: Record<string, number | number[]> = {}) => addNode(op, inputs, attrs)[0]!;
+    const c1 = node('Conv', [x, t('w1', [8, 4, 3, 3]), t('b1', [8])], { pads: [1, 1, 1, 1] });
+    const hs = node('HardSigmoid', [c1]); // float only
+    const tokens = node('Reshape', [hs, ints('tok', [2, 48, 16])]); // data movement on a float tensor
+    const logits = node('MatMul', [tokens, t('w2', [16, 40])]);
+    const biased = node('Add', [logits, t('b2', [40], () => rand() - 0.5)]);
+    const probs = node('Softmax', [biased], { axis: -1 });
+    const y = node('Reshape', [probs, ints('flat', [2, 1920])]);
+    g.outputs = [y];
+    const bytes = encodeModel(model);
+    const feeds = [1, 2, 3, 4].map(() => ({ x: new ort.Tensor('float32', Float32Array.from({ length: 2 * 4 * 6 * 16 }, () => rand() * 4 - 2), [2, 4, 6, 16]) }));
+    const ctx = passContext(feeds, { synthetic: false });
+    const q = await quantize(bytes, ctx, { calibrationMethod: 'minmax', weightRounding: 'nearest' });
+    const qOf = (v: Value) => q.model.graph.nodes.some((n) => n.opType === 'QuantizeLinear' && n.inputs[0]!.name === v.name);
+    assert.ok(qOf(c1), 'the Conv output is quantized');
+    assert.ok(!qOf(hs) && qOf(tokens), 'the Reshape of a float tensor runs float; the MatMul quantizes what it reads');
+    assert.ok(!qOf(logits) && !qOf(biased) && !qOf(probs), 'no Q→DQ on logits or probabilities');
+    const head = ctx.changes.skipped.filter((s) => /output head/.test(s.reason)).map((s) => s.opType).sort();
+    assert.deepEqual(head, ['Add', 'Reshape']);
+    const prof = await profileModel(q.model, feeds[0]! as Feeds, { runs: 1, warmup: 0 });
+    const kernels = new Set(prof.byOpType.map((e) => e.opType ?? e.name));
+    // the logits MatMul: MatMulIntegerToFloat, or (static shapes: onnxruntime first fuses MatMul + Add
+    // into a Gemm) a float Gemm on the dequantized int8 weight; never a requantized output
+    assert.ok(kernels.has('QLinearConv') && (kernels.has('MatMulIntegerToFloat') || kernels.has('Gemm')), [...kernels].join(', '));
+    assert.ok(!kernels.has('QLinearSoftmax') && !kernels.has('QLinearAdd') && !kernels.has('QLinearMatMul'), [...kernels].join(', '));
+    const w2 = q.model.graph.nodes.find((n) => n.opType === 'DequantizeLinear' && n.outputs[0]!.name.startsWith('w2'));
+    assert.equal(getConstant(w2?.inputs[0])?.dataType, DT.INT8, 'the logits weight is stored int8');
+    const [ref, got] = [tensorToFloat32((await runOnce(bytes, feeds[0]!))[y.name]!), tensorToFloat32((await runOnce(q.bytes, feeds[0]!))[y.name]!)];
+    assert.ok(fidelity(ref, got).sqnrDb > 25, `output SQNR ${fidelity(ref, got).sqnrDb.toFixed(1)} dB`);
+    // probabilities are not on an 8-bit grid: more distinct values than 256
+    assert.ok(new Set(got).size > 1000, `${new Set(got).size} distinct probabilities`);
+  });
+});
+
 describe('opset upgrade and BN folding are exact', () => {
   for (const name of ['ppocrRec', 'ppocrCls', 'ppocrDet'] as const) {
     it(`${name}: upgraded to opset 13 computes the same outputs`, async () => {

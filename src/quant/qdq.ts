@@ -134,6 +134,33 @@ export function quantizeQdq(model: Model, ranges: Map<string, [number, number]>,
     skipped.push({ node: n, reason: `kept float with ${describeNode(computed.producer!)} (${computed.producer!.opType}, float) before it: no requantization inside a float chain` });
   }
 
+  // ---- analysis 1c: the output head stays float. From each graph output back through data movement
+  // (Reshape, Flatten…), Softmax/LogSoftmax and bias Add/Mul by a constant, those nodes stay float,
+  // and the weight layer that computes the logits keeps int8 inputs but a float output (no Q after it).
+  // Rounding logits or probabilities to 8 bits turns a CTC frame's or a class's near-tie into a tie
+  // or a flip: one uint8 step of PP-OCRv4 rec's logits is about 0.2, the gap of a 0.52/0.48 frame 0.08.
+  const floatOutputs = new Set<Value>();
+  for (const out of g.outputs) {
+    let v: Value | null | undefined = out;
+    for (let p = v.producer; p && p.domain === ''; p = v.producer) {
+      const rule = rules.get(p);
+      const constOperand = (p.opType === 'Add' || p.opType === 'Mul') && p.inputs.findIndex((x) => !!getConstant(x));
+      let next: Value | null | undefined;
+      if (HEAD_FLOAT_OPS.has(p.opType) || rule?.output === 'shareInput') next = p.inputs[0];
+      else if (typeof constOperand === 'number' && constOperand >= 0 && p.inputs.length === 2) next = p.inputs[1 - constOperand];
+      else {
+        if (rule?.weight && getConstant(p.inputs[rule.weight.slot])) floatOutputs.add(v);
+        break;
+      }
+      if (rule) {
+        rules.delete(p);
+        skipped.push({ node: p, reason: 'output head: logits and probabilities stay float' });
+      }
+      if (!next) break;
+      v = next;
+    }
+  }
+
   // ---- analysis 2: fused activations (Conv→Relu: the Q goes after the Relu)
   const fusedInto = new Map<Node, Node>(); // activation → op
   for (const n of rules.keys()) {
@@ -159,6 +186,9 @@ export function quantizeQdq(model: Model, ranges: Map<string, [number, number]>,
   const constActs = new Set<Value>(); // constant activation-like inputs (Add/Mul operands)
   for (const [n, rule] of rules) {
     const actSlots = rule.inputs(n).filter((i) => !(rule.weight?.slot === i && getConstant(n.inputs[i])));
+    // data movement runs on int8 only where its producer already quantized the tensor: float in, float
+    // out (a Q→DQ on it would only add rounding; a quantized consumer quantizes the output itself)
+    if (rule.output === 'shareInput' && !quantValues.has(n.inputs[0]!)) continue;
     for (const i of actSlots) {
       const v = n.inputs[i]!;
       // a layer kept float keeps its output float too: quantizing it for the consumer would keep
@@ -169,8 +199,7 @@ export function quantizeQdq(model: Model, ranges: Map<string, [number, number]>,
     }
     const act = fusedAct.get(n);
     const out = act ? act.outputs[0]! : n.outputs[0]!;
-    if (g.isOutput(out)) continue; // graph outputs stay float
-    if (rule.output === 'shareInput' && !quantValues.has(n.inputs[0]!)) continue; // float in, float out
+    if (g.isOutput(out) || floatOutputs.has(out)) continue; // graph outputs and the output head's logits stay float
     mark(out);
     if (rule.output === 'shareInput') union(out, n.inputs[0]!);
     if (rule.sharedScale) for (const i of actSlots) if (quantValues.has(n.inputs[i]!)) union(n.inputs[i]!, out);
@@ -337,6 +366,9 @@ export function quantizeQdq(model: Model, ranges: Map<string, [number, number]>,
 }
 
 
+
+/** Float-only ops an output head passes through on its way back to the layer computing the logits. */
+const HEAD_FLOAT_OPS = new Set(['Softmax', 'LogSoftmax']);
 
 /** int8 weights (zero point 0) behind a DequantizeLinear, per channel along `axis` or per tensor; returns its float output. */
 function addWeightDequantize(g: Model['graph'], base: string, dims: number[], q: Int8Array, scales: Float32Array, axis: number | null): Value {
