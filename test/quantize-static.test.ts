@@ -16,6 +16,7 @@ import { activationParams, quantizeWeightsSymmetric } from '../src/quant/quant-m
 import { entropyThreshold, mseRange, MSE_HISTOGRAM_BINS, percentileRange } from '../src/quant/calibration.js';
 import { FMNIST, MODELS, ROOT, feedsFor, passContext, readModel, testGraph } from './helpers.js';
 import type { Value } from '../src/onnx/ir.js';
+import { nodeKey, quantizedWeightLayers, quantizeQdq } from '../src/quant/qdq.js';
 import { ort } from '../src/runtime/ort.js';
 import { join } from 'node:path';
 import { getConstant } from '../src/onnx/constants.js';
@@ -255,6 +256,30 @@ describe('the output head stays float', () => {
     assert.ok(fidelity(ref, got).sqnrDb > 25, `output SQNR ${fidelity(ref, got).sqnrDb.toFixed(1)} dB`);
     // probabilities are not on an 8-bit grid: more distinct values than 256
     assert.ok(new Set(got).size > 1000, `${new Set(got).size} distinct probabilities`);
+  });
+});
+
+describe('quantizedWeightLayers', () => {
+  it('lists exactly the layers quantizeQdq gives int8 weights (not excluded or unsupported ones), with the axis it uses', () => {
+    const { model, g, weight: t, x, node: addNode } = testGraph('layers', 3, { name: 'x', dims: [2, 4, 6, 6] });
+    const node = (op: string, inputs: Value[], attrs: Record<string, number | number[]> = {}) => addNode(op, inputs, attrs)[0]!;
+    const c1 = node('Conv', [x, t('w1', [8, 4, 3, 3])]);
+    const c2 = node('Conv', [c1, t('w2', [8, 8, 1, 1])]); // excluded below
+    const flat = node('Flatten', [c2]);
+    const fc = node('Gemm', [flat, t('w3', [10, 128])], { transB: 1 });
+    const odd = node('Gemm', [node('Transpose', [fc]), t('w4', [10, 5])], { transA: 1 }); // transA=1: no int8 kernel
+    g.outputs = [odd];
+    const opts = { activationType: 'uint8' as const, activationSymmetric: false, perChannel: true, reduceRange: true, opTypes: ['Conv', 'Gemm', 'Transpose', 'Flatten'] };
+    const c2Node = c2.producer!;
+    const layers = quantizedWeightLayers(model, opts, new Set([nodeKey(c2Node)]));
+    assert.deepEqual(layers.map((l) => [l.node.inputs[1]!.name, l.axis, l.index]), [['w1', 0, g.nodes.indexOf(c1.producer!)], ['w3', 0, g.nodes.indexOf(fc.producer!)]]);
+    // per tensor when asked, and the excluded node comes back when not excluded
+    const all = quantizedWeightLayers(model, { ...opts, perChannel: false }, new Set());
+    assert.deepEqual(all.map((l) => [l.node.inputs[1]!.name, l.axis]), [['w1', null], ['w2', null], ['w3', null]]);
+    // and quantizeQdq agrees: those weights, and no others, are stored int8
+    quantizeQdq(model, new Map([x, c1, c2, flat, fc, odd].map((v) => [v.name, [-1, 1] as [number, number]])), opts, new Set([nodeKey(c2Node)]));
+    const int8 = g.nodes.filter((n) => n.opType === 'DequantizeLinear' && getConstant(n.inputs[0])?.dataType === DT.INT8).map((n) => n.outputs[0]!.name.replace(/_dequantized$/, '')).sort();
+    assert.deepEqual(int8, ['w1', 'w3']);
   });
 });
 

@@ -9,32 +9,20 @@ import { Type } from '@sinclair/typebox';
 import { InvalidInputError, PassFailedError } from '../errors.js';
 import { DataType as DT } from '../onnx/dtypes.js';
 import { inferElemTypes } from '../onnx/elem-types.js';
-import type { Model, Node, Value } from '../onnx/ir.js';
-import type { TensorProto } from 'onnx-buf';
+import type { Value } from '../onnx/ir.js';
 import { decodeModel, encodeModel } from '../onnx/model-io.js';
 import { definePass } from '../pipeline/pass.js';
 import { calibrate } from '../quant/calibration.js';
 import { gptqWeightLevels } from '../quant/gptq.js';
 import { qRange, quantizeWeightsSymmetric } from '../quant/quant-math.js';
-import { getConstant } from '../onnx/constants.js';
-import { tensorDims } from '../onnx/tensor-data.js';
 import { foldBatchNorms } from '../quant/fold-bn.js';
 import { SIMPLIFY_REWRITES, simplifyForQuantization } from '../quant/simplify.js';
 import { upgradeOpset } from '../onnx/opset-upgrade.js';
 import { QDQ_OP_RULES } from '../quant/qdq-rules.js';
-import { nodeKey, quantizeQdq, type QdqOptions, type QdqResult } from '../quant/qdq.js';
+import { nodeKey, quantizedWeightLayers, quantizeQdq, type QdqOptions, type QdqResult } from '../quant/qdq.js';
 import { applyBiasShifts, measureQuantizedBiasShifts } from '../quant/bias-correction.js';
 import { addedSqnr, checkTarget, searchExclusions, type TargetCheck } from '../quant/sensitivity.js';
 import type { Feeds } from '../runtime/ort.js';
-
-/** Nodes of the op types asked for whose rule quantizes a float constant weight in input 1 (Conv, Gemm, MatMul…), with their index in the node list. */
-function weightLayers(model: Model, opTypes: readonly string[]): { node: Node; index: number; weight: TensorProto }[] {
-  return model.graph.nodes.flatMap((node, index) => {
-    const rule = node.domain === '' ? QDQ_OP_RULES[node.opType] : undefined;
-    const weight = rule?.weight?.slot === 1 ? getConstant(node.inputs[1]) : undefined;
-    return weight && weight.dataType === DT.FLOAT && opTypes.includes(node.opType) ? [{ node, index, weight }] : [];
-  });
-}
 
 /** Layers whose output shift bias correction folds into a bias (applyBiasShift handles these). */
 const BIAS_CORRECTABLE = new Set(['Conv', 'ConvTranspose', 'Gemm', 'MatMul']);
@@ -156,11 +144,12 @@ export const quantizeStaticPass = definePass({
       opTypes: config.opTypes,
       excludedWeights: config.sensitivity?.excludedWeights ?? 'float',
     };
+    const exclude = new Set(config.nodesToExclude);
     if (config.weightRounding === 'gptq') {
       const t0 = Date.now();
       const qmax = config.reduceRange ? 63 : 127;
-      const perChannel = config.perChannel && (model.opset('') ?? 0) >= 13;
-      const layers = weightLayers(model, config.opTypes).map(({ node, weight }) => ({ node, axis: perChannel ? QDQ_OP_RULES[node.opType]!.weight!.axis(node, tensorDims(weight).length) : null }));
+      // the layers quantizeQdq will give int8 weights, with the axis it will use
+      const layers = quantizedWeightLayers(model, opts, exclude);
       const { levels, errors } = await gptqWeightLevels(model, feeds, layers, qmax, (w, dims, axis) => quantizeWeightsSymmetric(w, dims, axis, qmax));
       opts.weightLevels = levels;
       const mean = (f: (e: (typeof errors)[number]) => number) => errors.reduce((a, e) => a + f(e), 0) / (errors.length || 1);
@@ -168,10 +157,9 @@ export const quantizeStaticPass = definePass({
       log.stat('gptqSeconds', Number(((Date.now() - t0) / 1000).toFixed(1)));
       log.stat('gptqMeanOutputError', `nearest ${(100 * mean((e) => e.nearest)).toFixed(2)}% → gptq ${(100 * mean((e) => e.gptq)).toFixed(2)}% (relative ‖XΔW‖ on calibration inputs)`);
     }
-    const exclude = new Set(config.nodesToExclude);
     // bias correction: shifts by node index of a fresh decode of floatBytes, applied to the layers not kept float
     const biasLayers = (exclude: ReadonlySet<string>) =>
-      weightLayers(decodeModel(floatBytes), config.opTypes).filter(({ node }) => BIAS_CORRECTABLE.has(node.opType) && !exclude.has(nodeKey(node)));
+      quantizedWeightLayers(decodeModel(floatBytes), opts, exclude).filter(({ node }) => BIAS_CORRECTABLE.has(node.opType));
     let biasShifts = new Map<number, Float32Array>();
     const quantizeOnly = (exclude: ReadonlySet<string>) => {
       const q = decodeModel(floatBytes);

@@ -1,6 +1,7 @@
 // QDQ rewrite: analyse which nodes and values are quantized (by QDQ_OP_RULES), then insert
 // QuantizeLinear→DequantizeLinear pairs on activations and DequantizeLinear on int8/int32 constants.
 // onnxruntime then fuses DQ → op → Q into its integer kernels (QLinearConv, QLinearAdd, QGemm…).
+import type { TensorProto } from 'onnx-buf';
 import { DataType as DT } from '../onnx/dtypes.js';
 import type { Model, Node, Value } from '../onnx/ir.js';
 import { addConstant, getConstant } from '../onnx/constants.js';
@@ -57,7 +58,24 @@ export function nodeKey(n: Node): string {
   return describeNode(n);
 }
 
-export function quantizeQdq(model: Model, ranges: Map<string, [number, number]>, opts: QdqOptions, exclude: ReadonlySet<string>): QdqResult {
+/** What quantizeQdq will do, before it rewrites anything: the nodes it quantizes and by which rule. */
+export interface QdqPlan {
+  rules: Map<Node, QdqOpRule>;
+  /** Rule ops named in `exclude`. */
+  excludedNodes: Set<Node>;
+  skipped: { node: Node; reason: string }[];
+  warnings: string[];
+  /** Outputs of quantized nodes that stay float (the output head's logits). */
+  floatOutputs: Set<Value>;
+  /** Per-channel weight scales in effect (asked for, and opset ≥ 13). */
+  perChannel: boolean;
+  /** The Relu/Clip a quantized node absorbs (no Q/DQ between them), if any. */
+  absorbedActivation: (n: Node) => Node | undefined;
+  isFloat: (v: Value | null | undefined) => v is Value;
+}
+
+/** Analysis only (the model is not changed): which nodes are quantized, which are kept float and why. */
+export function planQdq(model: Model, opts: QdqOptions, exclude: ReadonlySet<string>): QdqPlan {
   const g = model.graph;
   const types = inferElemTypes(model);
   const isFloat = (v: Value | null | undefined): v is Value => !!v && types.get(v) === DT.FLOAT;
@@ -160,6 +178,24 @@ export function quantizeQdq(model: Model, ranges: Map<string, [number, number]>,
       v = next;
     }
   }
+
+  return { rules, excludedNodes, skipped, warnings, floatOutputs, perChannel, absorbedActivation, isFloat };
+}
+
+/** The layers whose constant float weight (input 1) quantizeQdq turns into int8, with their index in `model.graph.nodes` and weight axis. */
+export function quantizedWeightLayers(model: Model, opts: QdqOptions, exclude: ReadonlySet<string>): { node: Node; index: number; weight: TensorProto; axis: number | null }[] {
+  const plan = planQdq(model, opts, exclude);
+  return model.graph.nodes.flatMap((node, index) => {
+    const rule = plan.rules.get(node);
+    const weight = rule?.weight?.slot === 1 ? getConstant(node.inputs[1]) : undefined;
+    if (!rule?.weight || !weight || weight.dataType !== DT.FLOAT) return [];
+    return [{ node, index, weight, axis: plan.perChannel ? rule.weight.axis(node, tensorDims(weight).length) : null }];
+  });
+}
+
+export function quantizeQdq(model: Model, ranges: Map<string, [number, number]>, opts: QdqOptions, exclude: ReadonlySet<string>): QdqResult {
+  const g = model.graph;
+  const { rules, excludedNodes, skipped, warnings, floatOutputs, perChannel, absorbedActivation, isFloat } = planQdq(model, opts, exclude);
 
   // ---- analysis 2: fused activations (Conv→Relu: the Q goes after the Relu)
   const fusedInto = new Map<Node, Node>(); // activation → op
