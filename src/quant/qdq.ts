@@ -58,6 +58,9 @@ export function nodeKey(n: Node): string {
   return describeNode(n);
 }
 
+/** Float-only ops an output head passes through on its way back to the layer computing the logits. */
+const HEAD_FLOAT_OPS = new Set(['Softmax', 'LogSoftmax']);
+
 /** What quantizeQdq will do, before it rewrites anything: the nodes it quantizes and by which rule. */
 export interface QdqPlan {
   rules: Map<Node, QdqOpRule>;
@@ -162,10 +165,10 @@ export function planQdq(model: Model, opts: QdqOptions, exclude: ReadonlySet<str
     let v: Value | null | undefined = out;
     for (let p = v.producer; p && p.domain === ''; p = v.producer) {
       const rule = rules.get(p);
-      const constOperand = (p.opType === 'Add' || p.opType === 'Mul') && p.inputs.findIndex((x) => !!getConstant(x));
+      const constSlot = p.opType === 'Add' || p.opType === 'Mul' ? p.inputs.findIndex((x) => !!getConstant(x)) : -1;
       let next: Value | null | undefined;
       if (HEAD_FLOAT_OPS.has(p.opType) || rule?.output === 'shareInput') next = p.inputs[0];
-      else if (typeof constOperand === 'number' && constOperand >= 0 && p.inputs.length === 2) next = p.inputs[1 - constOperand];
+      else if (constSlot >= 0 && p.inputs.length === 2) next = p.inputs[1 - constSlot];
       else {
         if (rule?.weight && getConstant(p.inputs[rule.weight.slot])) floatOutputs.add(v);
         break;
@@ -186,10 +189,10 @@ export function planQdq(model: Model, opts: QdqOptions, exclude: ReadonlySet<str
 export function quantizedWeightLayers(model: Model, opts: QdqOptions, exclude: ReadonlySet<string>): { node: Node; index: number; weight: TensorProto; axis: number | null }[] {
   const plan = planQdq(model, opts, exclude);
   return model.graph.nodes.flatMap((node, index) => {
-    const rule = plan.rules.get(node);
-    const weight = rule?.weight?.slot === 1 ? getConstant(node.inputs[1]) : undefined;
-    if (!rule?.weight || !weight || weight.dataType !== DT.FLOAT) return [];
-    return [{ node, index, weight, axis: plan.perChannel ? rule.weight.axis(node, tensorDims(weight).length) : null }];
+    const slot = plan.rules.get(node)?.weight;
+    const weight = slot?.slot === 1 ? getConstant(node.inputs[1]) : undefined;
+    if (!slot || !weight || weight.dataType !== DT.FLOAT) return [];
+    return [{ node, index, weight, axis: plan.perChannel ? slot.axis(node, tensorDims(weight).length) : null }];
   });
 }
 
@@ -401,10 +404,6 @@ export function quantizeQdq(model: Model, ranges: Map<string, [number, number]>,
   return { quantized, skipped, warnings, qdqPairs, weightOnly };
 }
 
-
-
-/** Float-only ops an output head passes through on its way back to the layer computing the logits. */
-const HEAD_FLOAT_OPS = new Set(['Softmax', 'LogSoftmax']);
 
 /** int8 weights (zero point 0) behind a DequantizeLinear, per channel along `axis` or per tensor; returns its float output. */
 function addWeightDequantize(g: Model['graph'], base: string, dims: number[], q: Int8Array, scales: Float32Array, axis: number | null): Value {
