@@ -15,7 +15,7 @@ import { upgradeOpset } from '../src/onnx/opset-upgrade.js';
 import { activationParams, quantizeWeightsSymmetric } from '../src/quant/quant-math.js';
 import { entropyThreshold, mseRange, MSE_HISTOGRAM_BINS, percentileRange } from '../src/quant/calibration.js';
 import { FMNIST, MODELS, ROOT, feedsFor, passContext, readModel, testGraph } from './helpers.js';
-import type { Value } from '../src/onnx/ir.js';
+import type { Model, Value } from '../src/onnx/ir.js';
 import { nodeKey, quantizedWeightLayers, quantizeQdq } from '../src/quant/qdq.js';
 import { ort } from '../src/runtime/ort.js';
 import { join } from 'node:path';
@@ -45,6 +45,17 @@ async function quantize(bytes: Uint8Array, ctx: PassContext, overrides: Record<s
   const q = await quantizeStaticPass.run(model, config, ctx);
   verifyModel(q);
   return { model: q, bytes: encodeModel(q) };
+}
+
+/** Four batches of input `x`, uniform in [-2, 2), for the hand-made graphs. */
+function uniformBatches(rand: () => number, dims: number[]): Feeds[] {
+  const n = dims.reduce((a, b) => a * b, 1);
+  return [1, 2, 3, 4].map(() => ({ x: new ort.Tensor('float32', Float32Array.from({ length: n }, () => rand() * 4 - 2), dims) }));
+}
+
+/** Whether the quantized model has a QuantizeLinear on the value named like `v`. */
+function quantizesValue(model: Model, v: Value): boolean {
+  return model.graph.nodes.some((n) => n.opType === 'QuantizeLinear' && n.inputs[0]!.name === v.name);
 }
 
 describe('quantize.static on the Fashion-MNIST CNN', () => {
@@ -202,17 +213,17 @@ describe('float chains stay float', () => {
     const y = node('MatMul', [beta, t('w3', [16, 10])]);
     g.outputs = [y];
     const bytes = encodeModel(model);
-    const feeds = [1, 2, 3, 4].map(() => ({ x: new ort.Tensor('float32', Float32Array.from({ length: 2 * 4 * 6 * 16 }, () => rand() * 4 - 2), [2, 4, 6, 16]) }));
+    const feeds = uniformBatches(rand, [2, 4, 6, 16]);
     const ctx = passContext(feeds, { synthetic: false });
     const q = await quantize(bytes, ctx, { calibrationMethod: 'minmax', weightRounding: 'nearest' });
     // the affine after HardSigmoid (Mul, Add) and LayerNorm's ε, γ and β steps (Add, Mul, Add)
     const floatKept = ctx.changes.skipped.filter((s) => /kept float with/.test(s.reason)).map((s) => s.opType).sort();
     assert.deepEqual(floatKept, ['Add', 'Add', 'Add', 'Mul', 'Mul']);
-    const qOf = (v: Value) => q.model.graph.nodes.some((n) => n.opType === 'QuantizeLinear' && n.inputs[0]!.name === v.name);
+    const qOf = (v: Value) => quantizesValue(q.model, v);
     assert.ok(!qOf(hs) && !qOf(sc), 'no Q→DQ inside the float chain');
     assert.ok(qOf(sh), 'the chain is quantized where the int8 Conv reads it');
     assert.ok(!qOf(ve) && !qOf(gamma) && qOf(beta), 'LayerNorm: no Q→DQ on the variance or after γ; its output is quantized for the MatMul');
-    const prof = await profileModel(q.model, feeds[0]! as Feeds, { runs: 1, warmup: 0 });
+    const prof = await profileModel(q.model, feeds[0]!, { runs: 1, warmup: 0 });
     const kernels = new Set(prof.byOpType.map((e) => e.opType ?? e.name));
     // the Convs and the MatMul run int8; no integer Mul/Add is left to requantize inside the chains
     assert.ok(kernels.has('QLinearConv') && kernels.has('MatMulIntegerToFloat'), [...kernels].join(', '));
@@ -235,16 +246,16 @@ describe('the output head stays float', () => {
     const y = node('Reshape', [probs, ints('flat', [2, 1920])]);
     g.outputs = [y];
     const bytes = encodeModel(model);
-    const feeds = [1, 2, 3, 4].map(() => ({ x: new ort.Tensor('float32', Float32Array.from({ length: 2 * 4 * 6 * 16 }, () => rand() * 4 - 2), [2, 4, 6, 16]) }));
+    const feeds = uniformBatches(rand, [2, 4, 6, 16]);
     const ctx = passContext(feeds, { synthetic: false });
     const q = await quantize(bytes, ctx, { calibrationMethod: 'minmax', weightRounding: 'nearest' });
-    const qOf = (v: Value) => q.model.graph.nodes.some((n) => n.opType === 'QuantizeLinear' && n.inputs[0]!.name === v.name);
+    const qOf = (v: Value) => quantizesValue(q.model, v);
     assert.ok(qOf(c1), 'the Conv output is quantized');
     assert.ok(!qOf(hs) && qOf(tokens), 'the Reshape of a float tensor runs float; the MatMul quantizes what it reads');
     assert.ok(!qOf(logits) && !qOf(biased) && !qOf(probs), 'no Q→DQ on logits or probabilities');
     const head = ctx.changes.skipped.filter((s) => /output head/.test(s.reason)).map((s) => s.opType).sort();
     assert.deepEqual(head, ['Add', 'Reshape']);
-    const prof = await profileModel(q.model, feeds[0]! as Feeds, { runs: 1, warmup: 0 });
+    const prof = await profileModel(q.model, feeds[0]!, { runs: 1, warmup: 0 });
     const kernels = new Set(prof.byOpType.map((e) => e.opType ?? e.name));
     // the logits MatMul: MatMulIntegerToFloat, or (static shapes: onnxruntime first fuses MatMul + Add
     // into a Gemm) a float Gemm on the dequantized int8 weight; never a requantized output
