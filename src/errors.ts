@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'pass_failed' // a pass could not rewrite this model as configured
   | 'canceled'
   | 'timeout'
+  | 'memory_limit' // the job needs more memory than its limit (a tensor over the budget, or the process limit hit)
   | 'internal'
   // service (HTTP API) codes
   | 'unauthorized' // missing, malformed, unknown or revoked API key
@@ -16,6 +17,7 @@ export type ErrorCode =
   | 'conflict' // the resource is not in a state that allows this (e.g. artifact of an unfinished job)
   | 'idempotency_mismatch' // Idempotency-Key reused with a different request
   | 'rate_limited'
+  | 'quota_exceeded' // the owner's stored models are at their count or byte quota
   | 'payload_too_large'
   | 'unavailable'; // a dependency (Postgres, Redis) is unreachable
 
@@ -32,12 +34,14 @@ export const ERROR_CODES: Record<ErrorCode, CodeInfo> = {
   pass_failed: { httpStatus: 422, retryable: false },
   canceled: { httpStatus: 409, retryable: false },
   timeout: { httpStatus: 504, retryable: false },
+  memory_limit: { httpStatus: 422, retryable: false },
   internal: { httpStatus: 500, retryable: true },
   unauthorized: { httpStatus: 401, retryable: false },
   not_found: { httpStatus: 404, retryable: false },
   conflict: { httpStatus: 409, retryable: false },
   idempotency_mismatch: { httpStatus: 422, retryable: false },
   rate_limited: { httpStatus: 429, retryable: true },
+  quota_exceeded: { httpStatus: 409, retryable: false },
   payload_too_large: { httpStatus: 413, retryable: false },
   unavailable: { httpStatus: 503, retryable: true },
 };
@@ -112,6 +116,13 @@ export class PassFailedError extends ModelpressError {
   }
 }
 
+export class MemoryLimitError extends ModelpressError {
+  constructor(message: string, options: { details?: unknown; cause?: unknown } = {}) {
+    super('memory_limit', message, options);
+    this.name = 'MemoryLimitError';
+  }
+}
+
 export class CanceledError extends ModelpressError {
   constructor(message = 'canceled') {
     super('canceled', message);
@@ -129,11 +140,15 @@ export class ServiceError extends ModelpressError {
   }
 }
 
-/** Wraps anything thrown into a ModelpressError; unknown errors become `internal`. */
+/** How running out of memory reads: onnxruntime's arena, V8's heap and array buffers, the C++ runtime. */
+export const OUT_OF_MEMORY_TEXT = /heap out of memory|Reached heap limit|Fatal process out of memory|Fatal process OOM|std::bad_alloc|Failed to allocate memory|Array buffer allocation failed|Cannot allocate memory/i;
+
+/** Wraps anything thrown into a ModelpressError; unknown errors become `internal`, allocation failures `memory_limit`. */
 export function toModelpressError(err: unknown): ModelpressError {
   if (err instanceof ModelpressError) return err;
   if (err instanceof Error && err.name === 'AbortError') return new CanceledError();
   const message = err instanceof Error ? err.message : String(err);
+  if (OUT_OF_MEMORY_TEXT.test(message)) return new MemoryLimitError(`ran out of memory: ${message}`, { cause: err });
   return new ModelpressError('internal', message, { cause: err });
 }
 

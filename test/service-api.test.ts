@@ -19,7 +19,7 @@ let keyB: string;
 const model = readFileSync(MODELS.fmnist);
 
 before(async () => {
-  svc = await testService({ MAX_UPLOAD_BYTES: String(model.length + 1000), RATE_LIMIT_JOBS_PER_MINUTE: '12', MAX_ACTIVE_JOBS_PER_OWNER: '6' });
+  svc = await testService({ MAX_UPLOAD_BYTES: String(model.length + 1000), RATE_LIMIT_JOBS_PER_MINUTE: '12', MAX_ACTIVE_JOBS_PER_OWNER: '6', MAX_MODELS_PER_OWNER: '4', RATE_LIMIT_UPLOADS_PER_MINUTE: '100' });
   app = await buildApp({ config: svc.config, forceCloseConnections: true });
   await app.listen({ port: 0, host: '127.0.0.1' });
   base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
@@ -219,4 +219,57 @@ test('rate limits: active jobs per owner and creations per minute → 429 with R
   const retryAfter = Number(limited.headers.get('retry-after'));
   assert.ok(retryAfter >= 1 && retryAfter <= 60, String(retryAfter));
   assert.match((await problem(limited, 429, 'rate_limited')).detail, /per minute/);
+});
+
+/** A model upload of distinct bytes (the store takes any bytes; the worker is what parses them). */
+function modelForm(seed: number): FormData {
+  const form = new FormData();
+  const bytes = new Uint8Array(model.length);
+  bytes.set(model);
+  bytes[bytes.length - 1] = seed; // distinct content, distinct model
+  form.append('model', new Blob([bytes]), `m${seed}.onnx`);
+  return form;
+}
+
+test('the active-jobs limit holds under a race: 50 concurrent creations by a fresh owner → exactly the limit accepted', async () => {
+  const c = client(base, await svc.newKey('racer'));
+  const { id: modelId } = (await (await c.post('/v1/models', modelForm(1))).json()) as { id: string };
+  const results = await Promise.all(Array.from({ length: 50 }, () => c.post('/v1/jobs', { modelId, recipe: FAST_RECIPE })));
+  const accepted = results.filter((r) => r.status === 202).length;
+  assert.equal(accepted, svc.config.maxActiveJobsPerOwner, results.map((r) => r.status).join(','));
+  assert.ok(results.every((r) => r.status === 202 || r.status === 429));
+  const owner = (await svc.dbh.db.storedModel.findUniqueOrThrow({ where: { id: modelId } })).ownerId;
+  assert.equal(await svc.dbh.db.job.count({ where: { ownerId: owner } }), svc.config.maxActiveJobsPerOwner, 'no row beyond the limit');
+});
+
+test('model quota per owner (count), also under concurrent uploads; a known model is not a new one', async () => {
+  const c = client(base, await svc.newKey('quota'));
+  const results = await Promise.all(Array.from({ length: 8 }, (_, i) => c.post('/v1/models', modelForm(10 + i))));
+  assert.equal(results.filter((r) => r.status === 201).length, svc.config.maxModelsPerOwner, results.map((r) => r.status).join(','));
+  const refused = results.find((r) => r.status !== 201)!;
+  assert.match((await problem(refused, 409, 'quota_exceeded')).detail, /MAX_MODELS_PER_OWNER/);
+  const stored = await Promise.all(results.filter((r) => r.status === 201).map(async (r) => ((await r.json()) as { filename: string }).filename));
+  const again = await c.post('/v1/models', modelForm(Number(/m(\d+)/.exec(stored[0]!)![1])));
+  assert.equal(again.status, 200, 'identical bytes: the stored model, no quota needed');
+  // at the quota, a new model is refused, by itself or with a job
+  await problem(await c.post('/v1/models', modelForm(99)), 409, 'quota_exceeded');
+  await problem(await c.post('/v1/jobs', jobForm(new Uint8Array(model.length).fill(3), FAST_RECIPE)), 409, 'quota_exceeded');
+  assert.deepEqual(tmpFiles(), [], 'refused uploads leave nothing');
+});
+
+test('hostile input → 400, never 500: a 100k-deep recipe, a cursor from year −271821, ids made of dashes, unbounded maxSamples', async () => {
+  const c = client(base, keyA);
+  const deep = '['.repeat(100_000) + ']'.repeat(100_000);
+  await problem(await c.post('/v1/jobs', jobForm(model, `{"steps":${deep}}`)), 400, 'invalid_recipe');
+  const json = await fetch(`${base}/v1/jobs`, { method: 'POST', headers: { authorization: `Bearer ${keyA}`, 'content-type': 'application/json' }, body: `{"modelId":"x","recipe":${deep}}` });
+  await problem(json, 400, 'invalid_input');
+  const cursor = Buffer.from(JSON.stringify([new Date(-8.64e15).toISOString(), '00000000-0000-0000-0000-000000000000'])).toString('base64url');
+  await problem(await c.get(`/v1/jobs?cursor=${cursor}`), 400, 'invalid_input');
+  const dashes = '-'.repeat(36);
+  await problem(await c.get(`/v1/jobs/${dashes}`), 400, 'invalid_input');
+  await problem(await c.post(`/v1/jobs/${dashes}/cancel`), 400, 'invalid_input');
+  await problem(await c.get(`/v1/models/${dashes}`), 400, 'invalid_input');
+  await problem(await c.post('/v1/jobs', { modelId: dashes, recipe: FAST_RECIPE }), 400, 'invalid_input');
+  const huge = await c.post('/v1/jobs', jobForm(model, { ...FAST_RECIPE, evaluate: { maxSamples: 1e9 } }));
+  assert.match(JSON.stringify((await problem(huge, 400, 'invalid_recipe')).errors), /evaluate\/maxSamples/);
 });

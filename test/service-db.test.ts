@@ -11,7 +11,7 @@ import { migrate, readMigrations } from '../src/service/db/migrate.js';
 import { createDb } from '../src/service/db/client.js';
 import { createApiKey, verifyApiKey } from '../src/service/db/keys.js';
 import { loadConfig } from '../src/service/config.js';
-import { claimJob, finishJob } from '../src/service/db/jobs.js';
+import { claimJob, completeAttempt, finalizeCanceled, finishAttempt, nextAttempt, requeueAttempt, writeProgress } from '../src/service/db/jobs.js';
 
 test('migrate applies every migration on a fresh database, records it like Prisma, and is idempotent', async () => {
   const database = await freshDatabase();
@@ -76,13 +76,37 @@ test('the generated Prisma client works against the migrated schema for every mo
     assert.equal(back.cancelRequestedAt?.getTime(), now.getTime());
     // (owner, idempotencyKey) is unique
     await assert.rejects(db.job.create({ data: { ownerId, modelId: model.id, recipe: {}, idempotencyKey: 'k' } }), (e: { code?: string }) => e.code === 'P2002');
-    // guarded transitions: claim only from queued/running without a cancel request; finish only from the allowed states
+    // guarded transitions: claim only queued jobs (or running ones with a stale heartbeat); only the
+    // attempt that owns the job moves it
     const j2 = await db.job.create({ data: { ownerId, modelId: model.id, recipe: {} } });
-    assert.deepEqual(await claimJob(db, j2.id, 'w1'), { attempt: 1 });
-    assert.equal(await finishJob(db, j2.id, 'succeeded', ['running']), true);
-    assert.equal(await finishJob(db, j2.id, 'failed', ['running']), false, 'a finished job never moves');
-    assert.equal(await claimJob(db, j2.id, 'w2'), null);
-    assert.equal((await db.job.findUniqueOrThrow({ where: { id: j2.id } })).status, 'succeeded');
+    assert.deepEqual(await claimJob(db, j2.id, 'w1', 60_000), { attempt: 1 });
+    assert.equal(await claimJob(db, j2.id, 'w2', 60_000), null, 'a running job with a live heartbeat is not claimed again');
+    await db.$executeRaw`UPDATE jobs SET updated_at = now() - interval '2 minutes' WHERE id = ${j2.id}::uuid`;
+    assert.deepEqual(await claimJob(db, j2.id, 'w2', 60_000), { attempt: 2 }, 'a stale run is taken over');
+    assert.deepEqual(await writeProgress(db, j2.id, 1, null), { owned: false, cancelRequested: false }, 'the superseded attempt learns it lost');
+    assert.equal(await finishAttempt(db, j2.id, 1, 'failed', { errorCode: 'internal', errorMessage: 'x' }), false, 'the old attempt cannot fail the job');
+    const run = { sha256: 'c'.repeat(64), sizeBytes: 3, report: {}, progress: null };
+    let promoted = 0;
+    assert.equal(await completeAttempt(db, j2.id, 1, run, 'artifacts/c.onnx', async () => void promoted++), false);
+    assert.equal(promoted, 0, 'a losing attempt promotes nothing');
+    assert.equal(await nextAttempt(db, j2.id, 2, 'w2'), 3);
+    assert.equal(await completeAttempt(db, j2.id, 3, run, 'artifacts/c.onnx', async () => void promoted++), true);
+    assert.equal(promoted, 1);
+    assert.equal(await completeAttempt(db, j2.id, 3, run, 'artifacts/c.onnx', async () => void promoted++), false, 'a finished job never moves');
+    assert.equal(await finishAttempt(db, j2.id, 3, 'failed'), false);
+    assert.equal(await claimJob(db, j2.id, 'w3', 0), null);
+    const done = await db.job.findUniqueOrThrow({ where: { id: j2.id }, include: { artifact: true } });
+    assert.equal(done.status, 'succeeded');
+    assert.equal(done.artifact?.storageKey, 'artifacts/c.onnx');
+    // cancel requested: never claimed; requeue and the reconciler's sweep turn it into canceled
+    const j3 = await db.job.create({ data: { ownerId, modelId: model.id, recipe: {} } });
+    assert.deepEqual(await claimJob(db, j3.id, 'w1', 60_000), { attempt: 1 });
+    await db.job.update({ where: { id: j3.id }, data: { cancelRequestedAt: new Date() } });
+    assert.equal(await requeueAttempt(db, j3.id, { attempt: 1 }), 'canceled');
+    const j4 = await db.job.create({ data: { ownerId, modelId: model.id, recipe: {}, cancelRequestedAt: new Date() } });
+    assert.equal(await claimJob(db, j4.id, 'w1', 0), null);
+    assert.deepEqual(await finalizeCanceled(db, 60_000, j4.id), [j4.id]);
+    assert.equal((await db.job.findUniqueOrThrow({ where: { id: j4.id } })).status, 'canceled');
   } finally {
     await close();
     await database.drop();

@@ -203,14 +203,25 @@ test('cancel a running job: it stops within seconds, its process is gone, and ca
   assert.equal((await api.get(`/v1/jobs/${id}/artifact`)).status, 409);
 });
 
-test('a job process killed from outside (as the OOM killer would) → failed internal; the worker keeps serving', async () => {
+test('a job process SIGKILLed from outside (as the OOM killer does) is retried; killed on every start → failed memory_limit naming the limit', async () => {
   const id = await create(jobForm(model, SLOW_RECIPE));
-  const [pid] = await waitFor('the runner process', async () => (runnerPids(id).length === 1 ? runnerPids(id) : null), 30_000);
-  process.kill(pid!, 'SIGKILL');
-  const j = await until(id, finished, 'the crash to be recorded', 15_000);
+  const max = svc.config.maxJobStarts;
+  for (let attempt = 1; attempt <= max; attempt++) {
+    // each start runs in a fresh process: wait for this attempt's runner and kill it
+    const [pid] = await waitFor(`attempt ${attempt}'s runner`, async () => {
+      const j = await job(id);
+      const pids = runnerPids(id);
+      return j.status === 'running' && j.attempt === attempt && pids.length === 1 ? pids : null;
+    }, 30_000);
+    process.kill(pid!, 'SIGKILL');
+  }
+  const j = await until(id, finished, 'the last crash to be recorded', 15_000);
   assert.equal(j.status, 'failed');
-  assert.equal(j.error?.code, 'internal');
-  assert.match(j.error?.message ?? '', /SIGKILL/);
+  assert.equal(j.attempt, max);
+  assert.equal(j.error?.code, 'memory_limit');
+  assert.match(j.error?.message ?? '', /out of memory/);
+  assert.match(j.error?.message ?? '', new RegExp(`${svc.config.jobMemoryMb} MB \\(JOB_MEMORY_MB\\)`));
+  assert.match(j.error?.message ?? '', new RegExp(`on ${max} starts`));
   assert.equal(worker.child.exitCode, null);
   assert.equal((await until(await create(jobForm(model, FAST_RECIPE)), finished, 'the next job')).status, 'succeeded');
 });

@@ -9,6 +9,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { InvalidInputError, toModelpressError } from '../errors.js';
 import { formatBytes, formatSummary, summarizeModel } from '../onnx/inspect.js';
 import { decodeModel } from '../onnx/model-io.js';
+import { assertModelFitsBudget } from '../onnx/budget.js';
 import { parseRecipe } from '../pipeline/recipe.js';
 import { runPipeline, type PipelineReport } from '../pipeline/pipeline.js';
 import { batchesFromArrays, openDataset, readArraysFile, readLabelsFile } from '../data/samples.js';
@@ -145,8 +146,9 @@ async function cmdCompress(argv: string[]): Promise<void> {
   const modelPath = positionals[0]!;
   const bytes = readBytes(modelPath, 'model');
   const synthetic = syntheticOptions(values);
+  const model = decodeModel(bytes);
+  assertModelFitsBudget(model);
   const batchesOf = (path: string) => {
-    const model = decodeModel(bytes);
     const batchSize = positiveInt(values.batch, '--batch', recipe.evaluate.batchSize);
     const maxSamples = positiveInt(values['max-samples'], '--max-samples', recipe.evaluate.maxSamples);
     return [...batchesFromArrays(model, readArraysFile(path, model), { batchSize, maxSamples }, path)];
@@ -248,7 +250,8 @@ async function cmdBench(argv: string[]): Promise<void> {
   const paths = positionals as string[];
   const models = paths.map((p) => readBytes(p, 'model'));
   const reference = decodeModel(models[0]!);
-  if (models[1]) decodeModel(models[1]);
+  assertModelFitsBudget(reference);
+  if (models[1]) assertModelFitsBudget(decodeModel(models[1]));
   let data;
   if (values.data) {
     const arrays = readArraysFile(values.data as string, reference);
@@ -317,7 +320,8 @@ async function cmdEval(argv: string[]): Promise<void> {
   if (!values.data) throw new UsageError('eval needs --data <inputs>');
   const [refBytes, candBytes] = positionals.map((p) => readBytes(p, 'model')) as [Uint8Array, Uint8Array];
   const reference = decodeModel(refBytes);
-  decodeModel(candBytes);
+  assertModelFitsBudget(reference);
+  assertModelFitsBudget(decodeModel(candBytes));
   const dataset = openDataset(values.data as string, reference);
   const batchSize = positiveInt(values.batch, '--batch', 64);
   const maxSamples = values['max-samples'] === undefined ? undefined : positiveInt(values['max-samples'], '--max-samples', 1);

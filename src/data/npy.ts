@@ -1,6 +1,8 @@
 // numpy .npy and .npz (zip of .npy, stored or deflated) reading and writing.
+import { constants as bufferConstants } from 'node:buffer';
 import { inflateRawSync } from 'node:zlib';
-import { InvalidInputError } from '../errors.js';
+import { InvalidInputError, MemoryLimitError } from '../errors.js';
+import { HINTS, MAX_TENSOR_ENV, assertTensorFits, formatSize, maxTensorBytes } from '../onnx/budget.js';
 import type { TypedArray } from '../onnx/dtypes.js';
 
 export type NpyDtype = 'float32' | 'float64' | 'float16' | 'int8' | 'uint8' | 'int16' | 'uint16' | 'int32' | 'uint32' | 'int64' | 'uint64' | 'bool';
@@ -67,6 +69,7 @@ export function parseNpyHeader(buf: Uint8Array, label = 'npy'): NpyHeader {
 
 export function parseNpy(buf: Uint8Array, label = 'npy'): NpyArray {
   const h = parseNpyHeader(buf, label);
+  assertTensorFits(`array '${label}'`, h.dtype, h.shape, undefined, HINTS.data);
   const count = h.shape.reduce((a, b) => a * b, 1);
   const bytes = count * h.ctor.BYTES_PER_ELEMENT;
   if (buf.length - h.dataOffset < bytes) {
@@ -156,9 +159,30 @@ export function parseNpz(buf: Uint8Array, label = 'npz'): Map<string, NpyArray> 
     if (raw.length < compSize) throw new InvalidInputError(`${label}: truncated entry '${name}'`);
     let content: Uint8Array;
     if (method === 0) content = raw;
-    else if (method === 8) content = inflateRawSync(raw);
+    else if (method === 8) content = inflateLimited(raw, `${label}:${name}`);
     else throw new InvalidInputError(`${label}: entry '${name}' uses unsupported zip compression method ${method}`);
     out.set(name.replace(/\.npy$/, ''), parseNpy(content, `${label}:${name}`));
   }
   return out;
+}
+
+/**
+ * Inflates one zip entry, stopping at the per-tensor budget: a few KiB of deflate can expand to
+ * gigabytes, and the sizes in the zip headers are the file's word, not a fact.
+ */
+function inflateLimited(raw: Uint8Array, label: string): Uint8Array {
+  const limit = maxTensorBytes();
+  // room for the .npy header on top of the array itself
+  const maxOutputLength = Math.min(limit + 65536, bufferConstants.MAX_LENGTH);
+  try {
+    return inflateRawSync(raw, { maxOutputLength });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+      throw new MemoryLimitError(
+        `array '${label}' inflates to more than ${formatSize(maxOutputLength)} — over the per-tensor limit of ${formatSize(limit)} (${MAX_TENSOR_ENV}); ${HINTS.data}`,
+        { cause: err },
+      );
+    }
+    throw new InvalidInputError(`${label}: cannot inflate the zip entry: ${(err as Error).message}`, { cause: err });
+  }
 }

@@ -5,6 +5,7 @@ import { fromBinary } from '@bufbuild/protobuf';
 import { TensorProtoSchema } from 'onnx-buf';
 import { readTensor } from '../onnx/tensor-data.js';
 import { InvalidInputError } from '../errors.js';
+import { HINTS, assertTensorFits } from '../onnx/budget.js';
 import { DataType as DT, ORT_TYPE_OF, dtypeName } from '../onnx/dtypes.js';
 import type { Model } from '../onnx/ir.js';
 import { ort, type Feeds } from '../runtime/ort.js';
@@ -67,13 +68,15 @@ function concatAxis0(arrs: NpyArray[], name: string): NpyArray {
     throw new InvalidInputError(`input '${name}': test data sets differ in dtype or shape beyond axis 0`);
   }
   const total = arrs.reduce((s, a) => s + a.data.length, 0);
+  const shape = [arrs.reduce((s, a) => s + (a.shape[0] ?? 1), 0), ...first.shape.slice(1)];
+  assertTensorFits(`input '${name}'`, first.dtype, shape, undefined, HINTS.data);
   const data = new (first.data.constructor as new (n: number) => NpyArray['data'])(total);
   let off = 0;
   for (const a of arrs) {
     (data as Float32Array).set(a.data as Float32Array, off);
     off += a.data.length;
   }
-  return { dtype: first.dtype, shape: [arrs.reduce((s, a) => s + (a.shape[0] ?? 1), 0), ...first.shape.slice(1)], data };
+  return { dtype: first.dtype, shape, data };
 }
 
 /** JSON: `{ "<name>": nested arrays | {dtype, shape, data} }`; bare nested arrays default to float32. */
@@ -250,6 +253,8 @@ export function openDataset(path: string, model: Model): Dataset {
       *batches(opts: BatchOptions) {
         const total = Math.min(samples, opts.maxSamples ?? Infinity);
         try {
+          // one batch is all this path ever holds: that is what must fit
+          assertTensorFits(`input '${input.name}' (a batch of ${path})`, h.dtype, [Math.min(opts.batchSize, total), ...h.shape.slice(1)], undefined, 'give a smaller --batch, or raise the limit');
           for (let start = 0; start < total; start += opts.batchSize) {
             const n = Math.min(opts.batchSize, total - start);
             const buf = new ArrayBuffer(n * rowBytes);

@@ -6,10 +6,20 @@ import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { InvalidInputError, throwIfAborted } from '../errors.js';
 import { countParameters } from '../onnx/constants.js';
-import { dtypeName } from '../onnx/dtypes.js';
+import { HINTS, assertTensorFits } from '../onnx/budget.js';
+import { DataType as DT, dtypeFromOrtType, dtypeName } from '../onnx/dtypes.js';
 import type { Model } from '../onnx/ir.js';
 import { decodeModel } from '../onnx/model-io.js';
-import { createSession, ort, syntheticInputs, type Feeds, type SyntheticInputOptions } from '../runtime/ort.js';
+import {
+  assertInputsFit,
+  createSession,
+  ort,
+  syntheticInputSpecs,
+  syntheticInputs,
+  type Feeds,
+  type InputSpec,
+  type SyntheticInputOptions,
+} from '../runtime/ort.js';
 import type { BenchmarkResult, Comparison, LatencyRatio, LatencyStats } from '../report/schema.js';
 import { estimateMacs } from './macs.js';
 
@@ -72,6 +82,26 @@ export function batchInfo(model: Model): { dynamic: boolean; fixed: number | nul
 /** Inputs for one batch size: user data tiled/sliced along axis 0, or synthetic data. */
 export function inputsForBatch(model: Model, batch: number, opts: BenchmarkOptions): Feeds {
   if (opts.data) return resizeBatch(opts.data, batch);
+  return syntheticInputs(model, batchInputOptions(model, batch, opts));
+}
+
+/** Dtypes and shapes inputsForBatch would allocate, without allocating them. */
+export function inputSpecsForBatch(model: Model, batch: number, opts: BenchmarkOptions): InputSpec[] {
+  if (opts.data) {
+    return Object.entries(opts.data).map(([name, t]) => ({ name, dtype: (dtypeFromOrtType(t.type) ?? DT.UNDEFINED) as DT, dims: [batch, ...t.dims.slice(1)] }));
+  }
+  return syntheticInputSpecs(model, batchInputOptions(model, batch, opts));
+}
+
+/**
+ * Refuses a batch sweep whose largest inputs would be over the per-tensor budget, before the first
+ * batch is timed (so a sweep does not run for minutes and then fail, or grow until killed).
+ */
+export function assertBatchesFit(model: Model, opts: BenchmarkOptions, sizes: readonly number[] = batchSizesFor(model, opts).sizes): void {
+  for (const b of sizes) assertInputsFit(inputSpecsForBatch(model, b, opts), HINTS.batches, ` at batch ${b}`);
+}
+
+function batchInputOptions(model: Model, batch: number, opts: BenchmarkOptions): SyntheticInputOptions {
   const info = batchInfo(model);
   const base = opts.inputs ?? {};
   const inits = new Set(model.graph.initializers);
@@ -84,7 +114,7 @@ export function inputsForBatch(model: Model, batch: number, opts: BenchmarkOptio
     shapes[name] = given.map((d, i) => (Number.isNaN(d) || (!marked && i === 0 && name === first?.name && info.dynamic) ? batch : d));
   }
   const dims = { ...(base.dims ?? {}), ...(info.dimName ? { [info.dimName]: batch } : {}) };
-  return syntheticInputs(model, { ...base, shapes, dims, batch });
+  return { ...base, shapes, dims, batch };
 }
 
 type NumericArray = Exclude<ort.Tensor['data'], string[]>;
@@ -97,6 +127,7 @@ function resizeBatch(feeds: Feeds, batch: number): Feeds {
     const src = t.data as NumericArray;
     const n = Math.max(1, t.dims[0] ?? 1);
     const row = src.length / n;
+    assertTensorFits(`input '${name}' at batch ${batch}`, t.type, [batch, ...t.dims.slice(1)], undefined, HINTS.batches);
     const data = new (src.constructor as new (len: number) => NumericArray)(row * batch);
     for (let i = 0; i < batch; i++) {
       const k = i % n;
@@ -145,6 +176,7 @@ export async function benchmarkModel(bytes: Uint8Array, opts: BenchmarkOptions =
   const runs = opts.runs ?? 32;
   const threads = opts.intraOpThreads ?? 0;
   const { sizes, fixed } = batchSizesFor(model, opts);
+  assertBatchesFit(model, opts);
   const latency: LatencyStats[] = [];
   let inputs: BenchmarkResult['inputs'] = [];
   for (const b of sizes) {
@@ -178,6 +210,8 @@ export async function compareModels(aBytes: Uint8Array, bBytes: Uint8Array, opts
   // a fresh session pays its first-run costs again: warm each one up
   const warmPerRound = Math.max(3, Math.ceil(warmup / rounds));
   const { sizes } = batchSizesFor(a, opts);
+  assertBatchesFit(a, opts);
+  if (!sameInterface(a, b)) assertBatchesFit(b, opts, sizes);
   const ratios: LatencyRatio[] = [];
   for (const batch of sizes) {
     const feedsA = inputsForBatch(a, batch, opts);

@@ -14,7 +14,7 @@ import {
 } from 'onnx-buf';
 import { InvalidModelError, UnsupportedModelError } from '../errors.js';
 import { Graph, KNOWN_DOMAINS, Model, Node, Value } from './ir.js';
-import { assertEmbedded } from './tensor-data.js';
+import { assertNoExternalData } from './safety.js';
 
 export interface DecodeOptions {
   /** Accept nodes in domains onnxruntime does not know (default false: reject with a clear error). */
@@ -41,6 +41,8 @@ export function decodeModelProto(bytes: Uint8Array): ModelProto {
   if (!proto.graph || proto.irVersion === 0n) {
     throw new InvalidModelError('not an ONNX model: no graph or IR version found in the file');
   }
+  // Every decode goes through here, so no path from a model reaches onnxruntime or our readers.
+  assertNoExternalData(proto);
   return proto;
 }
 
@@ -113,7 +115,6 @@ export function importModel(proto: ModelProto, opts: DecodeOptions = {}): Model 
       graph.inputs.push(v);
     }
     for (const t of gp.initializer) {
-      assertEmbedded(t);
       const v = scope.values.get(t.name) ?? define(t.name);
       v.initializer = t;
       graph.initializers.push(v);
@@ -126,7 +127,6 @@ export function importModel(proto: ModelProto, opts: DecodeOptions = {}): Model 
       if (!knownDomains.has(np.domain)) unknownDomainNodes.push(`${np.domain}::${np.opType}${np.name ? ` '${np.name}'` : ''}`);
       node.setInputs(input.map((name) => (name === '' ? null : use(name))));
       for (const a of attribute) {
-        if (a.t) assertEmbedded(a.t);
         const attr: { proto: typeof a; graph?: Graph; graphs?: Graph[] } = { proto: a };
         if (a.g) attr.graph = importGraph(a.g, scope, node);
         if (a.graphs.length > 0) attr.graphs = a.graphs.map((g) => importGraph(g, scope, node));

@@ -23,7 +23,8 @@ export function elementCount(dims: readonly number[]): number {
 }
 
 export function isExternal(t: TensorProto): boolean {
-  return t.dataLocation === TensorProto_DataLocation.EXTERNAL || t.externalData.length > 0;
+  // Anything but DEFAULT counts: a data_location value we do not know could mean a file to a runtime.
+  return t.dataLocation !== TensorProto_DataLocation.DEFAULT || t.externalData.length > 0;
 }
 
 /** Throws a clear error for tensors whose bytes live outside the model (we never read paths from a model). */

@@ -4,12 +4,13 @@ import { createHash } from 'node:crypto';
 import { CanceledError, ModelpressError, PassFailedError, throwIfAborted, toModelpressError } from '../errors.js';
 import { countParameters } from '../onnx/constants.js';
 import type { Model } from '../onnx/ir.js';
+import { assertModelFitsBudget } from '../onnx/budget.js';
 import { decodeModel, encodeModel } from '../onnx/model-io.js';
 import { verifyModel } from '../onnx/verify.js';
 import { syntheticInputs, type Feeds, type SyntheticInputOptions } from '../runtime/ort.js';
 import { environment } from '../report/environment.js';
 import type { CompressionReport, LatencyStats, StageMetrics, StepReport } from '../report/schema.js';
-import { benchmarkModel, compareModels, inputsForBatch, type BenchmarkOptions } from '../measure/benchmark.js';
+import { assertBatchesFit, benchmarkModel, compareModels, inputsForBatch, type BenchmarkOptions } from '../measure/benchmark.js';
 import { estimateMacs } from '../measure/macs.js';
 import { evaluateModels } from '../eval/evaluate.js';
 import { profileModel } from '../measure/profile.js';
@@ -77,6 +78,8 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
   throwIfAborted(signal);
   let model = decodeModel(inputBytes);
   verifyModel(model, 'input model');
+  // before the first allocation from a declared shape: a tiny model can declare a huge tensor
+  assertModelFitsBudget(model);
 
   const synthetic = !opts.samples || opts.samples.length === 0;
   const samples: Feeds[] = synthetic
@@ -95,6 +98,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
     ...(signal ? { signal } : {}),
   };
 
+  if (bench.enabled) assertBatchesFit(model, benchOptions); // fail now, not after the baseline is measured
   report({ step: 0, stepName: 'baseline', fraction: 0, message: 'running the original model' });
   const evaluateStage = (candidate: Uint8Array) =>
     evaluateModels(inputBytes, candidate, samples, {

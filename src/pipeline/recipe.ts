@@ -21,7 +21,7 @@ export const BenchmarkSchema = Type.Object(
 
 export const EvaluateSchema = Type.Object(
   {
-    maxSamples: Type.Integer({ minimum: 1, default: 256, description: 'Samples used for fidelity after each step.' }),
+    maxSamples: Type.Integer({ minimum: 1, maximum: 100_000, default: 256, description: 'Samples used for fidelity after each step.' }),
     batchSize: Type.Integer({ minimum: 1, maximum: 4096, default: 8 }),
   },
   { additionalProperties: false },
@@ -65,9 +65,45 @@ function problemsOf(schema: TSchema, value: unknown, prefix: string): RecipeProb
   return out;
 }
 
+/** Deeper than any real recipe (they nest 4 levels); deep enough to reject before anything recurses. */
+export const MAX_JSON_DEPTH = 32;
+
+/** The nesting depth of JSON text, by a scan that cannot overflow the stack (the text need not be valid). */
+export function jsonTextDepth(text: string): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92 /* \\ */) i++;
+      else if (c === 34 /* " */) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 123 || c === 91 /* { [ */) max = Math.max(max, ++depth);
+    else if (c === 125 || c === 93 /* } ] */) depth--;
+  }
+  return max;
+}
+
+/** The nesting depth of a parsed value, iteratively (stops counting past `limit`). */
+export function jsonValueDepth(value: unknown, limit = MAX_JSON_DEPTH): number {
+  let max = 0;
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, d] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    max = Math.max(max, d);
+    if (max > limit) return max;
+    for (const child of Object.values(v)) stack.push([child, d + 1]);
+  }
+  return max;
+}
+
 /** Parses JSON text into a validated recipe with defaults filled in; throws InvalidRecipeError. */
 export function parseRecipe(input: string | unknown): Recipe {
   let raw: unknown = input;
+  const depth = typeof input === 'string' ? jsonTextDepth(input) : jsonValueDepth(input);
+  if (depth > MAX_JSON_DEPTH) throw new InvalidRecipeError([{ path: '', message: `nested deeper than ${MAX_JSON_DEPTH} levels; a recipe is a few levels deep` }]);
   if (typeof input === 'string') {
     try {
       raw = JSON.parse(input);

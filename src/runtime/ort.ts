@@ -6,6 +6,7 @@ import { DataType as DT, ORT_TYPE_OF, dtypeFromOrtType, dtypeName } from '../onn
 import type { Model, Value } from '../onnx/ir.js';
 import { float32ToFloat16Bits } from '../onnx/float16.js';
 import { encodeModel } from '../onnx/model-io.js';
+import { HINTS, assertTensorFits, maxTensorBytes } from '../onnx/budget.js';
 
 export { ort };
 export type Feeds = Record<string, ort.Tensor>;
@@ -69,16 +70,35 @@ export interface SyntheticInputOptions {
   seed?: number;
 }
 
+export interface InputSpec {
+  name: string;
+  dtype: DT;
+  dims: number[];
+}
+
+/** The dtype and shape syntheticInputs would give every model input, without allocating anything. */
+export function syntheticInputSpecs(model: Model, opts: SyntheticInputOptions = {}): InputSpec[] {
+  const initializers = new Set(model.graph.initializers);
+  return model.graph.inputs
+    .filter((v) => !initializers.has(v)) // IR<4 style default values
+    .map((v) => ({ name: v.name, dtype: (v.elemType ?? DT.FLOAT) as DT, dims: resolveShape(v, opts) }));
+}
+
+/** Throws MemoryLimitError if any of these inputs is over the per-tensor budget. */
+export function assertInputsFit(specs: readonly InputSpec[], hint: string = HINTS.shapes, context = ''): void {
+  const limit = maxTensorBytes();
+  for (const s of specs) assertTensorFits(`input '${s.name}'${context}`, s.dtype, s.dims, limit, hint);
+}
+
 /** Inputs that respect the model's declared dtypes and shapes. Floats ~ U[0,1), ints small. */
 export function syntheticInputs(model: Model, opts: SyntheticInputOptions = {}): Feeds {
   const rand = seededRandom(opts.seed ?? 1234);
+  const specs = syntheticInputSpecs(model, opts);
+  // all of them before the first allocation: declared shapes come from the model, not from us
+  assertInputsFit(specs);
   const feeds: Feeds = {};
-  const initializers = new Set(model.graph.initializers);
-  for (const v of model.graph.inputs) {
-    if (initializers.has(v)) continue; // IR<4 style default values
-    const dims = resolveShape(v, opts);
-    const dtype = v.elemType ?? DT.FLOAT;
-    feeds[v.name] = fillTensor(dtype, dims, rand, opts.values?.[v.name] ?? sensibleValue(v.name, dtype, dims), v.name);
+  for (const { name, dtype, dims } of specs) {
+    feeds[name] = fillTensor(dtype, dims, rand, opts.values?.[name] ?? sensibleValue(name, dtype, dims), name);
   }
   return feeds;
 }

@@ -8,6 +8,8 @@ import infra from './plugins/infra.js';
 import problems from './plugins/problems.js';
 import auth from './plugins/auth.js';
 import healthRoutes from './routes/health.js';
+import { ServiceError } from '../errors.js';
+import { jsonTextDepth, MAX_JSON_DEPTH } from '../pipeline/recipe.js';
 import jobRoutes from './routes/jobs.js';
 import modelRoutes from './routes/models.js';
 
@@ -23,10 +25,21 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     logger: opts.logger ?? false,
     bodyLimit: Math.max(opts.config.maxRecipeBytes + 4096, 1024 * 1024),
     return503OnClosing: true,
+    // a stalled upload is cut after idleTimeoutMs of silence; no request may take longer than requestTimeoutMs
+    connectionTimeout: opts.config.idleTimeoutMs,
+    requestTimeout: opts.config.requestTimeoutMs,
     ...(opts.forceCloseConnections ? { forceCloseConnections: true } : {}),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array' } },
   });
   await app.register(problems);
+  // JSON bodies are checked for depth before they are parsed: nothing downstream may recurse 100k deep
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    if (jsonTextDepth(body as string) > MAX_JSON_DEPTH) {
+      return done(new ServiceError('invalid_input', `the JSON body is nested deeper than ${MAX_JSON_DEPTH} levels`), undefined);
+    }
+    parseJson(req, body as string, done);
+  });
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
@@ -56,9 +69,14 @@ export async function serve(config: ServiceConfig): Promise<FastifyInstance> {
   await app.listen({ host: config.host, port: config.port });
   const stop = (signal: string) => {
     app.log.info(`${signal}: shutting down`);
-    const force = setTimeout(() => process.exit(1), config.shutdownTimeoutMs).unref();
+    // uploads still running when the drain time is up are cut: their temp files go first
+    const force = setTimeout(() => {
+      app.storage.discardInFlight();
+      process.exit(1);
+    }, config.shutdownTimeoutMs).unref();
     app.close().then(() => {
       clearTimeout(force);
+      app.storage.discardInFlight();
       process.exit(0);
     });
   };

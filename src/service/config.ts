@@ -1,5 +1,6 @@
 // Service configuration from the environment, validated once at start with every problem listed.
 import { existsSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { InvalidInputError } from '../errors.js';
 
@@ -19,13 +20,22 @@ export interface ServiceConfig {
   rateLimitJobsPerMinute: number;
   /** Queued + running jobs per owner. */
   maxActiveJobsPerOwner: number;
+  /** Model uploads (POST /v1/models and multipart jobs) per owner per minute. */
+  rateLimitUploadsPerMinute: number;
+  /** Stored models per owner, and their total bytes. */
+  maxModelsPerOwner: number;
+  maxModelBytesPerOwner: number;
+  /** The longest a request (an upload) may take; temp files older than this are swept at start. */
+  requestTimeoutMs: number;
+  /** A connection that sends nothing for this long is closed (a stalled upload). */
+  idleTimeoutMs: number;
   /** How many times a job may be started before it is failed (worker crashes, stalls). */
   maxJobStarts: number;
   /** How long a stalled (worker died) job keeps its lock before another worker takes it over. */
   jobLockMs: number;
   /** Bounded wait for in-flight work on SIGTERM. */
   shutdownTimeoutMs: number;
-  /** Heap limit of a job's child process (MB); 0 = node default. */
+  /** Memory limit of a job's child process (MB; RLIMIT_AS + V8 heap); 0 = none. */
   jobMemoryMb: number;
   queueName: string;
 }
@@ -70,12 +80,20 @@ export function loadConfig(env: Env = process.env): ServiceConfig {
     workerConcurrency: intVar(env, 'WORKER_CONCURRENCY', 1, 1, 256, problems),
     rateLimitJobsPerMinute: intVar(env, 'RATE_LIMIT_JOBS_PER_MINUTE', 60, 1, 1_000_000, problems),
     maxActiveJobsPerOwner: intVar(env, 'MAX_ACTIVE_JOBS_PER_OWNER', 20, 1, 1_000_000, problems),
+    rateLimitUploadsPerMinute: intVar(env, 'RATE_LIMIT_UPLOADS_PER_MINUTE', 30, 1, 1_000_000, problems),
+    maxModelsPerOwner: intVar(env, 'MAX_MODELS_PER_OWNER', 200, 1, 10_000_000, problems),
+    maxModelBytesPerOwner: intVar(env, 'MAX_MODEL_BYTES_PER_OWNER', 50 * GiB, 1, Number.MAX_SAFE_INTEGER, problems),
+    requestTimeoutMs: intVar(env, 'REQUEST_TIMEOUT_MS', 3600_000, 1000, 7 * 24 * 3600_000, problems),
+    idleTimeoutMs: intVar(env, 'IDLE_TIMEOUT_MS', 30_000, 100, 3600_000, problems),
     maxJobStarts: intVar(env, 'MAX_JOB_STARTS', 3, 1, 100, problems),
     jobLockMs: intVar(env, 'JOB_LOCK_MS', 30_000, 1000, 3600_000, problems),
     shutdownTimeoutMs: intVar(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 0, 3600_000, problems),
-    jobMemoryMb: intVar(env, 'JOB_MEMORY_MB', 0, 0, 1024 * 1024, problems),
+    jobMemoryMb: 0,
     queueName: env.MODELPRESS_QUEUE || 'modelpress-jobs',
   };
+  // default: three quarters of this machine's memory, shared by the jobs one worker runs at once
+  const defaultJobMemoryMb = Math.floor((0.75 * totalmem()) / 2 ** 20 / config.workerConcurrency);
+  config.jobMemoryMb = intVar(env, 'JOB_MEMORY_MB', defaultJobMemoryMb, 0, 1024 * 1024, problems);
   if (!/^[A-Za-z0-9_-]{1,100}$/.test(config.queueName)) problems.push('MODELPRESS_QUEUE: letters, digits, _ and - only');
   if (problems.length > 0) throw new InvalidInputError(`invalid service configuration:\n  ${problems.join('\n  ')}`, { details: problems });
   return config;

@@ -3,27 +3,46 @@
 import type { Db, Job } from './client.js';
 
 export type JobStatusName = 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled';
-export const ACTIVE: JobStatusName[] = ['queued', 'running'];
 
-/** Claims a job for a run: queued (or running, when a stalled run is re-delivered) → running, attempt+1. */
-export async function claimJob(db: Db, jobId: string, workerId: string): Promise<{ attempt: number } | null> {
+/**
+ * Claims a job for a new attempt: queued → running, or running → running when the run's heartbeat
+ * (updated_at, written every second by its worker) is older than `staleMs` — its worker is gone.
+ * A running job with a live heartbeat is never claimed: a duplicate delivery must not start a second run.
+ */
+export async function claimJob(db: Db, jobId: string, workerId: string, staleMs: number): Promise<{ attempt: number } | null> {
   const rows = await db.$queryRaw<{ attempt: number }[]>`
     UPDATE jobs SET status = 'running', attempt = attempt + 1, started_at = COALESCE(started_at, now()),
       worker_id = ${workerId}, updated_at = now()
-    WHERE id = ${jobId}::uuid AND status IN ('queued', 'running') AND cancel_requested_at IS NULL
+    WHERE id = ${jobId}::uuid AND cancel_requested_at IS NULL
+      AND (status = 'queued' OR (status = 'running' AND updated_at < now() - ${staleMs}::integer * interval '1 millisecond'))
     RETURNING attempt`;
   return rows[0] ?? null;
 }
 
-export async function finishJob(
+/**
+ * Finishes jobs whose cancel was requested but that no live worker will ever stop: queued ones, and
+ * running ones without a heartbeat for `staleMs`. With `jobId`, only that job. Returns the ids canceled.
+ */
+export async function finalizeCanceled(db: Db, staleMs: number, jobId?: string): Promise<string[]> {
+  const rows = await db.$queryRaw<{ id: string }[]>`
+    UPDATE jobs SET status = 'canceled', finished_at = now(), updated_at = now()
+    WHERE cancel_requested_at IS NOT NULL
+      AND (status = 'queued' OR (status = 'running' AND updated_at < now() - ${staleMs}::integer * interval '1 millisecond'))
+      AND (${jobId ?? null}::uuid IS NULL OR id = ${jobId ?? null}::uuid)
+    RETURNING id::text`;
+  return rows.map((r) => r.id);
+}
+
+/** Ends one attempt: only the attempt that still owns the job (running, same attempt number) moves it. */
+export async function finishAttempt(
   db: Db,
   jobId: string,
-  to: 'failed' | 'canceled' | 'succeeded',
-  from: JobStatusName[],
+  attempt: number,
+  to: 'failed' | 'canceled',
   fields: { errorCode?: string; errorMessage?: string } = {},
 ): Promise<boolean> {
   const res = await db.job.updateMany({
-    where: { id: jobId, status: { in: from } },
+    where: { id: jobId, status: 'running', attempt },
     data: {
       status: to,
       finishedAt: new Date(),
@@ -33,9 +52,72 @@ export async function finishJob(
   return res.count === 1;
 }
 
-export async function requeueJob(db: Db, jobId: string): Promise<boolean> {
-  const res = await db.job.updateMany({ where: { id: jobId, status: 'running' }, data: { status: 'queued', workerId: null } });
-  return res.count === 1;
+/**
+ * Hands a running attempt back to the queue: one attempt (worker shutdown), or whichever attempt
+ * has had no heartbeat for `staleMs` (its worker is gone). A job whose cancel was requested is
+ * canceled instead, so it never loops through the queue.
+ */
+export async function requeueAttempt(db: Db, jobId: string, guard: { attempt: number } | { staleMs: number }): Promise<'queued' | 'canceled' | null> {
+  const attempt = 'attempt' in guard ? guard.attempt : null;
+  const staleMs = 'staleMs' in guard ? guard.staleMs : null;
+  const rows = await db.$queryRaw<{ status: string }[]>`
+    UPDATE jobs SET
+      status = CASE WHEN cancel_requested_at IS NULL THEN 'queued'::job_status ELSE 'canceled'::job_status END,
+      finished_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE now() END,
+      worker_id = NULL, updated_at = now()
+    WHERE id = ${jobId}::uuid AND status = 'running'
+      AND (${attempt}::integer IS NULL OR attempt = ${attempt}::integer)
+      AND (${staleMs}::integer IS NULL OR updated_at < now() - ${staleMs}::integer * interval '1 millisecond')
+    RETURNING status::text`;
+  return (rows[0]?.status as 'queued' | 'canceled' | undefined) ?? null;
+}
+
+/** Starts the next attempt of a running job in place (a crashed run retried by the same worker). */
+export async function nextAttempt(db: Db, jobId: string, attempt: number, workerId: string): Promise<number | null> {
+  const rows = await db.$queryRaw<{ attempt: number }[]>`
+    UPDATE jobs SET attempt = attempt + 1, worker_id = ${workerId}, updated_at = now()
+    WHERE id = ${jobId}::uuid AND status = 'running' AND attempt = ${attempt} AND cancel_requested_at IS NULL
+    RETURNING attempt`;
+  return rows[0]?.attempt ?? null;
+}
+
+export interface CompletedRun {
+  sha256: string;
+  sizeBytes: number;
+  report: Record<string, unknown>;
+  progress: ProgressFields | null;
+}
+
+/**
+ * Records a succeeded attempt. Under the job's row lock, and only while this attempt still owns the
+ * job, `promote` moves the attempt's file to its content-addressed key; then status and artifact row
+ * are written in the same transaction. A losing attempt promotes nothing, so it can never touch a
+ * stored artifact. Returns whether this attempt won.
+ */
+export async function completeAttempt(db: Db, jobId: string, attempt: number, run: CompletedRun, artifactKey: string, promote: () => Promise<void>): Promise<boolean> {
+  return db.$transaction(
+    async (tx) => {
+      const owned = await tx.$queryRaw<{ id: string }[]>`
+        SELECT id::text FROM jobs WHERE id = ${jobId}::uuid AND status = 'running' AND attempt = ${attempt} FOR UPDATE`;
+      if (owned.length !== 1) return false;
+      await promote();
+      const p = run.progress;
+      await tx.job.update({
+        where: { id: jobId },
+        data: {
+          status: 'succeeded',
+          finishedAt: new Date(),
+          progressPercent: 100,
+          ...(p ? { progressStep: p.step, progressSteps: p.steps, progressStepName: p.stepName, progressMessage: null } : {}),
+          report: run.report as never,
+          metrics: metricsSummary(run.report) as never,
+        },
+      });
+      await tx.artifact.create({ data: { jobId, storageKey: artifactKey, sha256: run.sha256, sizeBytes: BigInt(run.sizeBytes) } });
+      return true;
+    },
+    { timeout: 120_000, maxWait: 10_000 },
+  );
 }
 
 export interface ProgressFields {
@@ -46,8 +128,8 @@ export interface ProgressFields {
   message?: string | undefined;
 }
 
-/** Writes progress (and the heartbeat); returns whether a cancel was requested. */
-export async function writeProgress(db: Db, jobId: string, p: ProgressFields | null): Promise<{ cancelRequested: boolean; running: boolean }> {
+/** Writes progress and the heartbeat of one attempt; `owned` is false once another attempt (or a cancel) took the job. */
+export async function writeProgress(db: Db, jobId: string, attempt: number, p: ProgressFields | null): Promise<{ cancelRequested: boolean; owned: boolean }> {
   const rows = await db.$queryRaw<{ cancel: boolean }[]>`
     UPDATE jobs SET updated_at = now(),
       progress_percent = COALESCE(${p?.percent ?? null}::double precision, progress_percent),
@@ -55,9 +137,9 @@ export async function writeProgress(db: Db, jobId: string, p: ProgressFields | n
       progress_steps = COALESCE(${p?.steps ?? null}::integer, progress_steps),
       progress_step_name = COALESCE(${p?.stepName ?? null}::text, progress_step_name),
       progress_message = CASE WHEN ${p !== null} THEN ${p?.message ?? null}::text ELSE progress_message END
-    WHERE id = ${jobId}::uuid AND status = 'running'
+    WHERE id = ${jobId}::uuid AND status = 'running' AND attempt = ${attempt}
     RETURNING cancel_requested_at IS NOT NULL AS cancel`;
-  return { running: rows.length === 1, cancelRequested: rows[0]?.cancel ?? false };
+  return { owned: rows.length === 1, cancelRequested: rows[0]?.cancel ?? false };
 }
 
 /** The summary shown in GET /v1/jobs/{id}: the final stage's numbers, without the whole report. */

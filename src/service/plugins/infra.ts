@@ -31,10 +31,22 @@ export default fp(
     app.decorate('redis', redis);
     app.decorate('queue', queue);
     app.decorate('storage', new LocalStorage(config.dataDir));
+    const storage = app.storage;
+    // temp uploads older than the longest request belong to no request any more (an API process
+    // killed mid-upload): swept at start and then every few minutes
+    const sweepTemp = async () => {
+      const cutoff = Date.now() - config.requestTimeoutMs - 60_000;
+      for (const f of await storage.list('tmp')) {
+        if (f.modifiedAt.getTime() < cutoff) await storage.delete(f.key).catch(() => {});
+      }
+    };
+    const sweeper = setInterval(() => void sweepTemp().catch(() => {}), 10 * 60_000).unref();
     app.addHook('onReady', async () => {
       await ensureNoEviction(queueConnection, log);
+      await sweepTemp();
     });
     app.addHook('onClose', async () => {
+      clearInterval(sweeper);
       await Promise.race([queue.close(), new Promise((r) => setTimeout(r, 2000))]).catch(() => {});
       redis.disconnect();
       queueConnection.disconnect();

@@ -35,6 +35,7 @@ const TITLES: Partial<Record<ErrorCode, string>> = {
   not_found: 'Not found',
   conflict: 'Conflict',
   rate_limited: 'Too many requests',
+  quota_exceeded: 'Quota exceeded',
   payload_too_large: 'Payload too large',
   invalid_recipe: 'Invalid recipe',
   invalid_input: 'Invalid input',
@@ -75,6 +76,19 @@ function fromFastifyError(err: FastifyError): { code: ErrorCode; detail: string;
   return null;
 }
 
+const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006', 'P1001', 'P1002', 'P1017', 'P2024']);
+const UNREACHABLE_TEXT = /Connection terminated|connection timeout|timeout exceeded when trying to connect|Can't reach database|server closed the connection|terminating connection due to administrator command|the database system is (starting up|shutting down)|DatabaseNotReachable|ConnectionClosed/i;
+
+/** Whether an error (or any error in its cause chain) says Postgres is unreachable: 503, not 500. */
+export function isDatabaseUnreachable(err: unknown): boolean {
+  for (let e = err as Record<string, unknown> | undefined, i = 0; e && typeof e === 'object' && i < 8; e = e.cause as Record<string, unknown> | undefined, i++) {
+    for (const k of ['code', 'kind', 'originalCode']) if (typeof e[k] === 'string' && UNREACHABLE_CODES.has(e[k] as string)) return true;
+    if (typeof e.kind === 'string' && UNREACHABLE_TEXT.test(e.kind)) return true;
+    if (typeof e.message === 'string' && UNREACHABLE_TEXT.test(e.message)) return true;
+  }
+  return false;
+}
+
 export default fp(
   async function problems(app: FastifyInstance) {
     app.addSchema(ProblemSchema);
@@ -84,6 +98,7 @@ export default fp(
       if (err instanceof ModelpressError && err.code !== 'internal') {
         return sendProblem(reply, err.code, err.message, err.details !== undefined ? { errors: err.details } : {});
       }
+      if (isDatabaseUnreachable(err)) return sendProblem(reply, 'unavailable', 'the database is unreachable; try again shortly', { retryAfterSec: 5 });
       const known = fromFastifyError(err);
       if (known) return sendProblem(reply, known.code, known.detail, known.errors !== undefined ? { errors: known.errors } : {});
       req.log.error({ err }, 'unhandled error');

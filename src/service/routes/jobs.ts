@@ -8,8 +8,10 @@ import type { CompressionReport } from '../../report/schema.js';
 import { jobView, type JobStatusName } from '../db/jobs.js';
 import type { Job } from '../db/client.js';
 import { CANCEL_CHANNEL, enqueue, withDeadline } from '../queue.js';
-import { storeModel } from './models.js';
-import { dataExtension, readMultipart, type MultipartBody } from './uploads.js';
+import { assertActiveJobsBelowLimit, storeModel, withOwnerLock } from '../db/owners.js';
+import { rateLimit } from '../rate-limit.js';
+import { IdParams, UUID_PATTERN, UUID_RE } from '../ids.js';
+import { dataExtension, readMultipart, type MultipartBody, type UploadedFile } from './uploads.js';
 
 const STATUSES = ['queued', 'running', 'succeeded', 'failed', 'canceled'] as const;
 const DATA_FILES = ['calibration', 'evaluation', 'labels'] as const;
@@ -43,20 +45,33 @@ const JobSchema = {
   required: ['id', 'status', 'progress', 'createdAt', 'links'],
 } as const;
 
-const IdParams = { type: 'object', properties: { id: { type: 'string', format: 'uuid' } }, required: ['id'] } as const;
 
 const JsonCreateBody = {
   type: 'object',
   additionalProperties: false,
   required: ['modelId', 'recipe'],
   properties: {
-    modelId: { type: 'string', format: 'uuid' },
+    modelId: { type: 'string', pattern: UUID_PATTERN },
     recipe: { description: 'The recipe: an object, or its JSON text', anyOf: [{ type: 'object' }, { type: 'string' }] },
     timeoutMs: { type: 'integer', minimum: 1 },
   },
 } as const;
 
 const common = { security: [{ bearer: [] }], tags: ['jobs'] };
+
+/** A list cursor is (createdAt, id) of the last item; anything else, or a date Postgres cannot hold, is null. */
+function decodeCursor(cursor: string): { createdAt: Date; id: string } | null {
+  try {
+    const v = JSON.parse(Buffer.from(cursor, 'base64url').toString()) as unknown;
+    if (!Array.isArray(v) || v.length !== 2 || typeof v[0] !== 'string' || typeof v[1] !== 'string') return null;
+    const createdAt = new Date(v[0]);
+    const year = createdAt.getUTCFullYear();
+    if (Number.isNaN(createdAt.getTime()) || year < 2000 || year > 9999 || !UUID_RE.test(v[1])) return null;
+    return { createdAt, id: v[1] };
+  } catch {
+    return null;
+  }
+}
 
 function notFinished(job: Job): boolean {
   return job.status === 'queued' || job.status === 'running';
@@ -72,27 +87,6 @@ export default async function jobRoutes(app: FastifyInstance) {
     const job = await db.job.findFirst({ where: { id, ownerId: req.ownerId } });
     if (!job) throw new ServiceError('not_found', `no job ${id}`);
     return job;
-  }
-
-  async function checkLimits(ownerId: string): Promise<void> {
-    const windowSec = 60;
-    const now = Math.floor(Date.now() / 1000);
-    const window = Math.floor(now / windowSec);
-    const key = `modelpress:ratelimit:jobs:${ownerId}:${window}`;
-    let count: number;
-    try {
-      count = await app.redis.incr(key);
-      if (count === 1) await app.redis.expire(key, windowSec + 5);
-    } catch (err) {
-      throw new ServiceError('unavailable', 'Redis is unreachable; try again shortly', { cause: err, retryAfterSec: 5 });
-    }
-    if (count > config.rateLimitJobsPerMinute) {
-      throw new ServiceError('rate_limited', `at most ${config.rateLimitJobsPerMinute} jobs per minute per owner`, { retryAfterSec: (window + 1) * windowSec - now });
-    }
-    const activeJobs = await db.job.count({ where: { ownerId, status: { in: ['queued', 'running'] } } });
-    if (activeJobs >= config.maxActiveJobsPerOwner) {
-      throw new ServiceError('rate_limited', `you have ${activeJobs} unfinished jobs; the limit is ${config.maxActiveJobsPerOwner}`, { retryAfterSec: 10 });
-    }
   }
 
   function sendJob(reply: FastifyReply, job: Job, status = 200) {
@@ -117,16 +111,21 @@ export default async function jobRoutes(app: FastifyInstance) {
     },
     async (req, reply) => {
       const idempotencyKey = (req.headers['idempotency-key'] as string | undefined)?.trim() || null;
-      // a replay of an accepted request is not a new job: no limits
-      const replay = idempotencyKey ? await db.job.count({ where: { ownerId: req.ownerId, idempotencyKey } }) : 0;
-      if (!replay) await checkLimits(req.ownerId);
+      const ownerId = req.ownerId;
+      // a replay of an accepted request is not a new job: no limits. The cheap checks run before the
+      // upload is read; the active-jobs limit is checked again, atomically, when the job is written.
+      const replay = idempotencyKey ? await db.job.count({ where: { ownerId, idempotencyKey } }) : 0;
+      if (!replay) {
+        await rateLimit(app.redis, 'jobs', ownerId, config.rateLimitJobsPerMinute);
+        await assertActiveJobsBelowLimit(db, ownerId, config);
+      }
       let body: MultipartBody | null = null;
+      const dataKeys: Partial<Record<(typeof DATA_FILES)[number], string>> = {};
       try {
         let recipeInput: unknown;
-        let modelId: string;
+        let modelRef: { id: string } | { upload: UploadedFile };
         let timeoutMs: number | null = null;
         const digest = createHash('sha256');
-        const dataKeys: Partial<Record<(typeof DATA_FILES)[number], string>> = {};
         if (req.isMultipart()) {
           body = await readMultipart(req, storage, {
             files: ['model', ...DATA_FILES],
@@ -143,16 +142,11 @@ export default async function jobRoutes(app: FastifyInstance) {
           // validate everything before storing anything
           parseRecipe(recipeText);
           for (const f of DATA_FILES) if (body.files.has(f)) dataExtension(body.files.get(f)!.filename, f);
-          const stored = await storeModel(db, storage, req.ownerId, model);
-          modelId = stored.model.id;
+          modelRef = { upload: model };
           digest.update(`model:${model.sha256}\n`);
           for (const f of DATA_FILES) {
             const file = body.files.get(f);
-            if (!file) continue;
-            const key = `uploads/${randomUUID()}.${dataExtension(file.filename, f)}`;
-            await storage.promote(file.key, key);
-            dataKeys[f] = key;
-            digest.update(`${f}:${file.sha256}\n`);
+            if (file) digest.update(`${f}:${file.sha256}\n`);
           }
         } else {
           const json = req.body as { modelId?: unknown; recipe?: unknown; timeoutMs?: unknown } | undefined;
@@ -163,31 +157,39 @@ export default async function jobRoutes(app: FastifyInstance) {
           if (json.recipe === undefined) throw new ServiceError('invalid_input', '`recipe` is required', { details: [{ path: '/recipe', message: 'required' }] });
           if (json.timeoutMs !== undefined) timeoutMs = parseTimeout(String(json.timeoutMs));
           recipeInput = json.recipe;
-          if (JSON.stringify(recipeInput).length > config.maxRecipeBytes) throw new ServiceError('payload_too_large', `the recipe is larger than ${config.maxRecipeBytes} bytes`);
           parseRecipe(recipeInput);
-          const model = /^[0-9a-f-]{36}$/i.test(json.modelId) ? await db.storedModel.findFirst({ where: { id: json.modelId, ownerId: req.ownerId } }) : null;
+          if (JSON.stringify(recipeInput).length > config.maxRecipeBytes) throw new ServiceError('payload_too_large', `the recipe is larger than ${config.maxRecipeBytes} bytes`);
+          const model = UUID_RE.test(json.modelId) ? await db.storedModel.findFirst({ where: { id: json.modelId, ownerId } }) : null;
           if (!model) throw new ServiceError('not_found', `no model ${json.modelId}`);
-          modelId = model.id;
+          modelRef = { id: model.id };
           digest.update(`model:${model.sha256}\n`);
         }
         const recipe = typeof recipeInput === 'string' ? JSON.parse(recipeInput) : recipeInput;
         digest.update(`recipe:${JSON.stringify(recipe)}\ntimeout:${timeoutMs}\n`);
         const requestHash = digest.digest('hex');
 
-        if (idempotencyKey) {
-          const prior = await db.job.findUnique({ where: { ownerId_idempotencyKey: { ownerId: req.ownerId, idempotencyKey } } });
-          if (prior) {
-            await dropDataFiles(dataKeys);
-            if (prior.requestHash !== requestHash) throw new ServiceError('idempotency_mismatch', 'this Idempotency-Key was used with a different request');
-            reply.header('Location', `/v1/jobs/${prior.id}`);
-            return sendJob(reply, prior, 202);
+        // one transaction under the owner's lock: the idempotency lookup, the active-jobs limit, the
+        // model quota and the insert cannot interleave with another request of the same owner
+        const { job, replayed } = await withOwnerLock(db, ownerId, async (tx) => {
+          if (idempotencyKey) {
+            const prior = await tx.job.findUnique({ where: { ownerId_idempotencyKey: { ownerId, idempotencyKey } } });
+            if (prior) {
+              if (prior.requestHash !== requestHash) throw new ServiceError('idempotency_mismatch', 'this Idempotency-Key was used with a different request');
+              return { job: prior, replayed: true };
+            }
           }
-        }
-        let job: Job;
-        try {
-          job = await db.job.create({
+          await assertActiveJobsBelowLimit(tx, ownerId, config);
+          const modelId = 'id' in modelRef ? modelRef.id : (await storeModel(tx, storage, config, ownerId, modelRef.upload)).model.id;
+          for (const f of DATA_FILES) {
+            const file = body?.files.get(f);
+            if (!file) continue;
+            const key = `uploads/${randomUUID()}.${dataExtension(file.filename, f)}`;
+            await storage.promote(file.key, key);
+            dataKeys[f] = key;
+          }
+          const created = await tx.job.create({
             data: {
-              ownerId: req.ownerId,
+              ownerId,
               modelId,
               recipe: recipe as never,
               timeoutMs,
@@ -198,22 +200,18 @@ export default async function jobRoutes(app: FastifyInstance) {
               labelsKey: dataKeys.labels ?? null,
             },
           });
-        } catch (err) {
-          if ((err as { code?: string }).code === 'P2002' && idempotencyKey) {
-            // a concurrent request with the same key won the race
-            await dropDataFiles(dataKeys);
-            const prior = await db.job.findUniqueOrThrow({ where: { ownerId_idempotencyKey: { ownerId: req.ownerId, idempotencyKey } } });
-            if (prior.requestHash !== requestHash) throw new ServiceError('idempotency_mismatch', 'this Idempotency-Key was used with a different request');
-            reply.header('Location', `/v1/jobs/${prior.id}`);
-            return sendJob(reply, prior, 202);
-          }
+          return { job: created, replayed: false };
+        }).catch(async (err) => {
+          await dropDataFiles(dataKeys); // unique keys: nothing else refers to them
           throw err;
-        }
-        try {
-          await withDeadline(enqueue(app.queue, job.id), 3000, 'enqueue');
-        } catch (err) {
-          // the job is recorded; a worker's reconciler enqueues it once Redis is back
-          req.log.warn({ err }, `job ${job.id}: enqueue failed; it stays queued`);
+        });
+        if (!replayed) {
+          try {
+            await withDeadline(enqueue(app.queue, job.id), 3000, 'enqueue');
+          } catch (err) {
+            // the job is recorded; a worker's reconciler enqueues it once Redis is back
+            req.log.warn({ err }, `job ${job.id}: enqueue failed; it stays queued`);
+          }
         }
         reply.header('Location', `/v1/jobs/${job.id}`);
         return sendJob(reply, job, 202);
@@ -263,13 +261,8 @@ export default async function jobRoutes(app: FastifyInstance) {
       const q = req.query as { limit: number; cursor?: string; status?: JobStatusName };
       let after: { createdAt: Date; id: string } | null = null;
       if (q.cursor) {
-        try {
-          const [t, id] = JSON.parse(Buffer.from(q.cursor, 'base64url').toString()) as [string, string];
-          after = { createdAt: new Date(t), id };
-          if (Number.isNaN(after.createdAt.getTime()) || !/^[0-9a-f-]{36}$/.test(id)) throw new Error('bad');
-        } catch {
-          throw new ServiceError('invalid_input', 'invalid cursor', { details: [{ path: '/cursor', message: 'not a cursor from this API' }] });
-        }
+        after = decodeCursor(q.cursor);
+        if (!after) throw new ServiceError('invalid_input', 'invalid cursor', { details: [{ path: '/cursor', message: 'not a cursor from this API' }] });
       }
       const rows = await db.job.findMany({
         where: {

@@ -13,6 +13,8 @@ export interface RunMessage {
   evaluationPath?: string;
   labelsPath?: string;
   outPath: string;
+  /** The job process's memory limit (MB; 0 = none), for the error message when it is hit. */
+  memoryLimitMb: number;
 }
 
 export type ChildMessage =

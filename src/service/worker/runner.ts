@@ -1,9 +1,11 @@
 // The child process that runs one job's pipeline. A crash or OOM here takes down this process
-// only; the worker sees the exit and fails the job. Exits as soon as its worker goes away.
+// only; the worker sees the exit and decides. Exits as soon as its worker goes away, even while
+// its main thread is busy in synchronous code (a watchdog thread checks the parent).
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import { batchesFromArrays, readArraysFile, readLabelsFile } from '../../data/samples.js';
-import { toModelpressError } from '../../errors.js';
+import { MemoryLimitError, toModelpressError, type ModelpressError } from '../../errors.js';
 import { decodeModel } from '../../onnx/model-io.js';
 import { runPipeline, type PipelineProgress } from '../../pipeline/pipeline.js';
 import { parseRecipe } from '../../pipeline/recipe.js';
@@ -65,6 +67,24 @@ async function run(msg: RunMessage): Promise<void> {
   });
 }
 
+// The 'disconnect' event needs a free event loop; a pass in a long synchronous loop would outlive a
+// SIGKILLed worker. This thread has its own loop: when the parent changes (we were re-parented to
+// init or a subreaper), it kills the whole process.
+const watchdog = new Worker(
+  `const { workerData } = require('node:worker_threads');
+   setInterval(() => { if (process.ppid !== workerData.ppid) process.kill(workerData.pid, 'SIGKILL'); }, 250);`,
+  { eval: true, workerData: { ppid: process.ppid, pid: process.pid } },
+);
+watchdog.unref();
+
+/** An allocation failure names the job's memory limit, the setting an operator would change. */
+function jobError(err: unknown, memoryLimitMb: number): ModelpressError {
+  const e = toModelpressError(err);
+  if (e.code !== 'memory_limit' || !e.message.startsWith('ran out of memory')) return e; // the tensor budget's own message says what to change
+  const limit = memoryLimitMb > 0 ? `its memory limit of ${memoryLimitMb} MB (JOB_MEMORY_MB)` : 'the memory available';
+  return new MemoryLimitError(`the job needs more memory than ${limit}: ${e.message}`, { cause: err });
+}
+
 process.on('disconnect', () => process.exit(0));
 process.on('SIGTERM', () => {
   controller.abort();
@@ -73,7 +93,7 @@ process.on('SIGTERM', () => {
 process.once('message', (msg: RunMessage) => {
   run(msg)
     .catch(async (err) => {
-      const e = toModelpressError(err);
+      const e = jobError(err, msg.memoryLimitMb);
       await send({ type: 'error', code: e.code, message: e.message });
     })
     .finally(() => process.exit(0));

@@ -1,27 +1,28 @@
 // A worker process: takes job ids from the BullMQ queue and runs each job's pipeline in a child
-// process, with throttled progress writes, cancel (Redis pub/sub + database poll), a time limit,
-// crash isolation, stalled-job recovery and a reconciler for jobs Redis forgot (restart without AOF).
-import { fork, type ChildProcess } from 'node:child_process';
+// process, with throttled progress writes, cancel (Redis pub/sub + database poll), a time limit, a
+// memory limit, crash retries, stalled-job recovery and a reconciler for jobs Redis forgot.
+//
+// Delivery is at least once, so every state change is owned by one attempt (jobs.attempt): a run
+// writes its result to its own key and only the attempt that still owns the job may promote it.
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { Worker, type Job as BullJob } from 'bullmq';
 import type { ServiceConfig } from '../config.js';
 import { createDb, type DbHandle } from '../db/client.js';
-import { claimJob, finishJob, metricsSummary, requeueJob, writeProgress, type ProgressFields } from '../db/jobs.js';
+import { claimJob, completeAttempt, finalizeCanceled, finishAttempt, nextAttempt, requeueAttempt, writeProgress, type ProgressFields } from '../db/jobs.js';
 import { CANCEL_CHANNEL, createQueue, enqueue, ensureNoEviction, redisConnection, type QueuePayload } from '../queue.js';
 import { LocalStorage } from '../storage/storage.js';
+import { classifyCrash, memoryLimitEnforced, startJobChild, type CrashKind } from './child.js';
 import type { ChildMessage, RunMessage } from './protocol.js';
 
-const RUNNER = fileURLToPath(new URL('./runner.js', import.meta.url));
 const PROGRESS_WRITE_MS = 1000;
-const KILL_GRACE_MS = 3000;
+const CRASH_RETRY_DELAY_MS = 1000;
 
 export interface WorkerOptions {
   log?: (msg: string) => void;
   /** How often to look for jobs Redis lost or a dead worker left behind. */
   reconcileIntervalMs?: number;
-  /** A running job without a heartbeat for this long (and not active in BullMQ) is re-queued. */
+  /** A running job without a heartbeat for this long has no live worker: it may be claimed again. */
   staleRunningMs?: number;
 }
 
@@ -31,16 +32,21 @@ export interface WorkerHandle {
 }
 
 type Outcome =
-  | { kind: 'done'; sha256: string; sizeBytes: number; report: unknown }
+  | { kind: 'done'; sha256: string; sizeBytes: number; report: Record<string, unknown> }
   | { kind: 'error'; code: string; message: string }
   | { kind: 'canceled' }
+  /** another attempt owns the job now (this one's heartbeat went stale and it was claimed again) */
+  | { kind: 'superseded' }
   | { kind: 'timeout'; ms: number }
-  | { kind: 'crashed'; detail: string }
+  | { kind: 'crashed'; crash: CrashKind; detail: string }
   | { kind: 'shutdown' };
 
 interface ActiveRun {
   stop(outcome: Outcome): void;
 }
+
+export const attemptKey = (jobId: string, attempt: number) => `attempts/${jobId}/${attempt}.onnx`;
+export const artifactKey = (sha256: string) => `artifacts/${sha256}.onnx`;
 
 export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {}): Promise<WorkerHandle> {
   const log = opts.log ?? ((m: string) => process.stderr.write(`${new Date().toISOString()} worker: ${m}\n`));
@@ -53,17 +59,32 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
   const queueConnection = redisConnection(config.redisUrl, 'blocking');
   const queue = createQueue(config, queueConnection);
   await ensureNoEviction(queueConnection, log);
+  const staleMs = opts.staleRunningMs ?? Math.max(30_000, 3 * config.jobLockMs);
   const active = new Map<string, ActiveRun>();
   let shuttingDown = false;
+  if (config.jobMemoryMb > 0 && !memoryLimitEnforced()) log(`WARNING: prlimit (util-linux) not found: JOB_MEMORY_MB=${config.jobMemoryMb} bounds the JavaScript heap only, not onnxruntime's memory`);
 
   subscriber.on('message', (_channel: string, jobId: string) => active.get(jobId)?.stop({ kind: 'canceled' }));
   // (re)subscribes on every reconnect: ioredis restores subscriptions itself, this covers the first connect
   await subscriber.subscribe(CANCEL_CHANNEL).catch((err: Error) => log(`redis: subscribe failed (${err.message}); cancel falls back to polling`));
 
-  async function runJob(jobId: string, attempt: number): Promise<void> {
+  /** A database write that records a finished run: retried through a Postgres outage, since the result exists. */
+  async function persist<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    for (let i = 0; ; i++) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (i >= 60 || shuttingDown) throw err;
+        log(`job ${what}: database write failed (${(err as Error).message}); retrying`);
+        await sleep(Math.min(500 * (i + 1), 5000));
+      }
+    }
+  }
+
+  /** Runs one attempt in a child process and returns how it ended; touches no job state. */
+  async function runAttempt(jobId: string, attempt: number): Promise<{ outcome: Outcome; progress: ProgressFields | null }> {
     const job = await db.job.findUnique({ where: { id: jobId }, include: { model: true } });
-    if (!job) return;
-    const outKey = `tmp/artifact-${jobId}-${attempt}`;
+    if (!job) return { outcome: { kind: 'superseded' }, progress: null };
     const msg: RunMessage = {
       type: 'run',
       jobId,
@@ -73,126 +94,143 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
       ...(job.calibrationKey ? { calibrationPath: storage.localPath(job.calibrationKey) } : {}),
       ...(job.evaluationKey ? { evaluationPath: storage.localPath(job.evaluationKey) } : {}),
       ...(job.labelsKey ? { labelsPath: storage.localPath(job.labelsKey) } : {}),
-      outPath: storage.localPath(outKey),
+      outPath: await storage.prepare(attemptKey(jobId, attempt)),
+      memoryLimitMb: config.jobMemoryMb,
     };
     const timeoutMs = Math.min(job.timeoutMs ?? config.jobTimeoutMs, config.jobTimeoutMs);
-    const execArgv = config.jobMemoryMb > 0 ? [`--max-old-space-size=${config.jobMemoryMb}`] : [];
-    // the job id in argv names the child in `ps` (and lets tests find orphans)
-    const child: ChildProcess = fork(RUNNER, [`--job=${jobId}`], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    // one input or intermediate tensor may take at most half the job's memory
+    const child = startJobChild(jobId, { memoryMb: config.jobMemoryMb, maxTensorMb: config.jobMemoryMb > 0 ? Math.max(1, Math.floor(config.jobMemoryMb / 2)) : 0 });
 
     let pending: ProgressFields | null = null;
     let latest: ProgressFields | null = null;
     const outcome = await new Promise<Outcome>((resolve) => {
       let settled = false;
-      const stop = (o: Outcome) => {
-        if (settled) return;
-        settled = true;
-        resolve(o);
-      };
-      active.set(jobId, { stop });
-      child.on('message', (m: ChildMessage) => {
-        if (m.type === 'progress') {
-          const p = m.progress;
-          pending = latest = { percent: p.percent, step: p.step, steps: p.steps, stepName: p.stepName, message: p.message };
-        } else if (m.type === 'done') stop({ kind: 'done', sha256: m.sha256, sizeBytes: m.sizeBytes, report: m.report });
-        else if (m.type === 'error') stop({ kind: 'error', code: m.code, message: m.message });
-      });
-      child.on('error', (err) => stop({ kind: 'crashed', detail: err.message }));
-      child.on('exit', (code, signal) => {
-        // a 'done'/'error' message is always sent before a normal exit
-        setTimeout(() => stop({ kind: 'crashed', detail: signal ? `killed by ${signal}${signal === 'SIGKILL' ? ' (out of memory?)' : ''}` : `exited with code ${code}` }), 100);
-      });
       const timer = setTimeout(() => stop({ kind: 'timeout', ms: timeoutMs }), timeoutMs);
       const ticker = setInterval(() => {
         const p = pending;
         pending = null;
-        writeProgress(db, jobId, p)
+        writeProgress(db, jobId, attempt, p)
           .then((r) => {
-            if (r.cancelRequested || !r.running) stop({ kind: 'canceled' });
+            if (r.cancelRequested) stop({ kind: 'canceled' });
+            else if (!r.owned) stop({ kind: 'superseded' });
           })
           .catch((err: Error) => log(`job ${jobId}: progress write failed (${err.message})`));
       }, PROGRESS_WRITE_MS);
-      child.once('exit', () => clearInterval(ticker));
-      void Promise.resolve().then(() => child.send(msg));
-      const cleanup = () => {
+      function stop(o: Outcome) {
+        if (settled) return;
+        settled = true;
         clearTimeout(timer);
         clearInterval(ticker);
-      };
-      // ensure timers go away whichever way it ends
-      void new Promise<void>((r) => child.once('exit', () => r())).then(cleanup);
-      const origStop = stop;
-      active.set(jobId, { stop: (o) => { cleanup(); origStop(o); } });
+        resolve(o);
+      }
+      active.set(jobId, { stop });
+      child.process.on('message', (m: ChildMessage) => {
+        if (m.type === 'progress') {
+          const p = m.progress;
+          pending = latest = { percent: p.percent, step: p.step, steps: p.steps, stepName: p.stepName, message: p.message };
+        } else if (m.type === 'done') stop({ kind: 'done', sha256: m.sha256, sizeBytes: m.sizeBytes, report: m.report as Record<string, unknown> });
+        else if (m.type === 'error') stop({ kind: 'error', code: m.code, message: m.message });
+      });
+      child.process.on('error', (err) => stop({ kind: 'crashed', crash: 'crashed', detail: err.message }));
+      child.process.on('exit', (code, signal) => {
+        // a 'done'/'error' message is always sent before a normal exit; give it time to arrive
+        setTimeout(() => {
+          if (child.killedByUs()) return;
+          const c = classifyCrash(code, signal, child.stderrTail());
+          stop({ kind: 'crashed', crash: c.kind, detail: c.detail });
+        }, 100);
+      });
+      void Promise.resolve().then(() => child.process.send(msg));
     });
     active.delete(jobId);
-    await killChild(child);
+    await child.stop();
+    return { outcome, progress: latest };
+  }
 
+  /** Records how an attempt ended; returns the next attempt's number when a crashed run is retried. */
+  async function settle(jobId: string, attempt: number, outcome: Outcome, progress: ProgressFields | null): Promise<number | null> {
+    const ownKey = attemptKey(jobId, attempt);
     switch (outcome.kind) {
       case 'done': {
-        const artifactKey = `artifacts/${jobId}.onnx`;
-        await storage.promote(outKey, artifactKey);
-        const report = outcome.report as Record<string, unknown>;
-        const ok = await db.$transaction(async (tx) => {
-          const res = await tx.job.updateMany({
-            where: { id: jobId, status: 'running' },
-            data: {
-              status: 'succeeded',
-              finishedAt: new Date(),
-              progressPercent: 100,
-              ...(latest ? { progressStep: latest.step, progressSteps: latest.steps, progressStepName: latest.stepName, progressMessage: null } : {}),
-              report: report as never, metrics: metricsSummary(report) as never },
-          });
-          if (res.count !== 1) return false;
-          await tx.artifact.upsert({
-            where: { jobId },
-            create: { jobId, storageKey: artifactKey, sha256: outcome.sha256, sizeBytes: BigInt(outcome.sizeBytes) },
-            update: { storageKey: artifactKey, sha256: outcome.sha256, sizeBytes: BigInt(outcome.sizeBytes) },
-          });
-          return true;
-        });
-        if (!ok) await storage.delete(artifactKey); // canceled meanwhile
-        log(`job ${jobId}: ${ok ? 'succeeded' : 'finished after it was canceled; result dropped'}`);
-        return;
+        const key = artifactKey(outcome.sha256);
+        const won = await persist(jobId, () =>
+          completeAttempt(db, jobId, attempt, { sha256: outcome.sha256, sizeBytes: outcome.sizeBytes, report: outcome.report, progress }, key, () => storage.promote(ownKey, key)),
+        );
+        // a losing attempt deletes only its own file: a stored artifact is never touched
+        if (!won) await storage.delete(ownKey);
+        log(`job ${jobId}: ${won ? 'succeeded' : `attempt ${attempt} finished but no longer owns the job; its result is dropped`}`);
+        return null;
       }
       case 'error':
-        await storage.delete(outKey);
-        await finishJob(db, jobId, 'failed', ['running'], { errorCode: outcome.code, errorMessage: outcome.message });
+        await storage.delete(ownKey);
+        await persist(jobId, () => finishAttempt(db, jobId, attempt, 'failed', { errorCode: outcome.code, errorMessage: outcome.message }));
         log(`job ${jobId}: failed (${outcome.code}: ${outcome.message})`);
-        return;
+        return null;
       case 'canceled':
-        await storage.delete(outKey);
-        await finishJob(db, jobId, 'canceled', ['running', 'queued']);
+        await storage.delete(ownKey);
+        await persist(jobId, () => finishAttempt(db, jobId, attempt, 'canceled'));
         log(`job ${jobId}: canceled`);
-        return;
+        return null;
+      case 'superseded':
+        await storage.delete(ownKey);
+        log(`job ${jobId}: attempt ${attempt} stopped: another attempt owns the job`);
+        return null;
       case 'timeout':
-        await storage.delete(outKey);
-        await finishJob(db, jobId, 'failed', ['running'], { errorCode: 'timeout', errorMessage: `the job ran longer than its time limit (${outcome.ms} ms) and was stopped` });
+        await storage.delete(ownKey);
+        await persist(jobId, () => finishAttempt(db, jobId, attempt, 'failed', { errorCode: 'timeout', errorMessage: `the job ran longer than its time limit (${outcome.ms} ms) and was stopped` }));
         log(`job ${jobId}: timed out`);
-        return;
-      case 'crashed':
-        await storage.delete(outKey);
-        await finishJob(db, jobId, 'failed', ['running'], { errorCode: 'internal', errorMessage: `the job's process died: ${outcome.detail}` });
-        log(`job ${jobId}: its process died (${outcome.detail})`);
-        return;
+        return null;
+      case 'crashed': {
+        await storage.delete(ownKey);
+        const limit = config.jobMemoryMb > 0 ? `the job's memory limit is ${config.jobMemoryMb} MB (JOB_MEMORY_MB)` : 'no job memory limit is set (JOB_MEMORY_MB)';
+        // running out of V8's heap is deterministic; a kill from outside (the kernel's OOM killer under
+        // pressure from other processes) or an unknown crash may not recur: retried, boundedly
+        if (outcome.crash !== 'out_of_memory' && attempt < config.maxJobStarts && !shuttingDown) {
+          const next = await persist(jobId, () => nextAttempt(db, jobId, attempt, workerId));
+          if (next !== null) {
+            log(`job ${jobId}: attempt ${attempt}'s process died (${outcome.detail}); retrying as attempt ${next}`);
+            await sleep(CRASH_RETRY_DELAY_MS);
+            return next;
+          }
+          return null;
+        }
+        const oom = outcome.crash !== 'crashed';
+        const message = oom
+          ? `the job's process ran out of memory: ${outcome.detail}, on ${attempt} start${attempt > 1 ? 's' : ''}; ${limit}. Use a smaller model, smaller batches or shapes, or raise the limit`
+          : `the job's process died: ${outcome.detail} (${attempt} start${attempt > 1 ? 's' : ''})`;
+        await persist(jobId, () => finishAttempt(db, jobId, attempt, 'failed', { errorCode: oom ? 'memory_limit' : 'internal', errorMessage: message }));
+        log(`job ${jobId}: failed: ${message}`);
+        return null;
+      }
       case 'shutdown':
-        await storage.delete(outKey);
-        await requeueJob(db, jobId);
+        await storage.delete(ownKey);
+        await requeueAttempt(db, jobId, { attempt });
         throw new Error('worker shut down before the job finished; it will be retried');
     }
   }
 
   async function processJob(bullJob: BullJob<QueuePayload>): Promise<string> {
     const { jobId } = bullJob.data;
-    const claimed = await claimJob(db, jobId, workerId);
-    if (!claimed) return 'skipped'; // canceled, finished, or unknown: delivery is at-least-once
+    if (active.has(jobId)) return 'skipped'; // a duplicate delivery to this very worker
+    const claimed = await claimJob(db, jobId, workerId, staleMs);
+    if (!claimed) {
+      // finished, unknown, running elsewhere with a live heartbeat, or canceled while no worker held it
+      await finalizeCanceled(db, staleMs, jobId);
+      return 'skipped';
+    }
     if (claimed.attempt > config.maxJobStarts) {
-      await finishJob(db, jobId, 'failed', ['running'], {
+      await finishAttempt(db, jobId, claimed.attempt, 'failed', {
         errorCode: 'internal',
-        errorMessage: `the job was started ${claimed.attempt - 1} times and never finished (its worker crashed or was killed each time); giving up`,
+        errorMessage: `the job was started ${claimed.attempt - 1} times and never finished (its worker died or was stopped each time); giving up`,
       });
       return 'gave-up';
     }
-    log(`job ${jobId}: started (attempt ${claimed.attempt})`);
-    await runJob(jobId, claimed.attempt);
+    let attempt: number | null = claimed.attempt;
+    while (attempt !== null) {
+      log(`job ${jobId}: started (attempt ${attempt})`);
+      const { outcome, progress } = await runAttempt(jobId, attempt);
+      attempt = await settle(jobId, attempt, outcome, progress);
+    }
     return 'done';
   }
 
@@ -204,15 +242,9 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
     maxStalledCount: config.maxJobStarts,
   });
   worker.on('error', (err) => log(`queue: ${err.message}`));
-  worker.on('failed', (bullJob, err) => {
-    if (!bullJob) return;
-    const final = bullJob.attemptsMade >= (bullJob.opts.attempts ?? 1) || /stalled/i.test(err.message);
-    if (!final) return;
-    void finishJob(db, bullJob.data.jobId, 'failed', ['queued', 'running'], { errorCode: 'internal', errorMessage: `the job could not be completed: ${err.message}` }).catch(() => {});
-  });
 
-  const staleMs = opts.staleRunningMs ?? Math.max(30_000, 3 * config.jobLockMs);
   async function reconcile(): Promise<void> {
+    for (const id of await finalizeCanceled(db, staleMs)) log(`reconcile: job ${id} canceled (its cancel was requested while no worker held it)`);
     const cutoff = new Date(Date.now() - 5000);
     const queued = await db.job.findMany({ where: { status: 'queued', createdAt: { lt: cutoff } }, select: { id: true }, take: 500 });
     for (const { id } of queued) {
@@ -235,11 +267,28 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
       const bj = await queue.getJob(id);
       const state = bj ? await bj.getState() : 'missing';
       if (state === 'active' || state === 'waiting' || state === 'delayed') continue; // BullMQ's stalled check owns it
-      if (await requeueJob(db, id)) {
+      if ((await requeueAttempt(db, id, { staleMs })) === 'queued') {
         if (bj) await bj.remove().catch(() => {});
         await enqueue(queue, id);
         log(`reconcile: job ${id} was running with no live worker (queue: ${state}); re-queued`);
       }
+    }
+    await sweepAttemptFiles();
+  }
+
+  /** Result files of attempts that no longer own their job and whose worker died before deleting them. */
+  async function sweepAttemptFiles(): Promise<void> {
+    const files = (await storage.list('attempts')).filter((f) => f.modifiedAt.getTime() < Date.now() - staleMs);
+    if (files.length === 0) return;
+    const parse = (key: string) => /^attempts\/([0-9a-f-]{36})\/(\d+)\.onnx$/.exec(key);
+    const ids = [...new Set(files.map((f) => parse(f.key)?.[1]).filter((id): id is string => id !== undefined))];
+    const jobs = new Map((await db.job.findMany({ where: { id: { in: ids } }, select: { id: true, status: true, attempt: true } })).map((j) => [j.id, j]));
+    for (const f of files) {
+      const m = parse(f.key);
+      const job = m ? jobs.get(m[1]!) : undefined;
+      if (m && job?.status === 'running' && job.attempt === Number(m[2])) continue; // the live attempt's
+      await storage.delete(f.key);
+      log(`reconcile: removed ${f.key} (left by an attempt that no longer owns its job)`);
     }
   }
   let reconciling = false;
@@ -251,7 +300,8 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
       .finally(() => (reconciling = false));
   }, opts.reconcileIntervalMs ?? 15_000);
 
-  log(`${workerId} ready (queue '${config.queueName}', concurrency ${config.workerConcurrency})`);
+  const memory = config.jobMemoryMb > 0 ? `job memory limit ${config.jobMemoryMb} MB${memoryLimitEnforced() ? ' (RLIMIT_AS)' : ' (JavaScript heap only)'}` : 'no job memory limit';
+  log(`${workerId} ready (queue '${config.queueName}', concurrency ${config.workerConcurrency}, ${memory})`);
 
   return {
     id: workerId,
@@ -264,7 +314,7 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
       if (!drained) {
         log(`shutdown: ${active.size} job(s) still running after ${config.shutdownTimeoutMs} ms; stopping them (they will be retried)`);
         for (const run of active.values()) run.stop({ kind: 'shutdown' });
-        await Promise.race([closing, sleep(KILL_GRACE_MS + 2000)]);
+        await Promise.race([closing, sleep(5000)]);
       }
       await Promise.race([worker.close(true).catch(() => {}), sleep(2000)]);
       await Promise.allSettled([queue.close(), subscriber.quit(), bullConnection.quit(), queueConnection.quit()]);
@@ -275,17 +325,4 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-/** SIGTERM, then SIGKILL after a grace period; resolves when the child is gone. */
-function killChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const hard = setTimeout(() => child.kill('SIGKILL'), KILL_GRACE_MS);
-    child.once('exit', () => {
-      clearTimeout(hard);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
 }

@@ -1,0 +1,650 @@
+// `npm run load`: a bounded load and soak test of the service, written to bench/service.md.
+//
+// Starts the real API and one worker as child processes against a throwaway Postgres database
+// (modelpress_load_<hex>, dropped at the end), a private queue and a temporary data dir; keeps the
+// worker busy with a slow job; then (1) polls GET /v1/jobs/<id> with autocannon for a fixed time and
+// (2) sends rounds of concurrent POST /v1/models uploads while sampling the API's RSS. Every loop and
+// wait is bounded; child processes are stopped (process group, SIGTERM then SIGKILL) even on error.
+// Exit 0 when the service worked (targets missed or not: it is a benchmark), 1 when it failed
+// (5xx answers, the API died, a step of the service did not work) or the run could not be set up.
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+import pg from 'pg';
+import { Redis } from 'ioredis';
+import { loadConfig } from '../service/config.js';
+
+const ROOT = (() => {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) return process.cwd();
+    dir = up;
+  }
+  return dir;
+})();
+const CLI = join(ROOT, 'dist/src/cli/main.js');
+const MODEL = join(ROOT, 'test/fixtures/fmnist/fmnist-cnn.onnx');
+const OUT = join(ROOT, 'bench/service.md');
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+
+/** Everything this run does, in one place (printed into the report). */
+const SETTINGS = {
+  pollConnections: 10,
+  pollDurationSec: 20,
+  uploadsPerRound: 50,
+  uploadRounds: 2,
+  rssSampleMs: 100,
+  settleMs: 3000,
+  uploadTimeoutMs: 120_000,
+  /** The whole run; past it everything is stopped and the run fails. */
+  hardLimitMs: 10 * 60_000,
+  apiLogLevel: process.env.LOG_LEVEL || 'info',
+  slowRecipe: { steps: [{ pass: 'convert.fp16' }], benchmark: { enabled: true, batchSizes: [16], warmup: 0, runs: 100000 } },
+  limits: {
+    RATE_LIMIT_JOBS_PER_MINUTE: '100000',
+    RATE_LIMIT_UPLOADS_PER_MINUTE: '100000',
+    MAX_ACTIVE_JOBS_PER_OWNER: '100000',
+    MAX_MODELS_PER_OWNER: '1000',
+    MAX_MODEL_BYTES_PER_OWNER: String(10 * GiB),
+    WORKER_CONCURRENCY: '1',
+    SHUTDOWN_TIMEOUT_MS: '5000',
+  } as Record<string, string>,
+};
+
+const TARGETS = { pollRps: 200, pollP99Ms: 50, rssGrowthMB: 100 };
+
+// ---------------------------------------------------------------- small helpers
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const log = (m: string) => process.stderr.write(`load: ${m}\n`);
+
+class ServiceFailure extends Error {}
+
+async function until<T>(what: string, timeoutMs: number, everyMs: number, fn: () => Promise<T | null | undefined | false>): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < end) {
+    checkAlive();
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    await sleep(everyMs);
+  }
+  throw new ServiceFailure(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function rssBytes(pid: number): number | null {
+  try {
+    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+function cpuModel(): string {
+  try {
+    const m = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m) return m[1]!.trim();
+  } catch {
+    /* not Linux */
+  }
+  return cpus()[0]?.model ?? 'unknown';
+}
+
+function runCli(args: string[], env: Record<string, string>, timeoutMs = 60_000): Promise<{ stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, timeout: timeoutMs, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`modelpress ${args.join(' ')} failed: ${err.message}\n${stderr}`));
+      else resolve({ stdout, stderr });
+    });
+  });
+}
+
+const fmtMB = (b: number | null) => (b === null ? '—' : `${(b / MiB).toFixed(1)} MB`);
+const fmtDelta = (b: number | null) => (b === null ? '—' : `${b >= 0 ? '+' : ''}${(b / MiB).toFixed(1)} MB`);
+
+// ---------------------------------------------------------------- child processes
+
+interface Proc {
+  name: string;
+  child: ChildProcess;
+  pid: number;
+  /** The last lines of stdout+stderr (for diagnostics). */
+  tail: string[];
+  /** pino lines at level error/fatal. */
+  errorLines: number;
+  exit: { code: number | null; signal: string | null } | null;
+  exited: Promise<void>;
+  /** Set while we stop it on purpose: an exit then is not a failure. */
+  stopping: boolean;
+}
+
+const procs: Proc[] = [];
+
+function startProc(name: string, args: string[], env: Record<string, string>): Proc {
+  // detached: its own process group, so the job runner the worker forks is stopped with it
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  if (!child.pid) throw new Error(`could not start ${name}`);
+  let resolveExit!: () => void;
+  const p: Proc = { name, child, pid: child.pid, tail: [], errorLines: 0, exit: null, exited: new Promise((r) => (resolveExit = r)), stopping: false };
+  let partial = '';
+  const onData = (d: Buffer) => {
+    const lines = (partial + d.toString('utf8')).split('\n');
+    partial = lines.pop()!;
+    for (const line of lines) {
+      if (/"level":(50|60)\b/.test(line)) p.errorLines++;
+      // per-request info lines would push everything useful out of the tail
+      if (/"msg":"(incoming request|request completed)"/.test(line) && !/"statusCode":5\d\d/.test(line)) continue;
+      p.tail.push(line.length > 2000 ? `${line.slice(0, 2000)}…` : line);
+    }
+    if (p.tail.length > 200) p.tail.splice(0, p.tail.length - 200);
+  };
+  child.stdout!.on('data', onData);
+  child.stderr!.on('data', onData);
+  child.once('exit', (code, signal) => {
+    p.exit = { code, signal };
+    resolveExit();
+  });
+  procs.push(p);
+  return p;
+}
+
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function killGroup(pgid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pgid, signal);
+  } catch {
+    /* gone */
+  }
+}
+
+/** SIGTERM to the process, then SIGKILL to its whole group after `graceMs` (and to any leftover in it). */
+async function stopProc(p: Proc, graceMs: number): Promise<void> {
+  p.stopping = true;
+  if (!p.exit) {
+    try {
+      process.kill(p.pid, 'SIGTERM');
+    } catch {
+      /* gone */
+    }
+    await Promise.race([p.exited, sleep(graceMs)]);
+  }
+  if (!p.exit || groupAlive(p.pid)) {
+    if (!p.exit) log(`${p.name} did not stop within ${graceMs} ms; killing it`);
+    killGroup(p.pid, 'SIGKILL');
+    await Promise.race([p.exited, sleep(5000)]);
+  }
+}
+
+// last resort (uncaught errors, process.exit): nothing we started outlives us
+process.on('exit', () => {
+  for (const p of procs) killGroup(p.pid, 'SIGKILL');
+});
+
+let api: Proc | null = null;
+let worker: Proc | null = null;
+/** Set by main once it knows what to remove; until then there is nothing but processes to stop. */
+let cleanup: () => Promise<void> = async () => {
+  await Promise.all(procs.map((p) => stopProc(p, 5000)));
+};
+
+/** Throws when the API or the worker died while we did not stop it. */
+function checkAlive(): void {
+  for (const p of [api, worker]) {
+    if (p && p.exit && !p.stopping) {
+      throw new ServiceFailure(`the ${p.name} exited unexpectedly (${p.exit.signal ?? `code ${p.exit.code}`})`);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- measurements
+
+interface PollResult {
+  requests: number;
+  rps: number;
+  p50: number;
+  p99: number;
+  max: number;
+  non2xx: number;
+  s4xx: number;
+  s5xx: number;
+  errors: number;
+  timeouts: number;
+  durationSec: number;
+}
+
+interface UploadRound {
+  round: number;
+  bytesEach: number;
+  statuses: Record<string, number>;
+  failures: string[];
+  totalMs: number;
+  slowestMs: number;
+  rssBefore: number | null;
+  rssPeak: number | null;
+  rssLow: number | null;
+  /** The largest rise from a low to a later sample during the round (≥ peak − before when nothing was collected). */
+  rssRise: number | null;
+  rssAfter: number | null;
+}
+
+interface Report {
+  startedAt: Date;
+  finishedAt?: Date;
+  loadBefore: number[];
+  loadAfter?: number[];
+  apiRssStart: number | null;
+  apiRssAfterPoll?: number | null;
+  poll?: PollResult;
+  uploads: UploadRound[];
+  jobStatusAfterPoll?: string;
+  jobStatusAfterUploads?: string;
+  jobCanceled?: boolean;
+  failures: string[];
+}
+
+async function poll(base: string, key: string, jobId: string): Promise<PollResult> {
+  const r = await autocannon({
+    url: `${base}/v1/jobs/${jobId}`,
+    method: 'GET',
+    headers: { authorization: `Bearer ${key}` },
+    connections: SETTINGS.pollConnections,
+    duration: SETTINGS.pollDurationSec,
+    timeout: 10,
+  });
+  const requests = r['1xx'] + r['2xx'] + r['3xx'] + r['4xx'] + r['5xx'];
+  return {
+    requests,
+    rps: requests / r.duration,
+    p50: r.latency.p50,
+    p99: r.latency.p99,
+    max: r.latency.max,
+    non2xx: r.non2xx,
+    s4xx: r['4xx'],
+    s5xx: r['5xx'],
+    errors: r.errors,
+    timeouts: r.timeouts,
+    durationSec: r.duration,
+  };
+}
+
+async function uploadRound(round: number, base: string, key: string, model: Buffer, apiPid: number): Promise<UploadRound> {
+  const n = SETTINGS.uploadsPerRound;
+  // distinct bytes per upload (the store dedupes identical ones): the model plus a unique tail
+  const bodies = Array.from({ length: n }, () => Buffer.concat([model, randomBytes(64)]));
+  await sleep(SETTINGS.settleMs);
+  const rssBefore = rssBytes(apiPid);
+  let rssPeak = rssBefore;
+  // garbage left by earlier phases may be collected during the round, which hides the round's own
+  // growth behind a lower RSS: also track the largest rise from a low to a later sample
+  let rssLow = rssBefore;
+  let rssRise: number | null = rssBefore === null ? null : 0;
+  const sample = () => {
+    const v = rssBytes(apiPid);
+    if (v === null) return;
+    if (rssPeak === null || v > rssPeak) rssPeak = v;
+    if (rssLow === null || v < rssLow) rssLow = v;
+    rssRise = Math.max(rssRise ?? 0, v - rssLow);
+  };
+  const sampler = setInterval(sample, SETTINGS.rssSampleMs);
+  const statuses: Record<string, number> = {};
+  const failures: string[] = [];
+  let slowestMs = 0;
+  const t0 = performance.now();
+  try {
+    await Promise.all(
+      bodies.map(async (bytes, i) => {
+        const form = new FormData();
+        form.append('model', new Blob([bytes]), `load-${round}-${i}.onnx`);
+        const s = performance.now();
+        try {
+          const res = await fetch(`${base}/v1/models`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${key}` },
+            body: form,
+            signal: AbortSignal.timeout(SETTINGS.uploadTimeoutMs),
+          });
+          const text = await res.text();
+          statuses[res.status] = (statuses[res.status] ?? 0) + 1;
+          if (res.status >= 300 && failures.length < 5) failures.push(`${res.status} ${text.slice(0, 300)}`);
+        } catch (err) {
+          statuses.error = (statuses.error ?? 0) + 1;
+          if (failures.length < 5) failures.push(`request error: ${(err as Error).message}`);
+        }
+        slowestMs = Math.max(slowestMs, performance.now() - s);
+      }),
+    );
+  } finally {
+    clearInterval(sampler);
+  }
+  const totalMs = performance.now() - t0;
+  sample();
+  await sleep(SETTINGS.settleMs);
+  const rssAfter = rssBytes(apiPid);
+  return { round, bytesEach: model.length + 64, statuses, failures, totalMs, slowestMs, rssBefore, rssPeak, rssLow, rssRise, rssAfter };
+}
+
+async function jobStatus(base: string, key: string, jobId: string): Promise<string> {
+  const res = await fetch(`${base}/v1/jobs/${jobId}`, { headers: { authorization: `Bearer ${key}` }, signal: AbortSignal.timeout(10_000) });
+  if (res.status >= 500) throw new ServiceFailure(`GET /v1/jobs/${jobId}: ${res.status} ${await res.text()}`);
+  if (res.status !== 200) throw new Error(`GET /v1/jobs/${jobId}: ${res.status} ${await res.text()}`);
+  return ((await res.json()) as { status: string }).status;
+}
+
+// ---------------------------------------------------------------- the report
+
+interface Row {
+  what: string;
+  measured: string;
+  target: string;
+  ok: boolean | null;
+}
+
+function rows(rep: Report): Row[] {
+  const out: Row[] = [];
+  const p = rep.poll;
+  if (p) {
+    out.push({ what: `GET /v1/jobs/<id>, ${SETTINGS.pollConnections} connections, ${p.durationSec.toFixed(0)} s`, measured: `${p.rps.toFixed(0)} polls/s (${p.requests} requests)`, target: `≥ ${TARGETS.pollRps} polls/s`, ok: p.rps >= TARGETS.pollRps });
+    out.push({ what: 'poll latency p50 / p99 (max)', measured: `${p.p50.toFixed(1)} ms / ${p.p99.toFixed(1)} ms (${p.max.toFixed(0)} ms)`, target: `p99 ≤ ${TARGETS.pollP99Ms} ms`, ok: p.p99 <= TARGETS.pollP99Ms });
+    out.push({ what: 'API RSS when ready → after polling', measured: `${fmtMB(rep.apiRssStart)} → ${fmtMB(rep.apiRssAfterPoll ?? null)}`, target: '', ok: null });
+    out.push({ what: 'poll non-2xx / errors', measured: `${p.non2xx} non-2xx (${p.s4xx} 4xx, ${p.s5xx} 5xx) / ${p.errors} errors (${p.timeouts} timeouts)`, target: '0 / 0', ok: p.non2xx === 0 && p.errors === 0 });
+  } else out.push({ what: 'GET /v1/jobs/<id> polling', measured: 'not measured', target: `≥ ${TARGETS.pollRps} polls/s, p99 ≤ ${TARGETS.pollP99Ms} ms`, ok: false });
+  for (const u of rep.uploads) {
+    const codes = Object.entries(u.statuses).map(([k, v]) => `${v}× ${k}`).join(', ');
+    const ok2xx = Object.entries(u.statuses).every(([k]) => /^2\d\d$/.test(k));
+    out.push({ what: `upload round ${u.round}: ${SETTINGS.uploadsPerRound} concurrent POST /v1/models (${fmtMB(u.bytesEach)} each)`, measured: `${codes} in ${(u.totalMs / 1000).toFixed(2)} s (slowest ${(u.slowestMs / 1000).toFixed(2)} s)`, target: 'all 2xx', ok: ok2xx });
+    const after = u.rssAfter !== null && u.rssBefore !== null ? u.rssAfter - u.rssBefore : null;
+    const low = u.rssLow !== null && u.rssBefore !== null && u.rssLow < u.rssBefore ? ` (low ${fmtMB(u.rssLow)})` : '';
+    out.push({ what: `upload round ${u.round}: API RSS before → peak → after ${SETTINGS.settleMs / 1000} s`, measured: `${fmtMB(u.rssBefore)} → ${fmtMB(u.rssPeak)}${low} → ${fmtMB(u.rssAfter)}`, target: '', ok: null });
+    out.push({ what: `upload round ${u.round}: API RSS growth during the round (largest rise to a peak)`, measured: fmtDelta(u.rssRise), target: `≤ ${TARGETS.rssGrowthMB} MB`, ok: u.rssRise === null ? false : u.rssRise <= TARGETS.rssGrowthMB * MiB });
+    out.push({ what: `upload round ${u.round}: API RSS growth kept after settling`, measured: fmtDelta(after), target: `≤ ${TARGETS.rssGrowthMB} MB`, ok: after === null ? false : after <= TARGETS.rssGrowthMB * MiB });
+  }
+  if (rep.uploads.length < SETTINGS.uploadRounds) out.push({ what: 'upload rounds', measured: `${rep.uploads.length} of ${SETTINGS.uploadRounds} done`, target: `${SETTINGS.uploadRounds}`, ok: false });
+  const busy = rep.jobStatusAfterPoll === 'running' && rep.jobStatusAfterUploads === 'running';
+  out.push({ what: 'the slow job kept the worker busy (status after polling / after uploads)', measured: `${rep.jobStatusAfterPoll ?? '—'} / ${rep.jobStatusAfterUploads ?? '—'}`, target: 'running / running', ok: busy });
+  out.push({ what: 'the slow job canceled at the end', measured: rep.jobCanceled === undefined ? '—' : rep.jobCanceled ? 'canceled' : 'not canceled', target: 'canceled', ok: rep.jobCanceled === true });
+  return out;
+}
+
+function render(rep: Report, failed: boolean): string {
+  const verdict = (r: Row) => (r.ok === null ? '' : r.ok ? 'PASS' : 'FAIL');
+  const table = rows(rep)
+    .map((r) => `| ${r.what} | ${r.measured} | ${r.target} | ${verdict(r)} |`)
+    .join('\n');
+  const la = (l?: number[]) => (l ? l.map((x) => x.toFixed(2)).join(' ') : '—');
+  const env = Object.entries(SETTINGS.limits).map(([k, v]) => `${k}=${v}`).join(', ');
+  const lines = [
+    '# modelpress service load test',
+    '',
+    `Measured ${rep.startedAt.toISOString().replace(/\.\d+Z$/, 'Z')} by \`npm run load\` (src/bench/load.ts) on ${cpuModel()} (${cpus().length} cores), Node ${process.version}.`,
+    `Load average (1/5/15 min) before: ${la(rep.loadBefore)}; after: ${la(rep.loadAfter)}. Run took ${rep.finishedAt ? ((rep.finishedAt.getTime() - rep.startedAt.getTime()) / 1000).toFixed(0) : '—'} s.`,
+    '',
+    'Setup: the API (`modelpress serve`) and one worker (`modelpress worker`) as separate processes on this machine, with a',
+    'throwaway Postgres database, a private BullMQ queue and a temporary data dir; all traffic to 127.0.0.1. The worker is kept',
+    `busy for the whole measurement by one job compressing test/fixtures/fmnist/fmnist-cnn.onnx with \`${JSON.stringify(SETTINGS.slowRecipe)}\``,
+    'so the API shares the CPU with real compression work, as it would in production.',
+    '',
+    'Settings:',
+    `- polling: autocannon, ${SETTINGS.pollConnections} connections, ${SETTINGS.pollDurationSec} s, GET /v1/jobs/<id> with a bearer key (every request checks the key and reads the job in Postgres)`,
+    `- uploads: ${SETTINGS.uploadRounds} rounds of ${SETTINGS.uploadsPerRound} concurrent POST /v1/models (multipart, fetch + FormData), each the fmnist model plus 64 distinct random bytes (no deduplication)`,
+    `- API RSS from /proc/<pid>/status VmRSS: before a round (after ${SETTINGS.settleMs / 1000} s idle), sampled every ${SETTINGS.rssSampleMs} ms during it, after ${SETTINGS.settleMs / 1000} s of settling.`,
+    '  "Growth during the round" is the largest rise from the lowest sample so far to a later one (= peak − before unless V8 collected',
+    '  older garbage, e.g. from the polling phase, during the round; then RSS can also end below where it started).',
+    '  A leak shows as growth kept after round 2 too.',
+    `- service env: LOG_LEVEL=${SETTINGS.apiLogLevel}, ${env}; everything else at its default`,
+    '',
+    '| measurement | measured | target | result |',
+    '|---|---|---|---|',
+    table,
+    '',
+  ];
+  if (rep.failures.length > 0 || failed) {
+    lines.push('**The service failed during this run:**', '', ...rep.failures.map((f) => `- ${f.split('\n')[0]}`), '');
+  }
+  lines.push(
+    'Note: the API, the worker (and its compression job), Postgres, Redis and the load generator all share this machine\'s cores.',
+    'Numbers measured on a machine that is also doing other work (see the load average above) are not representative;',
+    'compare runs only from a quiet machine of the same kind.',
+    '',
+  );
+  return lines.join('\n');
+}
+
+// ---------------------------------------------------------------- the run
+
+async function main(): Promise<number> {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first (or use \`npm run load\`)`);
+  const model = readFileSync(MODEL);
+  const defaults = loadConfig({ DATABASE_URL: process.env.DATABASE_URL, REDIS_URL: process.env.REDIS_URL });
+  const adminUrl = new URL(defaults.databaseUrl);
+  adminUrl.pathname = '/postgres';
+  const dbName = `modelpress_load_${randomBytes(6).toString('hex')}`;
+  const dbUrl = new URL(defaults.databaseUrl);
+  dbUrl.pathname = `/${dbName}`;
+  const queue = `mpload-${randomBytes(4).toString('hex')}`;
+  const redisUrl = defaults.redisUrl;
+
+  const admin = async (sql: string) => {
+    const c = new pg.Client({ connectionString: adminUrl.toString(), connectionTimeoutMillis: 10_000 });
+    c.on('error', () => {});
+    await c.connect();
+    try {
+      await c.query(sql);
+    } finally {
+      await c.end().catch(() => {});
+    }
+  };
+
+  const rep: Report = { startedAt: new Date(), loadBefore: loadavg(), apiRssStart: null, uploads: [], failures: [] };
+  let dataDir: string | null = null;
+  let dbCreated = false;
+  let ownerId: string | null = null;
+  let measured = false;
+  let setupError: Error | null = null;
+
+  // one idempotent cleanup for the normal end, errors, the hard time limit and SIGINT/SIGTERM
+  let cleaning: Promise<void> | null = null;
+  cleanup = () =>
+    (cleaning ??= (async () => {
+      // worker first: it cancels/kills its job runner; each is SIGKILLed (with its group) if it does not stop
+      if (worker) await stopProc(worker, 15_000);
+      if (api) await stopProc(api, 15_000);
+      if (dbCreated) await admin(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch((err: Error) => log(`could not drop database ${dbName}: ${err.message}`));
+      await dropRedisKeys(redisUrl, [`bull:${queue}:*`, ...(ownerId ? [`modelpress:ratelimit:jobs:${ownerId}:*`] : [])]).catch((err: Error) =>
+        log(`could not remove the queue's Redis keys: ${err.message}`),
+      );
+      if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+    })());
+
+  const hardLimit = setTimeout(() => {
+    log(`the run exceeded ${SETTINGS.hardLimitMs / 1000} s; stopping everything`);
+    void Promise.race([cleanup(), sleep(30_000)]).finally(() => process.exit(1));
+  }, SETTINGS.hardLimitMs);
+  hardLimit.unref();
+
+  try {
+    log(`database ${dbName}, queue ${queue}`);
+    await admin(`CREATE DATABASE ${dbName}`);
+    dbCreated = true;
+    const dbEnv = { DATABASE_URL: dbUrl.toString() };
+    await runCli(['migrate'], dbEnv);
+    const created = await runCli(['keys', 'create', 'load'], dbEnv);
+    const key = created.stdout.trim().split('\n').pop()!.trim();
+    ownerId = /owner (\S+?);/.exec(created.stderr)?.[1] ?? null;
+    if (!/^mp_/.test(key)) throw new Error(`keys create printed no key: ${created.stdout}`);
+
+    dataDir = mkdtempSync(join(tmpdir(), 'modelpress-load-'));
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const env: Record<string, string> = {
+      DATABASE_URL: dbUrl.toString(),
+      REDIS_URL: redisUrl,
+      MODELPRESS_DATA_DIR: dataDir,
+      MODELPRESS_QUEUE: queue,
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      LOG_LEVEL: SETTINGS.apiLogLevel,
+      ...SETTINGS.limits,
+    };
+    api = startProc('API', ['serve'], env);
+    worker = startProc('worker', ['worker'], env);
+    await until('the API /readyz', 30_000, 200, async () => (await fetch(`${base}/readyz`, { signal: AbortSignal.timeout(2000) })).status === 200);
+    await until('the worker to be ready', 30_000, 200, async () => worker!.tail.some((l) => /ready \(queue/.test(l)));
+    rep.apiRssStart = rssBytes(api.pid);
+    log(`API pid ${api.pid} on ${base}, worker pid ${worker.pid}`);
+
+    // the slow job
+    const form = new FormData();
+    form.append('recipe', JSON.stringify(SETTINGS.slowRecipe));
+    form.append('model', new Blob([model]), 'fmnist-cnn.onnx');
+    const created202 = await fetch(`${base}/v1/jobs`, { method: 'POST', headers: { authorization: `Bearer ${key}` }, body: form, signal: AbortSignal.timeout(60_000) });
+    const jobBody = await created202.text();
+    if (created202.status !== 202) throw new ServiceFailure(`POST /v1/jobs: ${created202.status} ${jobBody}`);
+    const jobId = (JSON.parse(jobBody) as { id: string }).id;
+    await until(`job ${jobId} to be running`, 60_000, 250, async () => {
+      const s = await jobStatus(base, key, jobId);
+      if (s !== 'running' && s !== 'queued') throw new ServiceFailure(`job ${jobId} is ${s} before the measurement started`);
+      return s === 'running';
+    });
+    log(`job ${jobId} running; polling for ${SETTINGS.pollDurationSec} s with ${SETTINGS.pollConnections} connections`);
+    measured = true;
+
+    rep.poll = await poll(base, key, jobId);
+    checkAlive();
+    rep.apiRssAfterPoll = rssBytes(api.pid);
+    log(`polls: ${rep.poll.rps.toFixed(0)}/s, p50 ${rep.poll.p50} ms, p99 ${rep.poll.p99} ms, ${rep.poll.non2xx} non-2xx, ${rep.poll.errors} errors`);
+    if (rep.poll.s5xx > 0) rep.failures.push(`${rep.poll.s5xx} 5xx answers to GET /v1/jobs/<id>`);
+    rep.jobStatusAfterPoll = await jobStatus(base, key, jobId);
+
+    for (let round = 1; round <= SETTINGS.uploadRounds; round++) {
+      log(`upload round ${round}: ${SETTINGS.uploadsPerRound} concurrent uploads`);
+      const u = await uploadRound(round, base, key, model, api.pid);
+      rep.uploads.push(u);
+      checkAlive();
+      log(`  ${JSON.stringify(u.statuses)} in ${(u.totalMs / 1000).toFixed(2)} s; RSS ${fmtMB(u.rssBefore)} → peak ${fmtMB(u.rssPeak)} → ${fmtMB(u.rssAfter)}`);
+      const n5xx = Object.entries(u.statuses).filter(([k]) => /^5/.test(k)).reduce((a, [, v]) => a + v, 0);
+      if (n5xx > 0) rep.failures.push(`upload round ${round}: ${n5xx} 5xx answers (${u.failures[0] ?? ''})`);
+      for (const f of u.failures) log(`  ${f}`);
+    }
+    rep.jobStatusAfterUploads = await jobStatus(base, key, jobId);
+
+    // cancel the slow job and see it canceled by its worker
+    const cancel = await fetch(`${base}/v1/jobs/${jobId}/cancel`, { method: 'POST', headers: { authorization: `Bearer ${key}` }, signal: AbortSignal.timeout(10_000) });
+    const cancelText = await cancel.text();
+    if (cancel.status >= 500) throw new ServiceFailure(`POST /v1/jobs/${jobId}/cancel: ${cancel.status} ${cancelText}`);
+    if (cancel.status === 200 || cancel.status === 202) {
+      rep.jobCanceled = await until(`job ${jobId} to be canceled`, 30_000, 250, async () => (await jobStatus(base, key, jobId)) === 'canceled').catch((err: Error) => {
+        rep.failures.push(err.message);
+        return false;
+      });
+    } else {
+      // 409: it finished already (it should not have; reported as a busy-worker FAIL above)
+      rep.jobCanceled = false;
+      log(`cancel: ${cancel.status} ${cancelText}`);
+    }
+    checkAlive();
+    if (api.errorLines > 0) log(`the API logged ${api.errorLines} error line(s)`);
+  } catch (err) {
+    if (err instanceof ServiceFailure || measured) {
+      rep.failures.push((err as Error).message);
+    } else {
+      setupError = err as Error;
+    }
+  } finally {
+    if (api?.exit && !api.stopping && !rep.failures.some((f) => f.startsWith('the API exited'))) {
+      rep.failures.push(`the API exited unexpectedly (${api.exit.signal ?? `code ${api.exit.code}`})`);
+    }
+    await cleanup();
+    clearTimeout(hardLimit);
+  }
+
+  const serviceFailed = rep.failures.length > 0;
+  if (serviceFailed) {
+    for (const f of rep.failures) log(`SERVICE FAILURE: ${f}`);
+    for (const p of [api, worker]) if (p && p.tail.length) log(`last output of the ${p.name}:\n${p.tail.slice(-20).join('\n')}`);
+  }
+  if (setupError) {
+    log(`could not run the load test: ${setupError.message}`);
+    for (const p of [api, worker]) if (p && p.tail.length) log(`last output of the ${p.name}:\n${p.tail.slice(-20).join('\n')}`);
+  }
+  if (!measured) {
+    log(`nothing was measured; ${OUT} is left as it was`);
+    return 1;
+  }
+  rep.finishedAt = new Date();
+  rep.loadAfter = loadavg();
+  const md = render(rep, serviceFailed);
+  mkdirSync(dirname(OUT), { recursive: true });
+  writeFileSync(OUT, md);
+  process.stdout.write(`${md}\nwritten to ${OUT}\n`);
+  return serviceFailed ? 1 : 0;
+}
+
+async function dropRedisKeys(url: string, patterns: string[]): Promise<void> {
+  const redis = new Redis(url, { maxRetriesPerRequest: 1, connectTimeout: 2000, lazyConnect: true });
+  redis.on('error', () => {});
+  try {
+    await redis.connect();
+    for (const pattern of patterns) {
+      let cursor = '0';
+      let rounds = 0;
+      do {
+        const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
+        cursor = next;
+        if (keys.length) await redis.del(...keys);
+      } while (cursor !== '0' && ++rounds < 10_000);
+    }
+  } finally {
+    redis.disconnect();
+  }
+}
+
+let interrupted = false;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    if (interrupted) return;
+    interrupted = true;
+    log(`${sig}: stopping the service processes and removing the throwaway database`);
+    void Promise.race([cleanup(), sleep(40_000)]).finally(() => process.exit(130));
+  });
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: Error) => {
+    log(`error: ${err.stack ?? err.message}`);
+    process.exit(1);
+  },
+);
