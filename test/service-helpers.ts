@@ -201,5 +201,7 @@ export function jobForm(model: Uint8Array, recipe: unknown, extra: Record<string
 }
 
 export const FAST_RECIPE = { steps: [{ pass: 'convert.fp16' }], benchmark: { enabled: false }, evaluate: { maxSamples: 16 } };
+/** Real work that takes several seconds: timing the original and the fp16 model at batch 16. */
+export const BUSY_RECIPE = { steps: [{ pass: 'convert.fp16' }], benchmark: { enabled: true, batchSizes: [16], warmup: 0, runs: 400, rounds: 2 }, evaluate: { maxSamples: 16 } };
 /** Real work that takes minutes: timing the original model 100000 times at batch 16. */
 export const SLOW_RECIPE = { steps: [{ pass: 'convert.fp16' }], benchmark: { enabled: true, batchSizes: [16], warmup: 0, runs: 100000 } };
