@@ -5,7 +5,7 @@ import { Value as TBValue } from '@sinclair/typebox/value';
 import { decodeModel, encodeModel } from '../src/onnx/model-io.js';
 import { verifyModel } from '../src/onnx/verify.js';
 import { convertFp16Pass } from '../src/passes/convert-fp16.js';
-import { ChangeLog, type PassContext } from '../src/pipeline/pass.js';
+import type { PassContext } from '../src/pipeline/pass.js';
 import { DataType as DT } from '../src/onnx/dtypes.js';
 import { getConstant } from '../src/onnx/constants.js';
 import { fidelity } from '../src/metrics/fidelity.js';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
-  cpAls, frobeniusNorm, gaussianMatrix, hooi, hosvd, matmul, matmulNT, matmulTN, matrix, qr, randomizedSvd, reconstruct,
+  cpAls, frobeniusNorm, gaussianMatrix, hooi, hosvd, matmul, matmulNT, matmulTN, qr, randomizedSvd, reconstruct,
   reconstructTucker, singularValues, subtract, symmetricEigen, tensor, transpose, truncatedSvd, unfold, fold, modeProduct, type Matrix,
 } from '../src/linalg/index.js';
 

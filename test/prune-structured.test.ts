@@ -5,7 +5,7 @@ import { Value as TBValue } from '@sinclair/typebox/value';
 import { decodeModel, encodeModel } from '../src/onnx/model-io.js';
 import { verifyModel } from '../src/onnx/verify.js';
 import { getConstant } from '../src/onnx/constants.js';
-import { makeTensor, tensorDims } from '../src/onnx/tensor-data.js';
+import { tensorDims } from '../src/onnx/tensor-data.js';
 import type { Model, Value } from '../src/onnx/ir.js';
 import { pruneStructuredPass } from '../src/passes/prune-structured.js';
 import { analyzeChannels, discoverChannelShapes, type ChannelGroup } from '../src/prune/dependency-graph.js';

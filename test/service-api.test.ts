@@ -19,7 +19,7 @@ let keyB: string;
 const model = readFileSync(MODELS.fmnist);
 
 before(async () => {
-  svc = await testService({ MAX_UPLOAD_BYTES: String(model.length + 1000), RATE_LIMIT_JOBS_PER_MINUTE: '12', MAX_ACTIVE_JOBS_PER_OWNER: '6', MAX_MODELS_PER_OWNER: '4', RATE_LIMIT_UPLOADS_PER_MINUTE: '100' });
+  svc = await testService({ MAX_UPLOAD_BYTES: String(model.length + 1000), RATE_LIMIT_JOBS_PER_MINUTE: '12', MAX_ACTIVE_JOBS_PER_OWNER: '6', MAX_MODELS_PER_OWNER: '4', MAX_MODEL_BYTES_PER_OWNER: String(3 * model.length + 1000), RATE_LIMIT_UPLOADS_PER_MINUTE: '100' });
   app = await buildApp({ config: svc.config, forceCloseConnections: true });
   await app.listen({ port: 0, host: '127.0.0.1' });
   base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
@@ -222,10 +222,10 @@ test('rate limits: active jobs per owner and creations per minute → 429 with R
 });
 
 /** A model upload of distinct bytes (the store takes any bytes; the worker is what parses them). */
-function modelForm(seed: number): FormData {
+function modelForm(seed: number, size = model.length): FormData {
   const form = new FormData();
-  const bytes = new Uint8Array(model.length);
-  bytes.set(model);
+  const bytes = new Uint8Array(size);
+  bytes.set(model.subarray(0, size));
   bytes[bytes.length - 1] = seed; // distinct content, distinct model
   form.append('model', new Blob([bytes]), `m${seed}.onnx`);
   return form;
@@ -242,18 +242,24 @@ test('the active-jobs limit holds under a race: 50 concurrent creations by a fre
   assert.equal(await svc.dbh.db.job.count({ where: { ownerId: owner } }), svc.config.maxActiveJobsPerOwner, 'no row beyond the limit');
 });
 
-test('model quota per owner (count), also under concurrent uploads; a known model is not a new one', async () => {
+test('model quotas per owner (count and bytes), also under concurrent uploads; a known model is not a new one', async () => {
+  // count: small models, 8 at once → exactly MAX_MODELS_PER_OWNER stored
   const c = client(base, await svc.newKey('quota'));
-  const results = await Promise.all(Array.from({ length: 8 }, (_, i) => c.post('/v1/models', modelForm(10 + i))));
+  const results = await Promise.all(Array.from({ length: 8 }, (_, i) => c.post('/v1/models', modelForm(10 + i, 1000))));
   assert.equal(results.filter((r) => r.status === 201).length, svc.config.maxModelsPerOwner, results.map((r) => r.status).join(','));
   const refused = results.find((r) => r.status !== 201)!;
   assert.match((await problem(refused, 409, 'quota_exceeded')).detail, /MAX_MODELS_PER_OWNER/);
   const stored = await Promise.all(results.filter((r) => r.status === 201).map(async (r) => ((await r.json()) as { filename: string }).filename));
-  const again = await c.post('/v1/models', modelForm(Number(/m(\d+)/.exec(stored[0]!)![1])));
+  const again = await c.post('/v1/models', modelForm(Number(/m(\d+)/.exec(stored[0]!)![1]), 1000));
   assert.equal(again.status, 200, 'identical bytes: the stored model, no quota needed');
   // at the quota, a new model is refused, by itself or with a job
-  await problem(await c.post('/v1/models', modelForm(99)), 409, 'quota_exceeded');
-  await problem(await c.post('/v1/jobs', jobForm(new Uint8Array(model.length).fill(3), FAST_RECIPE)), 409, 'quota_exceeded');
+  await problem(await c.post('/v1/models', modelForm(99, 1000)), 409, 'quota_exceeded');
+  await problem(await c.post('/v1/jobs', jobForm(new Uint8Array(1000).fill(3), FAST_RECIPE)), 409, 'quota_exceeded');
+  // bytes: full-size models, 5 at once → the 3 that fit MAX_MODEL_BYTES_PER_OWNER
+  const d = client(base, await svc.newKey('bytes'));
+  const big = await Promise.all(Array.from({ length: 5 }, (_, i) => d.post('/v1/models', modelForm(40 + i))));
+  assert.equal(big.filter((r) => r.status === 201).length, 3, big.map((r) => r.status).join(','));
+  assert.match((await problem(big.find((r) => r.status !== 201)!, 409, 'quota_exceeded')).detail, /MAX_MODEL_BYTES_PER_OWNER/);
   assert.deepEqual(tmpFiles(), [], 'refused uploads leave nothing');
 });
 

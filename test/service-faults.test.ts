@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -17,15 +17,7 @@ import { buildApp } from '../src/service/app.js';
 import { encodeModel } from '../src/onnx/model-io.js';
 import { MODELS, testGraph } from './helpers.js';
 import { bigInputModel, computedShapeBomb, makeCanary, sparseConstantModel } from './crafted-models.js';
-import { CLI, client, FAST_RECIPE, jobForm, runnerPids, SLOW_RECIPE, startWorkerProcess, testService, waitFor, type TestService, type WorkerProcess } from './service-helpers.js';
-
-interface JobBody {
-  id: string;
-  status: string;
-  attempt: number;
-  cancelRequested: boolean;
-  error: { code: string; message: string } | null;
-}
+import { CLI, client, FAST_RECIPE, finished, jobApi, jobForm, runnerPids, startWorkerProcess, testService, waitFor, type TestService, type WorkerProcess } from './service-helpers.js';
 
 const JOB_MEMORY_MB = 512;
 let svc: TestService;
@@ -39,6 +31,7 @@ before(async () => {
   app = await buildApp({ config: svc.config, forceCloseConnections: true });
   await app.listen({ port: 0, host: '127.0.0.1' });
   api = client(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, await svc.newKey('faults'));
+  ({ create, job, until } = jobApi(api));
   worker = await startWorkerProcess(svc.env);
 });
 
@@ -49,19 +42,9 @@ after(async () => {
   await svc.close();
 });
 
-async function create(form: FormData): Promise<string> {
-  const res = await api.post('/v1/jobs', form);
-  assert.equal(res.status, 202, await res.clone().text());
-  return ((await res.json()) as JobBody).id;
-}
-
-const job = async (id: string) => (await (await api.get(`/v1/jobs/${id}`)).json()) as JobBody;
-const finished = (j: JobBody) => !['queued', 'running'].includes(j.status);
-const until = (id: string, pred: (j: JobBody) => boolean, what: string, timeoutMs = 60_000) =>
-  waitFor(what, async () => {
-    const j = await job(id);
-    return pred(j) ? j : null;
-  }, timeoutMs);
+let create: ReturnType<typeof jobApi>['create'];
+let job: ReturnType<typeof jobApi>['job'];
+let until: ReturnType<typeof jobApi>['until'];
 const filesIn = (dir: string) => (existsSync(join(svc.dataDir, dir)) ? readdirSync(join(svc.dataDir, dir), { recursive: true }).map(String).filter((f) => f.endsWith('.onnx') || !f.includes('.')) : []);
 
 /** Downloads the artifact and checks it is whole: its ETag is the sha256 of the bytes served. */
@@ -155,33 +138,55 @@ test('a model whose tensor points at a host file is refused and the file is neve
   }
 });
 
-test('API SIGTERM in the middle of an upload: no temp file is left, before or after a restart', async () => {
+test('uploads: a stalled one is cut after IDLE_TIMEOUT_MS, SIGTERM mid-upload leaves no temp file, and a restart sweeps stale ones', async () => {
   const port = await new Promise<number>((resolve) => {
     const srv = createServer().listen(0, '127.0.0.1', () => {
       const p = (srv.address() as AddressInfo).port;
       srv.close(() => resolve(p));
     });
   });
-  const env = { ...process.env, ...svc.env, PORT: String(port), SHUTDOWN_TIMEOUT_MS: '1500', LOG_LEVEL: 'warn' };
+  const env = { ...process.env, ...svc.env, PORT: String(port), SHUTDOWN_TIMEOUT_MS: '1500', IDLE_TIMEOUT_MS: '1500', REQUEST_TIMEOUT_MS: '60000', LOG_LEVEL: 'warn' };
   const startApi = async (): Promise<ChildProcess> => {
     const proc = spawn(process.execPath, [CLI, 'serve'], { env, stdio: 'ignore' });
     await waitFor('the API to be ready', async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200, 20_000);
     return proc;
   };
-  const tmpFiles = () => (existsSync(join(svc.dataDir, 'tmp')) ? readdirSync(join(svc.dataDir, 'tmp')) : []);
-  const before = tmpFiles();
+  const tmpDir = join(svc.dataDir, 'tmp');
+  const tmpFiles = () => (existsSync(tmpDir) ? readdirSync(tmpDir) : []);
+  const key = await svc.newKey('upload');
+  /** A multipart upload that sends its first megabyte, then stalls; resolves when the server closes it. */
+  const stalledUpload = () => {
+    const boundary = 'mpboundary';
+    const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/models', headers: { authorization: `Bearer ${key}`, 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': String(64 * 1024 * 1024) } });
+    const closed = new Promise<void>((r) => req.once('close', () => r()));
+    req.on('error', () => {});
+    req.write(`--${boundary}\r\ncontent-disposition: form-data; name="model"; filename="m.onnx"\r\ncontent-type: application/octet-stream\r\n\r\n`);
+    req.write(Buffer.alloc(1024 * 1024, 7));
+    return { req, closed };
+  };
+
+  // a temp file from an API that died mid-upload long ago (older than REQUEST_TIMEOUT_MS + 1 min)
+  mkdirSync(tmpDir, { recursive: true });
+  const stale = join(tmpDir, 'left-by-a-dead-api');
+  writeFileSync(stale, 'partial');
+  utimesSync(stale, new Date(Date.now() - 3600_000), new Date(Date.now() - 3600_000));
+  const before = tmpFiles().filter((f) => f !== 'left-by-a-dead-api');
   let proc = await startApi();
-  // a multipart upload that sends its first megabyte, then stalls
-  const boundary = 'mpboundary';
-  const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/models', headers: { authorization: `Bearer ${await svc.newKey('upload')}`, 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': String(64 * 1024 * 1024) } });
-  req.on('error', () => {});
-  req.write(`--${boundary}\r\ncontent-disposition: form-data; name="model"; filename="m.onnx"\r\ncontent-type: application/octet-stream\r\n\r\n`);
-  req.write(Buffer.alloc(1024 * 1024, 7));
+  assert.ok(!existsSync(stale), 'swept at start');
+
+  const idle = stalledUpload();
   await waitFor('the upload to reach a temp file', async () => tmpFiles().length > before.length, 10_000);
+  const t0 = Date.now();
+  await idle.closed;
+  assert.ok(Date.now() - t0 < 10_000, 'cut after about IDLE_TIMEOUT_MS, not held for minutes');
+  await waitFor('the partial file of the cut upload to go', async () => tmpFiles().length === before.length, 5000);
+
+  const cut = stalledUpload();
+  await waitFor('the second upload to reach a temp file', async () => tmpFiles().length > before.length, 10_000);
   const exited = new Promise((r) => proc.once('exit', r));
   proc.kill('SIGTERM');
   await exited;
-  req.destroy();
+  cut.req.destroy();
   assert.deepEqual(tmpFiles(), before, 'the partial upload was deleted on shutdown');
   proc = await startApi();
   assert.deepEqual(tmpFiles(), before);

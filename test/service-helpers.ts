@@ -189,6 +189,38 @@ export function client(base: string, key?: string) {
   };
 }
 
+/** A job as the API shows it (the fields tests read). */
+export interface JobBody {
+  id: string;
+  status: string;
+  attempt: number;
+  cancelRequested: boolean;
+  progress: { percent: number; step: number; steps: number; stepName: string | null };
+  error: { code: string; message: string } | null;
+  metrics: Record<string, unknown> | null;
+}
+
+export const finished = (j: JobBody) => !['queued', 'running'].includes(j.status);
+
+/** Create a job (202 expected), read it, and wait for a state, through a real client. */
+export function jobApi(api: ReturnType<typeof client>) {
+  const job = async (id: string) => (await (await api.get(`/v1/jobs/${id}`)).json()) as JobBody;
+  return {
+    job,
+    async create(body: FormData | object): Promise<string> {
+      const res = await api.post('/v1/jobs', body);
+      if (res.status !== 202) throw new Error(`expected 202, got ${res.status}: ${await res.text()}`);
+      return ((await res.json()) as JobBody).id;
+    },
+    until(id: string, pred: (j: JobBody) => boolean, what: string, timeoutMs = 60_000): Promise<JobBody> {
+      return waitFor(what, async () => {
+        const j = await job(id);
+        return pred(j) ? j : null;
+      }, timeoutMs);
+    },
+  };
+}
+
 export function jobForm(model: Uint8Array, recipe: unknown, extra: Record<string, string | { bytes: Uint8Array; name: string }> = {}): FormData {
   const form = new FormData();
   form.append('recipe', typeof recipe === 'string' ? recipe : JSON.stringify(recipe));

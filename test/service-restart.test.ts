@@ -4,7 +4,7 @@
 // file runs it) and its own Postgres cluster.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
@@ -12,8 +12,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../src/service/app.js';
+import { isDatabaseUnreachable } from '../src/service/plugins/problems.js';
 import { MODELS } from './helpers.js';
-import { BUSY_RECIPE, client, FAST_RECIPE, jobForm, startWorkerProcess, testService, waitFor, type TestService, type WorkerProcess } from './service-helpers.js';
+import { BUSY_RECIPE, client, FAST_RECIPE, finished, jobApi, jobForm, startWorkerProcess, testService, waitFor, type TestService, type WorkerProcess } from './service-helpers.js';
 
 const PG_BIN = ['/usr/lib/postgresql/15/bin', '/usr/lib/postgresql/16/bin', '/usr/lib/postgresql/17/bin'].find((d) => existsSync(join(d, 'initdb')));
 const REDIS = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find(existsSync);
@@ -63,7 +64,14 @@ function stopRedis(): Promise<void> {
   });
 }
 
-const pgCtl = (action: string) => pgTool('pg_ctl', ['-D', join(dir, 'pg'), '-l', join(dir, 'pg.log'), '-w', '-m', 'fast', '-o', `-p ${pgPort} -k ${dir} -c listen_addresses=127.0.0.1`, action]);
+const pgCtlArgs = (action: string) => ['-D', join(dir, 'pg'), '-l', join(dir, 'pg.log'), '-w', '-m', 'fast', '-o', `-p ${pgPort} -k ${dir} -c listen_addresses=127.0.0.1`, action];
+const pgCtl = (action: string) => pgTool('pg_ctl', pgCtlArgs(action));
+/** pg_ctl without blocking this process: the API under test runs in it and must keep serving meanwhile. */
+function pgCtlAsync(action: string): Promise<void> {
+  const cmd = join(PG_BIN!, 'pg_ctl');
+  const [file, args] = asRoot ? ['runuser', ['-u', 'postgres', '--', cmd, ...pgCtlArgs(action)]] : [cmd, pgCtlArgs(action)];
+  return new Promise((resolve, reject) => execFile(file, args, (err) => (err ? reject(err) : resolve())));
+}
 
 before(async () => {
   if (skip) return;
@@ -128,49 +136,26 @@ test('restart Postgres and Redis while idle → readiness and jobs recover witho
   assert.equal(worker.child.exitCode, null, 'the same worker process served all three jobs');
 });
 
-interface JobBody {
-  id: string;
-  status: string;
-  attempt: number;
-  error: unknown;
-}
-
 async function busyApi() {
-  const key = await svc.newKey(`busy-${Math.random()}`);
-  {
-    const api = client(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, key);
-    const model = readFileSync(MODELS.fmnist);
-    return {
-      api,
-      async create(recipe: object = BUSY_RECIPE): Promise<string> {
-        const res = await api.post('/v1/jobs', jobForm(model, recipe));
-        assert.equal(res.status, 202, await res.clone().text());
-        return ((await res.json()) as JobBody).id;
-      },
-      async job(id: string): Promise<JobBody> {
-        return (await (await api.get(`/v1/jobs/${id}`)).json()) as JobBody;
-      },
-      until(id: string, pred: (j: JobBody) => boolean, what: string, timeoutMs = 90_000): Promise<JobBody> {
-        return waitFor(what, async () => {
-          const j = (await (await api.get(`/v1/jobs/${id}`)).json()) as JobBody;
-          return pred(j) ? j : null;
-        }, timeoutMs);
-      },
-      /** The job succeeded once: one attempt, one artifact row, and the bytes served match their ETag. */
-      async assertOneArtifact(id: string): Promise<void> {
-        const j = (await (await api.get(`/v1/jobs/${id}`)).json()) as JobBody;
-        assert.equal(j.status, 'succeeded', JSON.stringify(j));
-        assert.equal(j.attempt, 1, 'run once');
-        assert.equal(await svc.dbh.db.artifact.count({ where: { jobId: id } }), 1);
-        const res = await api.get(`/v1/jobs/${id}/artifact`);
-        assert.equal(res.status, 200);
-        const sha = createHash('sha256').update(new Uint8Array(await res.arrayBuffer())).digest('hex');
-        assert.equal(res.headers.get('etag'), `"${sha}"`);
-      },
-    };
-  }
+  const api = client(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, await svc.newKey(`busy-${Math.random()}`));
+  const jobs = jobApi(api);
+  return {
+    api,
+    ...jobs,
+    create: (recipe: object = BUSY_RECIPE) => jobs.create(jobForm(readFileSync(MODELS.fmnist), recipe)),
+    /** The job succeeded once: one attempt, one artifact row, and the bytes served match their ETag. */
+    async assertOneArtifact(id: string): Promise<void> {
+      const j = await jobs.job(id);
+      assert.equal(j.status, 'succeeded', JSON.stringify(j));
+      assert.equal(j.attempt, 1, 'run once');
+      assert.equal(await svc.dbh.db.artifact.count({ where: { jobId: id } }), 1);
+      const res = await api.get(`/v1/jobs/${id}/artifact`);
+      assert.equal(res.status, 200);
+      const sha = createHash('sha256').update(new Uint8Array(await res.arrayBuffer())).digest('hex');
+      assert.equal(res.headers.get('etag'), `"${sha}"`);
+    },
+  };
 }
-const finished = (j: JobBody) => !['queued', 'running'].includes(j.status);
 const redisCli = (...args: string[]) => execFileSync('redis-cli', ['-p', String(redisPort), ...args], { encoding: 'utf8' });
 
 test('Redis restarted in the middle of a job (AOF on) → the job succeeds once, with one artifact', { skip }, async () => {
@@ -213,7 +198,7 @@ test('POST while Redis is down → 503 and no job row; accepted again once Redis
   assert.equal((await b.until(id, finished, 'the job after Redis came back')).status, 'succeeded');
 });
 
-test('Postgres restarted under a polling load → brief 503s at most, never a 500; the running job succeeds', { skip }, async (t) => {
+test('Postgres down and back under a polling load → 503s while it is down, never a 500; the running job succeeds', { skip }, async (t) => {
   const b = await busyApi();
   const id = await b.create();
   await b.until(id, (j) => j.status === 'running', 'the job to start');
@@ -230,7 +215,13 @@ test('Postgres restarted under a polling load → brief 503s at most, never a 50
   };
   const pollers = Array.from({ length: 4 }, poller);
   await new Promise((r) => setTimeout(r, 500));
-  pgCtl('restart');
+  // down for a while (a restart alone is over in a few hundred ms), then up again
+  await pgCtlAsync('stop');
+  // what a route's own query throws when Postgres is gone is recognised as "unreachable" (→ 503)
+  const err = await svc.dbh.db.job.findFirst({}).then(() => null, (e: unknown) => e);
+  assert.ok(err && isDatabaseUnreachable(err), `not recognised: ${String(err)}`);
+  await new Promise((r) => setTimeout(r, 1500));
+  await pgCtlAsync('start');
   await new Promise((r) => setTimeout(r, 2000));
   polling = false;
   await Promise.all(pollers);
@@ -239,6 +230,7 @@ test('Postgres restarted under a polling load → brief 503s at most, never a 50
   assert.ok(!statuses.has(500), `no 500: ${JSON.stringify(seen)}`);
   assert.deepEqual([...statuses.keys()].filter((c) => c !== 200 && c !== 503), [], JSON.stringify(seen));
   assert.ok((statuses.get(200) ?? 0) > 0);
+  assert.ok((statuses.get(503) ?? 0) > 0, 'the outage was seen (else this test tests nothing)');
   await b.until(id, finished, 'the job to finish after the restart', 120_000);
   await b.assertOneArtifact(id);
 });

@@ -10,16 +10,7 @@ import { buildApp } from '../src/service/app.js';
 import { createSession, syntheticInputs } from '../src/runtime/ort.js';
 import { decodeModel } from '../src/onnx/model-io.js';
 import { FMNIST, MODELS } from './helpers.js';
-import { client, FAST_RECIPE, jobForm, runnerPids, SLOW_RECIPE, startWorkerProcess, testService, waitFor, type TestService, type WorkerProcess } from './service-helpers.js';
-
-interface JobBody {
-  id: string;
-  status: string;
-  attempt: number;
-  progress: { percent: number; step: number; steps: number; stepName: string | null };
-  error: { code: string; message: string } | null;
-  metrics: Record<string, unknown> | null;
-}
+import { client, FAST_RECIPE, finished, jobApi, jobForm, type JobBody, runnerPids, SLOW_RECIPE, startWorkerProcess, testService, waitFor, type TestService, type WorkerProcess } from './service-helpers.js';
 
 let svc: TestService;
 let app: FastifyInstance;
@@ -32,6 +23,7 @@ before(async () => {
   app = await buildApp({ config: svc.config, forceCloseConnections: true });
   await app.listen({ port: 0, host: '127.0.0.1' });
   api = client(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, await svc.newKey('worker-tests'));
+  ({ create, job, until } = jobApi(api));
   worker = await startWorkerProcess(svc.env);
 });
 
@@ -42,22 +34,9 @@ after(async () => {
   await svc.close();
 });
 
-async function create(form: FormData): Promise<string> {
-  const res = await api.post('/v1/jobs', form);
-  assert.equal(res.status, 202, await res.clone().text());
-  return ((await res.json()) as JobBody).id;
-}
-
-async function job(id: string): Promise<JobBody> {
-  return (await (await api.get(`/v1/jobs/${id}`)).json()) as JobBody;
-}
-
-async function until(id: string, pred: (j: JobBody) => boolean, what: string, timeoutMs = 60_000): Promise<JobBody> {
-  return waitFor(what, async () => {
-    const j = await job(id);
-    return pred(j) ? j : null;
-  }, timeoutMs);
-}
+let create: ReturnType<typeof jobApi>['create'];
+let job: ReturnType<typeof jobApi>['job'];
+let until: ReturnType<typeof jobApi>['until'];
 
 /** A job form for the fmnist model with its calibration, evaluation and label files. */
 function withFmnistData(recipe: object): FormData {
@@ -67,8 +46,6 @@ function withFmnistData(recipe: object): FormData {
     labels: { bytes: readFileSync(FMNIST.labels), name: 'labels.npy' },
   });
 }
-
-const finished = (j: JobBody) => !['queued', 'running'].includes(j.status);
 
 test('end to end: model + fp16 recipe + data → succeeded; the artifact runs in onnxruntime and matches its ETag', async () => {
   const id = await create(

@@ -11,13 +11,14 @@ import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import { loadConfig } from '../service/config.js';
+import { environment } from '../report/environment.js';
 
 const ROOT = (() => {
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -103,16 +104,6 @@ function rssBytes(pid: number): number | null {
   } catch {
     return null;
   }
-}
-
-function cpuModel(): string {
-  try {
-    const m = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
-    if (m) return m[1]!.trim();
-  } catch {
-    /* not Linux */
-  }
-  return cpus()[0]?.model ?? 'unknown';
 }
 
 function runCli(args: string[], env: Record<string, string>, timeoutMs = 60_000): Promise<{ stdout: string; stderr: string }> {
@@ -403,12 +394,13 @@ function render(rep: Report, failed: boolean): string {
   const table = rows(rep)
     .map((r) => `| ${r.what} | ${r.measured} | ${r.target} | ${verdict(r)} |`)
     .join('\n');
+  const machine = environment();
   const la = (l?: number[]) => (l ? l.map((x) => x.toFixed(2)).join(' ') : '—');
   const env = Object.entries(SETTINGS.limits).map(([k, v]) => `${k}=${v}`).join(', ');
   const lines = [
     '# modelpress service load test',
     '',
-    `Measured ${rep.startedAt.toISOString().replace(/\.\d+Z$/, 'Z')} by \`npm run load\` (src/bench/load.ts) on ${cpuModel()} (${cpus().length} cores), Node ${process.version}.`,
+    `Measured ${rep.startedAt.toISOString().replace(/\.\d+Z$/, 'Z')} by \`npm run load\` (src/bench/load.ts) on ${machine.cpuModel} (${machine.cores} cores, ${machine.int8Dot}), Node ${machine.node}.`,
     `Load average (1/5/15 min) before: ${la(rep.loadBefore)}; after: ${la(rep.loadAfter)}. Run took ${rep.finishedAt ? ((rep.finishedAt.getTime() - rep.startedAt.getTime()) / 1000).toFixed(0) : '—'} s.`,
     '',
     'Setup: the API (`modelpress serve`) and one worker (`modelpress worker`) as separate processes on this machine, with a',
