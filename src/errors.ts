@@ -1,5 +1,5 @@
 // One error hierarchy for the whole product. The `code` is stable (clients match on it);
-// it decides the HTTP status and whether a queued job is worth retrying.
+// it decides the HTTP status and the CLI's exit code.
 
 export type ErrorCode =
   | 'invalid_model' // not ONNX, truncated, inconsistent graph
@@ -23,27 +23,28 @@ export type ErrorCode =
 
 interface CodeInfo {
   httpStatus: number;
-  retryable: boolean;
+  /** The CLI's exit code: 2 for anything the user can fix (input, model, recipe, limits), 1 for our bugs. */
+  exitCode: 1 | 2;
 }
 
 export const ERROR_CODES: Record<ErrorCode, CodeInfo> = {
-  invalid_model: { httpStatus: 422, retryable: false },
-  unsupported_model: { httpStatus: 422, retryable: false },
-  invalid_recipe: { httpStatus: 400, retryable: false },
-  invalid_input: { httpStatus: 400, retryable: false },
-  pass_failed: { httpStatus: 422, retryable: false },
-  canceled: { httpStatus: 409, retryable: false },
-  timeout: { httpStatus: 504, retryable: false },
-  memory_limit: { httpStatus: 422, retryable: false },
-  internal: { httpStatus: 500, retryable: true },
-  unauthorized: { httpStatus: 401, retryable: false },
-  not_found: { httpStatus: 404, retryable: false },
-  conflict: { httpStatus: 409, retryable: false },
-  idempotency_mismatch: { httpStatus: 422, retryable: false },
-  rate_limited: { httpStatus: 429, retryable: true },
-  quota_exceeded: { httpStatus: 409, retryable: false },
-  payload_too_large: { httpStatus: 413, retryable: false },
-  unavailable: { httpStatus: 503, retryable: true },
+  invalid_model: { httpStatus: 422, exitCode: 2 },
+  unsupported_model: { httpStatus: 422, exitCode: 2 },
+  invalid_recipe: { httpStatus: 400, exitCode: 2 },
+  invalid_input: { httpStatus: 400, exitCode: 2 },
+  pass_failed: { httpStatus: 422, exitCode: 2 },
+  canceled: { httpStatus: 409, exitCode: 2 },
+  timeout: { httpStatus: 504, exitCode: 2 },
+  memory_limit: { httpStatus: 422, exitCode: 2 },
+  internal: { httpStatus: 500, exitCode: 1 },
+  unauthorized: { httpStatus: 401, exitCode: 2 },
+  not_found: { httpStatus: 404, exitCode: 2 },
+  conflict: { httpStatus: 409, exitCode: 2 },
+  idempotency_mismatch: { httpStatus: 422, exitCode: 2 },
+  rate_limited: { httpStatus: 429, exitCode: 2 },
+  quota_exceeded: { httpStatus: 409, exitCode: 2 },
+  payload_too_large: { httpStatus: 413, exitCode: 2 },
+  unavailable: { httpStatus: 503, exitCode: 2 },
 };
 
 export class ModelpressError extends Error {
@@ -62,8 +63,8 @@ export class ModelpressError extends Error {
     return ERROR_CODES[this.code].httpStatus;
   }
 
-  get retryable(): boolean {
-    return ERROR_CODES[this.code].retryable;
+  get exitCode(): 1 | 2 {
+    return ERROR_CODES[this.code].exitCode;
   }
 }
 

@@ -36,7 +36,7 @@ describe('bias correction', () => {
     const ref = await channelMeans(base, feeds);
     const rmsShift = async (biasCorrection: boolean) => {
       const ctx = passContext(feeds, { synthetic: false });
-      const cfg = { pass: 'quantize.weights', bits: 4, blockSize: 32, minElements: 0, nodesToExclude: others, biasCorrection };
+      const cfg = { pass: 'quantize.weights', bits: 4, blockSize: 32, minElements: 0, excludeNodes: others, biasCorrection };
       const q = await quantizeWeightsPass.run(decodeModel(bytes), TBValue.Default(quantizeWeightsPass.schema, cfg) as never, ctx);
       assert.equal(q.graph.nodes.filter((n) => n.opType === 'MatMulNBits').length, 1);
       if (biasCorrection) assert.equal(ctx.changes.stats.biasCorrected, 1);

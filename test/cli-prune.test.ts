@@ -7,7 +7,8 @@ import { FMNIST, MODELS, ROOT, cli, feedsFor } from './helpers.js';
 import { decodeModel } from '../src/onnx/model-io.js';
 import { getConstant } from '../src/onnx/constants.js';
 import { readFloat32, tensorDims } from '../src/onnx/tensor-data.js';
-import { PRUNABLE_WEIGHT_RULES } from '../src/prune/weights.js';
+import { DEFAULT_PRUNE_OPS } from '../src/prune/weights.js';
+import { weightLayerOf } from '../src/onnx/weight-layers.js';
 import { runOnce } from '../src/runtime/ort.js';
 import { axisView, nmViolations } from '../src/prune/sparsity.js';
 
@@ -46,11 +47,11 @@ describe('modelpress compress: the pruning family', () => {
     let checked = 0;
     const rewritten = new Set(rep.steps[1].changes.rewrittenNodes.map((x: { node: string }) => x.node));
     for (const n of model.graph.nodes) {
-      const rule = PRUNABLE_WEIGHT_RULES[n.opType];
-      const t = rule ? getConstant(n.inputs[rule.weightInput]) : undefined;
-      if (!rule || !t || !rewritten.has(n.name)) continue;
+      const layer = DEFAULT_PRUNE_OPS.includes(n.opType) ? weightLayerOf(n) : null;
+      const t = getConstant(layer?.weight);
+      if (!layer || !t || !rewritten.has(n.name)) continue;
       const dims = tensorDims(t);
-      assert.equal(nmViolations(readFloat32(t), axisView(dims, rule.inputAxis(n, dims.length)), 2, 4), 0, `${n.name}: 2:4 pattern`);
+      assert.equal(nmViolations(readFloat32(t), axisView(dims, layer.inAxis!), 2, 4), 0, `${n.name}: 2:4 pattern`);
       checked++;
     }
     assert.ok(checked > 5, `${checked} layers checked`);

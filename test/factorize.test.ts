@@ -16,7 +16,7 @@ import { ort, runOnce, seededRandom, tensorToFloat32, type Feeds } from '../src/
 import { batchesFromArrays, readArraysFile, readLabelsFile } from '../src/data/samples.js';
 import { evaluateModels } from '../src/eval/evaluate.js';
 import { evbmfRank } from '../src/factorize/vbmf.js';
-import { energyRank, roundRank } from '../src/factorize/rank.js';
+import { energyRank, RANK_SELECTORS, RankSchema, rankSelector, roundRank, type RankSpec } from '../src/factorize/rank.js';
 import { leadingModeVectors, tensor } from '../src/linalg/index.js';
 import type { ChangeLog } from '../src/pipeline/pass.js';
 import { FMNIST, MODELS, ROOT, feedsFor, passContext } from './helpers.js';
@@ -219,6 +219,15 @@ describe('factorize.tucker', () => {
       const want = expect.map((r) => roundRank(r, 8, 64, 'up'));
       assert.deepEqual(tensorDims(getConstant(chain[1]!.inputs[1])!).slice(0, 2), want, `${JSON.stringify(spec)} ranks`);
     }
+  });
+
+  it('rank option: the recipe values of RANK_SELECTORS, each picking its selector', () => {
+    const picks: [unknown, string][] = [[0.5, 'fraction'], [8, 'explicit'], [[16, 8], 'explicit'], [{ energy: 0.9 }, 'energy'], ['vbmf', 'vbmf']];
+    for (const [spec, name] of picks) {
+      assert.ok(TBValue.Check(RankSchema, spec), JSON.stringify(spec));
+      assert.equal(rankSelector(spec as RankSpec), RANK_SELECTORS[name as keyof typeof RANK_SELECTORS]);
+    }
+    for (const bad of [0, 1.5, -2, [], [1, 2, 3], [0.5], { energy: 0 }, { energy: 0.5, x: 1 }, 'energy', 'fraction', null]) assert.ok(!TBValue.Check(RankSchema, bad), JSON.stringify(bad));
   });
 
   it('Conv1D and Conv3D (strides, pads, dilations) in onnxruntime equal the reconstructed weights', async () => {

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
-  cpAls, frobeniusNorm, gaussianMatrix, hooi, hosvd, matmul, matmulNT, matmulTN, qr, randomizedSvd, reconstruct,
-  reconstructTucker, singularValues, subtract, symmetricEigen, tensor, transpose, truncatedSvd, unfold, fold, modeProduct, type Matrix,
+  accumulateCross, accumulateGram, choleskyInPlace, choleskySolveInPlace, cpAls, frobeniusNorm, gaussianMatrix, gramCols, gramRows, hooi, hosvd,
+  inverseUpperCholesky, matmul, matmulNT, matmulTN, mirrorUpper, qr, randomizedSvd, reconstruct, reconstructTucker, singularValues, solveRidge,
+  subtract, symmetricEigen, tensor, transpose, truncatedSvd, unfold, fold, modeProduct, type Matrix,
 } from '../src/linalg/index.js';
 
 function orthonormalityError(q: Matrix): number {
@@ -129,5 +130,113 @@ describe('linalg: tensors', () => {
     }
     const cp = cpAls(t, R, { maxIterations: 500, tolerance: 1e-12 });
     assert.ok(cp.relativeError < 1e-4, `CP error ${cp.relativeError}`);
+  });
+});
+
+describe('linalg: Gram matrices, Cholesky, least squares', () => {
+  /** A symmetric positive definite n×n matrix XᵀX + n·I. */
+  const spd = (n: number, seed: number): Matrix => {
+    const g = gramCols(gaussianMatrix(2 * n, n, seed));
+    for (let i = 0; i < n; i++) g.data[i * n + i] += n;
+    return g;
+  };
+  const maxAbs = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+    let e = 0;
+    for (let i = 0; i < a.length; i++) e = Math.max(e, Math.abs(a[i]! - b[i]!));
+    return e;
+  };
+
+  it('accumulateGram: XᵀX sample by sample, in blocks, and gramRows/gramCols all agree with the product', () => {
+    const x = gaussianMatrix(37, 9, 30); // 37 samples × 9 features
+    const want = matmulTN(x, x);
+    const perSample = new Float64Array(81);
+    for (let s = 0; s < 37; s++) accumulateGram(perSample, x.data.subarray(s * 9, (s + 1) * 9), 9);
+    mirrorUpper(perSample, 9);
+    const blocks = new Float64Array(81);
+    const xt = transpose(x).data; // feature-major: 9 × 37
+    for (const [from, to] of [[0, 16], [16, 17], [17, 37]] as const) {
+      const n = to - from;
+      const block = new Float64Array(9 * n);
+      for (let k = 0; k < 9; k++) block.set(xt.subarray(k * 37 + from, k * 37 + to), k * n);
+      accumulateGram(blocks, block, 9, n);
+    }
+    mirrorUpper(blocks, 9);
+    assert.ok(maxAbs(perSample, want.data) < 1e-12);
+    assert.ok(maxAbs(blocks, want.data) < 1e-12);
+    assert.deepEqual(gramCols(x).data, gramRows(transpose(x)).data);
+    assert.ok(maxAbs(gramRows(x).data, matmulNT(x, x).data) < 1e-12);
+    // the lower triangle is left to mirrorUpper; one sample skips zero features
+    const g = new Float64Array(9);
+    accumulateGram(g, [0, 2, 3], 3);
+    assert.deepEqual([...g], [0, 0, 0, 0, 4, 6, 0, 0, 9]);
+  });
+
+  it('accumulateCross: XᵀY sample by sample', () => {
+    const x = gaussianMatrix(20, 4, 31);
+    const y = gaussianMatrix(20, 3, 32);
+    const c = new Float64Array(12);
+    for (let s = 0; s < 20; s++) accumulateCross(c, x.data.subarray(s * 4, (s + 1) * 4), y.data.subarray(s * 3, (s + 1) * 3), 4, 3);
+    assert.ok(maxAbs(c, matmulTN(x, y).data) < 1e-12);
+  });
+
+  it('choleskyInPlace: L Lᵀ = A with a zero upper triangle; fails on indefinite input unless given a pivot floor', () => {
+    const n = 12;
+    const a = spd(n, 33);
+    const l = Float64Array.from(a.data);
+    assert.equal(choleskyInPlace(l, n), true);
+    for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) assert.equal(l[i * n + j], 0);
+    const lm = { rows: n, cols: n, data: l };
+    assert.ok(maxAbs(matmulNT(lm, lm).data, a.data) < 1e-10);
+    const indefinite = Float64Array.from([1, 2, 2, 1]);
+    assert.equal(choleskyInPlace(Float64Array.from(indefinite), 2), false);
+    const floored = Float64Array.from(indefinite);
+    assert.equal(choleskyInPlace(floored, 2, 1e-6), true);
+    assert.ok(floored.every(Number.isFinite));
+  });
+
+  it('choleskySolveInPlace and inverseUpperCholesky invert A', () => {
+    const n = 10;
+    const a = spd(n, 34);
+    const l = Float64Array.from(a.data);
+    choleskyInPlace(l, n);
+    const b = gaussianMatrix(n, 3, 35);
+    const x = Float64Array.from(b.data);
+    choleskySolveInPlace(l, x, n, 3);
+    assert.ok(maxAbs(matmul(a, { rows: n, cols: 3, data: x }).data, b.data) < 1e-10);
+    const u = inverseUpperCholesky(a.data, n)!;
+    for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) assert.equal(u[i * n + j], 0);
+    const um = { rows: n, cols: n, data: u };
+    const identity = matmul(a, matmulTN(um, um)); // A · UᵀU
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) assert.ok(Math.abs(identity.data[i * n + j]! - (i === j ? 1 : 0)) < 1e-10);
+    assert.equal(inverseUpperCholesky(Float64Array.from([1, 2, 2, 1]), 2), undefined);
+  });
+
+  it('solveRidge: the least-squares solution, the ridge solution, a free bias, and a finite answer for a singular Gram', () => {
+    // exact data: B = A W, so plain least squares recovers W
+    const a = gaussianMatrix(50, 6, 36);
+    const w = gaussianMatrix(6, 2, 37);
+    const b = matmul(a, w);
+    const g = gramCols(a);
+    const c = matmulTN(a, b);
+    assert.ok(maxAbs(solveRidge(g.data, c.data, 6, 2), w.data) < 1e-8);
+    assert.deepEqual(g.data, gramCols(a).data, 'G is not changed');
+    // ridge: (G + λI) X = C
+    const x = solveRidge(g.data, c.data, 6, 2, { ridge: 5 });
+    const shifted = Float64Array.from(g.data);
+    for (let i = 0; i < 6; i++) shifted[i * 6 + i] += 5;
+    assert.ok(maxAbs(matmul({ rows: 6, cols: 6, data: shifted }, { rows: 6, cols: 2, data: x }).data, c.data) < 1e-6);
+    // ridgeCount: the last feature (a bias) is not pulled toward 0
+    const partial = solveRidge(g.data, c.data, 6, 2, { ridge: 5, ridgeCount: 5 });
+    const shiftedPartial = Float64Array.from(g.data);
+    for (let i = 0; i < 5; i++) shiftedPartial[i * 6 + i] += 5;
+    assert.ok(maxAbs(matmul({ rows: 6, cols: 6, data: shiftedPartial }, { rows: 6, cols: 2, data: partial }).data, c.data) < 1e-6);
+    // a feature that never fires: all-zero row and column; the others are still solved
+    const dead = Float64Array.from(g.data);
+    for (let i = 0; i < 6; i++) dead[i * 6 + 2] = dead[2 * 6 + i] = 0;
+    const cd = Float64Array.from(c.data);
+    cd[4] = cd[5] = 0;
+    const xd = solveRidge(dead, cd, 6, 2);
+    assert.ok(xd.every(Number.isFinite));
+    assert.equal(xd[4], 0);
   });
 });

@@ -8,8 +8,9 @@ import { getConstant } from '../src/onnx/constants.js';
 import { tensorDims } from '../src/onnx/tensor-data.js';
 import type { Model, Value } from '../src/onnx/ir.js';
 import { pruneStructuredPass } from '../src/passes/prune-structured.js';
-import { analyzeChannels, discoverChannelShapes, type ChannelGroup } from '../src/prune/dependency-graph.js';
-import { computeImportance } from '../src/prune/importance.js';
+import { analyzeChannels, discoverChannelShapes } from '../src/prune/dependency-graph.js';
+import type { ChannelGroup } from '../src/prune/layout.js';
+import { IMPORTANCES } from '../src/prune/importance.js';
 import { planPruning } from '../src/prune/plan.js';
 import { applyPlan, keptIndices, maskPlan } from '../src/prune/apply.js';
 import { captureValues } from '../src/runtime/capture.js';
@@ -45,7 +46,7 @@ function maxRelDiff(a: Float32Array, b: Float32Array): number {
 async function plan(model: Model, ratio: number, feeds?: Feeds) {
   const dg = analyzeChannels(model, await discoverChannelShapes(model, feeds));
   const groups = dg.groups().filter((g) => g.blocked.length === 0 && dg.editsOf(g).some((e) => e.role === 'out') && g.channels >= 8);
-  const scores = await computeImportance(dg, groups, 'l2', async () => []);
+  const scores = await IMPORTANCES.l2.score(dg, groups, async () => []);
   const kept = new Map<ChannelGroup, number[]>();
   for (const p of planPruning(groups, scores, { ratio, scope: 'global', roundTo: 8, maxGroupRatio: 0.75, caps: new Map() })) if (p.keep.length < p.group.channels) kept.set(p.group, p.keep);
   return { dg, groups, kept };
@@ -232,20 +233,20 @@ describe('prune.structured: the pass', () => {
     for (const r of log.rewritten) assert.equal(Number(/→ (\d+) channels/.exec(r.detail!)![1]) % 8, 0, r.detail);
   });
 
-  it('iterative schedule, local scope, activation importance, caps and skip', async () => {
+  it('iterative schedule, local scope, activation importance, caps and excludeNodes', async () => {
     const calibration = fmnistBatches(FMNIST.calibration, 128);
     const { bytes, log } = await runPass(
       MODELS.fmnist,
-      { ratio: 0.4, scope: 'local', steps: 2, importance: 'activation', caps: { '/block1/conv1/Conv': 0.25 }, skip: ['/down3/conv1/Conv'], maxCalibrationBatches: 2, recovery: { maxRows: 512, rowsPerFeature: 1 }, measureRecovery: false },
+      { ratio: 0.4, scope: 'local', steps: 2, importance: 'activation', caps: { '/block1/conv1/Conv': 0.25 }, excludeNodes: ['/down3/conv1/Conv'], maxCalibrationBatches: 2, recovery: { maxRows: 512, rowsPerFeature: 1 }, measureRecovery: false },
       calibration,
     );
     const pruned = decodeModel(bytes);
     const out = (name: string) => tensorDims(getConstant(pruned.graph.nodes.find((n) => n.name === name)!.inputs[1])!)[0]!;
     assert.equal(out('/block1/conv1/Conv'), 24, 'cap 0.25 of 32 channels keeps 24');
-    assert.equal(out('/down3/conv1/Conv'), 88, 'skipped');
+    assert.equal(out('/down3/conv1/Conv'), 88, 'excluded');
     assert.ok(out('/block3/conv1/Conv') <= 56, `local 40% of 88 → ${out('/block3/conv1/Conv')}`);
     assert.ok(log.rewritten.some((r) => r.detail!.startsWith('step 1:')) && log.rewritten.some((r) => r.detail!.startsWith('step 2:')));
-    assert.ok(log.skipped.some((s) => /skipped by config/.test(s.reason)));
+    assert.ok(log.skipped.some((s) => /in excludeNodes/.test(s.reason)));
     const evaluation = fmnistBatches(FMNIST.inputs, 64);
     const res = await runOnceBatch(bytes, evaluation[0]!);
     assert.deepEqual(res.dims, [64, 10]);

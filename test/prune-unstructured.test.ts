@@ -8,7 +8,8 @@ import { getConstant } from '../src/onnx/constants.js';
 import { readFloat32, tensorDims } from '../src/onnx/tensor-data.js';
 import { pruneMagnitudePass } from '../src/passes/prune-magnitude.js';
 import { pruneNMPass } from '../src/passes/prune-nm.js';
-import { PRUNABLE_WEIGHT_RULES } from '../src/prune/weights.js';
+import { DEFAULT_PRUNE_OPS } from '../src/prune/weights.js';
+import { weightLayerOf } from '../src/onnx/weight-layers.js';
 import { axisView, countZeros, nmViolations, pruneByMagnitude, pruneNM } from '../src/prune/sparsity.js';
 import { parseRecipe } from '../src/pipeline/recipe.js';
 import { InvalidRecipeError } from '../src/errors.js';
@@ -41,8 +42,8 @@ function layers(model: Model, minElements = 0): Layer[] {
   const out: Layer[] = [];
   for (const g of model.allGraphs())
     for (const node of g.nodes) {
-      const rule = PRUNABLE_WEIGHT_RULES[node.opType];
-      const t = rule ? getConstant(node.inputs[rule.weightInput]) : undefined;
+      const layer = DEFAULT_PRUNE_OPS.includes(node.opType) ? weightLayerOf(node) : null;
+      const t = getConstant(layer?.weight);
       if (!t || t.dataType !== 1) continue;
       const dims = tensorDims(t);
       if (dims.reduce((a, b) => a * b, 1) < minElements) continue;
@@ -93,12 +94,12 @@ describe('sparsity numerics', () => {
 });
 
 describe('prune.magnitude', () => {
-  it('fmnist local 50%: every selected layer exactly 50%, skip and override honoured, model runs', async () => {
+  it('fmnist local 50%: every selected layer exactly 50%, excludeNodes and override honoured, model runs', async () => {
     const before = layers(decodeModel(readModel(MODELS.fmnist)), 1024);
     const skipName = before[1]!.node.name;
     const overName = before[2]!.node.name;
     assert.ok(skipName && overName, 'fmnist nodes are named');
-    const { model, out, log } = await prune(pruneMagnitudePass, MODELS.fmnist, { sparsity: 0.5, skip: [skipName], overrides: { [overName]: 0.8 } });
+    const { model, out, log } = await prune(pruneMagnitudePass, MODELS.fmnist, { sparsity: 0.5, excludeNodes: [skipName], overrides: { [overName]: 0.8 } });
     const after = layers(model, 1024);
     assert.equal(after.length, before.length);
     for (const [i, l] of after.entries()) {
@@ -109,7 +110,7 @@ describe('prune.magnitude', () => {
     const small = layers(model).filter((l) => l.data.length < 1024);
     for (const l of small) assert.ok(countZeros(l.data) < l.data.length / 2);
     assert.equal(log.stats.prunedLayers, before.length - 1);
-    assert.ok(log.skipped.some((s) => s.node === skipName && /skip list/.test(s.reason)));
+    assert.ok(log.skipped.some((s) => s.node === skipName && /in excludeNodes/.test(s.reason)));
     assert.ok(typeof log.stats[`sparsity:${overName}`] === 'number' && Math.abs(Number(log.stats[`sparsity:${overName}`]) - 0.8) < 1e-4);
     assert.ok(log.warnings.some((w) => /not .*faster|neither smaller on disk nor faster/.test(w)));
     assert.ok(Number(log.stats.gzipBytesAfter) < Number(log.stats.gzipBytesBefore), 'zeros compress');
@@ -160,7 +161,7 @@ describe('prune.nm', () => {
     const pruned = log.rewritten.map((r) => r.node);
     assert.ok(pruned.length > 5);
     for (const l of layers(model, 1024)) {
-      const axis = PRUNABLE_WEIGHT_RULES[l.node.opType]!.inputAxis(l.node, l.dims.length);
+      const axis = weightLayerOf(l.node)!.inAxis!;
       const view = axisView(l.dims, axis);
       if (view.len % 4 !== 0) {
         assert.ok(log.skipped.some((s) => s.node === l.node.name && /multiple of 4/.test(s.reason)));
@@ -184,15 +185,15 @@ describe('prune.nm', () => {
     assert.ok(log.skipped.some((s) => s.node === '/stem/conv/Conv' && /input dimension 1 .*not a multiple of 4/.test(s.reason)));
   });
 
-  it('PP-OCR rec (Constant nodes, Conv + MatMul): 2:4 per group, skip honoured, runs finite', async () => {
+  it('PP-OCR rec (Constant nodes, Conv + MatMul): 2:4 per group, excludeNodes honoured, runs finite', async () => {
     const m0 = decodeModel(readModel(MODELS.ppocrRec));
     const skipName = layers(m0, 1024).find((l) => l.node.opType === 'Conv' && l.node.name)!.node.name;
-    const { bytes, model, out, log } = await prune(pruneNMPass, MODELS.ppocrRec, { skip: [skipName] });
+    const { bytes, model, out, log } = await prune(pruneNMPass, MODELS.ppocrRec, { excludeNodes: [skipName] });
     let checked = 0;
     const ops = new Set<string>();
     for (const l of layers(model, 1024)) {
       if (!log.rewritten.some((r) => r.node === l.node.name)) continue;
-      const axis = PRUNABLE_WEIGHT_RULES[l.node.opType]!.inputAxis(l.node, l.dims.length);
+      const axis = weightLayerOf(l.node)!.inAxis!;
       assert.equal(nmViolations(l.data, axisView(l.dims, axis), 2, 4), 0, l.node.name);
       checked++;
       ops.add(l.node.opType);

@@ -6,7 +6,22 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { inflateSync } from 'node:zlib';
 import { toJson } from '../src/report/environment.js';
-import { CHART_COLORS, renderReportHtml } from '../src/report/html.js';
+import { CHART_COLORS } from '../src/report/charts.js';
+import {
+  formatBytes,
+  formatCount,
+  formatDb,
+  formatMacs,
+  formatMetric,
+  formatMetricDelta,
+  formatMs,
+  formatPercent,
+  formatRatio,
+  formatSeconds,
+  formatSpread,
+  formatThreads,
+} from '../src/format.js';
+import { renderReportHtml } from '../src/report/html.js';
 import type { CompressionReport, LatencyRatio, LatencyStats, ProfileEntry, ProfileReport, StepReport } from '../src/report/schema.js';
 
 const HOSTILE = '<script>alert(1)</script>';
@@ -211,7 +226,7 @@ describe('report html: rendering', () => {
     assert.ok(html.includes('… 50 more'), '250 skipped nodes capped at 200 rows');
     assert.ok(html.includes('other (5 blocks)'), '20 profile blocks: top 15 and the rest summed');
     assert.ok(html.includes('fmnist-cnn.onnx') && html.includes('72b54202e7ab41ed'), 'input named with its hash');
-    assert.ok(html.includes('AMD EPYC 7B13') && html.includes('int8 dot products: AVX-512 VNNI') && html.includes('onnxruntime 1.30.0') && html.includes('intra-op threads: onnxruntime default'));
+    assert.ok(html.includes('AMD EPYC 7B13') && html.includes('int8 dot products: AVX-512 VNNI') && html.includes('onnxruntime 1.30.0') && html.includes('intra-op threads: default'));
     assert.ok(html.includes('top1 <b>0.9215</b></span> <span class="muted nowrap">(ref 0.9275, −0.006)</span>'), 'task metric next to its reference');
     assert.ok(html.includes('<span class="mono">logits</span> <span class="nowrap"><b>31.7</b> dB · max 0.212 · top-1 98.1%</span>'), 'fidelity per output');
     assert.ok(!html.includes('Synthetic inputs.'), 'no synthetic banner on user data');
@@ -240,6 +255,29 @@ describe('report html: rendering', () => {
     assertWellFormed(html);
     assert.deepEqual(chartsIn(html), ['size']);
     assert.ok(html.includes('ran no steps'));
+  });
+
+  it('a stats table with a long text value wraps it instead of running off the page', () => {
+    const report = fullReport();
+    const stats = (report.steps[0]!.changes as { stats: Record<string, unknown> }).stats;
+    const html = renderReportHtml({ ...report, steps: [{ ...report.steps[0]!, changes: { stats: { ...stats, worstLayers: '/features/block1/conv 24.7 dB; '.repeat(8) } } }] });
+    assert.ok(html.includes('<th>worstLayers</th><td>/features/block1/conv 24.7 dB;'), 'long text is not nowrap');
+    assert.ok(html.includes('<th>convertedTensors</th><td>67</td>'), 'its numbers go left with it');
+    assert.ok(renderReportHtml(report).includes('<th>convertedTensors</th><td class="num">67</td>'), 'numbers alone line up on the right');
+  });
+});
+
+// The CLI's benchmark tables print these too: their output must not change.
+describe('report html: one formatter per quantity', () => {
+  it('writes each quantity as the CLI always has, and missing or non-finite values plainly', () => {
+    assert.deepEqual([500, 269_132, 1_688_265, 5 * 1024 ** 3, undefined, 'Infinity'].map(formatBytes), ['500 B', '262.8 KiB', '1.61 MiB', '5.00 GiB', '—', '—']);
+    assert.deepEqual([null, 999, 10_900_000, 2.5e9].map(formatMacs), ['MACs unknown', '999 MACs', '10.9 M MACs', '2.50 G MACs']);
+    assert.deepEqual([0.0123, 2.3612, 15.56, 'Infinity', undefined].map(formatMs), ['0.012', '2.361', '15.6', '∞', '—']);
+    assert.deepEqual([16.94, -3, 'Infinity', '-Infinity'].map((v) => formatDb(v)), ['16.9 dB', '−3.0 dB', '∞', '−∞']);
+    assert.deepEqual([formatRatio(0.0741), formatRatio(0.0741, 3), formatSpread(0.3, 0.33), formatSpread(0.3, 0.33, 3)], ['0.07×', '0.074×', '0.30–0.33', '0.300–0.330']);
+    assert.deepEqual([formatPercent(0.961), formatPercent(0.12345, 2), formatCount(419_514), formatCount(null)], ['96.1%', '12.35%', '419,514', '—']);
+    assert.deepEqual([formatMetric(0.92149), formatMetricDelta(-0.006), formatMetricDelta(0), formatSeconds(13_204)], ['0.9215', '−0.006', '±0', '13.20 s']);
+    assert.deepEqual([0, 4, undefined].map(formatThreads), ['default', '4', 'not recorded']);
   });
 });
 

@@ -1,41 +1,45 @@
-// The HTTP API against real Postgres and Redis (no worker: jobs stay queued): auth before the body,
-// ownership, validation with JSON paths, upload limits, idempotency, rate limits, pagination, cancel.
+// The HTTP API in process (app.inject) over real Postgres, Redis and storage, no worker: jobs stay
+// queued. Auth before the body, ownership, validation with JSON paths, upload limits, idempotency,
+// rate limits, pagination, cancel.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, existsSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../src/service/app.js';
+import type { Infra } from '../src/service/plugins/infra.js';
+import { parseRecipe } from '../src/pipeline/recipe.js';
 import { spawnSync } from 'node:child_process';
 import { MODELS, ROOT } from './helpers.js';
-import { client, FAST_RECIPE, jobForm, testService, type TestService } from './service-helpers.js';
+import { FAST_RECIPE, injectClient, jobForm, testInfra, testService, type TestService } from './service-helpers.js';
 
 let svc: TestService;
+let infra: Infra;
+let closeInfra: () => Promise<void>;
 let app: FastifyInstance;
-let base: string;
 let keyA: string;
 let keyB: string;
 const model = readFileSync(MODELS.fmnist);
+const client = (key?: string) => injectClient(app, key);
 
 before(async () => {
   svc = await testService({ MAX_UPLOAD_BYTES: String(model.length + 1000), RATE_LIMIT_JOBS_PER_MINUTE: '12', MAX_ACTIVE_JOBS_PER_OWNER: '6', MAX_MODELS_PER_OWNER: '4', MAX_MODEL_BYTES_PER_OWNER: String(3 * model.length + 1000), RATE_LIMIT_UPLOADS_PER_MINUTE: '100' });
-  app = await buildApp({ config: svc.config, forceCloseConnections: true });
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+  ({ infra, close: closeInfra } = await testInfra(svc));
+  app = await buildApp({ config: svc.config, infra });
+  await app.ready();
   keyA = await svc.newKey('a');
   keyB = await svc.newKey('b');
 });
 
 after(async () => {
   await app.close();
-  await app.queue.obliterate({ force: true }).catch(() => {});
+  await closeInfra();
   await svc.close();
 });
 
-function tmpFiles(): string[] {
-  const dir = join(svc.dataDir, 'tmp');
-  return existsSync(dir) ? readdirSync(dir) : [];
+/** Temporary uploads in the store: a refused or cut request must leave none. */
+async function tmpFiles(): Promise<string[]> {
+  return (await infra.storage.list('tmp')).map((f) => f.key);
 }
 
 async function problem(res: Response, status: number, code: string) {
@@ -50,7 +54,7 @@ async function problem(res: Response, status: number, code: string) {
 }
 
 test('health, readiness, OpenAPI and docs are public', async () => {
-  const c = client(base);
+  const c = client();
   assert.equal((await c.get('/healthz')).status, 200);
   const ready = (await (await c.get('/readyz')).json()) as { checks: Record<string, string> };
   assert.deepEqual(ready.checks, { postgres: 'ok', redis: 'ok' });
@@ -60,17 +64,17 @@ test('health, readiness, OpenAPI and docs are public', async () => {
 });
 
 test('missing, malformed and unknown keys → 401 problem+json, before the upload is read', async () => {
-  await problem(await client(base).get('/v1/jobs'), 401, 'unauthorized');
-  await problem(await client(base, 'mp_0000000000000000_' + 'x'.repeat(43)).get('/v1/jobs'), 401, 'unauthorized');
-  const res = await client(base).post('/v1/jobs', jobForm(model, FAST_RECIPE), { authorization: 'Basic abc' });
+  await problem(await client().get('/v1/jobs'), 401, 'unauthorized');
+  await problem(await client('mp_0000000000000000_' + 'x'.repeat(43)).get('/v1/jobs'), 401, 'unauthorized');
+  const res = await client().post('/v1/jobs', jobForm(model, FAST_RECIPE), { authorization: 'Basic abc' });
   await problem(res, 401, 'unauthorized');
-  assert.deepEqual(tmpFiles(), [], 'nothing of the body was stored');
+  assert.deepEqual(await tmpFiles(), [], 'nothing of the body was stored');
 });
 
 test('keys list / revoke through the CLI: a revoked key gets 401, the others keep working', async () => {
   const key = await svc.newKey('to-revoke');
   const prefix = key.split('_')[1]!;
-  assert.equal((await client(base, key).get('/v1/jobs')).status, 200);
+  assert.equal((await client(key).get('/v1/jobs')).status, 200);
   const run = (...args: string[]) => spawnSync(process.execPath, [join(ROOT, 'dist/src/cli/main.js'), 'keys', ...args], { env: { ...process.env, ...svc.env }, encoding: 'utf8' });
   let r = run('list');
   assert.equal(r.status, 0, r.stderr);
@@ -78,8 +82,8 @@ test('keys list / revoke through the CLI: a revoked key gets 401, the others kee
   assert.doesNotMatch(r.stdout, new RegExp(key.split('_')[2]!.slice(0, 12)), 'never the secret');
   r = run('revoke', prefix);
   assert.equal(r.status, 0, r.stderr);
-  await problem(await client(base, key).get('/v1/jobs'), 401, 'unauthorized');
-  assert.equal((await client(base, keyA).get('/v1/jobs')).status, 200);
+  await problem(await client(key).get('/v1/jobs'), 401, 'unauthorized');
+  assert.equal((await client(keyA).get('/v1/jobs')).status, 200);
   assert.match(run('list').stdout, new RegExp(`${prefix}  to-revoke .*revoked 20`));
   r = run('revoke', 'ffffffffffffffff');
   assert.notEqual(r.status, 0);
@@ -90,7 +94,7 @@ test('keys list / revoke through the CLI: a revoked key gets 401, the others kee
 });
 
 test('create → 202 with Location; get, list with cursor pagination and status filter; other owners get 404', async () => {
-  const a = client(base, keyA);
+  const a = client(keyA);
   const created: string[] = [];
   for (let i = 0; i < 3; i++) {
     const res = await a.post('/v1/jobs', jobForm(model, FAST_RECIPE));
@@ -100,6 +104,10 @@ test('create → 202 with Location; get, list with cursor pagination and status 
     assert.equal(job.status, 'queued');
     created.push(job.id);
   }
+  // stored as parsed, defaults filled in: what the worker runs; parsing it again changes nothing
+  const stored = (await svc.dbh.db.job.findUniqueOrThrow({ where: { id: created[0]! } })).recipe;
+  assert.deepEqual(stored, JSON.parse(JSON.stringify(parseRecipe(FAST_RECIPE))));
+  assert.deepEqual(parseRecipe(stored), stored);
   const got = await a.get(`/v1/jobs/${created[0]}`);
   assert.equal(got.status, 200);
   assert.ok(got.headers.get('retry-after'), 'Retry-After while not finished');
@@ -112,7 +120,7 @@ test('create → 202 with Location; get, list with cursor pagination and status 
   assert.equal(none.items.length, 0);
   await problem(await a.get('/v1/jobs?cursor=garbage'), 400, 'invalid_input');
 
-  const b = client(base, keyB);
+  const b = client(keyB);
   await problem(await b.get(`/v1/jobs/${created[0]}`), 404, 'not_found');
   await problem(await b.post(`/v1/jobs/${created[0]}/cancel`), 404, 'not_found');
   await problem(await b.get(`/v1/jobs/${created[0]}/artifact`), 404, 'not_found');
@@ -136,7 +144,7 @@ test('create → 202 with Location; get, list with cursor pagination and status 
 });
 
 test('an invalid recipe → 400 with the JSON path of each problem; nothing is stored or queued', async () => {
-  const a = client(base, keyA);
+  const a = client(keyA);
   const before = await svc.dbh.db.job.count();
   const res = await a.post('/v1/jobs', jobForm(model, { steps: [{ pass: 'convert.fp16', keepIoTypes: 'yes' }, { pass: 'no.such' }] }));
   const body = await problem(res, 400, 'invalid_recipe');
@@ -145,27 +153,27 @@ test('an invalid recipe → 400 with the JSON path of each problem; nothing is s
   assert.ok(paths.some((p) => p.startsWith('/steps/0/')), JSON.stringify(body.errors));
   await problem(await a.post('/v1/jobs', jobForm(model, '{not json')), 400, 'invalid_recipe');
   assert.equal(await svc.dbh.db.job.count(), before);
-  assert.deepEqual(tmpFiles(), []);
+  assert.deepEqual(await tmpFiles(), []);
 });
 
 test('the recipe may also come as a file part (curl -F recipe=@recipe.json)', async () => {
   const form = new FormData();
   form.append('recipe', new Blob([JSON.stringify(FAST_RECIPE)]), 'recipe.json');
   form.append('model', new Blob([model]), 'model.onnx');
-  const res = await client(base, keyB).post('/v1/jobs', form);
+  const res = await client(keyB).post('/v1/jobs', form);
   assert.equal(res.status, 202, await res.clone().text());
 });
 
 test('an oversize upload → 413 and the partial file is removed', async () => {
   const big = new Uint8Array(model.length + 5000);
-  const res = await client(base, keyA).post('/v1/jobs', jobForm(big, FAST_RECIPE));
+  const res = await client(keyA).post('/v1/jobs', jobForm(big, FAST_RECIPE));
   await problem(res, 413, 'payload_too_large');
-  assert.deepEqual(tmpFiles(), [], 'no partial upload left behind');
+  assert.deepEqual(await tmpFiles(), [], 'no partial upload left behind');
   assert.equal(await svc.dbh.db.storedModel.count({ where: { sizeBytes: BigInt(big.length) } }), 0);
 });
 
 test('POST /v1/models stores identical uploads once; a JSON job can reference the model', async () => {
-  const a = client(base, keyA);
+  const a = client(keyA);
   const form = () => {
     const f = new FormData();
     f.append('model', new Blob([model]), 'fmnist.onnx');
@@ -177,32 +185,35 @@ test('POST /v1/models stores identical uploads once; a JSON job can reference th
   const m2 = (await r2.json()) as { id: string };
   assert.equal(m1.id, m2.id);
   assert.equal(m1.sizeBytes, model.length);
-  assert.equal(readdirSync(join(svc.dataDir, 'models')).length, 1, 'one file for identical content');
+  assert.equal((await infra.storage.list('models')).length, 1, 'one file for identical content');
   const job = await a.post('/v1/jobs', { modelId: m1.id, recipe: FAST_RECIPE });
   assert.equal(job.status, 202, await job.clone().text());
-  await problem(await client(base, keyB).post('/v1/jobs', { modelId: m1.id, recipe: FAST_RECIPE }), 404, 'not_found');
+  await problem(await client(keyB).post('/v1/jobs', { modelId: m1.id, recipe: FAST_RECIPE }), 404, 'not_found');
   const bad = await problem(await a.post('/v1/jobs', { modelId: m1.id, recipe: FAST_RECIPE, extra: 1 }), 400, 'invalid_input');
   assert.ok(bad.errors);
 });
 
 test('Idempotency-Key: same key + same body → same job; different body → 422', async () => {
-  const a = client(base, keyA);
+  const a = client(keyA);
   const h = { 'idempotency-key': 'abc-123' };
   const r1 = await a.post('/v1/jobs', jobForm(model, FAST_RECIPE), h);
   const r2 = await a.post('/v1/jobs', jobForm(model, FAST_RECIPE), h);
   assert.equal(r1.status, 202);
-  assert.equal(((await r1.json()) as { id: string }).id, ((await r2.json()) as { id: string }).id);
+  const id = ((await r1.json()) as { id: string }).id;
+  assert.equal(((await r2.json()) as { id: string }).id, id);
+  // the hash is over the parsed recipe: key order and spelled-out defaults make no other request
+  const same = { evaluate: { batchSize: 8, maxSamples: 16 }, benchmark: { enabled: false }, steps: [{ pass: 'convert.fp16' }] };
+  const r3 = await a.post('/v1/jobs', jobForm(model, same), h);
+  assert.equal(((await r3.json()) as { id: string }).id, id);
   await problem(await a.post('/v1/jobs', jobForm(model, { ...FAST_RECIPE, name: 'other' }), h), 422, 'idempotency_mismatch');
   // the same key from another owner is a different job
-  const rb = await client(base, keyB).post('/v1/jobs', jobForm(model, FAST_RECIPE), h);
+  const rb = await client(keyB).post('/v1/jobs', jobForm(model, FAST_RECIPE), h);
   assert.equal(rb.status, 202);
 });
 
 test('rate limits: active jobs per owner and creations per minute → 429 with Retry-After', async () => {
-  // both limits live in one minute window: start early in a fresh one
-  const intoMinute = (Date.now() / 1000) % 60;
-  if (intoMinute > 40) await new Promise((r) => setTimeout(r, (61 - intoMinute) * 1000));
-  const c = client(base, await svc.newKey('limited'));
+  // the window opens with a fresh owner's first request and lasts a minute: everything below fits in it
+  const c = client(await svc.newKey('limited'));
   const ids: string[] = [];
   for (let i = 0; i < 6; i++) {
     const res = await c.post('/v1/jobs', jobForm(model, FAST_RECIPE));
@@ -214,11 +225,13 @@ test('rate limits: active jobs per owner and creations per minute → 429 with R
   assert.match((await problem(capped, 429, 'rate_limited')).detail, /unfinished jobs/);
   for (const id of ids) assert.equal((await c.post(`/v1/jobs/${id}/cancel`)).status, 200);
   // 7 creations counted so far; 5 more fit in the per-minute limit of 12, the next does not
-  for (let i = 0; i < 5; i++) assert.equal((await c.post('/v1/jobs', jobForm(model, FAST_RECIPE))).status, 202);
+  const once = { 'idempotency-key': 'once' };
+  for (let i = 0; i < 5; i++) assert.equal((await c.post('/v1/jobs', jobForm(model, FAST_RECIPE), i === 0 ? once : {})).status, 202);
   const limited = await c.post('/v1/jobs', jobForm(model, FAST_RECIPE));
   const retryAfter = Number(limited.headers.get('retry-after'));
   assert.ok(retryAfter >= 1 && retryAfter <= 60, String(retryAfter));
   assert.match((await problem(limited, 429, 'rate_limited')).detail, /per minute/);
+  assert.equal((await c.post('/v1/jobs', jobForm(model, FAST_RECIPE), once)).status, 202, 'a replay of an accepted request is not counted');
 });
 
 /** A model upload of distinct bytes (the store takes any bytes; the worker is what parses them). */
@@ -232,7 +245,7 @@ function modelForm(seed: number, size = model.length): FormData {
 }
 
 test('the active-jobs limit holds under a race: 50 concurrent creations by a fresh owner → exactly the limit accepted', async () => {
-  const c = client(base, await svc.newKey('racer'));
+  const c = client(await svc.newKey('racer'));
   const { id: modelId } = (await (await c.post('/v1/models', modelForm(1))).json()) as { id: string };
   const results = await Promise.all(Array.from({ length: 50 }, () => c.post('/v1/jobs', { modelId, recipe: FAST_RECIPE })));
   const accepted = results.filter((r) => r.status === 202).length;
@@ -244,7 +257,7 @@ test('the active-jobs limit holds under a race: 50 concurrent creations by a fre
 
 test('model quotas per owner (count and bytes), also under concurrent uploads; a known model is not a new one', async () => {
   // count: small models, 8 at once → exactly MAX_MODELS_PER_OWNER stored
-  const c = client(base, await svc.newKey('quota'));
+  const c = client(await svc.newKey('quota'));
   const results = await Promise.all(Array.from({ length: 8 }, (_, i) => c.post('/v1/models', modelForm(10 + i, 1000))));
   assert.equal(results.filter((r) => r.status === 201).length, svc.config.maxModelsPerOwner, results.map((r) => r.status).join(','));
   const refused = results.find((r) => r.status !== 201)!;
@@ -256,19 +269,18 @@ test('model quotas per owner (count and bytes), also under concurrent uploads; a
   await problem(await c.post('/v1/models', modelForm(99, 1000)), 409, 'quota_exceeded');
   await problem(await c.post('/v1/jobs', jobForm(new Uint8Array(1000).fill(3), FAST_RECIPE)), 409, 'quota_exceeded');
   // bytes: full-size models, 5 at once → the 3 that fit MAX_MODEL_BYTES_PER_OWNER
-  const d = client(base, await svc.newKey('bytes'));
+  const d = client(await svc.newKey('bytes'));
   const big = await Promise.all(Array.from({ length: 5 }, (_, i) => d.post('/v1/models', modelForm(40 + i))));
   assert.equal(big.filter((r) => r.status === 201).length, 3, big.map((r) => r.status).join(','));
   assert.match((await problem(big.find((r) => r.status !== 201)!, 409, 'quota_exceeded')).detail, /MAX_MODEL_BYTES_PER_OWNER/);
-  assert.deepEqual(tmpFiles(), [], 'refused uploads leave nothing');
+  assert.deepEqual(await tmpFiles(), [], 'refused uploads leave nothing');
 });
 
 test('hostile input → 400, never 500: a 100k-deep recipe, a cursor from year −271821, ids made of dashes, unbounded maxSamples', async () => {
-  const c = client(base, keyA);
+  const c = client(keyA);
   const deep = '['.repeat(100_000) + ']'.repeat(100_000);
   await problem(await c.post('/v1/jobs', jobForm(model, `{"steps":${deep}}`)), 400, 'invalid_recipe');
-  const json = await fetch(`${base}/v1/jobs`, { method: 'POST', headers: { authorization: `Bearer ${keyA}`, 'content-type': 'application/json' }, body: `{"modelId":"x","recipe":${deep}}` });
-  await problem(json, 400, 'invalid_input');
+  await problem(await c.post('/v1/jobs', `{"modelId":"x","recipe":${deep}}`), 400, 'invalid_input');
   const cursor = Buffer.from(JSON.stringify([new Date(-8.64e15).toISOString(), '00000000-0000-0000-0000-000000000000'])).toString('base64url');
   await problem(await c.get(`/v1/jobs?cursor=${cursor}`), 400, 'invalid_input');
   const dashes = '-'.repeat(36);

@@ -1,5 +1,6 @@
 // Service test helpers: a fresh database per run (dropped at the end), a private queue name and data
-// dir, the API on a real port, and workers as real child processes (so they can be SIGKILLed).
+// dir, the test's own infrastructure for an in-process API (app.inject), the API on a real port where
+// the port matters, and workers as real child processes (so they can be SIGKILLed).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -7,11 +8,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { Redis } from 'ioredis';
+import type { FastifyInstance } from 'fastify';
 import { ROOT } from './helpers.js';
 import { loadConfig, type ServiceConfig } from '../src/service/config.js';
 import { migrate } from '../src/service/db/migrate.js';
 import { createDb, type DbHandle } from '../src/service/db/client.js';
 import { createApiKey } from '../src/service/db/keys.js';
+import type { Infra } from '../src/service/plugins/infra.js';
+import { createQueue, redisConnection } from '../src/service/queue.js';
+import { LocalStorage } from '../src/service/storage/storage.js';
 
 export const PG_ADMIN_URL = process.env.TEST_PG_ADMIN_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
 export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -83,6 +88,24 @@ export async function testService(overrides: Record<string, string> = {}, opts: 
       await dbh.close();
       await database.drop().catch(() => {});
       rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Real Postgres (the test database's handle), Redis, queue and storage for `buildApp({ infra })`; the test closes them. */
+export async function testInfra(svc: TestService): Promise<{ infra: Infra; close(): Promise<void> }> {
+  const redis = redisConnection(svc.config.redisUrl, 'request');
+  const queueConnection = redisConnection(svc.config.redisUrl, 'blocking');
+  // a request-path connection refuses commands until it is connected
+  if (redis.status !== 'ready') await new Promise((r) => redis.once('ready', r));
+  const queue = createQueue(svc.config, queueConnection);
+  return {
+    infra: { db: svc.dbh.db, redis, queue, storage: new LocalStorage(svc.dataDir) },
+    async close() {
+      await queue.obliterate({ force: true }).catch(() => {});
+      await queue.close();
+      redis.disconnect();
+      queueConnection.disconnect();
     },
   };
 }
@@ -171,22 +194,51 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
 }
 
+/** The API as tests call it: fetch's Responses, whether over a real port or app.inject. */
+export interface Api {
+  get(path: string, headers?: Record<string, string>): Promise<Response>;
+  /** FormData goes as multipart, an object as JSON, a string as it is (JSON unless the headers say otherwise). */
+  post(path: string, body?: FormData | object | string, headers?: Record<string, string>): Promise<Response>;
+}
+
 /** A real HTTP client for the API (multipart via FormData). */
-export function client(base: string, key?: string) {
+export function client(base: string, key?: string): Api {
   const auth: Record<string, string> = key ? { authorization: `Bearer ${key}` } : {};
   return {
     async get(path: string, headers: Record<string, string> = {}) {
       return fetch(`${base}${path}`, { headers: { ...auth, ...headers } });
     },
-    async post(path: string, body?: FormData | object, headers: Record<string, string> = {}) {
+    async post(path: string, body?: FormData | object | string, headers: Record<string, string> = {}) {
       const isForm = body instanceof FormData;
       return fetch(`${base}${path}`, {
         method: 'POST',
         headers: { ...auth, ...(body && !isForm ? { 'content-type': 'application/json' } : {}), ...headers },
-        ...(body ? { body: isForm ? body : JSON.stringify(body) } : {}),
+        ...(body ? { body: isForm || typeof body === 'string' ? body : JSON.stringify(body) } : {}),
       });
     },
   };
+}
+
+/** The same client over app.inject: no port, the bytes fetch would send. */
+export function injectClient(app: FastifyInstance, key?: string): Api {
+  const auth: Record<string, string> = key ? { authorization: `Bearer ${key}` } : {};
+  async function send(method: 'GET' | 'POST', url: string, body: FormData | object | string | undefined, headers: Record<string, string>): Promise<Response> {
+    let payload: Buffer | string | undefined;
+    let contentType: Record<string, string> = {};
+    if (body instanceof FormData) {
+      const encoded = new Response(body); // multipart bytes and their boundary, as fetch makes them
+      payload = Buffer.from(await encoded.arrayBuffer());
+      contentType = { 'content-type': encoded.headers.get('content-type')! };
+    } else if (body !== undefined) {
+      payload = typeof body === 'string' ? body : JSON.stringify(body);
+      contentType = { 'content-type': 'application/json' };
+    }
+    const res = await app.inject({ method, url, headers: { ...auth, ...contentType, ...headers }, ...(payload !== undefined ? { payload } : {}) });
+    const out = new Headers();
+    for (const [k, v] of Object.entries(res.headers)) for (const x of [v ?? []].flat()) out.append(k, String(x));
+    return new Response([204, 304].includes(res.statusCode) ? null : res.rawPayload, { status: res.statusCode, headers: out });
+  }
+  return { get: (path, headers = {}) => send('GET', path, undefined, headers), post: (path, body, headers = {}) => send('POST', path, body, headers) };
 }
 
 /** A job as the API shows it (the fields tests read). */
@@ -203,7 +255,7 @@ export interface JobBody {
 export const finished = (j: JobBody) => !['queued', 'running'].includes(j.status);
 
 /** Create a job (202 expected), read it, and wait for a state, through a real client. */
-export function jobApi(api: ReturnType<typeof client>) {
+export function jobApi(api: Api) {
   const job = async (id: string) => (await (await api.get(`/v1/jobs/${id}`)).json()) as JobBody;
   return {
     job,

@@ -7,7 +7,7 @@
 // wait is bounded; child processes are stopped (process group, SIGTERM then SIGKILL) even on error.
 // Exit 0 when the service worked (targets missed or not: it is a benchmark), 1 when it failed
 // (5xx answers, the API died, a step of the service did not work) or the run could not be set up.
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -18,7 +18,8 @@ import autocannon from 'autocannon';
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import { loadConfig } from '../service/config.js';
-import { environment } from '../report/environment.js';
+import { fmtMB, renderLoadReport, type LoadReport, type PollResult, type UploadRound } from './load-report.js';
+import { rssBytes, startProc, stopAll, stopProc, type Proc } from './processes.js';
 
 const ROOT = (() => {
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -61,7 +62,6 @@ const SETTINGS = {
 };
 
 const TARGETS = { pollRps: 200, pollP99Ms: 50, rssGrowthMB: 100 };
-
 // ---------------------------------------------------------------- small helpers
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -97,15 +97,6 @@ function freePort(): Promise<number> {
   });
 }
 
-function rssBytes(pid: number): number | null {
-  try {
-    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : null;
-  } catch {
-    return null;
-  }
-}
-
 function runCli(args: string[], env: Record<string, string>, timeoutMs = 60_000): Promise<{ stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     execFile(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, timeout: timeoutMs, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
@@ -115,100 +106,11 @@ function runCli(args: string[], env: Record<string, string>, timeoutMs = 60_000)
   });
 }
 
-const fmtMB = (b: number | null) => (b === null ? '—' : `${(b / MiB).toFixed(1)} MB`);
-const fmtDelta = (b: number | null) => (b === null ? '—' : `${b >= 0 ? '+' : ''}${(b / MiB).toFixed(1)} MB`);
-
-// ---------------------------------------------------------------- child processes
-
-interface Proc {
-  name: string;
-  child: ChildProcess;
-  pid: number;
-  /** The last lines of stdout+stderr (for diagnostics). */
-  tail: string[];
-  /** pino lines at level error/fatal. */
-  errorLines: number;
-  exit: { code: number | null; signal: string | null } | null;
-  exited: Promise<void>;
-  /** Set while we stop it on purpose: an exit then is not a failure. */
-  stopping: boolean;
-}
-
-const procs: Proc[] = [];
-
-function startProc(name: string, args: string[], env: Record<string, string>): Proc {
-  // detached: its own process group, so the job runner the worker forks is stopped with it
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  if (!child.pid) throw new Error(`could not start ${name}`);
-  let resolveExit!: () => void;
-  const p: Proc = { name, child, pid: child.pid, tail: [], errorLines: 0, exit: null, exited: new Promise((r) => (resolveExit = r)), stopping: false };
-  let partial = '';
-  const onData = (d: Buffer) => {
-    const lines = (partial + d.toString('utf8')).split('\n');
-    partial = lines.pop()!;
-    for (const line of lines) {
-      if (/"level":(50|60)\b/.test(line)) p.errorLines++;
-      // per-request info lines would push everything useful out of the tail
-      if (/"msg":"(incoming request|request completed)"/.test(line) && !/"statusCode":5\d\d/.test(line)) continue;
-      p.tail.push(line.length > 2000 ? `${line.slice(0, 2000)}…` : line);
-    }
-    if (p.tail.length > 200) p.tail.splice(0, p.tail.length - 200);
-  };
-  child.stdout!.on('data', onData);
-  child.stderr!.on('data', onData);
-  child.once('exit', (code, signal) => {
-    p.exit = { code, signal };
-    resolveExit();
-  });
-  procs.push(p);
-  return p;
-}
-
-function groupAlive(pgid: number): boolean {
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function killGroup(pgid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pgid, signal);
-  } catch {
-    /* gone */
-  }
-}
-
-/** SIGTERM to the process, then SIGKILL to its whole group after `graceMs` (and to any leftover in it). */
-async function stopProc(p: Proc, graceMs: number): Promise<void> {
-  p.stopping = true;
-  if (!p.exit) {
-    try {
-      process.kill(p.pid, 'SIGTERM');
-    } catch {
-      /* gone */
-    }
-    await Promise.race([p.exited, sleep(graceMs)]);
-  }
-  if (!p.exit || groupAlive(p.pid)) {
-    if (!p.exit) log(`${p.name} did not stop within ${graceMs} ms; killing it`);
-    killGroup(p.pid, 'SIGKILL');
-    await Promise.race([p.exited, sleep(5000)]);
-  }
-}
-
-// last resort (uncaught errors, process.exit): nothing we started outlives us
-process.on('exit', () => {
-  for (const p of procs) killGroup(p.pid, 'SIGKILL');
-});
-
 let api: Proc | null = null;
 let worker: Proc | null = null;
 /** Set by main once it knows what to remove; until then there is nothing but processes to stop. */
 let cleanup: () => Promise<void> = async () => {
-  await Promise.all(procs.map((p) => stopProc(p, 5000)));
+  await stopAll(5000, log);
 };
 
 /** Throws when the API or the worker died while we did not stop it. */
@@ -221,50 +123,6 @@ function checkAlive(): void {
 }
 
 // ---------------------------------------------------------------- measurements
-
-interface PollResult {
-  requests: number;
-  rps: number;
-  p50: number;
-  p99: number;
-  max: number;
-  non2xx: number;
-  s4xx: number;
-  s5xx: number;
-  errors: number;
-  timeouts: number;
-  durationSec: number;
-}
-
-interface UploadRound {
-  round: number;
-  bytesEach: number;
-  statuses: Record<string, number>;
-  failures: string[];
-  totalMs: number;
-  slowestMs: number;
-  rssBefore: number | null;
-  rssPeak: number | null;
-  rssLow: number | null;
-  /** The largest rise from a low to a later sample during the round (≥ peak − before when nothing was collected). */
-  rssRise: number | null;
-  rssAfter: number | null;
-}
-
-interface Report {
-  startedAt: Date;
-  finishedAt?: Date;
-  loadBefore: number[];
-  loadAfter?: number[];
-  apiRssStart: number | null;
-  apiRssAfterPoll?: number | null;
-  poll?: PollResult;
-  uploads: UploadRound[];
-  jobStatusAfterPoll?: string;
-  jobStatusAfterUploads?: string;
-  jobCanceled?: boolean;
-  failures: string[];
-}
 
 async function poll(base: string, key: string, jobId: string): Promise<PollResult> {
   const r = await autocannon({
@@ -354,86 +212,6 @@ async function jobStatus(base: string, key: string, jobId: string): Promise<stri
   return ((await res.json()) as { status: string }).status;
 }
 
-// ---------------------------------------------------------------- the report
-
-interface Row {
-  what: string;
-  measured: string;
-  target: string;
-  ok: boolean | null;
-}
-
-function rows(rep: Report): Row[] {
-  const out: Row[] = [];
-  const p = rep.poll;
-  if (p) {
-    out.push({ what: `GET /v1/jobs/<id>, ${SETTINGS.pollConnections} connections, ${p.durationSec.toFixed(0)} s`, measured: `${p.rps.toFixed(0)} polls/s (${p.requests} requests)`, target: `≥ ${TARGETS.pollRps} polls/s`, ok: p.rps >= TARGETS.pollRps });
-    out.push({ what: 'poll latency p50 / p99 (max)', measured: `${p.p50.toFixed(1)} ms / ${p.p99.toFixed(1)} ms (${p.max.toFixed(0)} ms)`, target: `p99 ≤ ${TARGETS.pollP99Ms} ms`, ok: p.p99 <= TARGETS.pollP99Ms });
-    out.push({ what: 'API RSS when ready → after polling', measured: `${fmtMB(rep.apiRssStart)} → ${fmtMB(rep.apiRssAfterPoll ?? null)}`, target: '', ok: null });
-    out.push({ what: 'poll non-2xx / errors', measured: `${p.non2xx} non-2xx (${p.s4xx} 4xx, ${p.s5xx} 5xx) / ${p.errors} errors (${p.timeouts} timeouts)`, target: '0 / 0', ok: p.non2xx === 0 && p.errors === 0 });
-  } else out.push({ what: 'GET /v1/jobs/<id> polling', measured: 'not measured', target: `≥ ${TARGETS.pollRps} polls/s, p99 ≤ ${TARGETS.pollP99Ms} ms`, ok: false });
-  for (const u of rep.uploads) {
-    const codes = Object.entries(u.statuses).map(([k, v]) => `${v}× ${k}`).join(', ');
-    const ok2xx = Object.entries(u.statuses).every(([k]) => /^2\d\d$/.test(k));
-    out.push({ what: `upload round ${u.round}: ${SETTINGS.uploadsPerRound} concurrent POST /v1/models (${fmtMB(u.bytesEach)} each)`, measured: `${codes} in ${(u.totalMs / 1000).toFixed(2)} s (slowest ${(u.slowestMs / 1000).toFixed(2)} s)`, target: 'all 2xx', ok: ok2xx });
-    const after = u.rssAfter !== null && u.rssBefore !== null ? u.rssAfter - u.rssBefore : null;
-    const low = u.rssLow !== null && u.rssBefore !== null && u.rssLow < u.rssBefore ? ` (low ${fmtMB(u.rssLow)})` : '';
-    out.push({ what: `upload round ${u.round}: API RSS before → peak → after ${SETTINGS.settleMs / 1000} s`, measured: `${fmtMB(u.rssBefore)} → ${fmtMB(u.rssPeak)}${low} → ${fmtMB(u.rssAfter)}`, target: '', ok: null });
-    out.push({ what: `upload round ${u.round}: API RSS growth during the round (largest rise to a peak)`, measured: fmtDelta(u.rssRise), target: `≤ ${TARGETS.rssGrowthMB} MB`, ok: u.rssRise === null ? false : u.rssRise <= TARGETS.rssGrowthMB * MiB });
-    out.push({ what: `upload round ${u.round}: API RSS growth kept after settling`, measured: fmtDelta(after), target: `≤ ${TARGETS.rssGrowthMB} MB`, ok: after === null ? false : after <= TARGETS.rssGrowthMB * MiB });
-  }
-  if (rep.uploads.length < SETTINGS.uploadRounds) out.push({ what: 'upload rounds', measured: `${rep.uploads.length} of ${SETTINGS.uploadRounds} done`, target: `${SETTINGS.uploadRounds}`, ok: false });
-  const busy = rep.jobStatusAfterPoll === 'running' && rep.jobStatusAfterUploads === 'running';
-  out.push({ what: 'the slow job kept the worker busy (status after polling / after uploads)', measured: `${rep.jobStatusAfterPoll ?? '—'} / ${rep.jobStatusAfterUploads ?? '—'}`, target: 'running / running', ok: busy });
-  out.push({ what: 'the slow job canceled at the end', measured: rep.jobCanceled === undefined ? '—' : rep.jobCanceled ? 'canceled' : 'not canceled', target: 'canceled', ok: rep.jobCanceled === true });
-  return out;
-}
-
-function render(rep: Report, failed: boolean): string {
-  const verdict = (r: Row) => (r.ok === null ? '' : r.ok ? 'PASS' : 'FAIL');
-  const table = rows(rep)
-    .map((r) => `| ${r.what} | ${r.measured} | ${r.target} | ${verdict(r)} |`)
-    .join('\n');
-  const machine = environment();
-  const la = (l?: number[]) => (l ? l.map((x) => x.toFixed(2)).join(' ') : '—');
-  const env = Object.entries(SETTINGS.limits).map(([k, v]) => `${k}=${v}`).join(', ');
-  const lines = [
-    '# modelpress service load test',
-    '',
-    `Measured ${rep.startedAt.toISOString().replace(/\.\d+Z$/, 'Z')} by \`npm run load\` (src/bench/load.ts) on ${machine.cpuModel} (${machine.cores} cores, ${machine.int8Dot}), Node ${machine.node}.`,
-    `Load average (1/5/15 min) before: ${la(rep.loadBefore)}; after: ${la(rep.loadAfter)}. Run took ${rep.finishedAt ? ((rep.finishedAt.getTime() - rep.startedAt.getTime()) / 1000).toFixed(0) : '—'} s.`,
-    '',
-    'Setup: the API (`modelpress serve`) and one worker (`modelpress worker`) as separate processes on this machine, with a',
-    'throwaway Postgres database, a private BullMQ queue and a temporary data dir; all traffic to 127.0.0.1. The worker is kept',
-    `busy for the whole measurement by one job compressing test/fixtures/fmnist/fmnist-cnn.onnx with \`${JSON.stringify(SETTINGS.slowRecipe)}\``,
-    'so the API shares the CPU with real compression work, as it would in production.',
-    '',
-    'Settings:',
-    `- polling: autocannon, ${SETTINGS.pollConnections} connections, ${SETTINGS.pollDurationSec} s, GET /v1/jobs/<id> with a bearer key (every request checks the key and reads the job in Postgres)`,
-    `- uploads: ${SETTINGS.uploadRounds} rounds of ${SETTINGS.uploadsPerRound} concurrent POST /v1/models (multipart, fetch + FormData), each the fmnist model plus 64 distinct random bytes (no deduplication)`,
-    `- API RSS from /proc/<pid>/status VmRSS: before a round (after ${SETTINGS.settleMs / 1000} s idle), sampled every ${SETTINGS.rssSampleMs} ms during it, after ${SETTINGS.settleMs / 1000} s of settling.`,
-    '  "Growth during the round" is the largest rise from the lowest sample so far to a later one (= peak − before unless V8 collected',
-    '  older garbage, e.g. from the polling phase, during the round; then RSS can also end below where it started).',
-    '  A leak shows as growth kept after round 2 too.',
-    `- service env: LOG_LEVEL=${SETTINGS.apiLogLevel}, ${env}; everything else at its default`,
-    '',
-    '| measurement | measured | target | result |',
-    '|---|---|---|---|',
-    table,
-    '',
-  ];
-  if (rep.failures.length > 0 || failed) {
-    lines.push('**The service failed during this run:**', '', ...rep.failures.map((f) => `- ${f.split('\n')[0]}`), '');
-  }
-  lines.push(
-    'Note: the API, the worker (and its compression job), Postgres, Redis and the load generator all share this machine\'s cores.',
-    'Numbers measured on a machine that is also doing other work (see the load average above) are not representative;',
-    'compare runs only from a quiet machine of the same kind.',
-    '',
-  );
-  return lines.join('\n');
-}
-
 // ---------------------------------------------------------------- the run
 
 async function main(): Promise<number> {
@@ -459,7 +237,7 @@ async function main(): Promise<number> {
     }
   };
 
-  const rep: Report = { startedAt: new Date(), loadBefore: loadavg(), apiRssStart: null, uploads: [], failures: [] };
+  const rep: LoadReport = { startedAt: new Date(), loadBefore: loadavg(), apiRssStart: null, uploads: [], failures: [] };
   let dataDir: string | null = null;
   let dbCreated = false;
   let ownerId: string | null = null;
@@ -510,8 +288,8 @@ async function main(): Promise<number> {
       LOG_LEVEL: SETTINGS.apiLogLevel,
       ...SETTINGS.limits,
     };
-    api = startProc('API', ['serve'], env);
-    worker = startProc('worker', ['worker'], env);
+    api = startProc(CLI, 'API', ['serve'], env);
+    worker = startProc(CLI, 'worker', ['worker'], env);
     await until('the API /readyz', 30_000, 200, async () => (await fetch(`${base}/readyz`, { signal: AbortSignal.timeout(2000) })).status === 200);
     await until('the worker to be ready', 30_000, 200, async () => worker!.tail.some((l) => /ready \(queue/.test(l)));
     rep.apiRssStart = rssBytes(api.pid);
@@ -597,7 +375,7 @@ async function main(): Promise<number> {
   }
   rep.finishedAt = new Date();
   rep.loadAfter = loadavg();
-  const md = render(rep, serviceFailed);
+  const md = renderLoadReport(rep, SETTINGS, TARGETS, serviceFailed);
   mkdirSync(dirname(OUT), { recursive: true });
   writeFileSync(OUT, md);
   process.stdout.write(`${md}\nwritten to ${OUT}\n`);

@@ -17,9 +17,11 @@ import { quantizeDynamicPass } from '../passes/quantize-dynamic.js';
 import { quantizeWeightsPass } from '../passes/quantize-weights.js';
 import { allConstants, countParameters, getConstant } from '../onnx/constants.js';
 import { tensorByteSize } from '../onnx/tensor-data.js';
-import { fixedPassContext, type PassContext } from '../pipeline/pass.js';
+import { weightLayerOf } from '../onnx/weight-layers.js';
+import { fixedPassContext } from '../pipeline/pass.js';
 import { batchesFromArrays, readArraysFile, readLabelsFile } from '../data/samples.js';
 import { evaluateModels } from '../eval/evaluate.js';
+import { ctcGreedyDecode } from '../metrics/task.js';
 import { compareModels } from '../measure/benchmark.js';
 import { profileModel } from '../measure/profile.js';
 import { environment } from '../report/environment.js';
@@ -84,8 +86,7 @@ function decodeLines(out: ort.Tensor): { seqs: string[]; margins: number[] } {
   const seqs: string[] = [];
   const margins: number[] = [];
   for (let n = 0; n < N; n++) {
-    let seq = '';
-    let prev = -1;
+    seqs.push(ctcGreedyDecode(p, n * T * C, T, C, 0).map((b) => `${b},`).join(''));
     let margin = Infinity;
     for (let t = 0; t < T; t++) {
       const o = (n * T + t) * C;
@@ -97,10 +98,7 @@ function decodeLines(out: ort.Tensor): { seqs: string[]; margins: number[] } {
         else if (p[o + c]! > p[o + b2]!) b2 = c;
       }
       margin = Math.min(margin, p[o + b]! - p[o + b2]!);
-      if (b !== prev && b !== 0) seq += `${b},`;
-      prev = b;
     }
-    seqs.push(seq);
     margins.push(margin);
   }
   return { seqs, margins };
@@ -218,7 +216,7 @@ async function recQuantized(overrides: Record<string, unknown>, label: string, r
 function matmulWeightBytes(base: Model, int4: Model): { fp32Total: number; packedBytes: number } {
   let fp32Total = 0;
   for (const n of base.graph.nodes) {
-    const w = n.opType === 'MatMul' ? getConstant(n.inputs[1]) : undefined;
+    const w = n.opType === 'MatMul' ? getConstant(weightLayerOf(n)?.weight) : undefined;
     if (w) fp32Total += tensorByteSize(w);
   }
   let packedBytes = 0;

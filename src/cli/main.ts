@@ -7,7 +7,8 @@ import { basename, dirname, resolve } from 'node:path';
 import { renderReportHtml } from '../report/html.js';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { InvalidInputError, toModelpressError } from '../errors.js';
-import { formatBytes, formatSummary, summarizeModel } from '../onnx/inspect.js';
+import { formatSummary, summarizeModel } from '../onnx/inspect.js';
+import { formatBytes, formatCount } from '../format.js';
 import { decodeModel } from '../onnx/model-io.js';
 import { assertModelFitsBudget } from '../onnx/budget.js';
 import { parseRecipe } from '../pipeline/recipe.js';
@@ -192,7 +193,7 @@ async function cmdCompress(argv: string[]): Promise<void> {
 function formatResult(r: PipelineReport, out: string): string {
   const lines = [
     `wrote ${out}: ${formatBytes(r.baseline.sizeBytes)} → ${formatBytes(r.final.sizeBytes)} (${r.final.sizeRatio.toFixed(3)}×), ` +
-      `${r.baseline.params.toLocaleString('en-US')} → ${r.final.params.toLocaleString('en-US')} parameters`,
+      `${formatCount(r.baseline.params)} → ${formatCount(r.final.params)} parameters`,
   ];
   for (const s of r.steps) {
     const fid = Object.entries(s.fidelity)
@@ -405,7 +406,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`modelpress: error [${e.code}]: ${e.message}\n`);
     if (err instanceof UsageError) process.stderr.write(`\n${USAGE}`);
     if (e.code === 'internal' && process.env.MODELPRESS_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
-    return e.code === 'internal' ? 1 : 2;
+    return e.exitCode;
   }
 }
 

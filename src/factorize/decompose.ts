@@ -1,8 +1,8 @@
 // Layer → chain of smaller layers, for each method. Pure numerics on the layer's weights; the
 // graph is not touched here.
-import { cpAls, hooi, leadingModeVectors, matrix, randomizedSvd, tensor, transpose, truncatedSvd, type Matrix } from '../linalg/index.js';
+import { cpAls, hooi, leadingModeVectors, matrix, randomizedSvd, tensor, transpose, truncatedSvd, type Matrix, type Tensor } from '../linalg/index.js';
 import { convGeometry, countWeights, pointwiseStep, type AttrSpec, type ChainStep, type Layer } from './layers.js';
-import { cpFractionRank, rankMode, roundRank, spectrumRank, svdFractionRank, tuckerFractionRanks, type RankSpec } from './rank.js';
+import { rankSelector, roundRank, type RankSpec } from './rank.js';
 
 export interface ChainPlan {
   layer: Layer;
@@ -26,10 +26,9 @@ function layerParams(layer: Layer): number {
   return layer.weight.length + (layer.bias?.data.length ?? 0);
 }
 
-function explicitRanks(spec: RankSpec): number[] | undefined {
-  if (Array.isArray(spec)) return spec;
-  if (typeof spec === 'number' && spec >= 1) return [spec];
-  return undefined;
+/** Singular values of the weight's output (mode 0) and input (mode 1) unfoldings, on demand. */
+function modeSpectra(t: Tensor): { out: () => Float64Array; in: () => Float64Array } {
+  return { out: () => leadingModeVectors(t, 0, 0).singularValues, in: () => leadingModeVectors(t, 1, 0).singularValues };
 }
 
 // ---------------------------------------------------------------- Tucker-2 (Conv 1D/2D/3D)
@@ -38,23 +37,10 @@ export function tuckerPlan(layer: Layer, opts: RankOptions & { iterations: numbe
   const [cout, cin, ...kernel] = layer.weightDims as [number, number, ...number[]];
   const K = kernel.reduce((a, b) => a * b, 1);
   const t = tensor(layer.weightDims, layer.weight);
-  let rOut: number;
-  let rIn: number;
-  const mode = rankMode(opts.rank);
-  if (mode === 'fraction') [rOut, rIn] = tuckerFractionRanks(cout, cin, K, opts.rank as number);
-  else if (mode === 'explicit') {
-    const r = explicitRanks(opts.rank)!;
-    rOut = r[0]!;
-    rIn = r[1] ?? r[0]!;
-  } else {
-    const s0 = leadingModeVectors(t, 0, 0).singularValues;
-    const s1 = leadingModeVectors(t, 1, 0).singularValues;
-    rOut = spectrumRank(opts.rank, s0, cout, cin * K);
-    rIn = spectrumRank(opts.rank, s1, cin, cout * K);
-  }
-  const direction = mode === 'vbmf' || mode === 'energy' ? 'up' : 'nearest';
-  rOut = roundRank(rOut, opts.roundTo, cout, direction);
-  rIn = roundRank(rIn, opts.roundTo, cin, direction);
+  const selector = rankSelector(opts.rank);
+  let [rOut, rIn] = selector.tucker(opts.rank, cout, cin, K, modeSpectra(t));
+  rOut = roundRank(rOut, opts.roundTo, cout, selector.rounding);
+  rIn = roundRank(rIn, opts.roundTo, cin, selector.rounding);
   const splitOut = rOut < cout;
   const splitIn = rIn < cin;
   if (!splitOut && !splitIn) return `ranks [${rOut}, ${rIn}] equal the channel counts: nothing to factorize`;
@@ -99,19 +85,9 @@ function finish(layer: Layer, steps: ChainStep[], ranks: number[], weightError: 
 
 export function cpPlan(layer: Layer, opts: RankOptions & { iterations: number; tolerance: number }): ChainPlan | string {
   const [cout, cin, ...kernel] = layer.weightDims as [number, number, ...number[]];
-  const K = kernel.reduce((a, b) => a * b, 1);
   const t = tensor(layer.weightDims, layer.weight);
-  const mode = rankMode(opts.rank);
-  let rank: number;
-  if (mode === 'fraction') rank = cpFractionRank(layer.weightDims, opts.rank as number);
-  else if (mode === 'explicit') rank = explicitRanks(opts.rank)![0]!;
-  else {
-    // CP has no spectrum of its own: take the larger of the two channel-mode ranks
-    const s0 = leadingModeVectors(t, 0, 0).singularValues;
-    const s1 = leadingModeVectors(t, 1, 0).singularValues;
-    rank = Math.max(spectrumRank(opts.rank, s0, cout, cin * K), spectrumRank(opts.rank, s1, cin, cout * K));
-  }
-  rank = roundRank(rank, opts.roundTo, Number.MAX_SAFE_INTEGER, mode === 'vbmf' || mode === 'energy' ? 'up' : 'nearest');
+  const selector = rankSelector(opts.rank);
+  const rank = roundRank(selector.cp(opts.rank, layer.weightDims, modeSpectra(t)), opts.roundTo, Number.MAX_SAFE_INTEGER, selector.rounding);
   if (rank * (cout + cin + kernel.reduce((a, b) => a + b, 0)) >= layerParams(layer)) {
     return `rank ${rank} does not save parameters`;
   }
@@ -162,31 +138,27 @@ export function cpPlan(layer: Layer, opts: RankOptions & { iterations: number; t
 /** The layer's weight as the matrix that maps inputs to outputs, K (in) × N (out). */
 function inOutMatrix(layer: Layer): Matrix {
   const d = layer.weightDims;
-  if (layer.op === 'Conv') return transpose(matrix(d[0]!, d[1]!, layer.weight)); // [Cout, Cin] → Cin × Cout
   const m = matrix(d[0]!, d[1]!, layer.weight);
-  if (layer.op === 'Gemm' && layer.node.getInt('transB', 0) === 1) return transpose(m);
-  return m;
+  // stored outputs first (Conv [Cout, Cin, 1…], Gemm with transB [N, K]): transpose
+  return layer.weightLayer.outAxis === 0 ? transpose(m) : m;
 }
 
 export function svdPlan(layer: Layer, opts: RankOptions): ChainPlan | string {
   const w = inOutMatrix(layer);
   const K = w.rows;
   const N = w.cols;
-  const mode = rankMode(opts.rank);
   const small = Math.min(K, N);
-  let r: number;
-  let svd;
-  if (mode === 'fraction' || mode === 'explicit') {
-    r = mode === 'fraction' ? svdFractionRank(K, N, opts.rank as number) : explicitRanks(opts.rank)![0]!;
-    r = roundRank(r, opts.roundTo, small);
-    if (r * (K + N) >= K * N) return `rank ${r} does not save parameters (${r * (K + N)} ≥ ${K * N})`;
-    svd = small > 768 && r < small / 4 ? randomizedSvd(w, r) : truncatedSvd(w, r);
-  } else {
-    const full = truncatedSvd(w, small);
-    r = roundRank(spectrumRank(opts.rank, full.all, K, N), opts.roundTo, small, 'up');
-    if (r * (K + N) >= K * N) return `rank ${r} does not save parameters (${r * (K + N)} ≥ ${K * N})`;
-    svd = { u: sliceColumns(full.u, r), s: full.s.slice(0, r), v: sliceColumns(full.v, r) };
-  }
+  const selector = rankSelector(opts.rank);
+  // the full SVD only when the selector reads the spectrum; the factors are then cut from it
+  let full: ReturnType<typeof truncatedSvd> | undefined;
+  const spectrum = () => (full ??= truncatedSvd(w, small)).all;
+  const r = roundRank(selector.svd(opts.rank, K, N, spectrum), opts.roundTo, small, selector.rounding);
+  if (r * (K + N) >= K * N) return `rank ${r} does not save parameters (${r * (K + N)} ≥ ${K * N})`;
+  const svd = full
+    ? { u: sliceColumns(full.u, r), s: full.s.slice(0, r), v: sliceColumns(full.v, r) }
+    : small > 768 && r < small / 4
+      ? randomizedSvd(w, r)
+      : truncatedSvd(w, r);
   // W ≈ (U√Σ)(√ΣVᵀ): first factor K×r, second r×N
   const first = new Float32Array(K * r);
   const second = new Float32Array(r * N);

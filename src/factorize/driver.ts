@@ -23,7 +23,7 @@ export function factorizeSchema<N extends string>(name: N, defaults: { rank: Ran
       roundTo: Type.Integer({ minimum: 1, default: 8, description: 'Round ranks to a multiple of this (onnxruntime kernels prefer multiples of 8); 1 = no rounding.' }),
       opTypes: Type.Array(Type.String({ minLength: 1 }), { default: defaults.opTypes, description: 'Op types to factorize.' }),
       include: Type.String({ default: '', description: 'Regular expression: only nodes whose name matches (empty = all).' }),
-      exclude: Type.String({ default: '', description: 'Regular expression: nodes whose name matches are left alone.' }),
+      excludeNodes: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'Node names left alone.' }),
       minParams: Type.Integer({ minimum: 0, default: 4096, description: 'Leave layers with fewer weights alone.' }),
       requireSpeedup: Type.Boolean({ default: true, description: 'Benchmark each factorized layer against the original in onnxruntime and keep the original where it is not faster.' }),
       speedBatch: Type.Integer({ minimum: 1, default: 8, description: 'Batch size of the per-layer speed check.' }),
@@ -42,7 +42,7 @@ export interface FactorizeConfig {
   roundTo: number;
   opTypes: string[];
   include: string;
-  exclude: string;
+  excludeNodes: string[];
   minParams: number;
   requireSpeedup: boolean;
   speedBatch: number;
@@ -85,7 +85,7 @@ function takeItems(batches: Feeds[], items: number): Feeds[] {
 export async function runFactorization(method: FactorMethod, model: Model, config: FactorizeConfig, ctx: PassContext): Promise<Model> {
   const log = ctx.changes;
   const include = regex(config.include, 'include');
-  const exclude = regex(config.exclude, 'exclude');
+  const exclude = new Set(config.excludeNodes);
   const opTypes = new Set(config.opTypes);
   for (const op of opTypes) {
     if (!LAYER_RULES[op]?.methods.includes(method)) throw new InvalidInputError(`opTypes: factorize.${method} does not apply to ${op} (supported: ${Object.keys(LAYER_RULES).filter((k) => LAYER_RULES[k]!.methods.includes(method)).join(', ')})`);
@@ -102,7 +102,7 @@ export async function runFactorization(method: FactorMethod, model: Model, confi
   for (const [i, node] of candidates.entries()) {
     ctx.progress((0.4 * i) / Math.max(1, candidates.length), `decomposing ${node.name || node.opType}`);
     if (include && !include.test(node.name)) continue;
-    if (exclude?.test(node.name)) continue;
+    if (exclude.has(node.name)) continue;
     const layer = LAYER_RULES[node.opType]!.match(node, method);
     if (typeof layer === 'string') {
       log.skip(node, layer);

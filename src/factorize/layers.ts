@@ -1,9 +1,11 @@
 // Which layers can be factorized, and what a factorized layer is: the ONE table of per-op rules for
-// the family (Conv, MatMul, Gemm), and the chain of smaller nodes that replaces a layer.
+// the family (Conv, MatMul, Gemm), and the chain of smaller nodes that replaces a layer. Where each
+// op keeps its weight and bias is src/onnx/weight-layers.ts.
 import { getConstant } from '../onnx/constants.js';
 import { DataType as DT } from '../onnx/dtypes.js';
 import type { Node, Value } from '../onnx/ir.js';
 import { readFloat32, tensorDims } from '../onnx/tensor-data.js';
+import { weightLayerOf, type WeightLayer } from '../onnx/weight-layers.js';
 
 export type FactorMethod = 'svd' | 'tucker' | 'cp';
 
@@ -12,13 +14,15 @@ export interface Layer {
   op: 'Conv' | 'MatMul' | 'Gemm';
   input: Value;
   output: Value;
-  /** The weight as the op stores it: Conv [Cout, Cin, k…]; MatMul [K, N]; Gemm B as stored (see transB). */
+  /** The weight as the op stores it (its axes: `weightLayer`). */
   weightDims: number[];
   weight: Float32Array;
   /** Conv bias [Cout] or Gemm C (any broadcastable shape). */
   bias: { dims: number[]; data: Float32Array } | null;
   /** Conv: number of spatial axes. */
   spatial: number;
+  /** Where the node keeps its weight and bias, and the weight's axes. */
+  weightLayer: WeightLayer;
 }
 
 export type AttrSpec = [name: string, value: number | number[] | string, kind?: 'int' | 'float' | 'ints' | 'floats'];
@@ -49,12 +53,14 @@ function floatConstant(v: Value | null | undefined): { dims: number[]; data: Flo
   return { dims: tensorDims(t), data: readFloat32(t) };
 }
 
-function ioOf(node: Node): { input: Value; output: Value } | string {
+function ioOf(node: Node): { input: Value; output: Value; weightLayer: WeightLayer } | string {
   const input = node.inputs[0];
   const output = node.outputs[0];
+  const weightLayer = weightLayerOf(node);
+  if (!weightLayer) return `${node.opType} in domain '${node.domain}' is not a weight layer`;
   if (!input || !output) return 'missing input or output';
   if (getConstant(input)) return 'the data input is a constant';
-  return { input, output };
+  return { input, output, weightLayer };
 }
 
 export const LAYER_RULES: Record<string, LayerRule> = {
@@ -63,9 +69,9 @@ export const LAYER_RULES: Record<string, LayerRule> = {
     match(node, method) {
       const io = ioOf(node);
       if (typeof io === 'string') return io;
-      const w = floatConstant(node.inputs[1]);
+      const w = floatConstant(io.weightLayer.weight);
       if (typeof w === 'string') return w;
-      if (node.getInt('group', 1) !== 1) return `grouped convolution (group ${node.getInt('group', 1)})`;
+      if (io.weightLayer.groups !== 1) return `grouped convolution (group ${io.weightLayer.groups})`;
       const spatial = w.dims.length - 2;
       if (spatial < 1 || spatial > 3) return `${spatial}-D convolution`;
       const kernel = w.dims.slice(2);
@@ -75,8 +81,8 @@ export const LAYER_RULES: Record<string, LayerRule> = {
       const autoPad = node.getString('auto_pad', 'NOTSET');
       if (method === 'cp' && autoPad !== 'NOTSET' && autoPad !== 'VALID') return `auto_pad ${autoPad} cannot be split per axis`;
       let bias: Layer['bias'] = null;
-      if (node.inputs[2]) {
-        const b = floatConstant(node.inputs[2]);
+      if (io.weightLayer.bias) {
+        const b = floatConstant(io.weightLayer.bias);
         if (typeof b === 'string') return `bias: ${b}`;
         bias = b;
       }
@@ -88,7 +94,7 @@ export const LAYER_RULES: Record<string, LayerRule> = {
     match(node) {
       const io = ioOf(node);
       if (typeof io === 'string') return io;
-      const w = floatConstant(node.inputs[1]);
+      const w = floatConstant(io.weightLayer.weight);
       if (typeof w === 'string') return w;
       if (w.dims.length !== 2) return `weight has rank ${w.dims.length} (2-D weights only)`;
       return { node, op: 'MatMul', ...io, weightDims: w.dims, weight: w.data, bias: null, spatial: 0 };
@@ -99,11 +105,11 @@ export const LAYER_RULES: Record<string, LayerRule> = {
     match(node) {
       const io = ioOf(node);
       if (typeof io === 'string') return io;
-      const w = floatConstant(node.inputs[1]);
+      const w = floatConstant(io.weightLayer.weight);
       if (typeof w === 'string') return w;
       let bias: Layer['bias'] = null;
-      if (node.inputs[2]) {
-        const c = floatConstant(node.inputs[2]);
+      if (io.weightLayer.bias) {
+        const c = floatConstant(io.weightLayer.bias);
         if (typeof c === 'string') return `C: ${c}`;
         bias = c;
       }

@@ -2,11 +2,12 @@
 // that, on calibration data, it maps the features it actually receives (captured in the factorized
 // model) onto the original layer's outputs (captured in the original model). Errors of the earlier
 // layers are compensated too, as the features come from the factorized network. No training.
-import { matrix, solveRight, type Matrix } from '../linalg/index.js';
+import { accumulateCross, accumulateGram, mirrorUpper, solveRidge } from '../linalg/index.js';
 import { addConstant, getConstant, setConstant } from '../onnx/constants.js';
 import { DataType as DT } from '../onnx/dtypes.js';
 import type { Model, Node, Value } from '../onnx/ir.js';
 import { encodeModel } from '../onnx/model-io.js';
+import { weightLayerOf } from '../onnx/weight-layers.js';
 import { encodeWithOutputs } from '../runtime/capture.js';
 import { makeTensor, tensorDims } from '../onnx/tensor-data.js';
 import { FidelityAccumulator, type Fidelity } from '../metrics/fidelity.js';
@@ -54,36 +55,19 @@ function accumulate(eq: NormalEquations, z: Float32Array, zDims: readonly number
       for (let c = 0; c < zs.c; c++) fv[c] = z[(o * zs.c + c) * zs.inner + p]!;
       if (bias) fv[zs.c] = 1;
       for (let c = 0; c < ys.c; c++) tv[c] = y[(o * ys.c + c) * ys.inner + p]!;
-      for (let i = 0; i < F; i++) {
-        const fi = fv[i]!;
-        if (fi === 0) continue;
-        const gi = i * F;
-        for (let j = 0; j <= i; j++) eq.gram[gi + j] += fi * fv[j]!;
-        const ci = i * T;
-        for (let j = 0; j < T; j++) eq.cross[ci + j] += fi * tv[j]!;
-      }
+      accumulateGram(eq.gram, fv, F);
+      accumulateCross(eq.cross, fv, tv, F, T);
     }
   }
 }
 
-/** Solution W (targets × features) of min ‖W f − t‖² + λ‖W‖², λ small relative to the Gram diagonal. */
-function solve(eq: NormalEquations): Matrix {
+/** Solution (features × targets, i.e. Wᵀ) of min ‖W f − t‖² + λ‖W‖², λ small relative to the Gram diagonal. */
+function solve(eq: NormalEquations): Float64Array {
   const F = eq.features;
-  const g = matrix(F, F);
+  mirrorUpper(eq.gram, F);
   let trace = 0;
-  for (let i = 0; i < F; i++) {
-    for (let j = 0; j <= i; j++) {
-      g.data[i * F + j] = eq.gram[i * F + j]!;
-      g.data[j * F + i] = eq.gram[i * F + j]!;
-    }
-    trace += eq.gram[i * F + i]!;
-  }
-  const ridge = (1e-6 * trace) / F;
-  for (let i = 0; i < F; i++) g.data[i * F + i] += ridge;
-  // W g = crossᵀ
-  const crossT = matrix(eq.targets, F);
-  for (let i = 0; i < F; i++) for (let j = 0; j < eq.targets; j++) crossT.data[j * F + i] = eq.cross[i * eq.targets + j]!;
-  return solveRight(crossT, g);
+  for (let i = 0; i < F; i++) trace += eq.gram[i * F + i]!;
+  return solveRidge(eq.gram, eq.cross, F, eq.targets, { ridge: (1e-6 * trace) / F });
 }
 
 export interface RefineResult {
@@ -107,11 +91,12 @@ export async function refineChains(model: Model, originalBytes: Uint8Array, targ
   try {
     for (const t of sorted) {
       const feature = t.node.inputs[0]!;
-      const w = getConstant(t.node.inputs[1])!;
-      const dims = tensorDims(w);
-      const hasBias = t.node.opType === 'Conv';
-      const R = t.node.opType === 'Conv' ? dims[1]! : dims[0]!;
-      const T = t.node.opType === 'Conv' ? dims[0]! : dims[1]!;
+      const layer = weightLayerOf(t.node)!;
+      const wValue = layer.weight!;
+      const dims = tensorDims(getConstant(wValue)!);
+      const hasBias = layer.biasInput !== null;
+      const R = dims[layer.inAxis!]!;
+      const T = dims[layer.outAxis!]!;
       const eq = new NormalEquations(R + (hasBias ? 1 : 0), T);
       const fid = before ? null : new FidelityAccumulator();
       const fact = await createSession(encodeWithOutputs(model, [feature]), { graphOptimizationLevel: 'disabled' });
@@ -129,23 +114,17 @@ export async function refineChains(model: Model, originalBytes: Uint8Array, targ
         await fact.release();
       }
       if (fid) before = fid.result();
-      const sol = solve(eq); // T × features
-      const F = eq.features;
+      const sol = solve(eq); // features × T
       const weight = new Float32Array(R * T);
       for (let o = 0; o < T; o++) {
-        for (let r = 0; r < R; r++) {
-          // Conv weight is [Cout, R, 1…]; MatMul weight is [R, N]
-          if (hasBias) weight[o * R + r] = sol.data[o * F + r]!;
-          else weight[r * T + o] = sol.data[o * F + r]!;
-        }
+        // stored outputs first (Conv [Cout, R, 1…]) or inputs first (MatMul [R, N])
+        for (let r = 0; r < R; r++) weight[layer.outAxis === 0 ? o * R + r : r * T + o] = sol[r * T + o]!;
       }
-      const wValue = t.node.inputs[1]!;
       setConstant(wValue, makeTensor(wValue.name, DT.FLOAT, dims, weight));
       if (hasBias) {
-        const b = Float32Array.from({ length: T }, (_, o) => sol.data[o * F + R]!);
-        const bValue = t.node.inputs[2];
-        if (bValue) setConstant(bValue, makeTensor(bValue.name, DT.FLOAT, [T], b));
-        else t.node.setInput(2, addConstant(model.graph, `${t.node.name || 'refit'}_b`, makeTensor('', DT.FLOAT, [T], b)));
+        const b = Float32Array.from({ length: T }, (_, o) => sol[R * T + o]!);
+        if (layer.bias) setConstant(layer.bias, makeTensor(layer.bias.name, DT.FLOAT, [T], b));
+        else t.node.setInput(layer.biasInput!, addConstant(model.graph, `${t.node.name || 'refit'}_b`, makeTensor('', DT.FLOAT, [T], b)));
       }
     }
     // fidelity after, on the same batches

@@ -1,8 +1,8 @@
 // CP (CANDECOMP/PARAFAC) by alternating least squares: T ≈ Σᵣ λᵣ a⁽⁰⁾ᵣ ∘ a⁽¹⁾ᵣ ∘ … . Initialised from
 // the leading singular vectors of each unfolding (random columns where the mode is smaller than the
 // rank); stops when the relative change of the fit drops below the tolerance.
-import { symmetricEigen } from './eigen.js';
-import { gaussianMatrix, matrix, type Matrix } from './matrix.js';
+import { solveRidge } from './least-squares.js';
+import { gaussianMatrix, gramCols, matrix, transpose, type Matrix } from './matrix.js';
 import { leadingModeVectors, type Tensor } from './tensor.js';
 
 export interface CpResult {
@@ -45,10 +45,11 @@ export function cpAls(t: Tensor, rank: number, opts: CpOptions = {}): CpResult {
       v.data.fill(1);
       for (let k = 0; k < N; k++) {
         if (k === n) continue;
-        const g = gramOfColumns(factors[k]!);
+        const g = gramCols(factors[k]!);
         for (let i = 0; i < v.data.length; i++) v.data[i]! *= g.data[i]!;
       }
-      factors[n] = solveRight(m, v);
+      // the least-squares update X·V = M; V is symmetric, so V Xᵀ = Mᵀ
+      factors[n] = transpose({ rows: rank, cols: m.rows, data: solveRidge(v.data, transpose(m).data, rank, m.rows) });
       if (n === N - 1) mttkrpLast = m;
     }
     // ‖T − T̂‖² = ‖T‖² − 2⟨T, T̂⟩ + ‖T̂‖², with ⟨T, T̂⟩ from the last MTTKRP
@@ -58,7 +59,7 @@ export function cpAls(t: Tensor, rank: number, opts: CpOptions = {}): CpResult {
     const h = matrix(rank, rank);
     h.data.fill(1);
     for (const f of factors) {
-      const g = gramOfColumns(f);
+      const g = gramCols(f);
       for (let i = 0; i < h.data.length; i++) h.data[i]! *= g.data[i]!;
     }
     let model2 = 0;
@@ -111,46 +112,6 @@ function mttkrp(t: Tensor, factors: Matrix[], n: number, rank: number): Matrix {
     for (let k = N - 1; k >= 0; k--) {
       if (++idx[k]! < t.dims[k]!) break;
       idx[k] = 0;
-    }
-  }
-  return out;
-}
-
-function gramOfColumns(f: Matrix): Matrix {
-  const r = f.cols;
-  const g = matrix(r, r);
-  for (let i = 0; i < f.rows; i++) {
-    const row = i * r;
-    for (let a = 0; a < r; a++) {
-      const fa = f.data[row + a]!;
-      for (let b = 0; b < r; b++) g.data[a * r + b] += fa * f.data[row + b]!;
-    }
-  }
-  return g;
-}
-
-/** X with X · V = M for symmetric PSD V, by pseudo-inverse (eigenvalues below ε·max dropped). */
-export function solveRight(m: Matrix, v: Matrix): Matrix {
-  const r = v.rows;
-  const eig = symmetricEigen(v);
-  const cutoff = Math.max(eig.values[0]!, 0) * 1e-12;
-  // V⁺ = Q diag(1/λ) Qᵀ
-  const pinv = matrix(r, r);
-  for (let k = 0; k < r; k++) {
-    const lam = eig.values[k]!;
-    if (lam <= cutoff) continue;
-    for (let i = 0; i < r; i++) {
-      const qi = eig.vectors.data[i * r + k]! / lam;
-      if (qi === 0) continue;
-      for (let j = 0; j < r; j++) pinv.data[i * r + j] += qi * eig.vectors.data[j * r + k]!;
-    }
-  }
-  const out = matrix(m.rows, r);
-  for (let i = 0; i < m.rows; i++) {
-    for (let p = 0; p < r; p++) {
-      const mip = m.data[i * r + p]!;
-      if (mip === 0) continue;
-      for (let j = 0; j < r; j++) out.data[i * r + j] += mip * pinv.data[p * r + j]!;
     }
   }
   return out;

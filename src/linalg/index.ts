@@ -1,4 +1,7 @@
 export * from './matrix.js';
+export * from './gram.js';
+export * from './cholesky.js';
+export * from './least-squares.js';
 export * from './qr.js';
 export * from './eigen.js';
 export * from './svd.js';

@@ -1,5 +1,6 @@
 // Dense row-major matrices on Float64Array and the products every decomposition here is built from.
 // Loops run in i-k-j order (or over rows of both operands) so the inner loop walks contiguous memory.
+import { accumulateGram, mirrorUpper } from './gram.js';
 
 export interface Matrix {
   rows: number;
@@ -119,35 +120,17 @@ export function matmulNT(a: Matrix, b: Matrix): Matrix {
   return out;
 }
 
-/** A · Aᵀ (symmetric; only half is computed). */
+/** A · Aᵀ: the Gram matrix of A's rows (each row one feature over the columns' samples). */
 export function gramRows(a: Matrix): Matrix {
-  const { rows: m, cols: k, data: A } = a;
-  const out = matrix(m, m);
-  const C = out.data;
-  for (let i = 0; i < m; i++) {
-    const ai = i * k;
-    for (let j = 0; j <= i; j++) {
-      const aj = j * k;
-      let s = 0;
-      for (let p = 0; p < k; p++) s += A[ai + p]! * A[aj + p]!;
-      C[i * m + j] = s;
-      C[j * m + i] = s;
-    }
-  }
+  const out = matrix(a.rows, a.rows);
+  accumulateGram(out.data, a.data, a.rows, a.cols);
+  mirrorUpper(out.data, a.rows);
   return out;
 }
 
-/** Aᵀ · A. */
+/** Aᵀ · A: the Gram matrix of A's columns. */
 export function gramCols(a: Matrix): Matrix {
-  const g = matmulTN(a, a);
-  // symmetrize rounding
-  const n = g.rows;
-  for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) {
-    const s = 0.5 * (g.data[i * n + j]! + g.data[j * n + i]!);
-    g.data[i * n + j] = s;
-    g.data[j * n + i] = s;
-  }
-  return g;
+  return gramRows(transpose(a));
 }
 
 /** Columns [from, to) of a. */

@@ -232,21 +232,26 @@ export async function compareModels(aBytes: Uint8Array, bBytes: Uint8Array, opts
       timesB.push(...got.b);
       roundRatios.push(median(got.b) / median(got.a));
     }
-    const sorted = [...roundRatios].sort((x, y) => x - y);
-    const low = percentile(sorted, 0.1);
-    const high = percentile(sorted, 0.9);
     ratios.push({
       batch,
-      ratio: percentile(sorted, 0.5),
-      low,
-      high,
+      ...summarizeRoundRatios(roundRatios),
       rounds,
-      verdict: high < 1 ? 'faster' : low > 1 ? 'slower' : 'no gain',
       a: latencyStats(batch, warmPerRound * rounds, timesA),
       b: latencyStats(batch, warmPerRound * rounds, timesB),
     });
   }
   return { intraOpThreads: threads, ratios };
+}
+
+/**
+ * b/a from per-round ratios: the median, its 10th–90th percentile spread, and a verdict that is
+ * `faster`/`slower` only when the whole spread is on one side of 1.
+ */
+export function summarizeRoundRatios(roundRatios: readonly number[]): Pick<LatencyRatio, 'ratio' | 'low' | 'high' | 'verdict'> {
+  const sorted = [...roundRatios].sort((x, y) => x - y);
+  const low = percentile(sorted, 0.1);
+  const high = percentile(sorted, 0.9);
+  return { ratio: percentile(sorted, 0.5), low, high, verdict: high < 1 ? 'faster' : low > 1 ? 'slower' : 'no gain' };
 }
 
 function median(xs: readonly number[]): number {

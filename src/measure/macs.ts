@@ -4,6 +4,7 @@ import type { Model, Node, Value } from '../onnx/ir.js';
 import { discoverValues, type DiscoveredValue, type Feeds } from '../runtime/ort.js';
 import { getConstant } from '../onnx/constants.js';
 import { tensorDims } from '../onnx/tensor-data.js';
+import { weightLayerOf } from '../onnx/weight-layers.js';
 
 type ShapeOf = (v: Value | null | undefined) => number[] | undefined;
 
@@ -13,14 +14,14 @@ const prod = (xs: readonly number[]) => xs.reduce((a, b) => a * b, 1);
 export const MAC_RULES: Record<string, (n: Node, shape: ShapeOf) => number | undefined> = {
   Conv: (n, shape) => {
     const y = shape(n.outputs[0]);
-    const w = shape(n.inputs[1]);
+    const w = shape(weightLayerOf(n)!.weight);
     if (!y || !w) return undefined;
     // y: [N, Cout, *spatial]; w: [Cout, Cin/group, *kernel]
     return prod(y) * prod(w.slice(1));
   },
   ConvTranspose: (n, shape) => {
     const x = shape(n.inputs[0]);
-    const w = shape(n.inputs[1]);
+    const w = shape(weightLayerOf(n)!.weight);
     if (!x || !w) return undefined;
     // every input element scatters into Cout/group × kernel outputs; w: [Cin, Cout/group, *kernel]
     return prod(x) * prod(w.slice(1));
@@ -29,7 +30,7 @@ export const MAC_RULES: Record<string, (n: Node, shape: ShapeOf) => number | und
     const a = shape(n.inputs[0]);
     const y = shape(n.outputs[0]);
     if (!a || !y || a.length !== 2) return undefined;
-    const k = n.getInt('transA', 0) ? a[0]! : a[1]!;
+    const k = weightLayerOf(n)!.inputTransposed ? a[0]! : a[1]!;
     return prod(y) * k;
   },
   MatMul: (n, shape) => {

@@ -17,6 +17,7 @@ import { getConstant, isParameterType, allConstants } from '../onnx/constants.js
 import type { Model, Node, Value } from '../onnx/ir.js';
 import { decodeModel, encodeModel } from '../onnx/model-io.js';
 import { elementCount, tensorDims } from '../onnx/tensor-data.js';
+import { WEIGHT_LAYERS } from '../onnx/weight-layers.js';
 import type { ProfileEntry, ProfileReport } from '../report/schema.js';
 import { createSession, type Feeds } from '../runtime/ort.js';
 
@@ -240,12 +241,8 @@ class NodeResolver {
 
 // ------------------------------------------------------------------ blocks
 
-/** Ops that make a layer: they carry the weights a flat-named model is built around. */
-const LAYER_OPS = new Set([
-  'Conv', 'ConvTranspose', 'ConvInteger', 'QLinearConv', 'FusedConv',
-  'MatMul', 'MatMulInteger', 'QLinearMatMul', 'FusedMatMul', 'MatMulNBits', 'MatMulIntegerToFloat', 'DynamicQuantizeMatMul',
-  'Gemm', 'FusedGemm', 'LSTM', 'GRU', 'RNN', 'DynamicQuantizeLSTM', 'Attention', 'MultiHeadAttention',
-]);
+/** Ops that make a layer: they carry the weights a flat-named model is built around (the weight layers, recurrent cells, attention). */
+const LAYER_OPS = new Set([...Object.keys(WEIGHT_LAYERS), 'LSTM', 'GRU', 'RNN', 'DynamicQuantizeLSTM', 'Attention', 'MultiHeadAttention']);
 
 /** Module path of a hierarchical name (`/enc/l1/conv/Conv` → `/enc/l1` at depth 2); null for flat names. */
 export function hierarchicalBlock(name: string, depth: number): string | null {

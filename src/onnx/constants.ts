@@ -115,3 +115,44 @@ export function weightBytesByDtype(model: Model): Map<number, number> {
 export function emptyTensor(): TensorProto {
   return create(TensorProtoSchema);
 }
+
+/** Suffixes, after a base name, of what `addDequantizedConstant` adds; zeroPoint null: no zero-point input. */
+export interface DequantizedNames {
+  levels: string;
+  scale: string;
+  zeroPoint: string | null;
+  output: string;
+  node: string;
+}
+
+export const DEQUANTIZED_NAMES: DequantizedNames = { levels: '_quantized', scale: '_scale', zeroPoint: '_zero_point', output: '_dequantized', node: '_DequantizeLinear' };
+
+/**
+ * A quantized constant behind a DequantizeLinear with zero point 0: int8 weights or int32 biases
+ * `levels` of shape `dims`, one scale per index along `axis` or one for the tensor (axis null).
+ * Returns the DequantizeLinear's float output.
+ */
+export function addDequantizedConstant(
+  graph: Graph,
+  base: string,
+  levels: Int8Array | Int32Array,
+  dims: readonly number[],
+  scales: Float32Array,
+  axis: number | null,
+  names: DequantizedNames = DEQUANTIZED_NAMES,
+): Value {
+  const dtype = levels instanceof Int8Array ? DT.INT8 : DT.INT32;
+  const shape = axis === null ? [] : [scales.length];
+  const inputs = [
+    addConstant(graph, `${base}${names.levels}`, makeTensor('', dtype, dims, levels)),
+    addConstant(graph, `${base}${names.scale}`, makeTensor('', DT.FLOAT, shape, scales)),
+  ];
+  if (names.zeroPoint !== null) {
+    const zeros = dtype === DT.INT8 ? new Int8Array(scales.length) : new Int32Array(scales.length);
+    inputs.push(addConstant(graph, `${base}${names.zeroPoint}`, makeTensor('', dtype, shape, zeros)));
+  }
+  const out = graph.createValue(`${base}${names.output}`);
+  const node = graph.addNode('DequantizeLinear', inputs, [out], { name: `${base}${names.node}` });
+  if (axis !== null) node.setAttr('axis', axis, 'int');
+  return out;
+}

@@ -3,6 +3,7 @@ import { allConstants, countParameters, isParameterType } from './constants.js';
 import { dtypeName } from './dtypes.js';
 import type { Dim, Model, Value } from './ir.js';
 import { tensorByteSize } from './tensor-data.js';
+import { formatBytes, formatCount } from '../format.js';
 
 export interface ValueSummary {
   name: string;
@@ -89,7 +90,7 @@ export function formatSummary(s: ModelSummary): string {
   const lines: string[] = [];
   const io = (v: ValueSummary) => `  ${v.name}: ${v.dtype}${v.shape ? `[${v.shape.map(fmtDim).join(', ')}]` : ''}`;
   lines.push(`IR version ${s.irVersion}, opsets ${Object.entries(s.opsets).map(([d, v]) => `${d} ${v}`).join(', ')}${s.producer ? `, produced by ${s.producer}` : ''}`);
-  lines.push(`size ${formatBytes(s.sizeBytes)}, ${s.nodes} nodes${s.subgraphs ? ` (${s.subgraphs} subgraphs)` : ''}, ${s.params.toLocaleString('en-US')} parameters`);
+  lines.push(`size ${formatBytes(s.sizeBytes)}, ${s.nodes} nodes${s.subgraphs ? ` (${s.subgraphs} subgraphs)` : ''}, ${formatCount(s.params)} parameters`);
   lines.push('inputs:', ...s.inputs.map(io));
   lines.push('outputs:', ...s.outputs.map(io));
   lines.push(
@@ -101,11 +102,4 @@ export function formatSummary(s: ModelSummary): string {
   lines.push('op types:');
   for (const [op, n] of Object.entries(s.opTypes)) lines.push(`  ${op.padEnd(28)} ${n}`);
   return lines.join('\n');
-}
-
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
-  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(2)} MiB`;
-  return `${(n / 1024 ** 3).toFixed(2)} GiB`;
 }

@@ -1,10 +1,14 @@
 // A small graph IR in the spirit of onnx-graphsurgeon: Model → Graph → Node, with Values as edges.
 // Identity is by object: a Node holds the Value objects it reads and writes, never their names.
 // Every IR object keeps the proto it came from, so fields we don't model survive export untouched.
-import { create } from '@bufbuild/protobuf';
+import { clone as cloneMessage, create } from '@bufbuild/protobuf';
 import {
   AttributeProtoSchema,
   AttributeProto_AttributeType as AttrType,
+  GraphProtoSchema,
+  ModelProtoSchema,
+  NodeProtoSchema,
+  TensorProtoSchema,
   TypeProtoSchema,
   TypeProto_TensorSchema,
   ValueInfoProtoSchema,
@@ -484,6 +488,13 @@ export const KNOWN_DOMAINS = new Set([
   'org.pytorch.aten',
 ]);
 
+/** A model's copy with the maps from the original's nodes and values to the copy's. */
+export interface ModelClone {
+  model: Model;
+  nodes: Map<Node, Node>;
+  values: Map<Value, Value>;
+}
+
 export class Model {
   graph!: Graph;
   /** The ModelProto minus its graph: ir_version, opset_import, metadata, functions, unknown fields. */
@@ -527,6 +538,59 @@ export class Model {
     return uniqueIn(this.usedNodeNames, base || 'node');
   }
 
+  /**
+   * A deep copy: every graph, node, value and proto is new, so rewriting the copy never touches
+   * this model, and the copy encodes to the same bytes. The maps carry identity across the copy
+   * (an analysis of this model points into the copy without looking anything up by name).
+   */
+  clone(): ModelClone {
+    const model = new Model(cloneMessage(ModelProtoSchema, this.proto));
+    model.usedNames = new Set(this.usedNames);
+    model.usedNodeNames = new Set(this.usedNodeNames);
+    const nodes = new Map<Node, Node>();
+    const values = new Map<Value, Value>();
+    const graphs = new Map<Graph, Graph>();
+    // values are copied on first sight: a subgraph may read an outer value its graph defines later
+    const valueOf = (v: Value): Value => {
+      let c = values.get(v);
+      if (!c) {
+        c = new Value(graphs.get(v.graph)!, v.name);
+        if (v.initializer) c.initializer = cloneMessage(TensorProtoSchema, v.initializer);
+        if (v.info) c.info = cloneMessage(ValueInfoProtoSchema, v.info);
+        values.set(v, c);
+      }
+      return c;
+    };
+    const maybe = (v: Value | null) => (v ? valueOf(v) : null);
+    const copyGraph = (g: Graph, owner: Node | null): Graph => {
+      const c = new Graph(model, g.name, owner);
+      graphs.set(g, c);
+      if (g.proto) c.proto = cloneMessage(GraphProtoSchema, g.proto);
+      for (const [slot, vi] of g.declaredInfo) c.declaredInfo.set(slot, cloneMessage(ValueInfoProtoSchema, vi));
+      c.inputs = g.inputs.map(valueOf);
+      c.initializers = g.initializers.map(valueOf);
+      for (const n of g.nodes) {
+        const m = new Node(c, n.opType, n.domain, n.name);
+        nodes.set(n, m);
+        if (n.proto) m.proto = cloneMessage(NodeProtoSchema, n.proto);
+        m.setInputs(n.inputs.map(maybe));
+        for (const a of n.attributes) {
+          // a graph attribute's proto is only a shell on export (g/graphs are rebuilt from the IR): shared, never copied
+          if (a.graph || a.graphs) {
+            m.attributes.push({ proto: a.proto, ...(a.graph ? { graph: copyGraph(a.graph, m) } : {}), ...(a.graphs ? { graphs: a.graphs.map((s) => copyGraph(s, m)) } : {}) });
+          } else m.attributes.push({ proto: cloneMessage(AttributeProtoSchema, a.proto) });
+        }
+        m.setOutputs(n.outputs.map(maybe));
+        c.nodes.push(m);
+      }
+      c.outputs = g.outputs.map(valueOf);
+      c.valueInfo = g.valueInfo.map(valueOf);
+      return c;
+    };
+    model.graph = copyGraph(this.graph, null);
+    return { model, nodes, values };
+  }
+
   /** Renames a value, suffixing if the name is taken. Returns the name it got. */
   renameValue(v: Value, name: string): string {
     if (v.name === name) return name;
@@ -543,8 +607,4 @@ function uniqueIn(used: Set<string>, base: string): string {
   for (let k = 1; used.has(name); k++) name = `${base}_${k}`;
   used.add(name);
   return name;
-}
-
-export function makeValueInfo(name: string): ValueInfoProto {
-  return create(ValueInfoProtoSchema, { name });
 }

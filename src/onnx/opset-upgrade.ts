@@ -3,6 +3,8 @@
 // a node across that change; ops listed as unchanged keep their semantics up to opset 14 (14 only
 // widened types and added attributes whose defaults keep the old meaning). A model
 // with any other op is not upgraded (the reason says which op), never guessed.
+import { create } from '@bufbuild/protobuf';
+import { OperatorSetIdProtoSchema } from 'onnx-buf';
 import { DataType as DT } from './dtypes.js';
 import type { Model, Node } from './ir.js';
 import { addConstant } from './constants.js';
@@ -202,3 +204,14 @@ export function upgradeOpset(model: Model, target = 13): UpgradeResult {
   return { upgraded: true, rewritten };
 }
 
+
+/**
+ * Makes the model import `domain` (one whose ops a pass adds, e.g. com.microsoft) at `version` or
+ * newer. The default domain is upgraded with upgradeOpset instead: its nodes change with it.
+ */
+export function requireOpsetImport(model: Model, domain: string, version: number): void {
+  if (domain === '' || domain === 'ai.onnx') throw new Error('requireOpsetImport: use upgradeOpset for the default domain');
+  const entry = model.proto.opsetImport.find((o) => o.domain === domain);
+  if (!entry) model.proto.opsetImport.push(create(OperatorSetIdProtoSchema, { domain, version: BigInt(version) }));
+  else if (entry.version < BigInt(version)) entry.version = BigInt(version);
+}

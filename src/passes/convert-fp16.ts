@@ -77,7 +77,7 @@ export const convertFp16Schema = Type.Object(
       description: 'Op types that stay float32 (replaces the default list).',
     }),
     extraBlockedOps: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'Op types added to opBlockList.' }),
-    nodeBlockList: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'Node names that stay float32.' }),
+    excludeNodes: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'Node names that stay float32.' }),
     rangeCheck: Type.Boolean({
       default: true,
       description: 'Run the model on sample inputs and keep in float32 every node whose outputs exceed maxAbsActivation.',
@@ -144,7 +144,7 @@ export const convertFp16Pass = definePass({
   async run(model, config, ctx) {
     const log = ctx.changes;
     const blockedOps = new Set([...config.opBlockList, ...config.extraBlockedOps]);
-    const blockedNodes = new Set(config.nodeBlockList);
+    const excludedNodes = new Set(config.excludeNodes);
     const types = inferElemTypes(model);
     const isF32 = (v: Value | null): v is Value => !!v && types.get(v) === DT.FLOAT;
 
@@ -176,7 +176,7 @@ export const convertFp16Pass = definePass({
         const touchesFloat = [...n.inputs, ...n.outputs].some(isF32) || n.subgraphs().length > 0;
         let reason: string | undefined;
         if (n.domain !== '' && n.domain !== 'ai.onnx') reason = `operator domain '${n.domain}' (type constraints unknown)`;
-        else if (blockedNodes.has(n.name)) reason = 'node in nodeBlockList';
+        else if (excludedNodes.has(n.name)) reason = 'in excludeNodes';
         else if (blockedOps.has(n.opType)) reason = FP16_OP_RULES[n.opType]?.keepFloat32 ?? 'op in opBlockList';
         else if (n.opType !== 'Constant') reason = overflowReason(n);
         if (reason) {

@@ -2,6 +2,7 @@
 // R_in→R_out with the original stride/pads/dilation, 1×1 conv R_out→Cout with the bias.
 import { Type } from '@sinclair/typebox';
 import { factorizeSchema, runFactorization } from '../factorize/driver.js';
+import { RANK_SELECTORS } from '../factorize/rank.js';
 import { definePass } from '../pipeline/pass.js';
 
 export const factorizeTuckerSchema = factorizeSchema('factorize.tucker', { rank: 'vbmf', opTypes: ['Conv'] }, {
@@ -10,7 +11,7 @@ export const factorizeTuckerSchema = factorizeSchema('factorize.tucker', { rank:
 
 export const factorizeTuckerPass = definePass({
   name: 'factorize.tucker',
-  summary: 'Tucker-2 decomposition of convolutions: 1×1 → k×k core → 1×1, ranks per layer (vbmf, fraction, explicit, energy)',
+  summary: `Tucker-2 decomposition of convolutions: 1×1 → k×k core → 1×1, ranks per layer (${Object.keys(RANK_SELECTORS).join(', ')})`,
   schema: factorizeTuckerSchema,
   run: (model, config, ctx) => runFactorization('tucker', model, config, ctx),
 });

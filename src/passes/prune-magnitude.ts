@@ -21,7 +21,7 @@ export const pruneMagnitudeSchema = Type.Object(
       default: {},
       description: 'Per-node sparsity by node name.',
     }),
-    skip: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'Node names left untouched.' }),
+    excludeNodes: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'Node names left untouched.' }),
     minElements: Type.Integer({ minimum: 0, default: 1024, description: 'Weights with fewer elements are left untouched.' }),
   },
   { additionalProperties: false },

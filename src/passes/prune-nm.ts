@@ -11,7 +11,7 @@ export const pruneNMSchema = Type.Object(
     n: Type.Integer({ minimum: 1, default: 2, description: 'Weights kept in each group.' }),
     m: Type.Integer({ minimum: 2, default: 4, description: 'Group length along the input-channel axis.' }),
     opTypes: Type.Array(Type.Union(DEFAULT_PRUNE_OPS.map((op) => Type.Literal(op))), { default: DEFAULT_PRUNE_OPS, uniqueItems: true }),
-    skip: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'Node names left untouched.' }),
+    excludeNodes: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'Node names left untouched.' }),
     minElements: Type.Integer({ minimum: 0, default: 1024, description: 'Weights with fewer elements are left untouched.' }),
   },
   { additionalProperties: false },
@@ -33,6 +33,10 @@ export const pruneNMPass = definePass({
     let zeros = 0;
     let layers = 0;
     for (const w of selectWeights(model, config, log)) {
+      if (w.inputAxis === null) {
+        log.skip(w.node, 'weight has no input-channel axis');
+        continue;
+      }
       const view = axisView(w.dims, w.inputAxis);
       if (view.len % m !== 0) {
         log.skip(w.node, `input dimension ${view.len} (axis ${w.inputAxis}) is not a multiple of ${m}`);

@@ -10,11 +10,13 @@ import type { Model, Node } from '../onnx/ir.js';
 import { encodeModel } from '../onnx/model-io.js';
 import { getConstant } from '../onnx/constants.js';
 import { DataType as DT, dtypeName } from '../onnx/dtypes.js';
-import { definePass, describeNode, type ChangeLog, type PassContext } from '../pipeline/pass.js';
+import { weightLayerOf } from '../onnx/weight-layers.js';
+import { definePass, describeNode, strategyOption, type ChangeLog, type PassContext } from '../pipeline/pass.js';
 import { measureAgainstReference } from '../eval/evaluate.js';
 import type { Feeds } from '../runtime/ort.js';
-import { analyzeChannels, describeGroup, discoverChannelShapes, type ChannelGroup, type DependencyGraph } from '../prune/dependency-graph.js';
-import { computeImportance } from '../prune/importance.js';
+import { analyzeChannels, describeGroup, discoverChannelShapes, type DependencyGraph } from '../prune/dependency-graph.js';
+import type { ChannelGroup } from '../prune/layout.js';
+import { IMPORTANCES } from '../prune/importance.js';
 import { planPruning } from '../prune/plan.js';
 import { applyPlan, keptIndices } from '../prune/apply.js';
 import { captureTargets, reconstructible, reconstructLayer, reestimateBatchNorm, refitFeatures, type LayerTarget } from '../prune/recovery.js';
@@ -29,17 +31,14 @@ export const pruneStructuredSchema = Type.Object(
       default: 'global',
       description: 'local: every group loses `ratio` of its channels; global: the least important channels across all groups (scores normalized per group).',
     }),
-    importance: Type.Union([Type.Literal('l1'), Type.Literal('l2'), Type.Literal('bn'), Type.Literal('activation')], {
-      default: 'l2',
-      description: 'l1/l2: norm of the producing filters; bn: |BatchNorm scale|; activation: mean |x| of the channel on calibration data × the next layers\' weight norm for it.',
-    }),
+    importance: strategyOption(IMPORTANCES, { default: 'l2' }),
     roundTo: Type.Integer({ minimum: 1, default: 8, description: 'Kept channel counts are multiples of this (kernel-friendly widths).' }),
     maxLayerRatio: Ratio('No group loses more than this fraction of its channels.', 0.75),
     caps: Type.Record(Type.String({ minLength: 1 }), Ratio('Largest fraction removed from the group this node produces.'), {
       default: {},
       description: 'Per-layer caps by producer node name.',
     }),
-    skip: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'Producer node names whose groups keep all channels.' }),
+    excludeNodes: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'Producer node names whose groups keep all channels.' }),
     minChannels: Type.Integer({ minimum: 1, default: 8, description: 'Groups with fewer channels are left alone.' }),
     steps: Type.Integer({ minimum: 1, maximum: 10, default: 1, description: 'Iterative schedule: reach `ratio` in this many steps, with recovery after each.' }),
     recovery: Type.Object(
@@ -70,11 +69,11 @@ function selectGroups(dg: DependencyGraph, config: Config): { prunable: ChannelG
   const prunable: ChannelGroup[] = [];
   const skipped: { group: ChannelGroup; reason: string }[] = [];
   for (const g of dg.groups()) {
-    const skipNames = g.producers.filter((p) => config.skip.includes(p.name));
+    const excluded = g.producers.filter((p) => config.excludeNodes.includes(p.name));
     const hasOut = dg.editsOf(g).some((e) => e.role === 'out');
     let reason: string | undefined;
     if (g.blocked.length > 0) reason = g.blocked.join('; ');
-    else if (skipNames.length > 0) reason = `skipped by config (${skipNames.map((n) => n.name).join(', ')})`;
+    else if (excluded.length > 0) reason = `in excludeNodes (${excluded.map((n) => n.name).join(', ')})`;
     else if (!hasOut) reason = 'no producing weight to slice';
     else if (g.channels < config.minChannels) reason = `only ${g.channels} channels (minChannels ${config.minChannels})`;
     if (reason) skipped.push({ group: g, reason });
@@ -121,7 +120,8 @@ export const pruneStructuredPass = definePass({
   async run(model, config, ctx) {
     const log = ctx.changes;
     const recover = config.recovery.leastSquares || config.recovery.batchNorm;
-    const needsData = recover || config.importance === 'activation';
+    const importance = IMPORTANCES[config.importance];
+    const needsData = recover || importance.needsData;
     if (needsData && ctx.samplesAreSynthetic && !config.allowSynthetic) {
       throw new InvalidInputError(
         'prune.structured needs calibration data for activation importance and recovery (job input `calibration`, CLI --calibration or --data); set allowSynthetic: true, or turn recovery off and use a weight-based importance',
@@ -148,7 +148,7 @@ export const pruneStructuredPass = definePass({
       return m;
     };
     const knownProducers = new Set(dg0.groups().flatMap((g) => g.producers.map((p) => p.name)));
-    for (const name of [...Object.keys(config.caps), ...config.skip]) if (!knownProducers.has(name)) log.warn(`no channel-producing node named '${name}'`);
+    for (const name of [...Object.keys(config.caps), ...config.excludeNodes]) if (!knownProducers.has(name)) log.warn(`no channel-producing node named '${name}'`);
     const origTotal = first.prunable.reduce((s, g) => s + g.channels, 0);
     const origChannels = new Map<Node, number>();
     for (const g of first.prunable) for (const p of g.producers) origChannels.set(p, g.channels);
@@ -172,7 +172,7 @@ export const pruneStructuredPass = definePass({
       const curTotal = prunable.reduce((s, g) => s + g.channels, 0);
       const ratio = stepRatio(config, step, origTotal, curTotal);
       ctx.progress((step - 1) / config.steps + 0.05 / config.steps, `step ${step}/${config.steps}: importance of ${prunable.length} groups`);
-      const scores = await computeImportance(dg, prunable, config.importance, async () => samples);
+      const scores = await importance.score(dg, prunable, async () => samples);
       const plan = planPruning(prunable, scores, { ratio, scope: config.scope, roundTo: config.roundTo, maxGroupRatio: 1, caps: caps(dg) });
       const kept = new Map<ChannelGroup, number[]>();
       for (const p of plan) if (p.keep.length < p.group.channels) kept.set(p.group, p.keep);
@@ -248,7 +248,7 @@ async function recoverLayers(
     if (bn && (await reestimateBatchNorm(model, samples, bn))) {
       log.count('batchNormsReestimated');
     } else if (step === config.steps) {
-      const w = getConstant(node.inputs[1]);
+      const w = getConstant(weightLayerOf(node)?.weight);
       const why = w && w.dataType !== DT.FLOAT ? `its weights are ${dtypeName(w.dataType)} (recovery works on float32 weights: prune before convert.fp16 or quantization)` : 'it can neither be refit nor has a BatchNorm to re-estimate';
       log.skip(node, `recovery: input channels were removed but ${why}`);
     }

@@ -4,10 +4,12 @@
 // the bias). Conv (1D/2D/3D) → DynamicQuantizeLinear → ConvInteger → Cast → × scales (+ bias).
 import { Type } from '@sinclair/typebox';
 import { DataType as DT } from '../onnx/dtypes.js';
-import type { Graph, Node, Value } from '../onnx/ir.js';
-import { addConstant, getConstant } from '../onnx/constants.js';
+import type { Graph, Model, Node, Value } from '../onnx/ir.js';
+import { addConstant, addDequantizedConstant, getConstant } from '../onnx/constants.js';
 import { inferElemTypes } from '../onnx/elem-types.js';
+import { requireOpsetImport } from '../onnx/opset-upgrade.js';
 import { makeTensor, readFloat32, tensorDims } from '../onnx/tensor-data.js';
+import { weightLayerOf } from '../onnx/weight-layers.js';
 import { definePass, type ChangeLog } from '../pipeline/pass.js';
 import { quantizeWeightsSymmetric } from '../quant/quant-math.js';
 
@@ -18,6 +20,7 @@ interface DynamicRule {
 }
 
 interface RewriteOptions {
+  model: Model;
   qmax: number;
   perChannel: boolean;
   log: ChangeLog;
@@ -25,12 +28,13 @@ interface RewriteOptions {
 
 const c = (g: Graph, base: string, dt: DT, dims: number[], data: Float32Array | Int8Array | Uint8Array | BigInt64Array) => addConstant(g, base, makeTensor('', dt, dims, data));
 
-/** B as [K, N] float32 (Gemm with transB stores [N, K]). */
+/** The 2-D weight as [K, N] float32 (transposed when stored [N, K]). */
 function weightKN(n: Node): { w: Float32Array; K: number; N: number } {
-  const t = getConstant(n.inputs[1])!;
+  const layer = weightLayerOf(n)!;
+  const t = getConstant(layer.weight)!;
   const [d0, d1] = tensorDims(t) as [number, number];
   const src = readFloat32(t);
-  if (n.opType === 'Gemm' && n.getInt('transB', 0)) {
+  if (layer.outAxis === 0) {
     const w = new Float32Array(d0 * d1);
     for (let i = 0; i < d0; i++) for (let j = 0; j < d1; j++) w[j * d0 + i] = src[i * d1 + j]!;
     return { w, K: d1, N: d0 };
@@ -38,13 +42,14 @@ function weightKN(n: Node): { w: Float32Array; K: number; N: number } {
   return { w: src, K: d0, N: d1 };
 }
 
-/** A constant 1-D [N] bias: Gemm's C, or the constant operand of an Add that is the MatMul's only consumer. */
+/** A constant 1-D [N] bias: the bias input (Gemm's C) when the op has one, else the constant operand of an Add that is the MatMul's only consumer. */
 function biasOf(n: Node, N: number): { value: Value; add?: Node } | undefined {
   const is1dN = (v: Value | null | undefined) => {
     const t = getConstant(v);
     return !!t && t.dataType === DT.FLOAT && tensorDims(t).length === 1 && tensorDims(t)[0] === N;
   };
-  if (n.opType === 'Gemm') return n.inputs[2] && is1dN(n.inputs[2]) ? { value: n.inputs[2] } : undefined;
+  const layer = weightLayerOf(n)!;
+  if (layer.biasInput !== null) return layer.bias && is1dN(layer.bias) ? { value: layer.bias } : undefined;
   const y = n.outputs[0]!;
   if (y.consumers.length !== 1 || n.graph.isOutput(y)) return undefined;
   const add = y.consumers[0]!;
@@ -55,18 +60,17 @@ function biasOf(n: Node, N: number): { value: Value; add?: Node } | undefined {
 
 const matmulRule: DynamicRule = {
   blocker(n) {
-    const t = getConstant(n.inputs[1]);
+    const layer = weightLayerOf(n)!;
+    const t = getConstant(layer.weight);
     if (!t) return 'weight is computed at run time (both operands dynamic)';
     if (t.dataType !== DT.FLOAT) return 'weight is not float32';
     if (tensorDims(t).length !== 2) return 'weight is not 2-D';
-    if (n.opType === 'Gemm') {
-      if (n.getInt('transA', 0)) return 'transA=1';
-      if (Number(n.getAttr('alpha', 1)) !== 1 || Number(n.getAttr('beta', 1)) !== 1) return 'alpha/beta ≠ 1';
-      const C = n.inputs[2];
-      if (C) {
-        const ct = getConstant(C);
-        if (!ct || tensorDims(ct).length !== 1) return 'bias is not a constant 1-D tensor';
-      }
+    if (layer.inputTransposed) return 'transA=1';
+    // Gemm's alpha and beta (absent, so 1, on MatMul)
+    if (Number(n.getAttr('alpha', 1)) !== 1 || Number(n.getAttr('beta', 1)) !== 1) return 'alpha/beta ≠ 1';
+    if (layer.bias) {
+      const ct = getConstant(layer.bias);
+      if (!ct || tensorDims(ct).length !== 1) return 'bias is not a constant 1-D tensor';
     }
     return undefined;
   },
@@ -88,25 +92,28 @@ const matmulRule: DynamicRule = {
     if (bias?.add) g.removeNode(bias.add);
     g.removeNode(n);
     const q8 = g.addNode('DynamicQuantizeMatMul', inputs, [y], { name: `${base}_DynamicQuantizeMatMul`, domain: 'com.microsoft', at });
+    requireOpsetImport(o.model, 'com.microsoft', 1);
     o.log.rewrite(q8, `${n.opType}${bias?.add ? '+Add' : ''} → DynamicQuantizeMatMul (int8 ${o.perChannel ? 'per column' : 'per tensor'})`);
   },
 };
 
 const convRule: DynamicRule = {
   blocker(n) {
-    const t = getConstant(n.inputs[1]);
+    const layer = weightLayerOf(n)!;
+    const t = getConstant(layer.weight);
     if (!t || t.dataType !== DT.FLOAT) return 'weight is not a float32 constant';
-    if (n.inputs[2] && !getConstant(n.inputs[2])) return 'bias is computed at run time';
+    if (layer.bias && !getConstant(layer.bias)) return 'bias is computed at run time';
     return undefined;
   },
   rewrite(n, o) {
     const g = n.graph;
-    const wt = getConstant(n.inputs[1])!;
+    const layer = weightLayerOf(n)!;
+    const wt = getConstant(layer.weight)!;
     const dims = tensorDims(wt);
-    const cout = dims[0]!;
+    const cout = dims[layer.outAxis!]!;
     const rank = dims.length;
     // ConvInteger takes one weight zero point; per-channel scales are applied after it, in float
-    const { q, scales } = quantizeWeightsSymmetric(readFloat32(wt), dims, o.perChannel ? 0 : null, o.qmax);
+    const { q, scales } = quantizeWeightsSymmetric(readFloat32(wt), dims, o.perChannel ? layer.outAxis : null, o.qmax);
     const base = n.name || n.outputs[0]!.name;
     const x = n.inputs[0]!;
     const xq = g.createValue(`${base}_x_uint8`);
@@ -124,7 +131,7 @@ const convRule: DynamicRule = {
     const sv = g.createValue(`${base}_scale`);
     g.addNode('Mul', [xs, wsv], [sv], { name: `${base}_scale_Mul` });
     const y = n.outputs[0]!;
-    const bias = getConstant(n.inputs[2]);
+    const bias = getConstant(layer.bias);
     g.removeNode(n);
     if (bias) {
       const scaled = g.createValue(`${base}_scaled`);
@@ -148,10 +155,8 @@ function storeOtherWeightsInt8(g: Graph, candidates: readonly Value[], minElemen
     const dims = tensorDims(t);
     if (dims.reduce((a, b) => a * b, 1) < minElements) continue;
     const { q, scales } = quantizeWeightsSymmetric(readFloat32(t), dims, null, 127);
-    const qv = c(g, `${v.name}_i8`, DT.INT8, dims, q);
-    const sv = c(g, `${v.name}_s`, DT.FLOAT, [], scales);
-    const out = g.createValue(`${v.name}_dq`);
-    const dq = g.addNode('DequantizeLinear', [qv, sv], [out], { name: `${v.name}_DQ` });
+    const out = addDequantizedConstant(g, v.name, q, dims, scales, null, { levels: '_i8', scale: '_s', zeroPoint: null, output: '_dq', node: '_DQ' });
+    const dq = out.producer!;
     for (const consumer of [...v.consumers]) {
       consumer.inputs.forEach((x, i) => {
         if (x === v) consumer.setInput(i, out);
@@ -173,7 +178,7 @@ export const quantizeDynamicSchema = Type.Object(
       default: ['MatMul', 'Gemm'],
       description: 'Conv is opt-in: ConvInteger plus run-time quantization of every input is rarely faster than float Conv on CPU.',
     }),
-    nodesToExclude: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
+    excludeNodes: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'Node names left float.' }),
     perChannel: Type.Boolean({ default: true }),
     reduceRange: Type.Boolean({ default: true, description: '7-bit weights (u8×s8 saturation on AVX2 without VNNI).' }),
     minElements: Type.Integer({ default: 1024, minimum: 0, description: 'Smaller weights stay float.' }),
@@ -195,7 +200,7 @@ export const quantizeDynamicPass = definePass({
     const log = ctx.changes;
     const g = model.graph;
     const types = inferElemTypes(model);
-    const exclude = new Set(config.nodesToExclude);
+    const exclude = new Set(config.excludeNodes);
     const ops = new Set<string>(config.opTypes);
     // analyse first
     const todo: [Node, DynamicRule][] = [];
@@ -204,10 +209,10 @@ export const quantizeDynamicPass = definePass({
       if (!rule || n.domain !== '' || !ops.has(n.opType)) continue;
       if (types.get(n.inputs[0]!) !== DT.FLOAT) continue;
       if (exclude.has(n.name)) {
-        log.skip(n, 'in nodesToExclude');
+        log.skip(n, 'in excludeNodes');
         continue;
       }
-      const t = getConstant(n.inputs[1]);
+      const t = getConstant(weightLayerOf(n)!.weight);
       if (t && tensorDims(t).reduce((a, b) => a * b, 1) < config.minElements) {
         log.skip(n, `weight smaller than minElements (${config.minElements})`);
         continue;
@@ -218,11 +223,8 @@ export const quantizeDynamicPass = definePass({
     }
     for (const n of g.nodes) if (n.opType === 'Conv' && !ops.has('Conv')) log.skip(n, 'Conv not in opTypes (dynamic ConvInteger is opt-in: usually slower than float Conv)');
     const ownInitializers = [...g.initializers];
-    const opts: RewriteOptions = { qmax: config.reduceRange ? 63 : 127, perChannel: config.perChannel, log };
+    const opts: RewriteOptions = { model, qmax: config.reduceRange ? 63 : 127, perChannel: config.perChannel, log };
     for (const [n, rule] of todo) rule.rewrite(n, opts);
-    if (todo.some(([n]) => n.opType !== 'Conv') && !model.proto.opsetImport.some((o) => o.domain === 'com.microsoft')) {
-      model.proto.opsetImport.push({ ...model.proto.opsetImport[0]!, domain: 'com.microsoft', version: 1n });
-    }
     if (todo.some(([n]) => n.opType === 'Conv') && (model.opset('') ?? 0) < 11) throw new Error('ConvInteger/DynamicQuantizeLinear need opset ≥ 11');
     if (config.otherWeights === 'int8') {
       if ((model.opset('') ?? 0) < 10) throw new Error('otherWeights int8 needs opset ≥ 10 (DequantizeLinear)');

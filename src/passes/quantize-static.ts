@@ -11,8 +11,8 @@ import { DataType as DT } from '../onnx/dtypes.js';
 import { inferElemTypes } from '../onnx/elem-types.js';
 import type { Value } from '../onnx/ir.js';
 import { decodeModel, encodeModel } from '../onnx/model-io.js';
-import { definePass } from '../pipeline/pass.js';
-import { calibrate } from '../quant/calibration.js';
+import { definePass, strategyOption } from '../pipeline/pass.js';
+import { calibrate, CALIBRATORS } from '../quant/calibration.js';
 import { gptqWeightLevels } from '../quant/gptq.js';
 import { qRange, quantizeWeightsSymmetric } from '../quant/quant-math.js';
 import { foldBatchNorms } from '../quant/fold-bn.js';
@@ -24,16 +24,10 @@ import { applyBiasShifts, measureQuantizedBiasShifts } from '../quant/bias-corre
 import { addedSqnr, checkTarget, searchExclusions, type TargetCheck } from '../quant/sensitivity.js';
 import type { Feeds } from '../runtime/ort.js';
 
-/** Layers whose output shift bias correction folds into a bias (applyBiasShift handles these). */
-const BIAS_CORRECTABLE = new Set(['Conv', 'ConvTranspose', 'Gemm', 'MatMul']);
-
 export const quantizeStaticSchema = Type.Object(
   {
     pass: Type.Literal('quantize.static'),
-    calibrationMethod: Type.Union([Type.Literal('minmax'), Type.Literal('percentile'), Type.Literal('entropy'), Type.Literal('mse')], {
-      default: 'percentile',
-      description: 'mse: per activation, the scale and zero point with the least squared error (rounding plus clipping) over its calibration histogram.',
-    }),
+    calibrationMethod: strategyOption(CALIBRATORS, { default: 'percentile' }),
     percentile: Type.Number({ default: 99.99, minimum: 90, maximum: 100, description: 'Percentile of |activations| kept (percentile method).' }),
     maxCalibrationBatches: Type.Integer({ default: 16, minimum: 1, description: 'Calibration batches used (of the calibration data).' }),
     activationType: Type.Union([Type.Literal('uint8'), Type.Literal('int8')], { default: 'uint8' }),
@@ -48,7 +42,7 @@ export const quantizeStaticSchema = Type.Object(
       description: 'nearest: round each weight on its own; gptq: round column by column, pushing each rounding error onto the columns not yet rounded through the inverse input Gram matrix on calibration data (smaller layer output error).',
     }),
     opTypes: Type.Array(Type.String({ minLength: 1 }), { default: Object.keys(QDQ_OP_RULES), description: 'Op types to quantize.' }),
-    nodesToExclude: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'Node names kept float.' }),
+    excludeNodes: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'Node names kept float.' }),
     foldBatchNorm: Type.Boolean({ default: true, description: 'Fold BatchNormalization into the Conv before it first.' }),
     simplify: Type.Boolean({
       default: true,
@@ -144,7 +138,7 @@ export const quantizeStaticPass = definePass({
       opTypes: config.opTypes,
       excludedWeights: config.sensitivity?.excludedWeights ?? 'float',
     };
-    const exclude = new Set(config.nodesToExclude);
+    const exclude = new Set(config.excludeNodes);
     if (config.weightRounding === 'gptq') {
       const t0 = Date.now();
       const qmax = config.reduceRange ? 63 : 127;
@@ -158,8 +152,7 @@ export const quantizeStaticPass = definePass({
       log.stat('gptqMeanOutputError', `nearest ${(100 * mean((e) => e.nearest)).toFixed(2)}% → gptq ${(100 * mean((e) => e.gptq)).toFixed(2)}% (relative ‖XΔW‖ on calibration inputs)`);
     }
     // bias correction: shifts by node index of a fresh decode of floatBytes, applied to the layers not kept float
-    const biasLayers = (exclude: ReadonlySet<string>) =>
-      quantizedWeightLayers(decodeModel(floatBytes), opts, exclude).filter(({ node }) => BIAS_CORRECTABLE.has(node.opType));
+    const biasLayers = (exclude: ReadonlySet<string>) => quantizedWeightLayers(decodeModel(floatBytes), opts, exclude);
     let biasShifts = new Map<number, Float32Array>();
     const quantizeOnly = (exclude: ReadonlySet<string>) => {
       const q = decodeModel(floatBytes);

@@ -4,21 +4,18 @@
 import { Type } from '@sinclair/typebox';
 import { DataType as DT } from '../onnx/dtypes.js';
 import type { Model, Node } from '../onnx/ir.js';
-import { addConstant, getConstant } from '../onnx/constants.js';
+import { addConstant, addDequantizedConstant, DEQUANTIZED_NAMES, getConstant } from '../onnx/constants.js';
 import { makeTensor, readFloat32, tensorDims } from '../onnx/tensor-data.js';
-import { upgradeOpset } from '../onnx/opset-upgrade.js';
+import { requireOpsetImport, upgradeOpset } from '../onnx/opset-upgrade.js';
+import { weightLayerOf } from '../onnx/weight-layers.js';
 import { definePass, type PassContext } from '../pipeline/pass.js';
 import { dequantizeWeights, quantizeWeightsSymmetric, type WeightQuantization } from '../quant/quant-math.js';
 import { packMatMulNBits, unpackMatMulNBits, type NBitsPacked } from '../quant/int4.js';
+import { weightScaleAxis } from '../quant/qdq-rules.js';
 import { applyBiasShift, measureOutputShift, type BiasCorrectionTarget } from '../quant/bias-correction.js';
 
-/** Which input of each op is its weight, and its output-channel axis. */
-const WEIGHT_SLOTS: Record<string, { slot: number; axis: (n: Node, rank: number) => number | null }> = {
-  Conv: { slot: 1, axis: () => 0 },
-  ConvTranspose: { slot: 1, axis: (n) => (n.getInt('group', 1) === 1 ? 1 : null) },
-  Gemm: { slot: 1, axis: (n) => (n.getInt('transB', 0) ? 0 : 1) },
-  MatMul: { slot: 1, axis: (_n, rank) => (rank === 2 ? 1 : null) },
-};
+/** The weight layers this pass quantizes (their weights: src/onnx/weight-layers.ts). */
+export const WEIGHT_ONLY_OPS = ['Conv', 'ConvTranspose', 'Gemm', 'MatMul'];
 
 export const quantizeWeightsSchema = Type.Object(
   {
@@ -27,8 +24,8 @@ export const quantizeWeightsSchema = Type.Object(
     blockSize: Type.Union([Type.Literal(32), Type.Literal(64), Type.Literal(128)], { default: 32, description: 'int4: values per scale along K.' }),
     symmetric: Type.Boolean({ default: true, description: 'int4: no zero points (onnxruntime uses 8).' }),
     perChannel: Type.Boolean({ default: true, description: 'int8: one scale per output channel.' }),
-    opTypes: Type.Array(Type.String({ minLength: 1 }), { default: Object.keys(WEIGHT_SLOTS) }),
-    nodesToExclude: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
+    opTypes: Type.Array(Type.String({ minLength: 1 }), { default: WEIGHT_ONLY_OPS }),
+    excludeNodes: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'Node names left float.' }),
     minElements: Type.Integer({ default: 1024, minimum: 0, description: 'Weights smaller than this stay float (not worth a node).' }),
     biasCorrection: Type.Boolean({
       default: false,
@@ -54,21 +51,21 @@ export const quantizeWeightsPass = definePass({
     }
     if (config.bits === 8 && (model.opset('') ?? 0) < 10) throw new Error('quantize.weights int8 needs opset ≥ 10');
     const perChannel = config.perChannel && (model.opset('') ?? 0) >= 13;
-    const ops = new Set(config.opTypes);
-    const exclude = new Set(config.nodesToExclude);
+    const ops = new Set(config.opTypes.filter((op) => WEIGHT_ONLY_OPS.includes(op)));
+    const exclude = new Set(config.excludeNodes);
     let floatBytes = 0;
     let quantBytes = 0;
     // plan: which nodes, and their quantized weights
     type Item = { n: Node; slot: number; dims: number[]; count: number; int4?: NBitsPacked; int8?: WeightQuantization; axis: number | null };
     const plan: Item[] = [];
     for (const n of [...g.nodes]) {
-      const rule = WEIGHT_SLOTS[n.opType];
-      if (!rule || n.domain !== '' || !ops.has(n.opType)) continue;
+      const layer = n.domain === '' && ops.has(n.opType) ? weightLayerOf(n) : null;
+      if (!layer) continue;
       if (exclude.has(n.name)) {
-        log.skip(n, 'in nodesToExclude');
+        log.skip(n, 'in excludeNodes');
         continue;
       }
-      const wv = n.inputs[rule.slot];
+      const wv = layer.weight;
       const wt = getConstant(wv);
       if (!wv || !wt || wt.dataType !== DT.FLOAT) continue;
       const dims = tensorDims(wt);
@@ -81,15 +78,14 @@ export const quantizeWeightsPass = definePass({
           continue;
         }
         const [K, N] = dims as [number, number];
-        plan.push({ n, slot: rule.slot, dims, count, int4: packMatMulNBits(w, K, N, config.blockSize, config.symmetric), axis: null });
+        plan.push({ n, slot: layer.weightInput, dims, count, int4: packMatMulNBits(w, K, N, config.blockSize, config.symmetric), axis: null });
         continue;
       }
-      const axis = perChannel ? rule.axis(n, dims.length) : null;
-      plan.push({ n, slot: rule.slot, dims, count, int8: quantizeWeightsSymmetric(w, dims, axis, 127), axis });
+      const axis = perChannel ? weightScaleAxis(layer) : null;
+      plan.push({ n, slot: layer.weightInput, dims, count, int8: quantizeWeightsSymmetric(w, dims, axis, 127), axis });
     }
     if (config.biasCorrection && plan.length > 0) await correctBiases(model, plan.map((it) => ({
       node: it.n,
-      slot: it.slot,
       dequantized: it.int4 ? unpackMatMulNBits(it.int4, it.dims[0]!, it.dims[1]!, config.blockSize) : dequantizeWeights(it.int8!, it.dims, it.axis),
     })), ctx);
     for (const { n, slot, dims, count, int4: p, int8, axis } of plan) {
@@ -117,21 +113,12 @@ export const quantizeWeightsPass = definePass({
         continue;
       }
       const { q, scales } = int8!;
-      const qv = addConstant(g, `${wv.name}_int8`, makeTensor('', DT.INT8, dims, q));
-      const sv = addConstant(g, `${wv.name}_scale`, makeTensor('', DT.FLOAT, axis === null ? [] : [scales.length], scales));
-      const zv = addConstant(g, `${wv.name}_zero_point`, makeTensor('', DT.INT8, axis === null ? [] : [scales.length], new Int8Array(scales.length)));
-      const dq = g.createValue(`${wv.name}_dequantized`);
-      const node = g.addNode('DequantizeLinear', [qv, sv, zv], [dq], { name: `${wv.name}_DequantizeLinear` });
-      if (axis !== null) node.setAttr('axis', axis, 'int');
-      n.setInput(slot, dq);
+      n.setInput(slot, addDequantizedConstant(g, wv.name, q, dims, scales, axis, { ...DEQUANTIZED_NAMES, levels: '_int8' }));
       log.rewrite(n, `int8 weight${axis === null ? ' (per tensor)' : ` (per channel, axis ${axis})`}`);
       floatBytes += count * 4;
       quantBytes += count + scales.length * 5;
     }
-    if (config.bits === 4 && !model.proto.opsetImport.some((o) => o.domain === 'com.microsoft')) {
-      const entry = model.proto.opsetImport[0]!;
-      model.proto.opsetImport.push({ ...entry, domain: 'com.microsoft', version: 1n });
-    }
+    if (config.bits === 4) requireOpsetImport(model, 'com.microsoft', 1);
     g.toposort(false);
     g.cleanup(false);
     log.stat('weightBytesBefore', floatBytes);

@@ -1,5 +1,5 @@
 // What a pass is: a named function (model, config, ctx) → model with a closed, typed config schema.
-import type { Static, TObject } from '@sinclair/typebox';
+import { Type, type SchemaOptions, type Static, type TLiteral, type TObject, type TUnion } from '@sinclair/typebox';
 import type { Model, Node } from '../onnx/ir.js';
 import type { Feeds } from '../runtime/ort.js';
 
@@ -118,4 +118,21 @@ export interface PassDefinition<S extends TObject = TObject> {
 
 export function definePass<S extends TObject>(def: PassDefinition<S>): PassDefinition<S> {
   return def;
+}
+
+/** One interchangeable way of doing a step (an importance criterion, a calibrator…), as a table entry. */
+export interface Strategy {
+  readonly name: string;
+  /** One line, shown with the option that picks it. */
+  readonly description: string;
+}
+
+/** The recipe option naming one strategy of `table`: exactly the table's keys, each with its description. */
+export function strategyOption<K extends string>(table: Readonly<Record<K, Strategy>>, options: SchemaOptions = {}): TUnion<TLiteral<K>[]> {
+  const names = Object.keys(table) as K[];
+  const description = names.map((k) => `${k}: ${table[k].description}`).join(' ');
+  return Type.Union(
+    names.map((k) => Type.Literal(k, { description: table[k].description })),
+    { description, ...options },
+  );
 }

@@ -198,7 +198,6 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
   const last = stepReports[stepReports.length - 1];
   const profile = baselineProfile ? { baseline: baselineProfile, ...(last ? { final: await profileOf(model) } : {}) } : undefined;
   const finalStage: StageMetrics = last ?? baseline;
-  const { latencyAbsolute: _abs, ...baselineStage } = baseline;
   return {
     model,
     bytes,
@@ -225,7 +224,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
         nodes: finalStage.nodes,
         macs: finalStage.macs,
         ...(finalStage.latency ? { latency: finalStage.latency } : {}),
-        fidelity: finalStage === baseline ? baselineStage.fidelity : finalStage.fidelity,
+        fidelity: finalStage.fidelity,
         ...(finalStage.task ? { task: finalStage.task } : {}),
         sha256: sha256(bytes),
         sizeRatio: bytes.length / inputBytes.length,

@@ -5,7 +5,9 @@ import type { Value } from '../onnx/ir.js';
 import { addConstant, getConstant, setConstant } from '../onnx/constants.js';
 import { DataType as DT } from '../onnx/dtypes.js';
 import { makeTensor, readTensor } from '../onnx/tensor-data.js';
-import { layoutWidth, type ChannelGroup, type DependencyGraph, type Layout } from './dependency-graph.js';
+import { weightLayerOf } from '../onnx/weight-layers.js';
+import type { DependencyGraph } from './dependency-graph.js';
+import { layoutWidth, type ChannelGroup, type Layout } from './layout.js';
 import { sliceAxis } from './tensor-ops.js';
 
 /** Indices kept along an axis that follows `layout`, or null when nothing is removed there. */
@@ -39,8 +41,10 @@ export function applyPlan(dg: DependencyGraph, kept: Map<ChannelGroup, number[]>
     setConstant(v, makeTensor(t.name, t.dataType, dims, data));
   }
   for (const node of dg.depthwise) {
-    const w = getConstant(node.inputs[1]);
-    if (w) node.setAttr('group', Number(w.dims[0]), 'int');
+    const layer = weightLayerOf(node)!;
+    const w = getConstant(layer.weight);
+    // depthwise: one group per output channel
+    if (w) node.setAttr('group', Number(w.dims[layer.outAxis!]), 'int');
   }
   // channel Splits: explicit sizes that follow the pruned outputs (uneven after pruning, so always explicit)
   for (const { node, layouts } of dg.splits) {

@@ -5,7 +5,7 @@
 import type { Node } from '../onnx/ir.js';
 import { getConstant } from '../onnx/constants.js';
 import { readNumbers, tensorDims } from '../onnx/tensor-data.js';
-import { layoutWidth, type Layout, type RuleContext } from './dependency-graph.js';
+import { layoutWidth, type Layout, type RuleContext } from './layout.js';
 
 export type ChannelRule = (node: Node, ctx: RuleContext) => void;
 

@@ -1,5 +1,5 @@
 // From importance scores to a pruning plan: which channels every group keeps.
-import type { ChannelGroup } from './dependency-graph.js';
+import type { ChannelGroup } from './layout.js';
 
 export interface PlanOptions {
   ratio: number;

@@ -7,10 +7,11 @@
 import type { Model, Node, Value } from '../onnx/ir.js';
 import { addConstant, getConstant, setConstant } from '../onnx/constants.js';
 import { DataType as DT } from '../onnx/dtypes.js';
-import { makeTensor, readFloat32, tensorDims } from '../onnx/tensor-data.js';
+import { elementCount, makeTensor, readFloat32, tensorDims } from '../onnx/tensor-data.js';
+import { weightLayerOf } from '../onnx/weight-layers.js';
 import { forEachCapture } from '../runtime/capture.js';
 import { seededRandom, tensorToFloat32, type Feeds } from '../runtime/ort.js';
-import { accumulateCross, accumulateGram, solveRidge, symmetrize } from './tensor-ops.js';
+import { accumulateCross, accumulateGram, mirrorUpper, solveRidge } from '../linalg/index.js';
 
 /** Kernel, strides, leading pads and dilations per spatial axis (1-D, 2-D and 3-D convs alike). */
 interface ConvGeometry {
@@ -33,24 +34,24 @@ export interface LayerTarget {
 
 /** Conv (1-D/2-D/3-D, explicit padding, group 1) and Gemm (alpha = beta = 1, no transA) with float32 weights can be reconstructed. */
 export function reconstructible(node: Node): boolean {
-  const floats = [1, 2].every((i) => !node.inputs[i] || getConstant(node.inputs[i])?.dataType === DT.FLOAT);
-  if (!floats) return false;
+  const layer = weightLayerOf(node);
+  if (!layer || ![layer.weight, layer.bias].every((v) => !v || getConstant(v)?.dataType === DT.FLOAT)) return false;
+  const w = getConstant(layer.weight);
   if (node.opType === 'Conv') {
-    const w = getConstant(node.inputs[1]);
     const autoPad = node.getString('auto_pad', 'NOTSET');
     const rank = w ? tensorDims(w).length : 0;
-    return !!w && rank >= 3 && rank <= 5 && node.getInt('group', 1) === 1 && (autoPad === 'NOTSET' || autoPad === 'VALID');
+    return !!w && rank >= 3 && rank <= 5 && layer.groups === 1 && (autoPad === 'NOTSET' || autoPad === 'VALID');
   }
   if (node.opType === 'Gemm') {
     const alpha = Number(node.getAttr('alpha', 1));
     const beta = Number(node.getAttr('beta', 1));
-    return !!getConstant(node.inputs[1]) && alpha === 1 && beta === 1 && node.getInt('transA', 0) === 0;
+    return !!w && alpha === 1 && beta === 1 && !layer.inputTransposed;
   }
   return false;
 }
 
 function geometry(node: Node): ConvGeometry {
-  const kernel = tensorDims(getConstant(node.inputs[1])!).slice(2);
+  const kernel = tensorDims(getConstant(weightLayerOf(node)!.weight)!).slice(2);
   const r = kernel.length;
   const ones = Array(r).fill(1);
   const pads = node.getString('auto_pad', 'NOTSET') === 'VALID' ? Array(2 * r).fill(0) : node.getInts('pads', Array(2 * r).fill(0));
@@ -67,9 +68,10 @@ function unflatten(index: number, dims: readonly number[], out: number[]): void 
 
 /** Features of a layer's least-squares refit (inputs × kernel taps, plus the bias). */
 export function refitFeatures(node: Node): number {
-  const w = tensorDims(getConstant(node.inputs[1])!);
-  if (node.opType === 'Conv') return w.slice(1).reduce((a, b) => a * b, 1) + 1;
-  return (node.getInt('transB', 0) === 1 ? w[1]! : w[0]!) + 1;
+  const layer = weightLayerOf(node)!;
+  const w = tensorDims(getConstant(layer.weight)!);
+  // the weights of one output channel
+  return elementCount(w) / w[layer.outAxis!]! + 1;
 }
 
 /**
@@ -123,23 +125,24 @@ export interface ReconstructionResult {
  */
 export async function reconstructLayer(model: Model, samples: Feeds[], target: LayerTarget, keptOut: number[] | null, ridge: number): Promise<ReconstructionResult> {
   const node = target.node;
-  const isConv = node.opType === 'Conv';
-  const wv = node.inputs[1]!;
+  const layer = weightLayerOf(node)!;
+  const wv = layer.weight!;
   const wt = getConstant(wv)!;
   const wdims = tensorDims(wt);
   const w = readFloat32(wt);
-  const transB = !isConv && node.getInt('transB', 0) === 1;
-  const m = isConv ? wdims[0]! : transB ? wdims[0]! : wdims[1]!;
-  const cin = isConv ? wdims[1]! : transB ? wdims[1]! : wdims[0]!;
-  const g = isConv ? geometry(node) : undefined;
+  const m = wdims[layer.outAxis!]!;
+  const cin = wdims[layer.inAxis!]!;
+  // stored outputs first: Conv [m, cin, k…], Gemm with transB [m, cin]; else Gemm [cin, m]
+  const outputsFirst = layer.outAxis === 0;
+  const g = layer.layout === 'conv' ? geometry(node) : undefined;
   const k = g ? g.kernel.reduce((a, b) => a * b, 1) : 1;
   const d = cin * k; // features without the bias
   const D = d + 1;
-  const bias = node.inputs[2] ? readFloat32(getConstant(node.inputs[2])!) : undefined;
+  const bias = layer.bias ? readFloat32(getConstant(layer.bias)!) : undefined;
   // current weights as a D×m matrix (row = feature, column = output), the ridge prior
   const W0 = new Float64Array(D * m);
   for (let o = 0; o < m; o++) {
-    for (let f = 0; f < d; f++) W0[f * m + o] = isConv || transB ? w[o * d + f]! : w[f * m + o]!;
+    for (let f = 0; f < d; f++) W0[f * m + o] = outputsFirst ? w[o * d + f]! : w[f * m + o]!;
     W0[d * m + o] = bias ? (bias.length === 1 ? bias[0]! : bias[o]!) : 0;
   }
   const G = new Float64Array(D * D);
@@ -202,16 +205,20 @@ export async function reconstructLayer(model: Model, samples: Feeds[], target: L
         norm += yv * yv;
       }
     });
-    accumulateGram(G, feats, R, D);
-    accumulateCross(C, feats, ys, R, D, m);
+    // sample by sample, in order
+    for (let i = 0; i < R; i++) {
+      const row = feats.subarray(i * D, (i + 1) * D);
+      accumulateGram(G, row, D);
+      accumulateCross(C, row, ys.subarray(i * m, (i + 1) * m), D, m);
+    }
   });
-  symmetrize(G, D);
+  mirrorUpper(G, D);
   // λ relative to the mean feature energy; pulls the solution toward the current weights
   let trace = 0;
   for (let i = 0; i < d; i++) trace += G[i * D + i]!;
   const lambda = ridge * (trace / d || 1);
   for (let f = 0; f < d; f++) for (let o = 0; o < m; o++) C[f * m + o]! += lambda * W0[f * m + o]!;
-  const X = solveRidge(G, C, D, m, lambda, d);
+  const X = solveRidge(G, C, D, m, { ridge: lambda, ridgeCount: d });
   // error after, from the normal equations: ‖XW−Y‖² = WᵀGW − 2WᵀC₀ + ‖Y‖²; recompute C₀ = C − λW0
   let errAfter = norm;
   for (let o = 0; o < m; o++) {
@@ -228,15 +235,15 @@ export async function reconstructLayer(model: Model, samples: Feeds[], target: L
     errAfter += quad - 2 * cross;
   }
   const newW = new Float32Array(m * d);
-  for (let o = 0; o < m; o++) for (let f = 0; f < d; f++) newW[isConv || transB ? o * d + f : f * m + o] = X[f * m + o]!;
+  for (let o = 0; o < m; o++) for (let f = 0; f < d; f++) newW[outputsFirst ? o * d + f : f * m + o] = X[f * m + o]!;
   setConstant(wv, makeTensor(wt.name, DT.FLOAT, wdims, newW));
   const newB = new Float32Array(m);
   for (let o = 0; o < m; o++) newB[o] = X[d * m + o]!;
-  if (node.inputs[2]) {
-    const bt = getConstant(node.inputs[2])!;
-    setConstant(node.inputs[2], makeTensor(bt.name, DT.FLOAT, [m], newB));
+  if (layer.bias) {
+    const bt = getConstant(layer.bias)!;
+    setConstant(layer.bias, makeTensor(bt.name, DT.FLOAT, [m], newB));
   } else {
-    node.setInput(2, addConstant(node.graph, `${wv.name}_bias`, makeTensor('', DT.FLOAT, [m], newB)));
+    node.setInput(layer.biasInput!, addConstant(node.graph, `${wv.name}_bias`, makeTensor('', DT.FLOAT, [m], newB)));
   }
   return {
     node,

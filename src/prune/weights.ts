@@ -1,5 +1,6 @@
-// Which constant weights the unstructured / N:M pruning passes touch: one rule table per op type, and
-// the selection (op types, skip list, size floor, float32 only, one entry per shared weight).
+// Which constant weights the unstructured / N:M pruning passes touch: the op types, and the selection
+// (excluded nodes, size floor, float32 only, one entry per shared weight). Where each op keeps its
+// weight and along which axis its input channels run is src/onnx/weight-layers.ts.
 import { gzipSync } from 'node:zlib';
 import type { TensorProto } from 'onnx-buf';
 import { DataType as DT } from '../onnx/dtypes.js';
@@ -7,56 +8,45 @@ import type { Model, Node, Value } from '../onnx/ir.js';
 import { getConstant, setConstant } from '../onnx/constants.js';
 import { encodeModel } from '../onnx/model-io.js';
 import { elementCount, makeTensor, readFloat32, tensorDims } from '../onnx/tensor-data.js';
+import { weightLayerOf } from '../onnx/weight-layers.js';
 import type { ChangeLog } from '../pipeline/pass.js';
 
-interface PrunableWeightRule {
-  /** Input slot of the weight. */
-  weightInput: number;
-  /** The axis of the weight that runs along the op's input features/channels (N:M groups run along it). */
-  inputAxis(node: Node, rank: number): number;
-}
-
-export const PRUNABLE_WEIGHT_RULES: Record<string, PrunableWeightRule> = {
-  Conv: { weightInput: 1, inputAxis: () => 1 }, // [Cout, Cin/g, k…]
-  ConvTranspose: { weightInput: 1, inputAxis: () => 0 }, // [Cin, Cout/g, k…]
-  Gemm: { weightInput: 1, inputAxis: (node) => (node.getInt('transB', 0) ? 1 : 0) }, // B: [K, N] or [N, K]
-  MatMul: { weightInput: 1, inputAxis: (_node, rank) => rank - 2 }, // [… K, N]
-};
-
-export const DEFAULT_PRUNE_OPS = Object.keys(PRUNABLE_WEIGHT_RULES);
+/** The weight layers the unstructured and N:M passes prune. */
+export const DEFAULT_PRUNE_OPS = ['Conv', 'ConvTranspose', 'Gemm', 'MatMul'];
 
 export interface PrunableWeight {
   node: Node;
   value: Value;
   dims: number[];
   data: Float32Array;
-  inputAxis: number;
+  /** The weight's input-channel axis (N:M groups run along it); null when it has none. */
+  inputAxis: number | null;
   zerosBefore: number;
 }
 
 export interface SelectOptions {
   opTypes: string[];
-  skip: string[];
+  excludeNodes: string[];
   minElements: number;
 }
 
 /** The float32 constant weights of the selected ops; every other candidate is logged as skipped, with the reason. */
 export function selectWeights(model: Model, opts: SelectOptions, log: ChangeLog): PrunableWeight[] {
-  const ops = new Set(opts.opTypes);
-  const skip = new Set(opts.skip);
+  const ops = new Set(opts.opTypes.filter((op) => DEFAULT_PRUNE_OPS.includes(op)));
+  const exclude = new Set(opts.excludeNodes);
   const seen = new Set<Value>();
   const out: PrunableWeight[] = [];
   const named = new Set<string>();
   for (const g of model.allGraphs()) {
     for (const node of g.nodes) {
       if (node.name) named.add(node.name);
-      const rule = node.domain === '' && ops.has(node.opType) ? PRUNABLE_WEIGHT_RULES[node.opType] : undefined;
-      if (!rule) continue;
-      if (skip.has(node.name)) {
-        log.skip(node, 'in the skip list');
+      const layer = node.domain === '' && ops.has(node.opType) ? weightLayerOf(node) : null;
+      if (!layer) continue;
+      if (exclude.has(node.name)) {
+        log.skip(node, 'in excludeNodes');
         continue;
       }
-      const value = node.inputs[rule.weightInput];
+      const value = layer.weight;
       const tensor: TensorProto | undefined = getConstant(value);
       if (!value || !tensor) {
         log.skip(node, 'weight is not a constant');
@@ -79,10 +69,10 @@ export function selectWeights(model: Model, opts: SelectOptions, log: ChangeLog)
       const data = Float32Array.from(readFloat32(tensor));
       let zerosBefore = 0;
       for (const x of data) if (x === 0) zerosBefore++;
-      out.push({ node, value, dims, data, inputAxis: rule.inputAxis(node, dims.length), zerosBefore });
+      out.push({ node, value, dims, data, inputAxis: layer.inAxis, zerosBefore });
     }
   }
-  for (const name of opts.skip) if (!named.has(name)) log.warn(`skip: no node named '${name}'`);
+  for (const name of opts.excludeNodes) if (!named.has(name)) log.warn(`excludeNodes: no node named '${name}'`);
   return out;
 }
 

@@ -11,20 +11,15 @@ import type { Model, Node, Value } from '../onnx/ir.js';
 import { addConstant, getConstant } from '../onnx/constants.js';
 import { decodeModel, encodeModel } from '../onnx/model-io.js';
 import { makeTensor, readFloat32, tensorDims } from '../onnx/tensor-data.js';
+import { outputChannelAxis, weightLayerOf } from '../onnx/weight-layers.js';
 import { forEachCapture } from '../runtime/capture.js';
 import { tensorToFloat32, type Feeds } from '../runtime/ort.js';
 
 export interface BiasCorrectionTarget {
-  /** A Conv, Gemm or MatMul of the float model (default domain) whose input `slot` is a constant weight. */
+  /** A weight layer of the float model (src/onnx/weight-layers.ts) with a constant weight. */
   node: Node;
-  slot: number;
   /** The weights as the quantized model will compute with them (dequantized), same shape and layout. */
   dequantized: Float32Array;
-}
-
-/** Output-channel axis of a layer's output (Conv: 1, Gemm/MatMul: the last), for an output of rank `rank`. */
-export function channelAxis(opType: string, rank: number): number {
-  return opType === 'Conv' || opType === 'ConvTranspose' ? 1 : rank - 1;
 }
 
 /** Per-channel sums of `x` (shape `dims`) along `axis`, added into `sum` (length dims[axis]); returns the count per channel. */
@@ -47,12 +42,13 @@ export async function measureOutputShift(model: Model, targets: readonly BiasCor
     const i = index.get(t.node);
     if (i === undefined) throw new Error(`bias correction: node ${t.node.name} is not in the main graph`);
     const n = copy.graph.nodes[i]!;
-    const w = getConstant(n.inputs[t.slot]);
-    if (!w) throw new Error(`bias correction: ${n.name} has no constant weight in input ${t.slot}`);
-    const wq = addConstant(copy.graph, `${n.inputs[t.slot]!.name}_bc_dequantized`, makeTensor('', DT.FLOAT, tensorDims(w), t.dequantized), 'initializer');
+    const layer = weightLayerOf(n);
+    const w = getConstant(layer?.weight);
+    if (!layer || !w) throw new Error(`bias correction: ${n.name} has no constant weight`);
+    const wq = addConstant(copy.graph, `${layer.weight!.name}_bc_dequantized`, makeTensor('', DT.FLOAT, tensorDims(w), t.dequantized), 'initializer');
     const twinOut = copy.graph.createValue(`${n.outputs[0]!.name}_bc_twin`);
     const inputs = [...n.inputs];
-    inputs[t.slot] = wq;
+    inputs[layer.weightInput] = wq;
     const twin = copy.graph.addNode(n.opType, inputs, [twinOut], { name: `${n.name || n.opType}_bc_twin`, domain: n.domain });
     for (const a of n.attributes) twin.attributes.push({ proto: a.proto });
     pairs.push({ target: t, y: n.outputs[0]!, twin: twinOut });
@@ -70,8 +66,9 @@ export async function measureOutputShift(model: Model, targets: readonly BiasCor
 }
 
 /**
- * Adds `shift` (one value per output channel) to the node's bias: Conv/ConvTranspose B and Gemm's 1-D C (created
- * when absent), a MatMul's constant 1-D bias Add when it is the only consumer, otherwise a new Add.
+ * Adds `shift` (one value per output channel) to the node's bias: its bias input when the op has one
+ * (Conv/ConvTranspose B, Gemm's 1-D C; created when absent), else (MatMul) its constant 1-D bias Add
+ * when that is the only consumer, otherwise a new Add.
  * The old bias constant is left to its other users. Returns how it was applied.
  */
 export function applyBiasShift(node: Node, shift: Float32Array): 'bias' | 'new bias' | 'new Add' {
@@ -84,15 +81,16 @@ export function applyBiasShift(node: Node, shift: Float32Array): 'bias' | 'new b
     const b = readFloat32(t);
     return Float32Array.from(b, (x, i) => x + shift[i]!);
   };
-  if (node.opType === 'Conv' || node.opType === 'ConvTranspose' || node.opType === 'Gemm') {
-    const current = node.inputs[2];
+  const biasInput = weightLayerOf(node)?.biasInput ?? null;
+  if (biasInput !== null) {
+    const current = node.inputs[biasInput];
     if (current) {
       const sum = plus(current);
       if (!sum) throw new Error(`bias correction: ${base} has a bias that is not a constant 1-D [${C}] tensor`);
-      node.setInput(2, addConstant(g, `${current.name}_corrected`, makeTensor('', DT.FLOAT, [C], sum)));
+      node.setInput(biasInput, addConstant(g, `${current.name}_corrected`, makeTensor('', DT.FLOAT, [C], sum)));
       return 'bias';
     }
-    node.setInput(2, addConstant(g, `${base}_bias_correction`, makeTensor('', DT.FLOAT, [C], shift)));
+    node.setInput(biasInput, addConstant(g, `${base}_bias_correction`, makeTensor('', DT.FLOAT, [C], shift)));
     return 'new bias';
   }
   const y = node.outputs[0]!;
@@ -115,7 +113,7 @@ export function applyBiasShift(node: Node, shift: Float32Array): 'bias' | 'new b
   return 'new Add';
 }
 
-/** Per-channel means of the given outputs of `model` (Conv/ConvTranspose: axis 1, otherwise the last axis) over `feeds`. */
+/** Per-channel means of the given outputs of `model` (channels along outputChannelAxis of the op that computes each) over `feeds`. */
 export async function channelMeans(model: Model, outputs: readonly { value: Value; opType: string }[], feeds: Feeds[], signal?: AbortSignal): Promise<Map<Value, Float64Array>> {
   const acc = new Map<Value, { sum: Float64Array; count: number }>();
   const opOf = new Map(outputs.map((o) => [o.value, o.opType]));
@@ -123,7 +121,7 @@ export async function channelMeans(model: Model, outputs: readonly { value: Valu
     for (const [v, t] of captured) {
       const op = opOf.get(v);
       if (op === undefined) continue;
-      const axis = channelAxis(op, t.dims.length);
+      const axis = outputChannelAxis(op, t.dims.length);
       let a = acc.get(v);
       if (!a) acc.set(v, (a = { sum: new Float64Array(t.dims[axis]!), count: 0 }));
       a.count += accumulateChannelSums(tensorToFloat32(t), t.dims, axis, a.sum);

@@ -1,8 +1,7 @@
 // Activation ranges from calibration data: min/max, percentile, entropy (KL divergence) and mse
-// (the quantization grid with the least squared error). Statistics accumulate batch by batch; the
-// threshold searches are pure functions over histograms.
-
-export type CalibrationMethod = 'minmax' | 'percentile' | 'entropy' | 'mse';
+// (the quantization grid with the least squared error), one Calibrator each in CALIBRATORS.
+// Statistics accumulate batch by batch; the threshold searches are pure functions over histograms.
+import type { Strategy } from '../pipeline/pass.js';
 
 export const HISTOGRAM_BINS = 4096; // signed bins over [-A, A]; entropy folds them to 2048 |x| bins
 /** mse places grid points within a fraction of a step, so it needs finer bins. */
@@ -216,21 +215,62 @@ export interface ActivationGrid {
   symmetric: boolean;
 }
 
-/** The calibrated range of one tensor by the chosen method. */
-export function calibratedRange(s: TensorStats, method: CalibrationMethod, percentile: number, grid: ActivationGrid = { qmin: 0, qmax: 255, symmetric: false }): [number, number] {
-  if (method === 'minmax' || !s.hist) return [s.min, s.max];
-  if (method === 'mse') return mseRange(s.hist, s.bound, s.min, s.max, grid.qmin, grid.qmax, grid.symmetric);
-  if (method === 'percentile') {
-    const [lo, hi] = percentileRange(s.hist, s.bound, percentile);
-    return [Math.max(s.min, lo), Math.min(s.max, hi)];
-  }
-  const abs = foldAbs(s.hist);
-  // The spike of exact zeros (ReLU outputs, padding) dominates P and hides the clipping error of
-  // the tail; it is represented exactly whatever the threshold, so it is left out of the search.
-  abs[0] = 0;
-  const t = entropyThreshold(abs, s.bound / abs.length);
-  return [Math.max(s.min, -t), Math.min(s.max, t)];
+/** What a calibrator may use besides the tensor's statistics. */
+export interface CalibrationSettings {
+  /** Percentile of |x| kept (the percentile calibrator). */
+  percentile: number;
+  grid: ActivationGrid;
 }
+
+/** One way of choosing an activation's range from its statistics. */
+export interface Calibrator extends Strategy {
+  /** Bins of the histogram over ±max|x| it reads (0: min and max are enough, no second sweep). */
+  readonly histogramBins: number;
+  /** [lo, hi] from statistics that hold a histogram when `histogramBins` > 0. */
+  range(s: TensorStats, settings: CalibrationSettings): [number, number];
+}
+
+const minmax: Calibrator = {
+  name: 'minmax',
+  description: 'the smallest and largest value seen.',
+  histogramBins: 0,
+  range: (s) => [s.min, s.max],
+};
+
+const percentile: Calibrator = {
+  name: 'percentile',
+  description: 'the range holding `percentile` % of the values, the rest clipped evenly on both sides.',
+  histogramBins: HISTOGRAM_BINS,
+  range(s, { percentile: p }) {
+    const [lo, hi] = percentileRange(s.hist!, s.bound, p);
+    return [Math.max(s.min, lo), Math.min(s.max, hi)];
+  },
+};
+
+const entropy: Calibrator = {
+  name: 'entropy',
+  description: 'the |x| threshold whose 128-level quantization loses the least information (KL divergence, as TensorRT).',
+  histogramBins: HISTOGRAM_BINS,
+  range(s) {
+    const abs = foldAbs(s.hist!);
+    // The spike of exact zeros (ReLU outputs, padding) dominates P and hides the clipping error of
+    // the tail; it is represented exactly whatever the threshold, so it is left out of the search.
+    abs[0] = 0;
+    const t = entropyThreshold(abs, s.bound / abs.length);
+    return [Math.max(s.min, -t), Math.min(s.max, t)];
+  },
+};
+
+const mse: Calibrator = {
+  name: 'mse',
+  description: 'per activation, the scale and zero point with the least squared error (rounding plus clipping) over its calibration histogram.',
+  histogramBins: MSE_HISTOGRAM_BINS,
+  range: (s, { grid }) => mseRange(s.hist!, s.bound, s.min, s.max, grid.qmin, grid.qmax, grid.symmetric),
+};
+
+/** Every calibrator, by the name recipes use (`calibrationMethod`). */
+export const CALIBRATORS = { minmax, percentile, entropy, mse } satisfies Record<string, Calibrator>;
+export type CalibrationMethod = keyof typeof CALIBRATORS;
 
 // ---- collection on calibration data (the one non-pure part of this module)
 import type { Model, Value } from '../onnx/ir.js';
@@ -238,17 +278,30 @@ import { forEachCapture } from '../runtime/capture.js';
 import { tensorToFloat32, type Feeds } from '../runtime/ort.js';
 
 /** Calibrated [lo, hi] of each value (keyed by value name), over every calibration batch. */
-export async function calibrate(model: Model, values: Value[], feeds: Feeds[], method: CalibrationMethod, percentile: number, signal?: AbortSignal, grid?: ActivationGrid): Promise<Map<string, [number, number]>> {
-  const stats = new Map(values.map((v) => [v, new TensorStats(method === 'mse' ? MSE_HISTOGRAM_BINS : HISTOGRAM_BINS)]));
+export async function calibrate(
+  model: Model,
+  values: Value[],
+  feeds: Feeds[],
+  method: CalibrationMethod,
+  percentile: number,
+  signal?: AbortSignal,
+  grid: ActivationGrid = { qmin: 0, qmax: 255, symmetric: false },
+): Promise<Map<string, [number, number]>> {
+  const calibrator = CALIBRATORS[method];
+  const bins = calibrator.histogramBins;
+  const stats = new Map(values.map((v) => [v, new TensorStats(bins)]));
   await forEachCapture(model, feeds, values, (captured) => {
     for (const [v, t] of captured) stats.get(v)?.addMinMax(tensorToFloat32(t));
   }, signal ? { signal } : {});
-  if (method !== 'minmax') {
+  if (bins > 0) {
     await forEachCapture(model, feeds, values, (captured) => {
       for (const [v, t] of captured) stats.get(v)?.addHistogram(tensorToFloat32(t));
     }, signal ? { signal } : {});
   }
   const out = new Map<string, [number, number]>();
-  for (const [v, s] of stats) if (Number.isFinite(s.min)) out.set(v.name, calibratedRange(s, method, percentile, grid));
+  for (const [v, s] of stats) {
+    // no histogram (minmax, or a value the second sweep never saw): min/max
+    if (Number.isFinite(s.min)) out.set(v.name, s.hist ? calibrator.range(s, { percentile, grid }) : [s.min, s.max]);
+  }
   return out;
 }

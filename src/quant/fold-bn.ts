@@ -5,6 +5,7 @@ import { DataType as DT } from '../onnx/dtypes.js';
 import type { Model, Node } from '../onnx/ir.js';
 import { addConstant, getConstant } from '../onnx/constants.js';
 import { makeTensor, readFloat32, tensorDims } from '../onnx/tensor-data.js';
+import { weightLayerOf } from '../onnx/weight-layers.js';
 
 /** Folds every Conv → BatchNormalization pair it can; returns the Conv nodes that absorbed a BN. */
 export function foldBatchNorms(model: Model): { folded: Node[]; kept: { node: Node; reason: string }[] } {
@@ -20,13 +21,15 @@ export function foldBatchNorms(model: Model): { folded: Node[]; kept: { node: No
       kept.push({ node: bn, reason: reason ?? 'not after a Conv' });
       continue;
     }
-    const w = getConstant(conv.inputs[1])!;
+    const layer = weightLayerOf(conv)!;
+    const w = getConstant(layer.weight)!;
     const wDims = tensorDims(w);
-    const cout = wDims[0]!;
+    const cout = wDims[layer.outAxis!]!;
     const wData = readFloat32(w);
     const [gamma, beta, mean, variance] = [1, 2, 3, 4].map((i) => readFloat32(getConstant(bn.inputs[i])!));
     const eps = Number(bn.getAttr('epsilon', 1e-5));
-    const bias = conv.inputs[2] ? readFloat32(getConstant(conv.inputs[2])!) : new Float32Array(cout);
+    const bias = layer.bias ? readFloat32(getConstant(layer.bias)!) : new Float32Array(cout);
+    // the Conv weight is [Cout, …]: each output channel's weights are contiguous
     const perChannel = wData.length / cout;
     const newW = new Float32Array(wData.length);
     const newB = new Float32Array(cout);
@@ -36,8 +39,8 @@ export function foldBatchNorms(model: Model): { folded: Node[]; kept: { node: No
       newB[c] = (bias[c]! - mean[c]!) * k + beta[c]!;
     }
     const base = conv.name || x.name;
-    conv.setInput(1, addConstant(g, `${base}_weight_bnfolded`, makeTensor('', DT.FLOAT, wDims, newW)));
-    conv.setInput(2, addConstant(g, `${base}_bias_bnfolded`, makeTensor('', DT.FLOAT, [cout], newB)));
+    conv.setInput(layer.weightInput, addConstant(g, `${base}_weight_bnfolded`, makeTensor('', DT.FLOAT, wDims, newW)));
+    conv.setInput(layer.biasInput!, addConstant(g, `${base}_bias_bnfolded`, makeTensor('', DT.FLOAT, [cout], newB)));
     const y = bn.outputs[0]!;
     g.removeNode(bn);
     conv.setOutput(0, y);
@@ -56,10 +59,11 @@ function foldBlocker(bn: Node): string | undefined {
   if (bn.outputs.filter((v) => v).length !== 1) return 'training-mode BatchNormalization (extra outputs)';
   if (bn.getInt('training_mode', 0) !== 0) return 'training-mode BatchNormalization';
   if (bn.getInt('spatial', 1) !== 1) return 'non-spatial BatchNormalization';
-  const w = getConstant(conv.inputs[1]);
+  const layer = weightLayerOf(conv)!;
+  const w = getConstant(layer.weight);
   if (!w || w.dataType !== DT.FLOAT) return 'Conv weight is not a float32 constant';
-  if (conv.inputs[2] && getConstant(conv.inputs[2])?.dataType !== DT.FLOAT) return 'Conv bias is not a float32 constant';
-  const cout = tensorDims(w)[0]!;
+  if (layer.bias && getConstant(layer.bias)?.dataType !== DT.FLOAT) return 'Conv bias is not a float32 constant';
+  const cout = tensorDims(w)[layer.outAxis!]!;
   for (let i = 1; i <= 4; i++) {
     const t = getConstant(bn.inputs[i]);
     if (!t || t.dataType !== DT.FLOAT || readFloat32(t).length !== cout) return 'BatchNormalization parameters are not per-channel float32 constants';

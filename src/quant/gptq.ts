@@ -4,56 +4,13 @@
 // inverse of the layer's input Gram matrix H = XᵀX. The layer's OUTPUT error ‖X(W − Ŵ)‖ is what
 // shrinks, which nearest rounding ignores. Numbers only here; collection of H on calibration data
 // is at the bottom.
-import type { Model, Node } from '../onnx/ir.js';
+import type { Model, Node, Value } from '../onnx/ir.js';
+import { accumulateGram, inverseUpperCholesky, mirrorUpper } from '../linalg/index.js';
 import { getConstant } from '../onnx/constants.js';
-import { readFloat32, tensorDims } from '../onnx/tensor-data.js';
+import { elementCount, readFloat32, tensorDims } from '../onnx/tensor-data.js';
+import { weightLayerOf } from '../onnx/weight-layers.js';
 import { forEachCapture } from '../runtime/capture.js';
 import { seededRandom, tensorToFloat32, type Feeds } from '../runtime/ort.js';
-
-/** In-place lower Cholesky factor of a symmetric d×d matrix; false when it is not positive definite. */
-export function choleskyInPlace(A: Float64Array, d: number): boolean {
-  for (let j = 0; j < d; j++) {
-    let s = A[j * d + j]!;
-    for (let k = 0; k < j; k++) s -= A[j * d + k]! * A[j * d + k]!;
-    if (!(s > 0)) return false;
-    const ljj = Math.sqrt(s);
-    A[j * d + j] = ljj;
-    for (let i = j + 1; i < d; i++) {
-      let t = A[i * d + j]!;
-      const ri = i * d;
-      const rj = j * d;
-      for (let k = 0; k < j; k++) t -= A[ri + k]! * A[rj + k]!;
-      A[ri + j] = t / ljj;
-    }
-    for (let k = j + 1; k < d; k++) A[j * d + k] = 0;
-  }
-  return true;
-}
-
-/**
- * The upper Cholesky factor U of H⁻¹ (H⁻¹ = UᵀU), computed without forming H⁻¹: with the
- * reversal permutation P, P H P = L Lᵀ gives H⁻¹ = (P L⁻ᵀ P)(P L⁻¹ P), and P L⁻¹ P is upper triangular.
- */
-export function inverseUpperCholesky(H: Float64Array, d: number): Float64Array | undefined {
-  const R = new Float64Array(d * d);
-  for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) R[i * d + j] = H[(d - 1 - i) * d + (d - 1 - j)]!;
-  if (!choleskyInPlace(R, d)) return undefined;
-  // columns of L⁻¹ by forward substitution (x = L⁻¹ e_j), each stored contiguously, then placed as
-  // U = P L⁻¹ P: U[i][j] = L⁻¹[d-1-i][d-1-j]
-  const U = new Float64Array(d * d);
-  const x = new Float64Array(d);
-  for (let j = 0; j < d; j++) {
-    x[j] = 1 / R[j * d + j]!;
-    for (let i = j + 1; i < d; i++) {
-      let s = 0;
-      const ri = i * d;
-      for (let k = j; k < i; k++) s += R[ri + k]! * x[k]!;
-      x[i] = -s / R[ri + i]!;
-    }
-    for (let i = j; i < d; i++) U[(d - 1 - i) * d + (d - 1 - j)] = x[i]!;
-  }
-  return U;
-}
 
 export interface GptqResult {
   /** int8 levels, rows × d row-major. */
@@ -143,6 +100,10 @@ function quadratic(H: Float64Array, x: ArrayLike<number>, d: number): number {
 /** How a layer's weight maps to rows × features, and where its input features come from. */
 export interface LayerLayout {
   node: Node;
+  /** The node's constant weight. */
+  weight: Value;
+  /** Features are im2col patches of the input (a convolution); else rows of a matrix product. */
+  convolution: boolean;
   /** Groups (Conv `group`; 1 for MatMul/Gemm). Group g owns rows [g·rows/groups, …) and input channels [g·cin/groups, …). */
   groups: number;
   rows: number;
@@ -155,22 +116,25 @@ export interface LayerLayout {
 
 /** Layout of a Conv (any rank, any group) or a MatMul/Gemm with a constant 2-D weight; undefined otherwise. */
 export function layerLayout(node: Node): LayerLayout | undefined {
-  const wt = getConstant(node.inputs[1]);
-  if (!wt) return undefined;
+  const layer = weightLayerOf(node);
+  const weight = layer?.weight;
+  const wt = getConstant(weight);
+  if (!layer || !weight || !wt) return undefined;
   const dims = tensorDims(wt);
-  if (node.opType === 'Conv' && dims.length >= 3) {
-    const rows = dims[0]!;
-    const d = dims.slice(1).reduce((a, b) => a * b, 1);
-    return { node, groups: node.getInt('group', 1), rows, d, toRows: (w) => Float64Array.from(w), fromRows: (q) => q };
+  if (layer.layout === 'conv' && dims.length >= 3) {
+    // [M, C/group, k…]: one output channel per row already
+    const rows = dims[layer.outAxis!]!;
+    return { node, weight, convolution: true, groups: layer.groups, rows, d: elementCount(dims) / rows, toRows: (w) => Float64Array.from(w), fromRows: (q) => q };
   }
-  if ((node.opType === 'MatMul' || node.opType === 'Gemm') && dims.length === 2) {
-    // weight [K, N] (MatMul, Gemm transB=0) or [N, K] (Gemm transB=1); rows are the N outputs
-    const transposed = !(node.opType === 'Gemm' && node.getInt('transB', 0) === 1);
-    const rows = transposed ? dims[1]! : dims[0]!;
-    const d = transposed ? dims[0]! : dims[1]!;
-    if (node.opType === 'Gemm' && node.getInt('transA', 0) !== 0) return undefined;
+  if (layer.layout === 'matmul' && dims.length === 2 && !layer.inputTransposed) {
+    // rows are the N outputs: stored [K, N] (transposed here) or [N, K] (Gemm transB=1)
+    const transposed = layer.outAxis === 1;
+    const rows = dims[layer.outAxis!]!;
+    const d = dims[layer.inAxis!]!;
     return {
       node,
+      weight,
+      convolution: false,
       groups: 1,
       rows,
       d,
@@ -209,7 +173,7 @@ export async function collectGrams(model: Model, feeds: Feeds[], layers: LayerLa
       const dims = t.dims.map(Number);
       const G = grams.get(l.node)!;
       const perBatch = perBatchOf(l);
-      if (l.node.opType === 'Conv') convRows(l, x, dims, perBatch, rand, G);
+      if (l.convolution) convRows(l, x, dims, perBatch, rand, G);
       else {
         const K = l.d;
         const total = x.length / K;
@@ -219,53 +183,17 @@ export async function collectGrams(model: Model, feeds: Feeds[], layers: LayerLa
           const idx = take === total ? r : Math.floor(rand() * total);
           for (let k = 0; k < K; k++) cols[k * take + r] = x[idx * K + k]!;
         }
-        addGram(G[0]!, cols, K, take);
+        accumulateGram(G[0]!, cols, K, take);
       }
     }
   });
-  for (const l of layers) for (const G of grams.get(l.node)!) for (let i = 0; i < l.d; i++) for (let j = 0; j < i; j++) G[i * l.d + j] = G[j * l.d + i]!;
+  for (const l of layers) for (const G of grams.get(l.node)!) mirrorUpper(G, l.d);
   return grams;
-}
-
-/** Upper triangle of G += XᵀX for R rows stored feature-major (`cols[k·R + r]`): contiguous dot products, four columns at a time. */
-function addGram(G: Float64Array, cols: Float64Array, d: number, R: number): void {
-  for (let i = 0; i < d; i++) {
-    const ci = i * R;
-    let j = i;
-    for (; j + 3 < d; j += 4) {
-      const c0 = j * R;
-      const c1 = c0 + R;
-      const c2 = c1 + R;
-      const c3 = c2 + R;
-      let s0 = 0;
-      let s1 = 0;
-      let s2 = 0;
-      let s3 = 0;
-      for (let r = 0; r < R; r++) {
-        const x = cols[ci + r]!;
-        s0 += x * cols[c0 + r]!;
-        s1 += x * cols[c1 + r]!;
-        s2 += x * cols[c2 + r]!;
-        s3 += x * cols[c3 + r]!;
-      }
-      const g = i * d + j;
-      G[g]! += s0;
-      G[g + 1]! += s1;
-      G[g + 2]! += s2;
-      G[g + 3]! += s3;
-    }
-    for (; j < d; j++) {
-      const cj = j * R;
-      let s = 0;
-      for (let r = 0; r < R; r++) s += cols[ci + r]! * cols[cj + r]!;
-      G[i * d + j]! += s;
-    }
-  }
 }
 
 function convRows(l: LayerLayout, x: Float32Array, dims: number[], perBatch: number, rand: () => number, G: Float64Array[]): void {
   const node = l.node;
-  const w = tensorDims(getConstant(node.inputs[1])!);
+  const w = tensorDims(getConstant(l.weight)!);
   const kernel = w.slice(2);
   const r = kernel.length;
   const ones = Array(r).fill(1);
@@ -318,7 +246,7 @@ function convRows(l: LayerLayout, x: Float32Array, dims: number[], perBatch: num
       }
     }
   }
-  for (let g = 0; g < l.groups; g++) addGram(G[g]!, blocks[g]!, l.d, take);
+  for (let g = 0; g < l.groups; g++) accumulateGram(G[g]!, blocks[g]!, l.d, take);
 }
 
 /**
@@ -363,10 +291,9 @@ export async function gptqWeightLevels(
   const layouts = new Map<Node, LayerLayout>();
   const seen = new Set<string>();
   for (const { node } of layers) {
-    const name = node.inputs[1]!.name;
     const l = layerLayout(node);
-    if (!l || seen.has(name)) continue;
-    seen.add(name);
+    if (!l || seen.has(l.weight.name)) continue;
+    seen.add(l.weight.name);
     layouts.set(node, l);
   }
   const grams = await collectGrams(model, feeds, [...layouts.values()]);
@@ -375,11 +302,11 @@ export async function gptqWeightLevels(
   for (const { node, axis } of layers) {
     const l = layouts.get(node);
     if (!l) continue;
-    const wt = getConstant(node.inputs[1])!;
+    const wt = getConstant(l.weight)!;
     const w = readFloat32(wt);
     const { scales } = quantizeNearest(w, tensorDims(wt), axis);
     const res = gptqLayer(l, w, grams.get(node)!, scales, qmax);
-    levels.set(node.inputs[1]!.name, { axis, q: res.q, scales });
+    levels.set(l.weight.name, { axis, q: res.q, scales });
     errors.push({ node, nearest: res.errorNearest, gptq: res.errorGptq });
   }
   return { levels, errors };

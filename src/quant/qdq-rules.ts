@@ -1,15 +1,18 @@
 // The one table of how each op is quantized in QDQ form (like onnxruntime's QDQ op-quantizer registry):
-// which inputs get a QuantizeLinear→DequantizeLinear pair, which input is an int8 weight and along
-// which axis its channels run, where the int32 bias is, and what happens to the output.
+// which inputs get a QuantizeLinear→DequantizeLinear pair, whether the op's weight (and bias) are
+// stored int8 (int32), and what happens to the output. Which input is the weight and along which
+// axis its channels run is src/onnx/weight-layers.ts.
 import type { Node } from '../onnx/ir.js';
+import { perOutputChannelAxis, type WeightLayer } from '../onnx/weight-layers.js';
 
 export interface QdqOpRule {
   /** Float activation inputs that get a Q→DQ pair (constant inputs are quantized offline instead). */
   inputs: (node: Node) => number[];
-  /** Constant weight input quantized to int8 symmetric; `axis` = output-channel axis (null: per tensor only). */
-  weight?: { slot: number; axis: (node: Node, rank: number) => number | null };
-  /** int32 bias input, in the scale input0 × weight (onnxruntime folds it into the integer kernel). */
-  bias?: number;
+  /**
+   * A weight layer whose constant weight is quantized to int8 symmetric (scales along `weightScaleAxis`)
+   * and its bias to int32 in the scale input0 × weight (onnxruntime folds it into the integer kernel).
+   */
+  weight?: boolean;
   /**
    * 'quantize': the output gets its own calibrated Q→DQ pair;
    * 'shareInput': the output reuses input 0's scale (data movement ops: onnxruntime drops the pair and
@@ -29,27 +32,20 @@ const all = (n: Node) => n.inputs.map((_, i) => i).filter((i) => n.inputs[i]);
 
 export const QDQ_OP_RULES: Record<string, QdqOpRule> = {
   // QLinearConv
-  Conv: { inputs: first, weight: { slot: 1, axis: () => 0 }, bias: 2, output: 'quantize', fusesActivation: true },
-  // QLinearConvTranspose: weight [Cin, Cout/group, k…]; channels are along axis 1 when group = 1
-  ConvTranspose: {
-    inputs: first,
-    weight: { slot: 1, axis: (n) => (n.getInt('group', 1) === 1 ? 1 : null) },
-    bias: 2,
-    output: 'quantize',
-    fusesActivation: true,
-  },
+  Conv: { inputs: first, weight: true, output: 'quantize', fusesActivation: true },
+  // QLinearConvTranspose
+  ConvTranspose: { inputs: first, weight: true, output: 'quantize', fusesActivation: true },
   // QGemm (com.microsoft)
   Gemm: {
     inputs: first,
-    weight: { slot: 1, axis: (n) => (n.getInt('transB', 0) ? 0 : 1) },
-    bias: 2,
+    weight: true,
     output: 'quantize',
     fusesActivation: true,
     unsupported: (n) =>
       n.getInt('transA', 0) !== 0 ? 'transA=1' : Number(n.getAttr('alpha', 1)) !== 1 || Number(n.getAttr('beta', 1)) !== 1 ? 'alpha/beta ≠ 1' : undefined,
   },
-  // QLinearMatMul / MatMulIntegerToFloat; a constant 2-D B is a weight with channels along its columns
-  MatMul: { inputs: all, weight: { slot: 1, axis: (_n, rank) => (rank === 2 ? 1 : null) }, output: 'quantize' },
+  // QLinearMatMul / MatMulIntegerToFloat; a constant B is a weight
+  MatMul: { inputs: all, weight: true, output: 'quantize' },
   // QLinearAdd / QLinearMul (com.microsoft): keeps residual additions in int8
   Add: { inputs: all, output: 'quantize', fusesActivation: true },
   Mul: { inputs: all, output: 'quantize' },
@@ -70,6 +66,15 @@ export const QDQ_OP_RULES: Record<string, QdqOpRule> = {
   Squeeze: { inputs: first, output: 'shareInput' },
   Unsqueeze: { inputs: first, output: 'shareInput' },
 };
+
+/**
+ * Axis of an int8 weight's per-channel scales; null: one scale for the tensor. A batched MatMul B
+ * ([b, K, N]: b weight matrices) and a grouped ConvTranspose get one scale.
+ */
+export function weightScaleAxis(layer: WeightLayer): number | null {
+  if (layer.layout === 'matmul' && layer.rank !== 2) return null;
+  return perOutputChannelAxis(layer);
+}
 
 /** Activations absorbed into the op before them when it `fusesActivation` (Q after the activation). */
 export const FUSABLE_ACTIVATIONS = new Set(['Relu', 'Clip']);

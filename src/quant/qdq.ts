@@ -4,11 +4,12 @@
 import type { TensorProto } from 'onnx-buf';
 import { DataType as DT } from '../onnx/dtypes.js';
 import type { Model, Node, Value } from '../onnx/ir.js';
-import { addConstant, getConstant } from '../onnx/constants.js';
+import { addConstant, addDequantizedConstant, getConstant } from '../onnx/constants.js';
 import { inferElemTypes } from '../onnx/elem-types.js';
 import { elementCount, makeTensor, readFloat32, tensorDims } from '../onnx/tensor-data.js';
+import { weightLayerOf, type WeightLayer } from '../onnx/weight-layers.js';
 import { describeNode } from '../pipeline/pass.js';
-import { FUSABLE_ACTIVATIONS, QDQ_KEEP_FLOAT, QDQ_OP_RULES, type QdqOpRule } from './qdq-rules.js';
+import { FUSABLE_ACTIVATIONS, QDQ_KEEP_FLOAT, QDQ_OP_RULES, weightScaleAxis, type QdqOpRule } from './qdq-rules.js';
 import { activationParams, quantizeBias, quantizeWeightsSymmetric, type ActivationType, type QuantParams } from './quant-math.js';
 
 export interface QdqOptions {
@@ -58,6 +59,11 @@ export function nodeKey(n: Node): string {
   return describeNode(n);
 }
 
+/** The weight layer of a node whose rule quantizes its weight; null otherwise. */
+function quantizedLayer(n: Node, rule: QdqOpRule | undefined): WeightLayer | null {
+  return rule?.weight ? weightLayerOf(n) : null;
+}
+
 /** Float-only ops an output head passes through on its way back to the layer computing the logits. */
 const HEAD_FLOAT_OPS = new Set(['Softmax', 'LogSoftmax']);
 
@@ -101,10 +107,11 @@ export function planQdq(model: Model, opts: QdqOptions, exclude: ReadonlySet<str
       continue;
     }
     if (!allowed.has(n.opType)) continue;
+    const layer = quantizedLayer(n, rule);
     if (exclude.has(nodeKey(n))) {
       excludedNodes.add(n);
-      const weightOnly = opts.excludedWeights === 'int8' && rule.weight && getConstant(n.inputs[rule.weight.slot])?.dataType === DT.FLOAT;
-      skipped.push({ node: n, reason: `excluded (sensitivity or nodesToExclude)${weightOnly ? ': computes in float, weights stored int8' : ''}` });
+      const weightOnly = opts.excludedWeights === 'int8' && getConstant(layer?.weight)?.dataType === DT.FLOAT;
+      skipped.push({ node: n, reason: `excluded (sensitivity or excludeNodes)${weightOnly ? ': computes in float, weights stored int8' : ''}` });
       continue;
     }
     const why = rule.unsupported?.(n);
@@ -113,12 +120,12 @@ export function planQdq(model: Model, opts: QdqOptions, exclude: ReadonlySet<str
       continue;
     }
     if (!isFloat(n.outputs[0])) continue; // integer / shape arithmetic
-    const acts = rule.inputs(n).filter((i) => i !== rule.weight?.slot || !getConstant(n.inputs[i]));
+    const acts = rule.inputs(n).filter((i) => i !== layer?.weightInput || !getConstant(n.inputs[i]));
     if (acts.some((i) => !isFloat(n.inputs[i]))) {
       skipped.push({ node: n, reason: 'non-float input' });
       continue;
     }
-    if (rule.weight && !rule.inputs(n).includes(rule.weight.slot) && !getConstant(n.inputs[rule.weight.slot])) {
+    if (layer && !rule.inputs(n).includes(layer.weightInput) && !getConstant(layer.weight)) {
       skipped.push({ node: n, reason: 'weight is computed at run time' });
       continue;
     }
@@ -170,7 +177,7 @@ export function planQdq(model: Model, opts: QdqOptions, exclude: ReadonlySet<str
       if (HEAD_FLOAT_OPS.has(p.opType) || rule?.output === 'shareInput') next = p.inputs[0];
       else if (constSlot >= 0 && p.inputs.length === 2) next = p.inputs[1 - constSlot];
       else {
-        if (rule?.weight && getConstant(p.inputs[rule.weight.slot])) floatOutputs.add(v);
+        if (getConstant(quantizedLayer(p, rule)?.weight)) floatOutputs.add(v);
         break;
       }
       if (rule) {
@@ -185,14 +192,14 @@ export function planQdq(model: Model, opts: QdqOptions, exclude: ReadonlySet<str
   return { rules, excludedNodes, skipped, warnings, floatOutputs, perChannel, absorbedActivation, isFloat };
 }
 
-/** The layers whose constant float weight (input 1) quantizeQdq turns into int8, with their index in `model.graph.nodes` and weight axis. */
+/** The layers whose constant float weight quantizeQdq turns into int8, with their index in `model.graph.nodes` and weight axis. */
 export function quantizedWeightLayers(model: Model, opts: QdqOptions, exclude: ReadonlySet<string>): { node: Node; index: number; weight: TensorProto; axis: number | null }[] {
   const plan = planQdq(model, opts, exclude);
   return model.graph.nodes.flatMap((node, index) => {
-    const slot = plan.rules.get(node)?.weight;
-    const weight = slot?.slot === 1 ? getConstant(node.inputs[1]) : undefined;
-    if (!slot || !weight || weight.dataType !== DT.FLOAT) return [];
-    return [{ node, index, weight, axis: plan.perChannel ? slot.axis(node, tensorDims(weight).length) : null }];
+    const layer = quantizedLayer(node, plan.rules.get(node));
+    const weight = getConstant(layer?.weight);
+    if (!layer || !weight || weight.dataType !== DT.FLOAT) return [];
+    return [{ node, index, weight, axis: plan.perChannel ? weightScaleAxis(layer) : null }];
   });
 }
 
@@ -224,7 +231,8 @@ export function quantizeQdq(model: Model, ranges: Map<string, [number, number]>,
   const union = (a: Value, b: Value) => parent.set(find(a), find(b));
   const constActs = new Set<Value>(); // constant activation-like inputs (Add/Mul operands)
   for (const [n, rule] of rules) {
-    const actSlots = rule.inputs(n).filter((i) => !(rule.weight?.slot === i && getConstant(n.inputs[i])));
+    const weightInput = quantizedLayer(n, rule)?.weightInput;
+    const actSlots = rule.inputs(n).filter((i) => !(weightInput === i && getConstant(n.inputs[i])));
     // data movement runs on int8 only where its producer already quantized the tensor: float in, float
     // out (a Q→DQ on it would only add rounding; a quantized consumer quantizes the output itself)
     if (rule.output === 'shareInput' && !quantValues.has(n.inputs[0]!)) continue;
@@ -332,24 +340,23 @@ export function quantizeQdq(model: Model, ranges: Map<string, [number, number]>,
   const qmax = opts.reduceRange ? 63 : 127;
   const weightCache = new Map<string, { dq: Value; scales: Float32Array }>();
   for (const [n, rule] of rules) {
-    const w = rule.weight;
-    if (!w) continue;
-    const wv = n.inputs[w.slot];
+    const layer = quantizedLayer(n, rule);
+    const wv = layer?.weight;
     const wt = getConstant(wv);
-    if (!wv || !wt || wt.dataType !== DT.FLOAT) continue;
+    if (!layer || !wv || !wt || wt.dataType !== DT.FLOAT) continue;
     const dims = tensorDims(wt);
-    const axis = perChannel ? w.axis(n, dims.length) : null;
+    const axis = perChannel ? weightScaleAxis(layer) : null;
     const key = `${wv.name}:${axis}`;
     let hit = weightCache.get(key);
     if (!hit) {
       const pre = opts.weightLevels?.get(wv.name);
       const { q, scales } = pre && pre.axis === axis && pre.q.length === elementCount(dims) ? pre : quantizeWeightsSymmetric(readFloat32(wt), dims, axis, qmax);
-      hit = { dq: addWeightDequantize(g, wv.name, dims, q, scales, axis), scales };
+      hit = { dq: addDequantizedConstant(g, wv.name, q, dims, scales, axis), scales };
       weightCache.set(key, hit);
     }
-    n.setInput(w.slot, hit.dq);
+    n.setInput(layer.weightInput, hit.dq);
     // bias: int32 in the scale input × weight
-    const bv = rule.bias !== undefined ? n.inputs[rule.bias] : null;
+    const bv = layer.bias;
     const bt = getConstant(bv);
     const inP = n.inputs[0] ? params.get(floatOf.get(n.inputs[0]) ?? n.inputs[0]) : undefined;
     if (bv && bt && bt.dataType === DT.FLOAT && tensorDims(bt).length === 1 && inP) {
@@ -357,13 +364,7 @@ export function quantizeQdq(model: Model, ranges: Map<string, [number, number]>,
       if (hit.scales.length === 1 || hit.scales.length === b.length) {
         const { q, scales } = quantizeBias(b, inP.scale, hit.scales);
         const perC = hit.scales.length > 1;
-        const qv = addConstant(g, `${bv.name}_quantized`, makeTensor('', DT.INT32, [b.length], q));
-        const sv = addConstant(g, `${bv.name}_scale`, perC ? makeTensor('', DT.FLOAT, [b.length], scales) : makeTensor('', DT.FLOAT, [], Float32Array.of(scales[0]!)));
-        const zv = addConstant(g, `${bv.name}_zero_point`, perC ? makeTensor('', DT.INT32, [b.length], new Int32Array(b.length)) : makeTensor('', DT.INT32, [], new Int32Array(1)));
-        const dq = g.createValue(`${bv.name}_dequantized`);
-        const node = g.addNode('DequantizeLinear', [qv, sv, zv], [dq], { name: `${bv.name}_DequantizeLinear` });
-        if (perC) node.setAttr('axis', 0, 'int');
-        n.setInput(rule.bias!, dq);
+        n.setInput(layer.biasInput!, addDequantizedConstant(g, bv.name, q, [b.length], perC ? scales : Float32Array.of(scales[0]!), perC ? 0 : null));
       }
     }
   }
@@ -373,14 +374,14 @@ export function quantizeQdq(model: Model, ranges: Map<string, [number, number]>,
   let weightOnly = 0;
   if (opts.excludedWeights === 'int8') {
     for (const n of excludedNodes) {
-      const w = QDQ_OP_RULES[n.opType]?.weight;
-      const wv = w ? n.inputs[w.slot] : undefined;
+      const layer = quantizedLayer(n, QDQ_OP_RULES[n.opType]);
+      const wv = layer?.weight;
       const wt = getConstant(wv);
-      if (!w || !wv || !wt || wt.dataType !== DT.FLOAT || wv.consumers.length !== 1) continue;
+      if (!layer || !wv || !wt || wt.dataType !== DT.FLOAT || wv.consumers.length !== 1) continue;
       const dims = tensorDims(wt);
-      const axis = perChannel ? w.axis(n, dims.length) : null;
+      const axis = perChannel ? weightScaleAxis(layer) : null;
       const { q, scales } = quantizeWeightsSymmetric(readFloat32(wt), dims, axis, 127);
-      n.setInput(w.slot, addWeightDequantize(g, wv.name, dims, q, scales, axis));
+      n.setInput(layer.weightInput, addDequantizedConstant(g, wv.name, q, dims, scales, axis));
       weightOnly++;
     }
   }
@@ -402,17 +403,4 @@ export function quantizeQdq(model: Model, ranges: Map<string, [number, number]>,
   g.toposort(false);
   g.cleanup(false);
   return { quantized, skipped, warnings, qdqPairs, weightOnly };
-}
-
-
-/** int8 weights (zero point 0) behind a DequantizeLinear, per channel along `axis` or per tensor; returns its float output. */
-function addWeightDequantize(g: Model['graph'], base: string, dims: number[], q: Int8Array, scales: Float32Array, axis: number | null): Value {
-  const shape = axis === null ? [] : [scales.length];
-  const qv = addConstant(g, `${base}_quantized`, makeTensor('', DT.INT8, dims, q));
-  const sv = addConstant(g, `${base}_scale`, makeTensor('', DT.FLOAT, shape, scales));
-  const zv = addConstant(g, `${base}_zero_point`, makeTensor('', DT.INT8, shape, new Int8Array(scales.length)));
-  const dq = g.createValue(`${base}_dequantized`);
-  const node = g.addNode('DequantizeLinear', [qv, sv, zv], [dq], { name: `${base}_DequantizeLinear` });
-  if (axis !== null) node.setAttr('axis', axis, 'int');
-  return dq;
 }

@@ -7,6 +7,7 @@ import { DataType as DT } from '../onnx/dtypes.js';
 import type { Model, Node, Value } from '../onnx/ir.js';
 import { addConstant, getConstant } from '../onnx/constants.js';
 import { makeTensor, readFloat32, tensorDims } from '../onnx/tensor-data.js';
+import { weightLayerOf } from '../onnx/weight-layers.js';
 import { upgradeOpset } from '../onnx/opset-upgrade.js';
 
 export interface SimplifyRewrite {
@@ -83,19 +84,22 @@ function splitConstOperand(n: Node): { x: Value; c: Value } | undefined {
   return undefined;
 }
 
+/** A Conv's float weight [Cout, Cin/group, k…] and bias (zeros when it has none). */
 function convWeights(conv: Node): { w: Float32Array; dims: number[]; bias: Float32Array } | undefined {
-  const wt = getConstant(conv.inputs[1]);
-  if (!wt || wt.dataType !== DT.FLOAT || conv.domain !== '') return undefined;
+  const layer = weightLayerOf(conv);
+  const wt = getConstant(layer?.weight);
+  if (!layer || !wt || wt.dataType !== DT.FLOAT || conv.domain !== '') return undefined;
   const dims = tensorDims(wt);
-  const bt = conv.inputs[2] ? getConstant(conv.inputs[2]) : undefined;
-  if (conv.inputs[2] && (!bt || bt.dataType !== DT.FLOAT)) return undefined;
-  return { w: readFloat32(wt), dims, bias: bt ? readFloat32(bt) : new Float32Array(dims[0]!) };
+  const bt = getConstant(layer.bias);
+  if (layer.bias && (!bt || bt.dataType !== DT.FLOAT)) return undefined;
+  return { w: readFloat32(wt), dims, bias: bt ? readFloat32(bt) : new Float32Array(dims[layer.outAxis!]!) };
 }
 
 function setConvWeights(model: Model, conv: Node, dims: number[], w: Float32Array, bias: Float32Array): void {
+  const layer = weightLayerOf(conv)!;
   const base = conv.name || conv.outputs[0]!.name;
-  conv.setInput(1, addConstant(model.graph, `${base}_weight_folded`, makeTensor('', DT.FLOAT, dims, w)));
-  conv.setInput(2, addConstant(model.graph, `${base}_bias_folded`, makeTensor('', DT.FLOAT, [dims[0]!], bias)));
+  conv.setInput(layer.weightInput, addConstant(model.graph, `${base}_weight_folded`, makeTensor('', DT.FLOAT, dims, w)));
+  conv.setInput(layer.biasInput!, addConstant(model.graph, `${base}_bias_folded`, makeTensor('', DT.FLOAT, [dims[layer.outAxis!]!], bias)));
 }
 
 const isScalar = (v: Value | null | undefined, value: number) => {
@@ -176,7 +180,7 @@ function foldAffineBeforeConv(op: Node, model: Model): Node[] {
   const y = op.outputs[0];
   if (!s || !y || y.consumers.length === 0 || model.graph.isOutput(y)) return [];
   const convs = [...y.consumers];
-  const weights = convs.map((c) => (c.opType === 'Conv' && c.inputs[0] === y && c.inputs[1] !== y && unpadded(c) ? convWeights(c) : undefined));
+  const weights = convs.map((c) => (c.opType === 'Conv' && c.inputs[0] === y && weightLayerOf(c)?.weight !== y && unpadded(c) ? convWeights(c) : undefined));
   if (weights.some((w) => !w)) return [];
   const cin = weights[0]!.dims[1]! * convs[0]!.getInt('group', 1);
   if (convs.some((c, i) => weights[i]!.dims[1]! * c.getInt('group', 1) !== cin)) return [];

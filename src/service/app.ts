@@ -1,12 +1,15 @@
 // The HTTP API. `buildApp` returns the Fastify instance (tests use app.inject); `serve` listens.
 import Fastify, { type FastifyInstance } from 'fastify';
 import multipart from '@fastify/multipart';
+import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { ServiceConfig } from './config.js';
-import infra from './plugins/infra.js';
+import infra, { type Infra } from './plugins/infra.js';
 import problems from './plugins/problems.js';
 import auth from './plugins/auth.js';
+import { rateLimitOptions } from './plugins/rate-limit.js';
+import services from './plugins/services.js';
 import healthRoutes from './routes/health.js';
 import { ServiceError } from '../errors.js';
 import { jsonTextDepth, MAX_JSON_DEPTH } from '../pipeline/recipe.js';
@@ -15,6 +18,8 @@ import modelRoutes from './routes/models.js';
 
 export interface BuildOptions {
   config: ServiceConfig;
+  /** Database, Redis, queue and storage to use instead of those the config names (the caller closes them). */
+  infra?: Infra;
   logger?: boolean | object;
   /** Destroy open connections on close (tests); the default closes idle ones and drains the rest. */
   forceCloseConnections?: boolean;
@@ -48,13 +53,15 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
-  await app.register(infra, { config: opts.config });
+  await app.register(infra, { config: opts.config, infra: opts.infra });
+  await app.register(services);
   await app.register(multipart, { limits: { fileSize: opts.config.maxUploadBytes } });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   await app.register(healthRoutes);
   await app.register(
     async (v1) => {
       await v1.register(auth);
+      await v1.register(rateLimit, rateLimitOptions(app.redis)); // limits are per owner: after auth
       await v1.register(modelRoutes);
       await v1.register(jobRoutes);
     },

@@ -20,7 +20,7 @@ export interface ServiceConfig {
   rateLimitJobsPerMinute: number;
   /** Queued + running jobs per owner. */
   maxActiveJobsPerOwner: number;
-  /** Model uploads (POST /v1/models and multipart jobs) per owner per minute. */
+  /** Model uploads (POST /v1/models) per owner per minute. */
   rateLimitUploadsPerMinute: number;
   /** Stored models per owner, and their total bytes. */
   maxModelsPerOwner: number;

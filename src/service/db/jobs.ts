@@ -1,8 +1,6 @@
 // Job state changes, all guarded in SQL (`UPDATE … WHERE status IN (…)`), so at-least-once delivery,
 // concurrent cancels and stale workers can never move a finished job.
-import type { Db, Job } from './client.js';
-
-export type JobStatusName = 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled';
+import type { Db } from './client.js';
 
 /**
  * Claims a job for a new attempt: queued → running, or running → running when the run's heartbeat
@@ -90,17 +88,17 @@ export interface CompletedRun {
 
 /**
  * Records a succeeded attempt. Under the job's row lock, and only while this attempt still owns the
- * job, `promote` moves the attempt's file to its content-addressed key; then status and artifact row
- * are written in the same transaction. A losing attempt promotes nothing, so it can never touch a
+ * job, `store` puts the attempt's result under its content-addressed key; then status and artifact
+ * row are written in the same transaction. A losing attempt stores nothing, so it can never touch a
  * stored artifact. Returns whether this attempt won.
  */
-export async function completeAttempt(db: Db, jobId: string, attempt: number, run: CompletedRun, artifactKey: string, promote: () => Promise<void>): Promise<boolean> {
+export async function completeAttempt(db: Db, jobId: string, attempt: number, run: CompletedRun, artifactKey: string, store: () => Promise<void>): Promise<boolean> {
   return db.$transaction(
     async (tx) => {
       const owned = await tx.$queryRaw<{ id: string }[]>`
         SELECT id::text FROM jobs WHERE id = ${jobId}::uuid AND status = 'running' AND attempt = ${attempt} FOR UPDATE`;
       if (owned.length !== 1) return false;
-      await promote();
+      await store();
       const p = run.progress;
       await tx.job.update({
         where: { id: jobId },
@@ -143,7 +141,7 @@ export async function writeProgress(db: Db, jobId: string, attempt: number, p: P
 }
 
 /** The summary shown in GET /v1/jobs/{id}: the final stage's numbers, without the whole report. */
-export function metricsSummary(report: any): Record<string, unknown> {
+function metricsSummary(report: any): Record<string, unknown> {
   const f = report?.final ?? {};
   return {
     inputSizeBytes: report?.baseline?.sizeBytes ?? null,
@@ -155,35 +153,5 @@ export function metricsSummary(report: any): Record<string, unknown> {
     ...(f.latency ? { latency: f.latency } : {}),
     warnings: Array.isArray(report?.warnings) ? report.warnings.length : 0,
     durationMs: report?.durationMs ?? null,
-  };
-}
-
-export function jobView(job: Job, base = '/v1/jobs') {
-  const self = `${base}/${job.id}`;
-  return {
-    id: job.id,
-    status: job.status as JobStatusName,
-    modelId: job.modelId,
-    progress: {
-      percent: job.progressPercent,
-      step: job.progressStep,
-      steps: job.progressSteps,
-      stepName: job.progressStepName,
-      message: job.progressMessage,
-    },
-    attempt: job.attempt,
-    createdAt: job.createdAt.toISOString(),
-    startedAt: job.startedAt?.toISOString() ?? null,
-    finishedAt: job.finishedAt?.toISOString() ?? null,
-    cancelRequested: job.cancelRequestedAt !== null,
-    error: job.errorCode ? { code: job.errorCode, message: job.errorMessage ?? '' } : null,
-    metrics: (job.metrics as Record<string, unknown> | null) ?? null,
-    links: {
-      self,
-      cancel: `${self}/cancel`,
-      artifact: `${self}/artifact`,
-      report: `${self}/report`,
-      reportHtml: `${self}/report.html`,
-    },
   };
 }

@@ -26,7 +26,7 @@ export async function assertActiveJobsBelowLimit(db: Db | Tx, ownerId: string, c
 }
 
 /** Refuses a new model of `sizeBytes` that would take the owner past the count or byte quota. */
-export async function assertModelQuota(db: Db | Tx, ownerId: string, sizeBytes: number, config: ServiceConfig): Promise<void> {
+async function assertModelQuota(db: Db | Tx, ownerId: string, sizeBytes: number, config: ServiceConfig): Promise<void> {
   const agg = await db.storedModel.aggregate({ where: { ownerId }, _count: { _all: true }, _sum: { sizeBytes: true } });
   const count = agg._count._all;
   const bytes = Number(agg._sum.sizeBytes ?? 0n);

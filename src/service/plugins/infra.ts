@@ -1,4 +1,5 @@
-// Infrastructure shared by all routes: database, queue, storage, config. Tests may inject their own.
+// Infrastructure shared by all routes: database, Redis, queue, storage, config. Built from the config
+// unless the caller passes its own (tests do); what the caller passes, the caller checks and closes.
 import fp from 'fastify-plugin';
 import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
@@ -7,6 +8,14 @@ import type { ServiceConfig } from '../config.js';
 import { createDb, type Db } from '../db/client.js';
 import { createQueue, ensureNoEviction, redisConnection, type QueuePayload } from '../queue.js';
 import { LocalStorage, type Storage } from '../storage/storage.js';
+
+export interface Infra {
+  db: Db;
+  /** A request-path connection: fails fast while Redis is down. */
+  redis: Redis;
+  queue: Queue<QueuePayload>;
+  storage: Storage;
+}
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -18,20 +27,35 @@ declare module 'fastify' {
   }
 }
 
+/** The infrastructure a config names, its start-up check and how to close it. */
+function createInfra(config: ServiceConfig, log: (m: string) => void): { infra: Infra; check(): Promise<void>; close(): Promise<void> } {
+  const dbh = createDb(config.databaseUrl, log);
+  const redis = redisConnection(config.redisUrl, 'request');
+  const queueConnection = redisConnection(config.redisUrl, 'blocking');
+  const queue = createQueue(config, queueConnection);
+  return {
+    infra: { db: dbh.db, redis, queue, storage: new LocalStorage(config.dataDir) },
+    check: () => ensureNoEviction(queueConnection, log),
+    async close() {
+      await Promise.race([queue.close(), new Promise((r) => setTimeout(r, 2000))]).catch(() => {});
+      redis.disconnect();
+      queueConnection.disconnect();
+      await dbh.close();
+    },
+  };
+}
+
 export default fp(
-  async function infra(app: FastifyInstance, opts: { config: ServiceConfig }) {
+  async function infra(app: FastifyInstance, opts: { config: ServiceConfig; infra?: Infra | undefined }) {
     const { config } = opts;
     const log = (m: string) => app.log.warn(m);
-    const dbh = createDb(config.databaseUrl, log);
-    const redis = redisConnection(config.redisUrl, 'request');
-    const queueConnection = redisConnection(config.redisUrl, 'blocking');
-    const queue = createQueue(config, queueConnection);
+    const owned = opts.infra ? null : createInfra(config, log);
+    const { db, redis, queue, storage } = opts.infra ?? owned!.infra;
     app.decorate('config', config);
-    app.decorate('db', dbh.db);
+    app.decorate('db', db);
     app.decorate('redis', redis);
     app.decorate('queue', queue);
-    app.decorate('storage', new LocalStorage(config.dataDir));
-    const storage = app.storage;
+    app.decorate('storage', storage);
     // temp uploads older than the longest request belong to no request any more (an API process
     // killed mid-upload): swept at start and then every few minutes
     const sweepTemp = async () => {
@@ -42,15 +66,12 @@ export default fp(
     };
     const sweeper = setInterval(() => void sweepTemp().catch(() => {}), 10 * 60_000).unref();
     app.addHook('onReady', async () => {
-      await ensureNoEviction(queueConnection, log);
+      await owned?.check();
       await sweepTemp();
     });
     app.addHook('onClose', async () => {
       clearInterval(sweeper);
-      await Promise.race([queue.close(), new Promise((r) => setTimeout(r, 2000))]).catch(() => {});
-      redis.disconnect();
-      queueConnection.disconnect();
-      await dbh.close();
+      await owned?.close();
     });
   },
   { name: 'infra' },

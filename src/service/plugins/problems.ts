@@ -89,6 +89,14 @@ export function isDatabaseUnreachable(err: unknown): boolean {
   return false;
 }
 
+/** ioredis's errors for a command it could not send (request-path connections fail fast, never queue). */
+const REDIS_UNREACHABLE_TEXT = /enableOfflineQueue options is false|Connection is closed|max retries per request/i;
+
+function isRedisUnreachable(err: unknown): boolean {
+  const e = err as { name?: unknown; message?: unknown } | null;
+  return !!e && (e.name === 'MaxRetriesPerRequestError' || (typeof e.message === 'string' && REDIS_UNREACHABLE_TEXT.test(e.message)));
+}
+
 export default fp(
   async function problems(app: FastifyInstance) {
     app.addSchema(ProblemSchema);
@@ -99,6 +107,7 @@ export default fp(
         return sendProblem(reply, err.code, err.message, err.details !== undefined ? { errors: err.details } : {});
       }
       if (isDatabaseUnreachable(err)) return sendProblem(reply, 'unavailable', 'the database is unreachable; try again shortly', { retryAfterSec: 5 });
+      if (isRedisUnreachable(err)) return sendProblem(reply, 'unavailable', 'Redis is unreachable; try again shortly', { retryAfterSec: 5 });
       const known = fromFastifyError(err);
       if (known) return sendProblem(reply, known.code, known.detail, known.errors !== undefined ? { errors: known.errors } : {});
       req.log.error({ err }, 'unhandled error');

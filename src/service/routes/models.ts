@@ -2,12 +2,11 @@
 import type { FastifyInstance } from 'fastify';
 import { ServiceError } from '../../errors.js';
 import type { StoredModel } from '../db/client.js';
-import { storeModel, withOwnerLock } from '../db/owners.js';
-import { rateLimit } from '../rate-limit.js';
+import { perMinute } from '../plugins/rate-limit.js';
 import { IdParams } from '../ids.js';
 import { readMultipart } from './uploads.js';
 
-export const ModelSchema = {
+const ModelSchema = {
   $id: 'Model',
   type: 'object',
   properties: {
@@ -20,15 +19,17 @@ export const ModelSchema = {
   required: ['id', 'sha256', 'sizeBytes', 'createdAt'],
 } as const;
 
-export function modelView(m: StoredModel) {
+function modelView(m: StoredModel) {
   return { id: m.id, sha256: m.sha256, sizeBytes: Number(m.sizeBytes), filename: m.filename, createdAt: m.createdAt.toISOString() };
 }
 
 export default async function modelRoutes(app: FastifyInstance) {
   app.addSchema(ModelSchema);
+  const { models, config } = app;
   app.post(
     '/models',
     {
+      config: { rateLimit: perMinute(config.rateLimitUploadsPerMinute, 'model uploads') },
       schema: {
         summary: 'Upload a model (multipart file `model`); identical uploads return the same model',
         tags: ['models'],
@@ -39,13 +40,11 @@ export default async function modelRoutes(app: FastifyInstance) {
     },
     async (req, reply) => {
       if (!req.isMultipart()) throw new ServiceError('invalid_input', 'POST /v1/models takes multipart/form-data with a file field `model`');
-      const { db, storage, config } = app;
-      await rateLimit(app.redis, 'uploads', req.ownerId, config.rateLimitUploadsPerMinute);
-      const body = await readMultipart(req, storage, { files: ['model'], fields: [], maxFileBytes: config.maxUploadBytes, maxFieldBytes: 1024 });
+      const body = await readMultipart(req, app.storage, { files: ['model'], fields: [], maxFileBytes: config.maxUploadBytes, maxFieldBytes: 1024 });
       try {
         const upload = body.files.get('model');
         if (!upload) throw new ServiceError('invalid_input', 'missing file field `model`');
-        const { model, created } = await withOwnerLock(db, req.ownerId, (tx) => storeModel(tx, storage, config, req.ownerId, upload));
+        const { model, created } = await models.upload(req.ownerId, upload);
         reply.header('Location', `/v1/models/${model.id}`);
         return reply.code(created ? 201 : 200).send(modelView(model));
       } finally {
@@ -64,11 +63,6 @@ export default async function modelRoutes(app: FastifyInstance) {
         response: { 200: { $ref: 'Model#' }, '4xx': { $ref: 'Problem#' } },
       },
     },
-    async (req) => {
-      const { id } = req.params as { id: string };
-      const model = await app.db.storedModel.findFirst({ where: { id, ownerId: req.ownerId } });
-      if (!model) throw new ServiceError('not_found', `no model ${id}`);
-      return modelView(model);
-    },
+    async (req) => modelView(await models.get(req.ownerId, (req.params as { id: string }).id)),
   );
 }

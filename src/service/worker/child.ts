@@ -3,9 +3,7 @@
 // empty working directory (a relative path inside a model resolves to nothing), and its stderr is
 // kept so that an out-of-memory death can be told apart from other crashes.
 import { fork, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { OUT_OF_MEMORY_TEXT } from '../../errors.js';
 
@@ -27,7 +25,7 @@ export interface JobChild {
   stderrTail(): string;
   /** Whether the child's death was our doing (stop after an outcome, cancel, timeout). */
   killedByUs(): boolean;
-  /** SIGTERM, then SIGKILL after a grace period; resolves when the child is gone, and removes its directory. */
+  /** SIGTERM, then SIGKILL after a grace period; resolves when the child is gone. */
   stop(): Promise<void>;
 }
 
@@ -42,8 +40,8 @@ export function memoryLimitEnforced(): boolean {
   return PRLIMIT !== undefined;
 }
 
-export function startJobChild(jobId: string, limits: ChildLimits): JobChild {
-  const cwd = mkdtempSync(join(tmpdir(), 'modelpress-job-'));
+/** Starts the runner for one attempt in `cwd`, an empty directory the worker owns. */
+export function startJobChild(jobId: string, cwd: string, limits: ChildLimits): JobChild {
   const nodeFlags = limits.memoryMb > 0 ? [`--max-old-space-size=${limits.memoryMb}`] : [];
   const limited = limits.memoryMb > 0 && PRLIMIT !== undefined;
   // fork() runs `execPath ...execArgv runner args`: with prlimit as execPath, prlimit sets the limit on
@@ -65,22 +63,17 @@ export function startJobChild(jobId: string, limits: ChildLimits): JobChild {
     tail = (tail + chunk.toString('utf8')).slice(-STDERR_TAIL);
   });
   let ours = false;
-  const cleanup = () => rmSync(cwd, { recursive: true, force: true });
   return {
     process: child,
     stderrTail: () => tail,
     killedByUs: () => ours,
     stop() {
       ours = true;
-      if (child.exitCode !== null || child.signalCode !== null) {
-        cleanup();
-        return Promise.resolve();
-      }
+      if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
       return new Promise((resolve) => {
         const hard = setTimeout(() => child.kill('SIGKILL'), KILL_GRACE_MS);
         child.once('exit', () => {
           clearTimeout(hard);
-          cleanup();
           resolve();
         });
         child.kill('SIGTERM');

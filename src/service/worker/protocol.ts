@@ -2,12 +2,13 @@
 import type { PipelineProgress } from '../../pipeline/pipeline.js';
 import type { ErrorCode } from '../../errors.js';
 
+/** Inputs are local copies the store owns (read only); the output goes to the worker's temp folder. */
 export interface RunMessage {
   type: 'run';
   jobId: string;
   modelPath: string;
   inputName?: string;
-  /** The recipe as the user sent it; the child validates it again (defaults filled in). */
+  /** As stored: parsed, with its defaults filled in, when the job was created. */
   recipe: unknown;
   calibrationPath?: string;
   evaluationPath?: string;

@@ -21,7 +21,7 @@ function send(msg: ChildMessage): Promise<void> {
 }
 
 async function run(msg: RunMessage): Promise<void> {
-  const recipe = parseRecipe(msg.recipe);
+  const recipe = parseRecipe(msg.recipe); // a cheap guard: a stored recipe is normalized already, so this changes nothing
   const bytes = readFileSync(msg.modelPath);
   const feedsOf = (path: string) => {
     const model = decodeModel(bytes);

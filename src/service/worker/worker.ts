@@ -3,17 +3,20 @@
 // memory limit, crash retries, stalled-job recovery and a reconciler for jobs Redis forgot.
 //
 // Delivery is at least once, so every state change is owned by one attempt (jobs.attempt): a run
-// writes its result to its own key and only the attempt that still owns the job may promote it.
+// writes its result into its own temp folder and only the attempt that still owns the job may store
+// it. Job state changes go through the job service; this file runs processes and decides outcomes.
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { Worker, type Job as BullJob } from 'bullmq';
 import type { ServiceConfig } from '../config.js';
 import { createDb, type DbHandle } from '../db/client.js';
-import { claimJob, completeAttempt, finalizeCanceled, finishAttempt, nextAttempt, requeueAttempt, writeProgress, type ProgressFields } from '../db/jobs.js';
-import { CANCEL_CHANNEL, createQueue, enqueue, ensureNoEviction, redisConnection, type QueuePayload } from '../queue.js';
-import { LocalStorage } from '../storage/storage.js';
+import type { ProgressFields } from '../db/jobs.js';
+import { JobService, type RunSpec } from '../jobs/service.js';
+import { CANCEL_CHANNEL, createQueue, ensureNoEviction, redisConnection, type QueuePayload } from '../queue.js';
+import { LocalStorage, withLocalCopies } from '../storage/storage.js';
 import { classifyCrash, memoryLimitEnforced, startJobChild, type CrashKind } from './child.js';
 import type { ChildMessage, RunMessage } from './protocol.js';
+import { attemptDir, sweepAttemptDirs, type AttemptDir } from './temp.js';
 
 const PROGRESS_WRITE_MS = 1000;
 const CRASH_RETRY_DELAY_MS = 1000;
@@ -45,21 +48,17 @@ interface ActiveRun {
   stop(outcome: Outcome): void;
 }
 
-export const attemptKey = (jobId: string, attempt: number) => `attempts/${jobId}/${attempt}.onnx`;
-export const artifactKey = (sha256: string) => `artifacts/${sha256}.onnx`;
-
 export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {}): Promise<WorkerHandle> {
   const log = opts.log ?? ((m: string) => process.stderr.write(`${new Date().toISOString()} worker: ${m}\n`));
   const workerId = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const dbh: DbHandle = createDb(config.databaseUrl, log);
-  const { db } = dbh;
   const storage = new LocalStorage(config.dataDir);
   const bullConnection = redisConnection(config.redisUrl, 'blocking');
   const subscriber = redisConnection(config.redisUrl, 'blocking');
   const queueConnection = redisConnection(config.redisUrl, 'blocking');
   const queue = createQueue(config, queueConnection);
   await ensureNoEviction(queueConnection, log);
-  const staleMs = opts.staleRunningMs ?? Math.max(30_000, 3 * config.jobLockMs);
+  const jobs = new JobService({ db: dbh.db, storage, queue, redis: queueConnection, config, log, ...(opts.staleRunningMs ? { staleRunningMs: opts.staleRunningMs } : {}) });
   const active = new Map<string, ActiveRun>();
   let shuttingDown = false;
   if (config.jobMemoryMb > 0 && !memoryLimitEnforced()) log(`WARNING: prlimit (util-linux) not found: JOB_MEMORY_MB=${config.jobMemoryMb} bounds the JavaScript heap only, not onnxruntime's memory`);
@@ -81,25 +80,29 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
     }
   }
 
-  /** Runs one attempt in a child process and returns how it ended; touches no job state. */
-  async function runAttempt(jobId: string, attempt: number): Promise<{ outcome: Outcome; progress: ProgressFields | null }> {
-    const job = await db.job.findUnique({ where: { id: jobId }, include: { model: true } });
-    if (!job) return { outcome: { kind: 'superseded' }, progress: null };
-    const msg: RunMessage = {
-      type: 'run',
-      jobId,
-      modelPath: storage.localPath(job.model.storageKey),
-      ...(job.model.filename ? { inputName: job.model.filename } : {}),
-      recipe: job.recipe,
-      ...(job.calibrationKey ? { calibrationPath: storage.localPath(job.calibrationKey) } : {}),
-      ...(job.evaluationKey ? { evaluationPath: storage.localPath(job.evaluationKey) } : {}),
-      ...(job.labelsKey ? { labelsPath: storage.localPath(job.labelsKey) } : {}),
-      outPath: await storage.prepare(attemptKey(jobId, attempt)),
-      memoryLimitMb: config.jobMemoryMb,
-    };
-    const timeoutMs = Math.min(job.timeoutMs ?? config.jobTimeoutMs, config.jobTimeoutMs);
+  /** Runs one attempt in a child process, on local copies of its inputs, and returns how it ended; touches no job state. */
+  function runAttempt(spec: RunSpec, attempt: number, dir: AttemptDir): Promise<{ outcome: Outcome; progress: ProgressFields | null }> {
+    const { calibration, evaluation, labels } = spec.dataKeys;
+    return withLocalCopies(storage, [spec.modelKey, calibration ?? null, evaluation ?? null, labels ?? null], ([modelPath, calibrationPath, evaluationPath, labelsPath]) =>
+      runChild(attempt, spec.timeoutMs, dir.cwd, {
+        type: 'run',
+        jobId: spec.jobId,
+        modelPath: modelPath!,
+        ...(spec.modelFilename ? { inputName: spec.modelFilename } : {}),
+        recipe: spec.recipe,
+        ...(calibrationPath ? { calibrationPath } : {}),
+        ...(evaluationPath ? { evaluationPath } : {}),
+        ...(labelsPath ? { labelsPath } : {}),
+        outPath: dir.result,
+        memoryLimitMb: config.jobMemoryMb,
+      }),
+    );
+  }
+
+  async function runChild(attempt: number, timeoutMs: number, cwd: string, msg: RunMessage): Promise<{ outcome: Outcome; progress: ProgressFields | null }> {
+    const { jobId } = msg;
     // one input or intermediate tensor may take at most half the job's memory
-    const child = startJobChild(jobId, { memoryMb: config.jobMemoryMb, maxTensorMb: config.jobMemoryMb > 0 ? Math.max(1, Math.floor(config.jobMemoryMb / 2)) : 0 });
+    const child = startJobChild(jobId, cwd, { memoryMb: config.jobMemoryMb, maxTensorMb: config.jobMemoryMb > 0 ? Math.max(1, Math.floor(config.jobMemoryMb / 2)) : 0 });
 
     let pending: ProgressFields | null = null;
     let latest: ProgressFields | null = null;
@@ -109,7 +112,8 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
       const ticker = setInterval(() => {
         const p = pending;
         pending = null;
-        writeProgress(db, jobId, attempt, p)
+        jobs
+          .heartbeat(jobId, attempt, p)
           .then((r) => {
             if (r.cancelRequested) stop({ kind: 'canceled' });
             else if (!r.owned) stop({ kind: 'superseded' });
@@ -148,45 +152,36 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
   }
 
   /** Records how an attempt ended; returns the next attempt's number when a crashed run is retried. */
-  async function settle(jobId: string, attempt: number, outcome: Outcome, progress: ProgressFields | null): Promise<number | null> {
-    const ownKey = attemptKey(jobId, attempt);
+  async function settle(jobId: string, attempt: number, outcome: Outcome, progress: ProgressFields | null, result: string): Promise<number | null> {
     switch (outcome.kind) {
       case 'done': {
-        const key = artifactKey(outcome.sha256);
-        const won = await persist(jobId, () =>
-          completeAttempt(db, jobId, attempt, { sha256: outcome.sha256, sizeBytes: outcome.sizeBytes, report: outcome.report, progress }, key, () => storage.promote(ownKey, key)),
-        );
-        // a losing attempt deletes only its own file: a stored artifact is never touched
-        if (!won) await storage.delete(ownKey);
+        const { sha256, sizeBytes, report } = outcome;
+        // a losing attempt stores nothing: a stored artifact is never touched
+        const won = await persist(jobId, () => jobs.complete(jobId, attempt, { sha256, sizeBytes, report, progress, file: result }));
         log(`job ${jobId}: ${won ? 'succeeded' : `attempt ${attempt} finished but no longer owns the job; its result is dropped`}`);
         return null;
       }
       case 'error':
-        await storage.delete(ownKey);
-        await persist(jobId, () => finishAttempt(db, jobId, attempt, 'failed', { errorCode: outcome.code, errorMessage: outcome.message }));
+        await persist(jobId, () => jobs.fail(jobId, attempt, outcome));
         log(`job ${jobId}: failed (${outcome.code}: ${outcome.message})`);
         return null;
       case 'canceled':
-        await storage.delete(ownKey);
-        await persist(jobId, () => finishAttempt(db, jobId, attempt, 'canceled'));
+        await persist(jobId, () => jobs.finishCanceled(jobId, attempt));
         log(`job ${jobId}: canceled`);
         return null;
       case 'superseded':
-        await storage.delete(ownKey);
         log(`job ${jobId}: attempt ${attempt} stopped: another attempt owns the job`);
         return null;
       case 'timeout':
-        await storage.delete(ownKey);
-        await persist(jobId, () => finishAttempt(db, jobId, attempt, 'failed', { errorCode: 'timeout', errorMessage: `the job ran longer than its time limit (${outcome.ms} ms) and was stopped` }));
+        await persist(jobId, () => jobs.fail(jobId, attempt, { code: 'timeout', message: `the job ran longer than its time limit (${outcome.ms} ms) and was stopped` }));
         log(`job ${jobId}: timed out`);
         return null;
       case 'crashed': {
-        await storage.delete(ownKey);
         const limit = config.jobMemoryMb > 0 ? `the job's memory limit is ${config.jobMemoryMb} MB (JOB_MEMORY_MB)` : 'no job memory limit is set (JOB_MEMORY_MB)';
         // running out of V8's heap is deterministic; a kill from outside (the kernel's OOM killer under
         // pressure from other processes) or an unknown crash may not recur: retried, boundedly
         if (outcome.crash !== 'out_of_memory' && attempt < config.maxJobStarts && !shuttingDown) {
-          const next = await persist(jobId, () => nextAttempt(db, jobId, attempt, workerId));
+          const next = await persist(jobId, () => jobs.retry(jobId, attempt, workerId));
           if (next !== null) {
             log(`job ${jobId}: attempt ${attempt}'s process died (${outcome.detail}); retrying as attempt ${next}`);
             await sleep(CRASH_RETRY_DELAY_MS);
@@ -198,13 +193,12 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
         const message = oom
           ? `the job's process ran out of memory: ${outcome.detail}, on ${attempt} start${attempt > 1 ? 's' : ''}; ${limit}. Use a smaller model, smaller batches or shapes, or raise the limit`
           : `the job's process died: ${outcome.detail} (${attempt} start${attempt > 1 ? 's' : ''})`;
-        await persist(jobId, () => finishAttempt(db, jobId, attempt, 'failed', { errorCode: oom ? 'memory_limit' : 'internal', errorMessage: message }));
+        await persist(jobId, () => jobs.fail(jobId, attempt, { code: oom ? 'memory_limit' : 'internal', message }));
         log(`job ${jobId}: failed: ${message}`);
         return null;
       }
       case 'shutdown':
-        await storage.delete(ownKey);
-        await requeueAttempt(db, jobId, { attempt });
+        await jobs.handBack(jobId, attempt);
         throw new Error('worker shut down before the job finished; it will be retried');
     }
   }
@@ -212,24 +206,18 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
   async function processJob(bullJob: BullJob<QueuePayload>): Promise<string> {
     const { jobId } = bullJob.data;
     if (active.has(jobId)) return 'skipped'; // a duplicate delivery to this very worker
-    const claimed = await claimJob(db, jobId, workerId, staleMs);
-    if (!claimed) {
-      // finished, unknown, running elsewhere with a live heartbeat, or canceled while no worker held it
-      await finalizeCanceled(db, staleMs, jobId);
-      return 'skipped';
-    }
-    if (claimed.attempt > config.maxJobStarts) {
-      await finishAttempt(db, jobId, claimed.attempt, 'failed', {
-        errorCode: 'internal',
-        errorMessage: `the job was started ${claimed.attempt - 1} times and never finished (its worker died or was stopped each time); giving up`,
-      });
-      return 'gave-up';
-    }
-    let attempt: number | null = claimed.attempt;
+    const claim = await jobs.claim(jobId, workerId);
+    if (claim.kind !== 'run') return claim.kind;
+    let attempt: number | null = claim.attempt;
     while (attempt !== null) {
       log(`job ${jobId}: started (attempt ${attempt})`);
-      const { outcome, progress } = await runAttempt(jobId, attempt);
-      attempt = await settle(jobId, attempt, outcome, progress);
+      const dir = await attemptDir(jobId, attempt);
+      try {
+        const { outcome, progress } = await runAttempt(claim.spec, attempt, dir);
+        attempt = await settle(jobId, attempt, outcome, progress, dir.result);
+      } finally {
+        await dir.remove();
+      }
     }
     return 'done';
   }
@@ -244,52 +232,9 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
   worker.on('error', (err) => log(`queue: ${err.message}`));
 
   async function reconcile(): Promise<void> {
-    for (const id of await finalizeCanceled(db, staleMs)) log(`reconcile: job ${id} canceled (its cancel was requested while no worker held it)`);
-    const cutoff = new Date(Date.now() - 5000);
-    const queued = await db.job.findMany({ where: { status: 'queued', createdAt: { lt: cutoff } }, select: { id: true }, take: 500 });
-    for (const { id } of queued) {
-      const bj = await queue.getJob(id);
-      if (!bj) {
-        await enqueue(queue, id);
-        log(`reconcile: re-enqueued job ${id} (missing from Redis)`);
-      } else {
-        const state = await bj.getState();
-        if (state === 'completed' || state === 'failed') {
-          await bj.remove().catch(() => {});
-          await enqueue(queue, id);
-          log(`reconcile: re-enqueued job ${id} (queue said ${state})`);
-        }
-      }
-    }
-    const stale = await db.job.findMany({ where: { status: 'running', updatedAt: { lt: new Date(Date.now() - staleMs) } }, select: { id: true }, take: 500 });
-    for (const { id } of stale) {
-      if (active.has(id)) continue;
-      const bj = await queue.getJob(id);
-      const state = bj ? await bj.getState() : 'missing';
-      if (state === 'active' || state === 'waiting' || state === 'delayed') continue; // BullMQ's stalled check owns it
-      if ((await requeueAttempt(db, id, { staleMs })) === 'queued') {
-        if (bj) await bj.remove().catch(() => {});
-        await enqueue(queue, id);
-        log(`reconcile: job ${id} was running with no live worker (queue: ${state}); re-queued`);
-      }
-    }
-    await sweepAttemptFiles();
-  }
-
-  /** Result files of attempts that no longer own their job and whose worker died before deleting them. */
-  async function sweepAttemptFiles(): Promise<void> {
-    const files = (await storage.list('attempts')).filter((f) => f.modifiedAt.getTime() < Date.now() - staleMs);
-    if (files.length === 0) return;
-    const parse = (key: string) => /^attempts\/([0-9a-f-]{36})\/(\d+)\.onnx$/.exec(key);
-    const ids = [...new Set(files.map((f) => parse(f.key)?.[1]).filter((id): id is string => id !== undefined))];
-    const jobs = new Map((await db.job.findMany({ where: { id: { in: ids } }, select: { id: true, status: true, attempt: true } })).map((j) => [j.id, j]));
-    for (const f of files) {
-      const m = parse(f.key);
-      const job = m ? jobs.get(m[1]!) : undefined;
-      if (m && job?.status === 'running' && job.attempt === Number(m[2])) continue; // the live attempt's
-      await storage.delete(f.key);
-      log(`reconcile: removed ${f.key} (left by an attempt that no longer owns its job)`);
-    }
+    await jobs.reconcile((id) => active.has(id));
+    // an attempt lives at most its time limit, plus a Postgres outage's worth of retried writes
+    for (const name of await sweepAttemptDirs(config.jobTimeoutMs + 10 * 60_000)) log(`reconcile: removed ${name} (left by a worker that died)`);
   }
   let reconciling = false;
   const reconcileTimer = setInterval(() => {

@@ -1,0 +1,322 @@
+// The one place where jobs change. The API creates, shows and cancels them; workers claim, complete,
+// fail and hand them back; the reconciler repairs what Redis or a dead worker left behind. Routes and
+// the worker parse and call. Transitions are guarded in SQL (db/jobs.ts): only the attempt that owns
+// a job moves it. Per-owner limits are checked under the owner's row lock (db/owners.ts).
+import { randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { ServiceError } from '../../errors.js';
+import type { Recipe } from '../../pipeline/recipe.js';
+import type { CompressionReport } from '../../report/schema.js';
+import type { ServiceConfig } from '../config.js';
+import type { Db, Job, JobStatus } from '../db/client.js';
+import { claimJob, completeAttempt, finalizeCanceled, finishAttempt, nextAttempt, requeueAttempt, writeProgress, type CompletedRun, type ProgressFields } from '../db/jobs.js';
+import { assertActiveJobsBelowLimit, storeModel, withOwnerLock, type UploadedModel } from '../db/owners.js';
+import { ownModel } from '../models/service.js';
+import { CANCEL_CHANNEL, enqueue, withDeadline, type QueuePayload } from '../queue.js';
+import type { Storage, StoredObject } from '../storage/storage.js';
+import { decodeCursor, encodeCursor, requestHash } from './encoding.js';
+
+export const DATA_FILES = ['calibration', 'evaluation', 'labels'] as const;
+export type DataFile = (typeof DATA_FILES)[number];
+
+export interface CreateJobRequest {
+  ownerId: string;
+  idempotencyKey: string | null;
+  /** Parsed with its defaults filled in (parseRecipe): hashed, stored and run as it is. */
+  recipe: Recipe;
+  timeoutMs: number | null;
+  /** The model uploaded with this request, or one the owner stored before. */
+  model: { upload: UploadedModel } | { id: string };
+  /** Data files uploaded with this request, with their checked extension (the readers go by it). */
+  data: Partial<Record<DataFile, StoredObject & { ext: string }>>;
+}
+
+export interface JobServiceDeps {
+  db: Db;
+  storage: Storage;
+  queue: Queue<QueuePayload>;
+  /** Tells the workers about cancels. */
+  redis: Redis;
+  config: ServiceConfig;
+  log: (msg: string) => void;
+  /** A running job without a heartbeat for this long has no live worker (default: 3 lock times, at least 30 s). */
+  staleRunningMs?: number;
+}
+
+/** What a worker needs to run a claimed job: storage keys, never paths. */
+export interface RunSpec {
+  jobId: string;
+  modelKey: string;
+  modelFilename: string | null;
+  /** As stored: parsed and normalized when the job was created. */
+  recipe: unknown;
+  dataKeys: Partial<Record<DataFile, string>>;
+  timeoutMs: number;
+}
+
+export type Claim = { kind: 'run'; attempt: number; spec: RunSpec } | { kind: 'skipped' } | { kind: 'gave-up' };
+
+export interface AttemptResult extends CompletedRun {
+  /** The compressed model, in the worker's temp folder. */
+  file: string;
+}
+
+export interface ArtifactDownload {
+  sha256: string;
+  sizeBytes: number;
+  filename: string;
+  read(range?: { start: number; end: number }): Readable;
+}
+
+const artifactKey = (sha256: string) => `artifacts/${sha256}.onnx`;
+const isActive = (job: Job) => job.status === 'queued' || job.status === 'running';
+
+export class JobService {
+  readonly staleMs: number;
+
+  constructor(private readonly deps: JobServiceDeps) {
+    this.staleMs = deps.staleRunningMs ?? Math.max(30_000, 3 * deps.config.jobLockMs);
+  }
+
+  // ---- the owner's side (the API)
+
+  /** Whether the owner already has a job with this Idempotency-Key: a replay, which no limit counts. */
+  async isReplay(ownerId: string, idempotencyKey: string | null): Promise<boolean> {
+    return idempotencyKey !== null && (await this.deps.db.job.count({ where: { ownerId, idempotencyKey } })) > 0;
+  }
+
+  /** The cheap check before an upload is read; `createJob` checks the limit again, atomically. */
+  async admit(ownerId: string, idempotencyKey: string | null): Promise<void> {
+    if (!(await this.isReplay(ownerId, idempotencyKey))) await assertActiveJobsBelowLimit(this.deps.db, ownerId, this.deps.config);
+  }
+
+  /**
+   * Records a job and enqueues it. The idempotency lookup, the active-jobs limit, the model quota,
+   * storing the uploads and the insert run in one transaction under the owner's row lock, so they
+   * cannot interleave with another request of the same owner. A replay returns the first job.
+   */
+  async createJob(r: CreateJobRequest): Promise<{ job: Job; replayed: boolean }> {
+    const { db, storage, config } = this.deps;
+    const stored = 'id' in r.model ? await ownModel(db, r.ownerId, r.model.id) : null;
+    const upload = 'upload' in r.model ? r.model.upload : null;
+    const hash = requestHash({
+      modelSha256: stored?.sha256 ?? upload!.sha256,
+      data: Object.fromEntries(DATA_FILES.flatMap((f) => (r.data[f] ? [[f, r.data[f].sha256]] : []))),
+      recipe: r.recipe,
+      timeoutMs: r.timeoutMs,
+    });
+    const dataKeys: Partial<Record<DataFile, string>> = {};
+    const created = await withOwnerLock(db, r.ownerId, async (tx) => {
+      if (r.idempotencyKey) {
+        const prior = await tx.job.findUnique({ where: { ownerId_idempotencyKey: { ownerId: r.ownerId, idempotencyKey: r.idempotencyKey } } });
+        if (prior) {
+          if (prior.requestHash !== hash) throw new ServiceError('idempotency_mismatch', 'this Idempotency-Key was used with a different request');
+          return { job: prior, replayed: true };
+        }
+      }
+      await assertActiveJobsBelowLimit(tx, r.ownerId, config);
+      const modelId = stored?.id ?? (await storeModel(tx, storage, config, r.ownerId, upload!)).model.id;
+      for (const f of DATA_FILES) {
+        const file = r.data[f];
+        if (!file) continue;
+        dataKeys[f] = `uploads/${randomUUID()}.${file.ext}`;
+        await storage.promote(file.key, dataKeys[f]);
+      }
+      const job = await tx.job.create({
+        data: {
+          ownerId: r.ownerId,
+          modelId,
+          recipe: r.recipe as never,
+          timeoutMs: r.timeoutMs,
+          idempotencyKey: r.idempotencyKey,
+          requestHash: hash,
+          calibrationKey: dataKeys.calibration ?? null,
+          evaluationKey: dataKeys.evaluation ?? null,
+          labelsKey: dataKeys.labels ?? null,
+        },
+      });
+      return { job, replayed: false };
+    }).catch(async (err) => {
+      await Promise.all(Object.values(dataKeys).map((k) => storage.delete(k))); // unique keys: nothing else refers to them
+      throw err;
+    });
+    if (!created.replayed) {
+      try {
+        await withDeadline(enqueue(this.deps.queue, created.job.id), 3000, 'enqueue');
+      } catch (err) {
+        this.deps.log(`job ${created.job.id}: enqueue failed (${(err as Error).message}); it stays queued until a worker's reconciler enqueues it`);
+      }
+    }
+    return created;
+  }
+
+  /** The owner's job; other owners' jobs look exactly like missing ones. */
+  async get(ownerId: string, id: string): Promise<Job> {
+    const job = await this.deps.db.job.findFirst({ where: { id, ownerId } });
+    if (!job) throw new ServiceError('not_found', `no job ${id}`);
+    return job;
+  }
+
+  /** The owner's jobs, newest first; `cursor` is the `nextCursor` of the page before. */
+  async list(ownerId: string, q: { limit: number; cursor?: string | undefined; status?: JobStatus | undefined }): Promise<{ items: Job[]; nextCursor: string | null }> {
+    const after = q.cursor ? decodeCursor(q.cursor) : null;
+    if (q.cursor && !after) throw new ServiceError('invalid_input', 'invalid cursor', { details: [{ path: '/cursor', message: 'not a cursor from this API' }] });
+    const rows = await this.deps.db.job.findMany({
+      where: {
+        ownerId,
+        ...(q.status ? { status: q.status } : {}),
+        ...(after ? { OR: [{ createdAt: { lt: after.createdAt } }, { createdAt: after.createdAt, id: { lt: after.id } }] } : {}),
+      },
+      orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
+      take: q.limit + 1,
+    });
+    const items = rows.slice(0, q.limit);
+    const last = items[items.length - 1];
+    return { items, nextCursor: rows.length > q.limit && last ? encodeCursor(last) : null };
+  }
+
+  /**
+   * Cancels the owner's job: a queued one at once, a running one by its worker within seconds (or by
+   * a reconciler when its worker is gone). Idempotent; a job that finished otherwise is a conflict.
+   */
+  async cancel(ownerId: string, id: string): Promise<Job> {
+    const { db, queue, redis } = this.deps;
+    const job = await this.get(ownerId, id);
+    if (job.status === 'canceled') return job;
+    if (!isActive(job)) throw new ServiceError('conflict', `the job already ${job.status}`);
+    await db.job.updateMany({ where: { id, status: { in: ['queued', 'running'] }, cancelRequestedAt: null }, data: { cancelRequestedAt: new Date() } });
+    const now = await db.job.updateMany({ where: { id, status: 'queued' }, data: { status: 'canceled', finishedAt: new Date() } });
+    if (now.count === 1) await withDeadline(queue.remove(id), 3000, 'dequeue').catch(() => {});
+    else await redis.publish(CANCEL_CHANNEL, id).catch(() => {}); // the worker also polls the database
+    const fresh = await db.job.findUniqueOrThrow({ where: { id } });
+    if (fresh.status !== 'canceled' && !isActive(fresh)) throw new ServiceError('conflict', `the job already ${fresh.status}`);
+    return fresh;
+  }
+
+  /** The compressed model of the owner's succeeded job. */
+  async artifact(ownerId: string, id: string): Promise<ArtifactDownload> {
+    const { db, storage } = this.deps;
+    const job = await this.get(ownerId, id);
+    if (job.status !== 'succeeded') throw new ServiceError('conflict', `the job is ${job.status}; the artifact exists once it succeeded`, isActive(job) ? { retryAfterSec: 2 } : {});
+    const artifact = await db.artifact.findUnique({ where: { jobId: id } });
+    if (!artifact) throw new ServiceError('internal', 'the job succeeded but its artifact record is missing');
+    const model = await db.storedModel.findUnique({ where: { id: job.modelId } });
+    return {
+      sha256: artifact.sha256,
+      sizeBytes: Number(artifact.sizeBytes),
+      filename: `${model?.filename?.replace(/\.onnx$/i, '') || 'model'}.compressed.onnx`.replace(/[^\w.\-]+/g, '_'),
+      read: (range) => storage.read(artifact.storageKey, range),
+    };
+  }
+
+  async report(ownerId: string, id: string): Promise<CompressionReport> {
+    const job = await this.get(ownerId, id);
+    if (!job.report) throw new ServiceError('conflict', `the job is ${job.status}; the report exists once it succeeded`);
+    return job.report as unknown as CompressionReport;
+  }
+
+  // ---- the worker's side: every call names the attempt, and only the attempt that owns the job moves it
+
+  /**
+   * Claims a delivered job for a new attempt: a queued one, or a running one whose worker is gone. A
+   * job that cannot be claimed gets its pending cancel finished when no live worker holds it; one
+   * started MAX_JOB_STARTS times already is failed.
+   */
+  async claim(jobId: string, workerId: string): Promise<Claim> {
+    const { db, config } = this.deps;
+    const claimed = await claimJob(db, jobId, workerId, this.staleMs);
+    if (!claimed) {
+      // finished, unknown, running elsewhere with a live heartbeat, or canceled while no worker held it
+      await finalizeCanceled(db, this.staleMs, jobId);
+      return { kind: 'skipped' };
+    }
+    if (claimed.attempt > config.maxJobStarts) {
+      await finishAttempt(db, jobId, claimed.attempt, 'failed', {
+        errorCode: 'internal',
+        errorMessage: `the job was started ${claimed.attempt - 1} times and never finished (its worker died or was stopped each time); giving up`,
+      });
+      return { kind: 'gave-up' };
+    }
+    const job = await db.job.findUniqueOrThrow({ where: { id: jobId }, include: { model: true } });
+    const dataKeys: Partial<Record<DataFile, string>> = {};
+    if (job.calibrationKey) dataKeys.calibration = job.calibrationKey;
+    if (job.evaluationKey) dataKeys.evaluation = job.evaluationKey;
+    if (job.labelsKey) dataKeys.labels = job.labelsKey;
+    return {
+      kind: 'run',
+      attempt: claimed.attempt,
+      spec: {
+        jobId,
+        modelKey: job.model.storageKey,
+        modelFilename: job.model.filename,
+        recipe: job.recipe,
+        dataKeys,
+        timeoutMs: Math.min(job.timeoutMs ?? config.jobTimeoutMs, config.jobTimeoutMs),
+      },
+    };
+  }
+
+  /** An attempt's heartbeat and latest progress; answers whether it still owns the job and whether a cancel came. */
+  heartbeat(jobId: string, attempt: number, progress: ProgressFields | null): Promise<{ owned: boolean; cancelRequested: boolean }> {
+    return writeProgress(this.deps.db, jobId, attempt, progress);
+  }
+
+  /** Records a succeeded attempt; its file is stored (content-addressed) only if it still owns the job. Returns whether it did. */
+  complete(jobId: string, attempt: number, result: AttemptResult): Promise<boolean> {
+    const key = artifactKey(result.sha256);
+    const { file, ...run } = result;
+    return completeAttempt(this.deps.db, jobId, attempt, run, key, () => this.deps.storage.putFile(key, file));
+  }
+
+  fail(jobId: string, attempt: number, error: { code: string; message: string }): Promise<boolean> {
+    return finishAttempt(this.deps.db, jobId, attempt, 'failed', { errorCode: error.code, errorMessage: error.message });
+  }
+
+  /** The attempt stopped on a cancel request. */
+  finishCanceled(jobId: string, attempt: number): Promise<boolean> {
+    return finishAttempt(this.deps.db, jobId, attempt, 'canceled');
+  }
+
+  /** The next attempt of a crashed run, in place; null when this attempt lost the job or a cancel came. */
+  retry(jobId: string, attempt: number, workerId: string): Promise<number | null> {
+    return nextAttempt(this.deps.db, jobId, attempt, workerId);
+  }
+
+  /** Gives a running attempt back to the queue (its worker shuts down); a job whose cancel was requested is canceled instead. */
+  async handBack(jobId: string, attempt: number): Promise<void> {
+    await requeueAttempt(this.deps.db, jobId, { attempt });
+  }
+
+  /**
+   * Repairs what no worker will: cancels requested while no worker held the job, queued jobs that
+   * Redis lost (a restart, FLUSHALL) and running jobs whose worker died. `isLocal`: a job the calling
+   * worker runs right now.
+   */
+  async reconcile(isLocal: (jobId: string) => boolean): Promise<void> {
+    const { db, queue, log } = this.deps;
+    for (const id of await finalizeCanceled(db, this.staleMs)) log(`reconcile: job ${id} canceled (its cancel was requested while no worker held it)`);
+    const queued = await db.job.findMany({ where: { status: 'queued', createdAt: { lt: new Date(Date.now() - 5000) } }, select: { id: true }, take: 500 });
+    for (const { id } of queued) {
+      const bj = await queue.getJob(id);
+      const state = bj ? await bj.getState() : 'missing';
+      if (state !== 'missing' && state !== 'completed' && state !== 'failed') continue;
+      await bj?.remove().catch(() => {});
+      await enqueue(queue, id);
+      log(`reconcile: re-enqueued job ${id} (${state === 'missing' ? 'missing from Redis' : `queue said ${state}`})`);
+    }
+    const stale = await db.job.findMany({ where: { status: 'running', updatedAt: { lt: new Date(Date.now() - this.staleMs) } }, select: { id: true }, take: 500 });
+    for (const { id } of stale) {
+      if (isLocal(id)) continue;
+      const bj = await queue.getJob(id);
+      const state = bj ? await bj.getState() : 'missing';
+      if (state === 'active' || state === 'waiting' || state === 'delayed') continue; // BullMQ's stalled check owns it
+      if ((await requeueAttempt(db, id, { staleMs: this.staleMs })) === 'queued') {
+        await bj?.remove().catch(() => {});
+        await enqueue(queue, id);
+        log(`reconcile: job ${id} was running with no live worker (queue: ${state}); re-queued`);
+      }
+    }
+  }
+}
