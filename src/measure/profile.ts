@@ -20,6 +20,7 @@ import { elementCount, tensorDims } from '../onnx/tensor-data.js';
 import { WEIGHT_LAYERS } from '../onnx/weight-layers.js';
 import type { ProfileEntry, ProfileReport } from '../report/schema.js';
 import { createSession, type Feeds } from '../runtime/ort.js';
+import { formatMs, formatPercent } from '../format.js';
 
 export interface ProfileOptions {
   /** Timed runs (default 32). */
@@ -433,8 +434,6 @@ export function summarizeProfile(model: Model, kernels: readonly Kernel[], runs:
 
 // ------------------------------------------------------------------ text
 
-const pct = (x: number): string => `${(100 * x).toFixed(1)}%`;
-const fmtMs = (x: number): string => x.toFixed(x < 10 ? 3 : 1);
 
 /** Terminal table: blocks by latency, with their parameter share; then the top op types. */
 export function formatProfile(report: ProfileReport, top = 20): string {
@@ -443,13 +442,13 @@ export function formatProfile(report: ProfileReport, top = 20): string {
   const totalParams = report.byBlock.reduce((s, b) => s + (b.params ?? 0), 0);
   const cut = (s: string): string => (s.length > width ? `…${s.slice(s.length - width + 1)}` : s);
   const lines = [
-    `profile: ${fmtMs(report.totalMs)} ms kernel time per run (batch ${report.batch}, ${report.runs} timed runs), ` +
+    `profile: ${formatMs(report.totalMs)} ms kernel time per run (batch ${report.batch}, ${report.runs} timed runs), ` +
       `${report.byBlock.length} blocks (depth ${report.depth}), ${totalParams.toLocaleString('en-US')} params`,
     `  ${'block'.padEnd(width)}  latency %    ms/run  params %       params`,
   ];
   for (const r of rows) {
     lines.push(
-      `  ${cut(r.name).padEnd(width)}  ${pct(r.share).padStart(9)} ${fmtMs(r.ms).padStart(9)}  ${pct(r.paramShare ?? 0).padStart(8)} ${(r.params ?? 0).toLocaleString('en-US').padStart(12)}`,
+      `  ${cut(r.name).padEnd(width)}  ${formatPercent(r.share).padStart(9)} ${formatMs(r.ms).padStart(9)}  ${formatPercent(r.paramShare ?? 0).padStart(8)} ${(r.params ?? 0).toLocaleString('en-US').padStart(12)}`,
     );
   }
   const rest = report.byBlock.slice(top);
@@ -459,9 +458,9 @@ export function formatProfile(report: ProfileReport, top = 20): string {
     const ms = rest.reduce((a, r) => a + r.ms, 0);
     const params = rest.reduce((a, r) => a + (r.params ?? 0), 0);
     lines.push(
-      `  ${`(${rest.length} more)`.padEnd(width)}  ${pct(s).padStart(9)} ${fmtMs(ms).padStart(9)}  ${pct(p).padStart(8)} ${params.toLocaleString('en-US').padStart(12)}`,
+      `  ${`(${rest.length} more)`.padEnd(width)}  ${formatPercent(s).padStart(9)} ${formatMs(ms).padStart(9)}  ${formatPercent(p).padStart(8)} ${params.toLocaleString('en-US').padStart(12)}`,
     );
   }
-  lines.push(`  op types: ${report.byOpType.slice(0, 8).map((o) => `${o.name} ${pct(o.share)}`).join(', ')}`);
+  lines.push(`  op types: ${report.byOpType.slice(0, 8).map((o) => `${o.name} ${formatPercent(o.share)}`).join(', ')}`);
   return lines.join('\n');
 }

@@ -5,6 +5,7 @@
 import type { Node } from '../onnx/ir.js';
 import { getConstant } from '../onnx/constants.js';
 import { readNumbers, tensorDims } from '../onnx/tensor-data.js';
+import { weightLayerOf } from '../onnx/weight-layers.js';
 import { layoutWidth, type Layout, type RuleContext } from './layout.js';
 
 export type ChannelRule = (node: Node, ctx: RuleContext) => void;
@@ -70,82 +71,84 @@ const elementwise: ChannelRule = (node, ctx) => {
   ctx.setLayout(node.outputs[0], out);
 };
 
+// The four weight layers: which input holds the weight and the bias and which weight axis carries the
+// input and output channels come from WEIGHT_LAYERS; what each op can refuse stays here.
 const conv: ChannelRule = (node, ctx) => {
+  const layer = weightLayerOf(node)!;
   const inLayout = ctx.layoutOf(node.inputs[0]);
-  const w = ctx.constantInput(node, 1);
+  const w = ctx.constantInput(node, layer.weightInput);
   if (!w) {
     ctx.block(inLayout, `Conv '${node.name}' has a computed weight`);
     return;
   }
-  const group = node.getInt('group', 1);
-  const cout = w.dims[0]!;
+  const cout = w.dims[layer.outAxis!]!;
   const rank = w.dims.length;
-  if (group === 1) {
-    if (inLayout) ctx.edit(node, 1, 1, inLayout, 'in');
+  if (layer.groups === 1) {
+    if (inLayout) ctx.edit(node, layer.weightInput, layer.inAxis!, inLayout, 'in');
     const out = single(ctx, node, cout, rank);
-    ctx.edit(node, 1, 0, out, 'out');
-    if (node.inputs[2]) ctx.edit(node, 2, 0, out, 'param');
+    ctx.edit(node, layer.weightInput, layer.outAxis!, out, 'out');
+    if (layer.bias) ctx.edit(node, layer.biasInput!, 0, out, 'param');
     ctx.setLayout(node.outputs[0], out);
     return;
   }
-  if (w.dims[1] === 1 && cout === group && inLayout) {
+  if (w.dims[layer.inAxis!] === 1 && cout === layer.groups && inLayout) {
     // depthwise: channel c of the output reads only channel c of the input
-    ctx.edit(node, 1, 0, inLayout, 'param');
-    if (node.inputs[2]) ctx.edit(node, 2, 0, inLayout, 'param');
+    ctx.edit(node, layer.weightInput, layer.outAxis!, inLayout, 'param');
+    if (layer.bias) ctx.edit(node, layer.biasInput!, 0, inLayout, 'param');
     ctx.depthwise.push(node);
     ctx.setLayout(node.outputs[0], inLayout);
     return;
   }
-  ctx.block(inLayout, `grouped Conv '${node.name}' (group=${group}) is not depthwise`);
+  ctx.block(inLayout, `grouped Conv '${node.name}' (group=${layer.groups}) is not depthwise`);
 };
 
 const convTranspose: ChannelRule = (node, ctx) => {
+  const layer = weightLayerOf(node)!;
   const inLayout = ctx.layoutOf(node.inputs[0]);
-  const w = ctx.constantInput(node, 1);
-  const group = node.getInt('group', 1);
-  if (!w || group !== 1 || node.getInts('output_shape', []).length > 0) {
-    ctx.block(inLayout, `ConvTranspose '${node.name}' has ${!w ? 'a computed weight' : group !== 1 ? `group=${group}` : 'an explicit output_shape'}`);
+  const w = ctx.constantInput(node, layer.weightInput);
+  if (!w || layer.groups !== 1 || node.getInts('output_shape', []).length > 0) {
+    ctx.block(inLayout, `ConvTranspose '${node.name}' has ${!w ? 'a computed weight' : layer.groups !== 1 ? `group=${layer.groups}` : 'an explicit output_shape'}`);
     return;
   }
-  // weight layout [Cin, Cout/group, k…]
-  if (inLayout) ctx.edit(node, 1, 0, inLayout, 'in');
-  const out = single(ctx, node, w.dims[1]!, w.dims.length);
-  ctx.edit(node, 1, 1, out, 'out');
-  if (node.inputs[2]) ctx.edit(node, 2, 0, out, 'param');
+  if (inLayout) ctx.edit(node, layer.weightInput, layer.inAxis!, inLayout, 'in');
+  const out = single(ctx, node, w.dims[layer.outAxis!]!, w.dims.length);
+  ctx.edit(node, layer.weightInput, layer.outAxis!, out, 'out');
+  if (layer.bias) ctx.edit(node, layer.biasInput!, 0, out, 'param');
   ctx.setLayout(node.outputs[0], out);
 };
 
 const gemm: ChannelRule = (node, ctx) => {
+  const layer = weightLayerOf(node)!;
   const inLayout = ctx.layoutOf(node.inputs[0]);
-  const w = ctx.constantInput(node, 1);
-  if (!w || node.getInt('transA', 0) !== 0) {
+  const w = ctx.constantInput(node, layer.weightInput);
+  if (!w || layer.inputTransposed) {
     ctx.block(inLayout, `Gemm '${node.name}' has ${w ? 'transA' : 'a computed B'}`);
     return;
   }
-  const transB = node.getInt('transB', 0) === 1;
-  if (inLayout) ctx.edit(node, 1, transB ? 1 : 0, inLayout, 'in');
-  const n = w.dims[transB ? 0 : 1]!;
+  if (inLayout) ctx.edit(node, layer.weightInput, layer.inAxis!, inLayout, 'in');
+  const n = w.dims[layer.outAxis!]!;
   const out = single(ctx, node, n, 2);
-  ctx.edit(node, 1, transB ? 0 : 1, out, 'out');
-  const c = ctx.constantInput(node, 2);
-  if (c && c.dims.length >= 1 && c.dims[c.dims.length - 1] === n && n > 1) ctx.edit(node, 2, c.dims.length - 1, out, 'param');
-  else if (node.inputs[2] && !(c && c.dims.reduce((a, b) => a * b, 1) === 1)) ctx.block(out, `Gemm '${node.name}' bias does not broadcast per output`);
+  ctx.edit(node, layer.weightInput, layer.outAxis!, out, 'out');
+  const c = ctx.constantInput(node, layer.biasInput!);
+  if (c && c.dims.length >= 1 && c.dims[c.dims.length - 1] === n && n > 1) ctx.edit(node, layer.biasInput!, c.dims.length - 1, out, 'param');
+  else if (layer.bias && !(c && c.dims.reduce((a, b) => a * b, 1) === 1)) ctx.block(out, `Gemm '${node.name}' bias does not broadcast per output`);
   ctx.setLayout(node.outputs[0], out);
 };
 
 const matMul: ChannelRule = (node, ctx) => {
+  const layer = weightLayerOf(node)!;
   const inLayout = ctx.layoutOf(node.inputs[0]);
-  const w = ctx.constantInput(node, 1);
+  const w = ctx.constantInput(node, layer.weightInput);
   if (!w || w.dims.length !== 2 || (inLayout && inLayout.rank !== 2)) {
     ctx.block(inLayout, `MatMul '${node.name}' ${!w || w.dims.length !== 2 ? 'has no constant 2-D weight' : 'multiplies a non-flattened channel tensor'}`);
     return;
   }
-  if (ctx.layoutOf(node.inputs[1])) ctx.block(ctx.layoutOf(node.inputs[1]), `MatMul '${node.name}' weight is computed`);
-  if (inLayout) ctx.edit(node, 1, 0, inLayout, 'in');
+  if (ctx.layoutOf(node.inputs[layer.weightInput])) ctx.block(ctx.layoutOf(node.inputs[layer.weightInput]), `MatMul '${node.name}' weight is computed`);
+  if (inLayout) ctx.edit(node, layer.weightInput, layer.inAxis!, inLayout, 'in');
   const x = node.inputs[0]!.shape;
   if (!inLayout && (!x || x.length !== 2)) return; // output channels are the last axis: only 2-D inputs are tracked
-  const out = single(ctx, node, w.dims[1]!, 2);
-  ctx.edit(node, 1, 1, out, 'out');
+  const out = single(ctx, node, w.dims[layer.outAxis!]!, 2);
+  ctx.edit(node, layer.weightInput, layer.outAxis!, out, 'out');
   ctx.setLayout(node.outputs[0], out);
 };
 

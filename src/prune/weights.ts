@@ -10,6 +10,7 @@ import { encodeModel } from '../onnx/model-io.js';
 import { elementCount, makeTensor, readFloat32, tensorDims } from '../onnx/tensor-data.js';
 import { weightLayerOf } from '../onnx/weight-layers.js';
 import type { ChangeLog } from '../pipeline/pass.js';
+import { formatPercent } from '../format.js';
 
 /** The weight layers the unstructured and N:M passes prune. */
 export const DEFAULT_PRUNE_OPS = ['Conv', 'ConvTranspose', 'Gemm', 'MatMul'];
@@ -98,4 +99,5 @@ export function logGzip(log: ChangeLog, before: number, model: Model): void {
   log.stat('gzipRatio', Number((after / before).toFixed(4)));
 }
 
-export const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
+/** Sparsity and shares in the change log: two decimals. */
+export const pct = (x: number) => formatPercent(x, 2);
