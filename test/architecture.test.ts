@@ -27,7 +27,7 @@ const MAY_IMPORT: Record<string, string[]> = {
   report: ['(root)', 'metrics', 'onnx'],
   measure: ['(root)', 'linalg', 'onnx', 'runtime', 'metrics', 'report'],
   eval: ['(root)', 'onnx', 'runtime', 'metrics', 'report', 'measure', 'data'],
-  'pipeline/pass': ['(root)', 'onnx', 'runtime'],
+  'pipeline/pass': ['(root)', 'onnx', 'runtime', 'report'],
   quant: ['(root)', 'linalg', 'onnx', 'runtime', 'metrics', 'data', 'measure', 'eval', 'pipeline/pass'],
   prune: ['(root)', 'linalg', 'onnx', 'runtime', 'metrics', 'data', 'measure', 'eval', 'pipeline/pass'],
   factorize: ['(root)', 'linalg', 'onnx', 'runtime', 'metrics', 'data', 'measure', 'eval', 'pipeline/pass'],

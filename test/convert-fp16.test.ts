@@ -5,7 +5,7 @@ import { Value as TBValue } from '@sinclair/typebox/value';
 import { decodeModel, encodeModel } from '../src/onnx/model-io.js';
 import { verifyModel } from '../src/onnx/verify.js';
 import { convertFp16Pass } from '../src/passes/convert-fp16.js';
-import type { PassContext } from '../src/pipeline/pass.js';
+import type { PassContext, StatsOf } from '../src/pipeline/pass.js';
 import { DataType as DT } from '../src/onnx/dtypes.js';
 import { getConstant } from '../src/onnx/constants.js';
 import { fidelity } from '../src/metrics/fidelity.js';
@@ -15,16 +15,15 @@ import { parseNpy, parseNpz } from '../src/data/npy.js';
 import { batchesFromArrays } from '../src/data/samples.js';
 import { FMNIST, MODELS, REAL_MODELS, feedsFor, passContext, readModel } from './helpers.js';
 
-function ctxFor(feeds: Feeds[]): PassContext {
+function ctxFor(feeds: Feeds[]): PassContext<StatsOf<typeof convertFp16Pass>> {
   return passContext(feeds);
 }
 
 async function convert(path: string, feeds: Feeds, overrides: Record<string, unknown> = {}) {
   const bytes = readModel(path);
-  const model = decodeModel(bytes);
   const config = TBValue.Default(convertFp16Pass.schema, { pass: 'convert.fp16', ...overrides }) as never;
   const ctx = ctxFor([feeds]);
-  await convertFp16Pass.run(model, config, ctx);
+  const model = await convertFp16Pass.run(decodeModel(bytes), config, ctx);
   verifyModel(model);
   return { bytes, model, out: encodeModel(model), changes: ctx.changes };
 }
@@ -108,9 +107,9 @@ describe('convert.fp16 details', () => {
     const labels = parseNpy(readFileSync(FMNIST.labels)).data as BigInt64Array;
     const batches = [...batchesFromArrays(model, arrays, { batchSize: 250 })];
     const config = TBValue.Default(convertFp16Pass.schema, { pass: 'convert.fp16' }) as never;
-    await convertFp16Pass.run(model, config, { ...ctxFor(batches.slice(0, 2)), samplesAreSynthetic: false });
-    verifyModel(model);
-    const fp16 = encodeModel(model);
+    const converted = await convertFp16Pass.run(model, config, { ...ctxFor(batches.slice(0, 2)), samplesAreSynthetic: false });
+    verifyModel(converted);
+    const fp16 = encodeModel(converted);
     const accuracy = async (m: Uint8Array) => {
       const s = await createSession(m);
       let correct = 0;

@@ -19,18 +19,19 @@ import { evbmfRank } from '../src/factorize/vbmf.js';
 import { energyRank, RANK_SELECTORS, RankSchema, rankSelector, roundRank, type RankSpec } from '../src/factorize/rank.js';
 import { leadingModeVectors, tensor } from '../src/linalg/index.js';
 import type { ChangeLog } from '../src/pipeline/pass.js';
+import type { FactorizeStats } from '../src/factorize/driver.js';
 import { FMNIST, MODELS, ROOT, feedsFor, passContext } from './helpers.js';
 
 type Method = 'svd' | 'tucker' | 'cp';
 
-async function runPass(method: Method, model: Model, samples: Feeds[], config: Record<string, unknown>): Promise<ChangeLog> {
+async function runPass(method: Method, input: Model, samples: Feeds[], config: Record<string, unknown>): Promise<{ model: Model; changes: ChangeLog<FactorizeStats> }> {
   const pass = PASSES[`factorize.${method}`]!;
   const cfg = TBValue.Default(pass.schema, { pass: `factorize.${method}`, requireSpeedup: false, refine: false, minParams: 0, ...config });
   assert.ok(TBValue.Check(pass.schema, cfg), 'config fits the schema');
   const ctx = passContext(samples);
-  await pass.run(model, cfg as never, ctx);
+  const model = await pass.run(input, cfg as never, ctx);
   verifyModel(model);
-  return ctx.changes;
+  return { model, changes: ctx.changes };
 }
 
 /** The chain that replaced the node called `name`, in order. */
@@ -176,9 +177,8 @@ function randomFeeds(dims: number[], seed: number): Feeds {
 describe('factorize.tucker', () => {
   it('fmnist CNN, explicit ranks [16, 8]: 1×1 → core (original stride/pads) → 1×1 with bias; equals the reconstructed weights', async () => {
     const bytes = readFileSync(MODELS.fmnist);
-    const model = decodeModel(bytes);
     const feeds = fmnistBatches(FMNIST.inputs, 16, 16);
-    const changes = await runPass('tucker', model, feeds, { rank: [16, 8], roundTo: 1 });
+    const { model, changes } = await runPass('tucker', decodeModel(bytes), feeds, { rank: [16, 8], roundTo: 1 });
     const original = decodeModel(bytes);
     const convs3 = original.graph.nodes.filter((n) => n.opType === 'Conv' && n.getInts('kernel_shape', [])[0] === 3);
     // the stem (Cin = 1, 288 weights) would only grow: it stays, with the reason
@@ -201,7 +201,7 @@ describe('factorize.tucker', () => {
   it('rank modes: fraction keeps ≈ that share of weights; energy and vbmf ranks follow the unfolding spectra', async () => {
     const bytes = readFileSync(MODELS.fmnist);
     const feeds = fmnistBatches(FMNIST.inputs, 8, 8);
-    const fraction = await runPass('tucker', decodeModel(bytes), feeds, { rank: 0.3, roundTo: 1, include: 'block' });
+    const { changes: fraction } = await runPass('tucker', decodeModel(bytes), feeds, { rank: 0.3, roundTo: 1, include: 'block' });
     const ratio = Number(fraction.stats.factorizedWeightsRatio);
     assert.ok(ratio > 0.25 && ratio < 0.35, `fraction 0.3 kept ${ratio}`);
     const name = '/block2/conv1/Conv';
@@ -213,8 +213,7 @@ describe('factorize.tucker', () => {
       [{ energy: 0.8 }, [energyRank(s0, 0.8), energyRank(s1, 0.8)]],
       ['vbmf', [evbmfRank(s0, 64, 576).rank, evbmfRank(s1, 64, 576).rank]],
     ] as const) {
-      const model = decodeModel(bytes);
-      await runPass('tucker', model, feeds, { rank: spec, include: `^${name}$` });
+      const { model } = await runPass('tucker', decodeModel(bytes), feeds, { rank: spec, include: `^${name}$` });
       const chain = chainOf(model, name);
       const want = expect.map((r) => roundRank(r, 8, 64, 'up'));
       assert.deepEqual(tensorDims(getConstant(chain[1]!.inputs[1])!).slice(0, 2), want, `${JSON.stringify(spec)} ranks`);
@@ -238,9 +237,8 @@ describe('factorize.tucker', () => {
     for (const [i, c] of cases.entries()) {
       for (const method of ['tucker', 'cp'] as const) {
         const bytes = convModel(c.spatial, c.kernel, c.attrs, 24, 32, 40 + i);
-        const model = decodeModel(bytes);
         const feeds = randomFeeds([2, 24, ...c.spatial], 50 + i);
-        const changes = await runPass(method, model, [feeds], { rank: method === 'tucker' ? [8, 8] : 8 });
+        const { model, changes } = await runPass(method, decodeModel(bytes), [feeds], { rank: method === 'tucker' ? [8, 8] : 8 });
         const chain = chainOf(model, 'conv');
         assert.equal(chain.length, method === 'tucker' ? 3 : 2 + c.spatial.length, `${method} ${c.spatial.length}-D chain`);
         await assertMatchesReconstruction(method, bytes, model, changes, feeds);
@@ -252,9 +250,8 @@ describe('factorize.tucker', () => {
 describe('factorize.cp', () => {
   it('fmnist CNN rank 16: pointwise → k×1 → 1×k (group R, stride and pads per axis) → pointwise; equals the reconstructed weights', async () => {
     const bytes = readFileSync(MODELS.fmnist);
-    const model = decodeModel(bytes);
     const feeds = fmnistBatches(FMNIST.inputs, 16, 16);
-    const changes = await runPass('cp', model, feeds, { rank: 16, include: 'down|block1', iterations: 30 });
+    const { model, changes } = await runPass('cp', decodeModel(bytes), feeds, { rank: 16, include: 'down|block1', iterations: 30 });
     assert.ok(changes.rewritten.length >= 4);
     const orig = decodeModel(bytes).graph.nodes.find((n) => n.name === '/down2/conv1/Conv')!;
     const chain = chainOf(model, orig.name);
@@ -269,9 +266,9 @@ describe('factorize.cp', () => {
 describe('factorize.svd', () => {
   it('PP-OCRv4 rec MatMuls at rank fraction 0.25 (Constant-node weights): ≤ 0.3× weights, two MatMuls, equals the reconstructed weights', async () => {
     const bytes = readFileSync(MODELS.ppocrRec);
-    const model = decodeModel(bytes);
-    const feeds = feedsFor('ppocrRec', model);
-    const changes = await runPass('svd', model, [feeds], { rank: 0.25, opTypes: ['MatMul'], minParams: 4096 });
+    const input = decodeModel(bytes);
+    const feeds = feedsFor('ppocrRec', input);
+    const { model, changes } = await runPass('svd', input, [feeds], { rank: 0.25, opTypes: ['MatMul'], minParams: 4096 });
     assert.ok(Number(changes.stats.factorizedWeightsRatio) <= 0.3, `ratio ${changes.stats.factorizedWeightsRatio}`);
     for (const r of changes.rewritten) {
       const chain = chainOf(model, r.node);
@@ -283,9 +280,8 @@ describe('factorize.svd', () => {
 
   it('Gemm with transB (fmnist head) and 1×1 Conv with stride (shortcuts)', async () => {
     const bytes = readFileSync(MODELS.fmnist);
-    const model = decodeModel(bytes);
     const feeds = fmnistBatches(FMNIST.inputs, 16, 16);
-    const changes = await runPass('svd', model, feeds, { rank: 4, roundTo: 1, opTypes: ['Gemm', 'Conv'] });
+    const { model, changes } = await runPass('svd', decodeModel(bytes), feeds, { rank: 4, roundTo: 1, opTypes: ['Gemm', 'Conv'] });
     const names = changes.rewritten.map((r) => r.node).sort();
     assert.deepEqual(names, ['/down2/shortcut/conv/Conv', '/down3/shortcut/conv/Conv', '/head/fc/Gemm']);
     const gemm = chainOf(model, '/head/fc/Gemm');
@@ -298,8 +294,7 @@ describe('factorize.svd', () => {
   });
 
   it('a rank that does not save parameters leaves the layer alone and says so', async () => {
-    const model = decodeModel(readFileSync(MODELS.fmnist));
-    const changes = await runPass('svd', model, fmnistBatches(FMNIST.inputs, 8, 8), { rank: 60, roundTo: 1, opTypes: ['Gemm'] });
+    const { changes } = await runPass('svd', decodeModel(readFileSync(MODELS.fmnist)), fmnistBatches(FMNIST.inputs, 8, 8), { rank: 60, roundTo: 1, opTypes: ['Gemm'] });
     assert.equal(changes.rewritten.length, 0);
     assert.ok(changes.skipped.some((s) => s.node === '/head/fc/Gemm' && /does not save parameters/.test(s.reason)));
   });
@@ -309,21 +304,18 @@ describe('factorize: speed check and refinement', () => {
   it('requireSpeedup keeps the original when the factorized layer is not fast enough, and lists it', async () => {
     const bytes = readFileSync(MODELS.fmnist);
     const feeds = fmnistBatches(FMNIST.inputs, 8, 8);
-    const strict = decodeModel(bytes);
-    const a = await runPass('tucker', strict, feeds, { rank: [16, 16], include: '^/block1/conv1/Conv$', requireSpeedup: true, speedRounds: 2, maxLatencyRatio: 1e-3 });
+    const { changes: a } = await runPass('tucker', decodeModel(bytes), feeds, { rank: [16, 16], include: '^/block1/conv1/Conv$', requireSpeedup: true, speedRounds: 2, maxLatencyRatio: 1e-3 });
     assert.equal(a.rewritten.length, 0);
     assert.match(a.skipped.find((s) => s.node === '/block1/conv1/Conv')!.reason, /not faster: \d+\.\d+× .*\[8,32,28,28\]/);
-    const lax = decodeModel(bytes);
-    const b = await runPass('tucker', lax, feeds, { rank: [16, 16], include: '^/block1/conv1/Conv$', requireSpeedup: true, speedRounds: 2, maxLatencyRatio: 1e3 });
+    const { changes: b } = await runPass('tucker', decodeModel(bytes), feeds, { rank: [16, 16], include: '^/block1/conv1/Conv$', requireSpeedup: true, speedRounds: 2, maxLatencyRatio: 1e3 });
     assert.equal(b.rewritten.length, 1);
     assert.match(b.rewritten[0]!.detail!, /latency \d+\.\d+×/);
   });
 
   it('least-squares refinement on training-set calibration data raises fidelity and recovers accuracy (fmnist, vbmf ranks)', async () => {
     const bytes = readFileSync(MODELS.fmnist);
-    const model = decodeModel(bytes);
     const calib = fmnistBatches(`${ROOT}/test/fixtures/fmnist/calib-512.npz`, 256);
-    const changes = await runPass('tucker', model, calib, { rank: 'vbmf', refine: true, refineSamples: 256, minParams: 4096 });
+    const { model, changes } = await runPass('tucker', decodeModel(bytes), calib, { rank: 'vbmf', refine: true, refineSamples: 256, minParams: 4096 });
     const before = Number(changes.stats.refineSqnrBeforeDb);
     const after = Number(changes.stats.refineSqnrAfterDb);
     assert.ok(after > before + 3, `SQNR ${before} → ${after} dB`);

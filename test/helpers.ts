@@ -2,7 +2,8 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fixedPassContext } from '../src/pipeline/pass.js';
+import { fixedPassContext, type NoStats } from '../src/pipeline/pass.js';
+import type { StatFields } from '../src/report/schema.js';
 import { create } from '@bufbuild/protobuf';
 import { GraphProtoSchema, ModelProtoSchema, OperatorSetIdProtoSchema } from 'onnx-buf';
 import { DataType as DT } from '../src/onnx/dtypes.js';
@@ -170,9 +171,9 @@ export function feedsFor(name: string, model: Model, seed = 1): Feeds {
   return feeds;
 }
 
-/** A pass context for tests: `samples` serve as calibration and evaluation data. */
-export function passContext(samples: import('../src/runtime/ort.js').Feeds[], opts: { synthetic?: boolean; labels?: ArrayLike<number | bigint> } = {}): import('../src/pipeline/pass.js').PassContext {
-  return fixedPassContext({ samples, synthetic: opts.synthetic ?? true, calibration: false, ...(opts.labels ? { labels: opts.labels } : {}) });
+/** A pass context for tests: `samples` serve as calibration and evaluation data; `S`, the statistics read back. */
+export function passContext<S extends StatFields = NoStats>(samples: import('../src/runtime/ort.js').Feeds[], opts: { synthetic?: boolean; labels?: ArrayLike<number | bigint> } = {}): import('../src/pipeline/pass.js').PassContext<S> {
+  return fixedPassContext<S>({ samples, synthetic: opts.synthetic ?? true, calibration: false, ...(opts.labels ? { labels: opts.labels } : {}) });
 }
 
 /**

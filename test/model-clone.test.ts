@@ -22,8 +22,14 @@ for (const [name, path] of FIXTURES) {
   test(`clone of ${name}: same bytes, its own objects, maps that agree with its edges`, () => {
     const bytes = new Uint8Array(readFileSync(path));
     const original = decodeModel(bytes);
-    const { model: copy, nodes, values } = original.clone();
+    const { model: copy, graphs, nodes, values } = original.clone();
     assert.deepEqual(encodeModel(copy), bytes, 'the copy encodes to the original bytes');
+
+    for (const g of original.allGraphs()) {
+      const c = graphs.get(g)!;
+      assert.ok(c && c !== g && c.model === copy);
+      assert.equal(c.ownerNode, g.ownerNode ? nodes.get(g.ownerNode) : null, 'a subgraph copy belongs to the copied node');
+    }
 
     for (const n of everyNode(original)) {
       const m = nodes.get(n)!;

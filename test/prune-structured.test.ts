@@ -17,7 +17,7 @@ import { captureValues } from '../src/runtime/capture.js';
 import { ort, runOnce, seededRandom, tensorToFloat32, type Feeds } from '../src/runtime/ort.js';
 import { batchesFromArrays, readArraysFile, readLabelsFile } from '../src/data/samples.js';
 import { InvalidInputError } from '../src/errors.js';
-import type { ChangeLog } from '../src/pipeline/pass.js';
+import type { StatsOf } from '../src/pipeline/pass.js';
 import { FMNIST, MODELS, ROOT, feedsFor, passContext, readModel, testGraph, wireParameterCount } from './helpers.js';
 
 /** A captured tensor as floats, with only the given channels (axis 1) when `keep` is set. */
@@ -101,13 +101,13 @@ function fmnistBatches(path: string, samples: number, batchSize = 64) {
 
 async function runPass(path: string, config: Record<string, unknown>, samples: Feeds[], opts: { synthetic?: boolean; labels?: number[]; evaluation?: Feeds[] } = {}) {
   const model = decodeModel(readModel(path));
-  const ctx = passContext(samples, { synthetic: opts.synthetic ?? false, ...(opts.labels ? { labels: opts.labels } : {}) });
+  const ctx = passContext<StatsOf<typeof pruneStructuredPass>>(samples, { synthetic: opts.synthetic ?? false, ...(opts.labels ? { labels: opts.labels } : {}) });
   if (opts.evaluation) ctx.evaluationInputs = async () => opts.evaluation!;
   const full = TBValue.Default(pruneStructuredPass.schema, { pass: 'prune.structured', ...config }) as never;
   assert.ok(TBValue.Check(pruneStructuredPass.schema, full), 'config is valid');
   const out = await pruneStructuredPass.run(model, full, ctx);
   verifyModel(out);
-  return { model: out, bytes: encodeModel(out), log: ctx.changes as ChangeLog };
+  return { model: out, bytes: encodeModel(out), log: ctx.changes };
 }
 
 /**

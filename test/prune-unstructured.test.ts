@@ -13,7 +13,7 @@ import { weightLayerOf } from '../src/onnx/weight-layers.js';
 import { axisView, countZeros, nmViolations, pruneByMagnitude, pruneNM } from '../src/prune/sparsity.js';
 import { parseRecipe } from '../src/pipeline/recipe.js';
 import { InvalidRecipeError } from '../src/errors.js';
-import type { ChangeLog } from '../src/pipeline/pass.js';
+import type { UnstructuredPruneStats } from '../src/prune/weights.js';
 import { argmaxRows } from '../src/metrics/task.js';
 import { runOnce, tensorToFloat32, type Feeds } from '../src/runtime/ort.js';
 import { batchesFromArrays, readArraysFile, readLabelsFile } from '../src/data/samples.js';
@@ -23,12 +23,11 @@ type PassLike = typeof pruneMagnitudePass | typeof pruneNMPass;
 
 async function prune(pass: PassLike, path: string, config: Record<string, unknown>) {
   const bytes = readModel(path);
-  const model = decodeModel(bytes);
   const full = TBValue.Default(pass.schema, { pass: pass.name, ...config }) as never;
-  const ctx = passContext([]);
-  await pass.run(model, full, ctx);
+  const ctx = passContext<UnstructuredPruneStats>([]);
+  const model = await pass.run(decodeModel(bytes), full, ctx);
   verifyModel(model);
-  return { bytes, model, out: encodeModel(model), log: ctx.changes as ChangeLog };
+  return { bytes, model, out: encodeModel(model), log: ctx.changes };
 }
 
 interface Layer {

@@ -41,9 +41,8 @@ describe('ViT-base fixture', () => {
   });
 
   it('quantize.dynamic (defaults): every MatMul with a weight → DynamicQuantizeMatMul, ≤ 0.3× size, top-1 drop ≤ 1 pt', async () => {
-    const model = decodeModel(bytes);
     const ctx = passContext([batches[0]!]);
-    quantizeDynamicPass.run(model, TBValue.Default(quantizeDynamicPass.schema, { pass: 'quantize.dynamic' }) as never, ctx);
+    const model = await quantizeDynamicPass.run(decodeModel(bytes), TBValue.Default(quantizeDynamicPass.schema, { pass: 'quantize.dynamic' }) as never, ctx);
     verifyModel(model);
     const out = encodeModel(model);
     // patch embedding + 4 × (qkv, proj, fc1, fc2) + head; the attention MatMuls (both operands dynamic) stay float

@@ -4,6 +4,7 @@ import { Value as TBValue } from '@sinclair/typebox/value';
 import { decodeModel, encodeModel } from '../src/onnx/model-io.js';
 import { verifyModel } from '../src/onnx/verify.js';
 import { quantizeDynamicPass } from '../src/passes/quantize-dynamic.js';
+import type { StatsOf } from '../src/pipeline/pass.js';
 import { runOnce, tensorToFloat32, type Feeds } from '../src/runtime/ort.js';
 import { fidelity } from '../src/metrics/fidelity.js';
 import { evaluateModels } from '../src/eval/evaluate.js';
@@ -11,10 +12,9 @@ import { readArraysFile, batchesFromArrays } from '../src/data/samples.js';
 import { join } from 'node:path';
 import { FMNIST, MODELS, ROOT, feedsFor, passContext, readModel } from './helpers.js';
 
-function quantize(bytes: Uint8Array, feeds: Feeds, overrides: Record<string, unknown> = {}) {
-  const model = decodeModel(bytes);
-  const ctx = passContext([feeds]);
-  quantizeDynamicPass.run(model, TBValue.Default(quantizeDynamicPass.schema, { pass: 'quantize.dynamic', ...overrides }) as never, ctx);
+async function quantize(bytes: Uint8Array, feeds: Feeds, overrides: Record<string, unknown> = {}) {
+  const ctx = passContext<StatsOf<typeof quantizeDynamicPass>>([feeds]);
+  const model = await quantizeDynamicPass.run(decodeModel(bytes), TBValue.Default(quantizeDynamicPass.schema, { pass: 'quantize.dynamic', ...overrides }) as never, ctx);
   verifyModel(model);
   return { model, out: encodeModel(model), ctx };
 }
@@ -23,7 +23,7 @@ describe('quantize.dynamic', () => {
   it('PP-OCRv4 rec: constant-weight MatMuls → DynamicQuantizeMatMul, attention MatMuls skipped with the reason', async () => {
     const bytes = readModel(MODELS.ppocrRec);
     const feeds = feedsFor('ppocrRec', decodeModel(bytes), 3);
-    const { model, out, ctx } = quantize(bytes, feeds);
+    const { model, out, ctx } = await quantize(bytes, feeds);
     assert.ok(model.graph.nodes.filter((n) => n.opType === 'DynamicQuantizeMatMul' && n.domain === 'com.microsoft').length >= 9);
     assert.ok(ctx.changes.skipped.some((s) => /both operands dynamic/.test(s.reason)));
     const a = await runOnce(bytes, feeds);
@@ -35,7 +35,7 @@ describe('quantize.dynamic', () => {
     const bytes = readModel(MODELS.fmnist);
     const m = decodeModel(bytes);
     const batches = [...batchesFromArrays(m, readArraysFile(FMNIST.inputs, m), { batchSize: 100, maxSamples: 300 })];
-    const { model, out } = quantize(bytes, batches[0]!, { opTypes: ['Gemm', 'Conv'], minElements: 0 });
+    const { model, out } = await quantize(bytes, batches[0]!, { opTypes: ['Gemm', 'Conv'], minElements: 0 });
     assert.equal(model.graph.nodes.filter((n) => n.opType === 'ConvInteger').length, 13);
     assert.equal(model.graph.nodes.filter((n) => n.opType === 'DynamicQuantizeMatMul').length, 1);
     assert.ok(out.length / bytes.length <= 0.3, `size ${(out.length / bytes.length).toFixed(3)}`);
@@ -43,9 +43,9 @@ describe('quantize.dynamic', () => {
     assert.ok(ev.fidelity.logits!.top1Agreement! >= 0.97, `agreement ${ev.fidelity.logits!.top1Agreement}`);
   });
 
-  it('by default Conv stays float, and says why', () => {
+  it('by default Conv stays float, and says why', async () => {
     const bytes = readModel(MODELS.fmnist);
-    const { ctx } = quantize(bytes, {} as Feeds);
+    const { ctx } = await quantize(bytes, {} as Feeds);
     assert.ok(ctx.changes.skipped.some((s) => s.opType === 'Conv' && /opt-in/.test(s.reason)));
   });
 
@@ -53,8 +53,8 @@ describe('quantize.dynamic', () => {
     const bytes = readModel(join(ROOT, 'test/fixtures/fmnist-vit/fmnist-vit.onnx'));
     const m = decodeModel(bytes);
     const batches = [...batchesFromArrays(m, readArraysFile(FMNIST.inputs, m), { batchSize: 100, maxSamples: 300 })];
-    const plain = quantize(bytes, batches[0]!, { minElements: 0 });
-    const { model, out, ctx } = quantize(bytes, batches[0]!, { minElements: 0, otherWeights: 'int8' });
+    const plain = await quantize(bytes, batches[0]!, { minElements: 0 });
+    const { model, out, ctx } = await quantize(bytes, batches[0]!, { minElements: 0, otherWeights: 'int8' });
     const dq = model.graph.nodes.filter((n) => n.opType === 'DequantizeLinear');
     // pos, cls, 5 LayerNorms × 2, biases of embed + 2 × (qkv, proj, fc1, fc2); the 10-value head bias stays float
     assert.equal(dq.length, 21);

@@ -4,7 +4,7 @@ import { Value as TBValue } from '@sinclair/typebox/value';
 import { decodeModel, encodeModel } from '../src/onnx/model-io.js';
 import { verifyModel } from '../src/onnx/verify.js';
 import { quantizeStaticPass } from '../src/passes/quantize-static.js';
-import { ChangeLog, type PassContext } from '../src/pipeline/pass.js';
+import { ChangeLog, type PassContext, type StatsOf } from '../src/pipeline/pass.js';
 import { readArraysFile, batchesFromArrays, readLabelsFile } from '../src/data/samples.js';
 import { evaluateModels } from '../src/eval/evaluate.js';
 import { profileModel } from '../src/measure/profile.js';
@@ -27,7 +27,9 @@ const fmnistModel = decodeModel(fmnistBytes);
 const fmnistBatches = [...batchesFromArrays(fmnistModel, readArraysFile(FMNIST.inputs, fmnistModel), { batchSize: 50, maxSamples: 1000 })];
 const fmnistLabels = readLabelsFile(FMNIST.labels);
 
-function fmnistCtx(): PassContext {
+type Ctx = PassContext<StatsOf<typeof quantizeStaticPass>>;
+
+function fmnistCtx(): Ctx {
   return {
     changes: new ChangeLog(),
     progress: () => {},
@@ -39,7 +41,7 @@ function fmnistCtx(): PassContext {
   };
 }
 
-async function quantize(bytes: Uint8Array, ctx: PassContext, overrides: Record<string, unknown> = {}) {
+async function quantize(bytes: Uint8Array, ctx: Ctx, overrides: Record<string, unknown> = {}) {
   const model = decodeModel(bytes);
   const config = TBValue.Default(quantizeStaticPass.schema, { pass: 'quantize.static', ...overrides }) as never;
   const q = await quantizeStaticPass.run(model, config, ctx);
@@ -118,11 +120,12 @@ describe('quantize.static on PP-OCR (old opsets)', () => {
     const bytes = readModel(MODELS.ppocrCls);
     const m = decodeModel(bytes);
     const feeds = [1, 2, 3].map((s) => feedsFor('ppocrCls', m, s));
-    const ctx = passContext(feeds);
+    const ctx = passContext<StatsOf<typeof quantizeStaticPass>>(feeds);
     const q = await quantize(bytes, ctx, { allowSynthetic: true });
     assert.equal(ctx.changes.stats.opsetUpgradedFrom, 9);
     assert.equal(q.model.opset(''), 14);
     assert.ok(Number(ctx.changes.stats['simplified.hardswish']) > 0);
+    assert.ok(TBValue.Check(quantizeStaticPass.stats, ctx.changes.stats), 'the upgrade and rewrite statistics are declared ones');
     assert.ok(q.model.graph.nodes.some((n) => n.opType === 'HardSwish'));
     assert.ok(q.model.graph.nodes.some((n) => n.opType === 'QuantizeLinear'));
     // a 0.58 MB model of 53 small convs: node and name overhead dominates the file
@@ -143,7 +146,7 @@ describe('sensitivity loop on PP-OCRv4 rec', () => {
     // 10 calibration lines and 10 other lines to check on, at PaddleOCR's geometry
     const calib = [...batchesFromArrays(m, readArraysFile(join(ROOT, 'test/fixtures/ppocr-rec/fit-calib-100.npz'), m), { batchSize: 10, maxSamples: 10 })];
     const held = [...batchesFromArrays(m, readArraysFile(join(ROOT, 'test/fixtures/ppocr-rec/fit-test-200.npz'), m), { batchSize: 10, maxSamples: 10 })];
-    const ctxFor = () => passContext(calib, { synthetic: false });
+    const ctxFor = () => passContext<StatsOf<typeof quantizeStaticPass>>(calib, { synthetic: false });
     // nearest rounding keeps this test about the loop (GPTQ costs ~30 s on this model)
     const base = { maxCalibrationBatches: 1, weightRounding: 'nearest' };
     const plain = await quantize(bytes, ctxFor(), base);
@@ -176,7 +179,7 @@ describe('bias correction on PP-OCRv4 rec', () => {
     const held = lines('fit-test-200.npz');
     const base = { weightRounding: 'nearest' };
     const plain = await quantize(bytes, passContext(calib, { synthetic: false }), base);
-    const ctx = passContext(calib, { synthetic: false });
+    const ctx = passContext<StatsOf<typeof quantizeStaticPass>>(calib, { synthetic: false });
     const corrected = await quantize(bytes, ctx, { ...base, biasCorrection: true });
     const st = ctx.changes.stats;
     // every Conv and every MatMul with a constant weight (38 + 9)
@@ -283,12 +286,12 @@ describe('quantizedWeightLayers', () => {
     const opts = { activationType: 'uint8' as const, activationSymmetric: false, perChannel: true, reduceRange: true, opTypes: ['Conv', 'Gemm', 'Transpose', 'Flatten'] };
     const c2Node = c2.producer!;
     const layers = quantizedWeightLayers(model, opts, new Set([nodeKey(c2Node)]));
-    assert.deepEqual(layers.map((l) => [l.node.inputs[1]!.name, l.axis, l.index]), [['w1', 0, g.nodes.indexOf(c1.producer!)], ['w3', 0, g.nodes.indexOf(fc.producer!)]]);
+    assert.deepEqual(layers.map((l) => [l.node.inputs[1]!.name, l.axis, l.node]), [['w1', 0, c1.producer!], ['w3', 0, fc.producer!]]);
     // per tensor when asked, and the excluded node comes back when not excluded
     const all = quantizedWeightLayers(model, { ...opts, perChannel: false }, new Set());
     assert.deepEqual(all.map((l) => [l.node.inputs[1]!.name, l.axis]), [['w1', null], ['w2', null], ['w3', null]]);
     // and quantizeQdq agrees: those weights, and no others, are stored int8
-    quantizeQdq(model, new Map([x, c1, c2, flat, fc, odd].map((v) => [v.name, [-1, 1] as [number, number]])), opts, new Set([nodeKey(c2Node)]));
+    quantizeQdq(model, new Map([x, c1, c2, flat, fc, odd].map((v) => [v, [-1, 1] as [number, number]])), opts, new Set([nodeKey(c2Node)]));
     const int8 = g.nodes.filter((n) => n.opType === 'DequantizeLinear' && getConstant(n.inputs[0])?.dataType === DT.INT8).map((n) => n.outputs[0]!.name.replace(/_dequantized$/, '')).sort();
     assert.deepEqual(int8, ['w1', 'w3']);
   });

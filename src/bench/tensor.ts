@@ -15,7 +15,10 @@ import { decodeModel, encodeModel } from '../onnx/model-io.js';
 import { elementCount, tensorDims } from '../onnx/tensor-data.js';
 import { verifyModel } from '../onnx/verify.js';
 import { fixedPassContext, type PassContext } from '../pipeline/pass.js';
-import { PASSES } from '../passes/index.js';
+import type { FactorizeStats } from '../factorize/driver.js';
+import { factorizeCpPass } from '../passes/factorize-cp.js';
+import { factorizeSvdPass } from '../passes/factorize-svd.js';
+import { factorizeTuckerPass } from '../passes/factorize-tucker.js';
 import type { Feeds } from '../runtime/ort.js';
 
 const ROOT = (() => {
@@ -36,17 +39,20 @@ const PATHS = {
   videoCalib: join(ROOT, 'test/fixtures/video3d/calib-128.npz'),
 };
 
-function context(samples: Feeds[], synthetic: boolean): PassContext {
+function context(samples: Feeds[], synthetic: boolean): PassContext<FactorizeStats> {
   return fixedPassContext({ samples, synthetic });
 }
 
-async function runPass(name: string, model: Model, config: Record<string, unknown>, ctx: PassContext): Promise<number> {
-  const pass = PASSES[name]!;
+/** The factorization passes: they report the same statistics (factorizeStats). */
+const FACTORIZE_PASSES = { 'factorize.svd': factorizeSvdPass, 'factorize.tucker': factorizeTuckerPass, 'factorize.cp': factorizeCpPass };
+
+async function runPass(name: keyof typeof FACTORIZE_PASSES, input: Model, config: Record<string, unknown>, ctx: PassContext<FactorizeStats>): Promise<{ model: Model; seconds: number }> {
+  const pass = FACTORIZE_PASSES[name];
   const cfg = TBValue.Default(pass.schema, { pass: name, ...config });
   const t0 = performance.now();
-  await pass.run(model, cfg as never, ctx);
+  const model = await pass.run(input, cfg as never, ctx);
   verifyModel(model);
-  return (performance.now() - t0) / 1000;
+  return { model, seconds: (performance.now() - t0) / 1000 };
 }
 
 /** Weights read by nodes of the given op types (chains included: they are made of the same ops). */
@@ -95,12 +101,12 @@ export async function tensorBench(): Promise<string> {
   {
     log('fmnist Tucker vbmf + refine');
     const bytes = readFileSync(PATHS.fmnist);
-    const model = decodeModel(bytes);
-    const calib = [...batchesFromArrays(model, readArraysFile(PATHS.fmnistCalib, model), { batchSize: 64 })];
+    const input = decodeModel(bytes);
+    const calib = [...batchesFromArrays(input, readArraysFile(PATHS.fmnistCalib, input), { batchSize: 64 })];
     const ctx = context(calib, false);
-    const secs = await runPass('factorize.tucker', model, { rank: 'vbmf', refine: true, refineSamples: 512 }, ctx);
+    const { model, seconds: secs } = await runPass('factorize.tucker', input, { rank: 'vbmf', refine: true, refineSamples: 512 }, ctx);
     const out = encodeModel(model);
-    const convBefore = weightsOf(decodeModel(bytes), ['Conv']);
+    const convBefore = weightsOf(input, ['Conv']);
     const convAfter = weightsOf(model, ['Conv']);
     const m0 = decodeModel(bytes);
     const evalBatches = [...batchesFromArrays(m0, readArraysFile(PATHS.fmnistTest, m0), { batchSize: 100 })];
@@ -130,9 +136,8 @@ export async function tensorBench(): Promise<string> {
   };
   {
     log('PP-OCR rec SVD 0.25');
-    const model = decodeModel(recBytes);
     const ctx = context(recFeeds, false);
-    await runPass('factorize.svd', model, { rank: 0.25, opTypes: ['MatMul'], refine: false, requireSpeedup: false }, ctx);
+    const { model } = await runPass('factorize.svd', decodeModel(recBytes), { rank: 0.25, opTypes: ['MatMul'], refine: false, requireSpeedup: false }, ctx);
     const ratio = Number(ctx.changes.stats.factorizedWeightsRatio);
     const out = encodeModel(model);
     const cmp = await compareModels(recBytes, out, { rounds: 6, runs: 24, inputs: { shapes: { x: [NaN, 3, 48, 320] } }, batchSizes: [1] });
@@ -141,9 +146,8 @@ export async function tensorBench(): Promise<string> {
   }
   for (const method of ['tucker', 'cp'] as const) {
     log(`PP-OCR rec ${method}`);
-    const model = decodeModel(recBytes);
     const ctx = context(recFeeds, false);
-    await runPass(`factorize.${method}`, model, { rank: 0.25, refine: true, refineSamples: 40 }, ctx);
+    const { model } = await runPass(`factorize.${method}`, decodeModel(recBytes), { rank: 0.25, refine: true, refineSamples: 40 }, ctx);
     const out = encodeModel(model);
     const slow = ctx.changes.skipped.filter((s) => /not faster/.test(s.reason));
     const done = ctx.changes.rewritten.map((r) => `${r.node}: ${r.detail}`);
@@ -160,10 +164,10 @@ export async function tensorBench(): Promise<string> {
   if (existsSync(PATHS.video)) {
     log('video3d Tucker');
     const bytes = readFileSync(PATHS.video);
-    const model = decodeModel(bytes);
-    const calib = [...batchesFromArrays(model, readArraysFile(PATHS.videoCalib, model), { batchSize: 32 })];
+    const input = decodeModel(bytes);
+    const calib = [...batchesFromArrays(input, readArraysFile(PATHS.videoCalib, input), { batchSize: 32 })];
     const ctx = context(calib, false);
-    await runPass('factorize.tucker', model, { rank: 'vbmf', refine: true, refineSamples: 128 }, ctx);
+    const { model } = await runPass('factorize.tucker', input, { rank: 'vbmf', refine: true, refineSamples: 128 }, ctx);
     const out = encodeModel(model);
     const m0 = decodeModel(bytes);
     const ev = await evaluateModels(bytes, out, [...batchesFromArrays(m0, readArraysFile(PATHS.videoTest, m0), { batchSize: 32 })], { labels: readLabelsFile(PATHS.videoLabels) });

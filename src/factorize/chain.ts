@@ -12,7 +12,7 @@ import type { ChainStep, Layer } from './layers.js';
  * Replaces the layer's node with the chain: the first step reads the layer's input, the last one
  * writes the layer's output value (same object, so consumers and captures keep finding it).
  */
-export function emitChain(graph: Graph, layer: Layer, steps: readonly ChainStep[]): Node[] {
+export function emitChain(graph: Graph, layer: Pick<Layer, 'node' | 'input' | 'output'>, steps: readonly ChainStep[]): Node[] {
   const base = layer.node.name || layer.output.name;
   const at = graph.nodes.indexOf(layer.node);
   graph.removeNode(layer.node);
@@ -56,7 +56,7 @@ function oneLayerModel(opset: number, inputDims: number[], build: (g: Graph, x: 
 export function chainModel(opset: number, inputDims: number[], layer: Layer, steps: readonly ChainStep[]): Model {
   return oneLayerModel(opset, inputDims, (g, x, y) => {
     const original = g.addNode(layer.op, [x], [y]); // placeholder replaced by the chain
-    emitChain(g, { ...layer, node: original, input: x, output: y }, steps);
+    emitChain(g, { node: original, input: x, output: y }, steps);
   });
 }
 

@@ -1,11 +1,11 @@
 // The one driver of the three factorization passes: analyse (which layers, which ranks, does it save
 // parameters, is it faster), then rewrite, then refine on calibration data.
-import { Type, type TSchema } from '@sinclair/typebox';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { InvalidInputError } from '../errors.js';
 import type { Model } from '../onnx/ir.js';
 import { encodeModel } from '../onnx/model-io.js';
 import { encodeWithOutputs } from '../runtime/capture.js';
-import type { PassContext } from '../pipeline/pass.js';
+import { statsSchema, type PassContext } from '../pipeline/pass.js';
 import { discoverValues, type Feeds } from '../runtime/ort.js';
 import { emitChain } from './chain.js';
 import { cpPlan, svdPlan, tuckerPlan, type ChainPlan } from './decompose.js';
@@ -36,6 +36,20 @@ export function factorizeSchema<N extends string>(name: N, defaults: { rank: Ran
     { additionalProperties: false },
   );
 }
+
+/** The statistics every factorization pass reports. */
+export const factorizeStats = statsSchema({
+  rank: Type.String({ description: 'The rank rule of the config, in words.' }),
+  layersKeptNotFaster: Type.Integer({ description: 'requireSpeedup: layers left as they were because their factorized form was not faster (count).' }),
+  layersFactorized: Type.Integer({ description: 'Layers replaced by their factorized chain (count).' }),
+  factorizedWeightsBefore: Type.Integer({ description: 'Weights of those layers before (count of elements).' }),
+  factorizedWeightsAfter: Type.Integer({ description: 'Weights of their factorized chains (count of elements).' }),
+  factorizedWeightsRatio: Type.Number({ description: 'factorizedWeightsAfter / factorizedWeightsBefore, 4 decimals.' }),
+  layersRefitted: Type.Integer({ description: 'refine: chains whose last factor was refit by least squares (count).' }),
+  refineSqnrBeforeDb: Type.Number({ description: 'refine: output SQNR against the original on calibration data before the refit, dB (2 decimals).' }),
+  refineSqnrAfterDb: Type.Number({ description: 'refine: output SQNR against the original on calibration data after the refit, dB (2 decimals).' }),
+});
+export type FactorizeStats = Static<typeof factorizeStats>;
 
 export interface FactorizeConfig {
   rank: RankSpec;
@@ -82,7 +96,7 @@ function takeItems(batches: Feeds[], items: number): Feeds[] {
   return out;
 }
 
-export async function runFactorization(method: FactorMethod, model: Model, config: FactorizeConfig, ctx: PassContext): Promise<Model> {
+export async function runFactorization(method: FactorMethod, input: Model, config: FactorizeConfig, ctx: PassContext<FactorizeStats>): Promise<Model> {
   const log = ctx.changes;
   const include = regex(config.include, 'include');
   const exclude = new Set(config.excludeNodes);
@@ -94,9 +108,9 @@ export async function runFactorization(method: FactorMethod, model: Model, confi
 
   // ---- analysis 1: candidate layers and their factorized chains
   const plans: ChainPlan[] = [];
-  const candidates = model.graph.nodes.filter((n) => opTypes.has(n.opType) && n.domain === '');
-  for (const g of model.allGraphs()) {
-    if (g === model.graph) continue;
+  const candidates = input.graph.nodes.filter((n) => opTypes.has(n.opType) && n.domain === '');
+  for (const g of input.allGraphs()) {
+    if (g === input.graph) continue;
     for (const n of g.nodes) if (opTypes.has(n.opType)) log.skip(n, 'inside a subgraph (only main-graph layers are factorized)');
   }
   for (const [i, node] of candidates.entries()) {
@@ -121,8 +135,8 @@ export async function runFactorization(method: FactorMethod, model: Model, confi
   let kept = plans;
   if (config.requireSpeedup && plans.length > 0) {
     const samples = await ctx.sampleInputs();
-    const shapes = await discoverValues(model, samples.slice(0, 1));
-    const opset = model.opset() ?? 13;
+    const shapes = await discoverValues(input, samples.slice(0, 1));
+    const opset = input.opset() ?? 13;
     kept = [];
     for (const [i, plan] of plans.entries()) {
       ctx.progress(0.4 + (0.4 * i) / plans.length, `speed check ${plan.layer.node.name}`);
@@ -142,8 +156,9 @@ export async function runFactorization(method: FactorMethod, model: Model, confi
     }
   }
 
-  // ---- rewrite
-  const originalBytes = config.refine && kept.length > 0 ? encodeWithOutputs(model, kept.map((p) => p.layer.output)) : null;
+  // ---- rewrite a copy: the plans reach its layers through the clone's maps
+  const originalBytes = config.refine && kept.length > 0 ? encodeWithOutputs(input, kept.map((p) => p.layer.output)) : null;
+  const { model, nodes: nodeOf, values: valueOf } = input.clone();
   const targets: RefitTarget[] = [];
   let before = 0;
   let after = 0;
@@ -152,12 +167,13 @@ export async function runFactorization(method: FactorMethod, model: Model, confi
     const detail = `${describeLayer(plan)}; weights ${plan.paramsBefore} → ${plan.paramsAfter} (${(plan.paramsAfter / plan.paramsBefore).toFixed(3)}×), weight error ${(100 * plan.weightError).toFixed(1)}%`
       + ((plan as ChainPlan & { latencyRatio?: number }).latencyRatio !== undefined ? `, latency ${(plan as ChainPlan & { latencyRatio?: number }).latencyRatio!.toFixed(2)}×` : '');
     log.rewrite(node, detail);
-    const nodes = emitChain(model.graph, plan.layer, plan.steps);
+    const output = valueOf.get(plan.layer.output)!;
+    const nodes = emitChain(model.graph, { node: nodeOf.get(node)!, input: valueOf.get(plan.layer.input)!, output }, plan.steps);
     nodes.forEach((n, i) => log.add(n, plan.steps[i]!.role));
     before += plan.paramsBefore;
     after += plan.paramsAfter;
     const last = plan.steps[plan.steps.length - 1]!;
-    if (last.refitAxis !== undefined) targets.push({ node: nodes[nodes.length - 1]!, axis: last.refitAxis, output: plan.layer.output });
+    if (last.refitAxis !== undefined) targets.push({ node: nodes[nodes.length - 1]!, axis: last.refitAxis, output });
   }
   model.graph.cleanup();
   log.stat('layersFactorized', kept.length);

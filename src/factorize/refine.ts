@@ -18,7 +18,7 @@ export interface RefitTarget {
   node: Node;
   /** Axis of the node input holding the R features (1 for Conv, -1 for MatMul). */
   axis: number;
-  /** The layer's output value (same object in the original and the factorized model). */
+  /** The layer's output value in the factorized model (named as in the original). */
   output: Value;
 }
 

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { InvalidInputError, ModelpressError } from '../errors.js';
 import { getConstant, isParameterType, allConstants } from '../onnx/constants.js';
 import type { Model, Node, Value } from '../onnx/ir.js';
-import { decodeModel, encodeModel } from '../onnx/model-io.js';
+import { encodeModel } from '../onnx/model-io.js';
 import { elementCount, tensorDims } from '../onnx/tensor-data.js';
 import { WEIGHT_LAYERS } from '../onnx/weight-layers.js';
 import type { ProfileEntry, ProfileReport } from '../report/schema.js';
@@ -53,7 +53,7 @@ export async function profileModel(model: Model, feeds: Feeds, opts: ProfileOpti
   if (!Number.isInteger(depth) || depth < 1) throw new InvalidInputError(`profile: depth must be an integer ≥ 1, got ${depth}`);
 
   // A private copy: naming nodes must not touch the caller's model.
-  const copy = decodeModel(encodeModel(model), { allowUnknownDomains: true });
+  const { model: copy } = model.clone();
   nameUnnamedNodes(copy);
   const bytes = encodeModel(copy);
 

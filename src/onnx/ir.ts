@@ -4,16 +4,11 @@
 import { clone as cloneMessage, create } from '@bufbuild/protobuf';
 import {
   AttributeProtoSchema,
-  AttributeProto_AttributeType as AttrType,
   GraphProtoSchema,
   ModelProtoSchema,
   NodeProtoSchema,
   TensorProtoSchema,
-  TypeProtoSchema,
-  TypeProto_TensorSchema,
   ValueInfoProtoSchema,
-  TensorShapeProtoSchema,
-  TensorShapeProto_DimensionSchema,
   type AttributeProto,
   type GraphProto,
   type ModelProto,
@@ -23,10 +18,14 @@ import {
   type ValueInfoProto,
 } from 'onnx-buf';
 import { InvalidModelError } from '../errors.js';
+import { AttrType, attributeProto, attributeValue, type AttrKind, type PlainAttrValue } from './attributes.js';
+import { NameTable } from './names.js';
+import { tensorElemType, tensorShape, tensorTypeProto, type Dim } from './tensor-type.js';
+import { stableTopologicalOrder } from './toposort.js';
 
-export { AttrType };
-
-export type Dim = number | string | null;
+// the pieces split off this file stay importable from here
+export { AttrType, type Dim };
+export { KNOWN_DOMAINS } from './domains.js';
 
 export class Value {
   name: string;
@@ -51,38 +50,17 @@ export class Value {
 
   /** Element type if this is a tensor with a declared type, else undefined. */
   get elemType(): number | undefined {
-    const t = this.info?.type;
-    if (t?.value.case === 'tensorType') return t.value.value.elemType || undefined;
-    return undefined;
+    return tensorElemType(this.info?.type);
   }
 
   /** Declared shape: numbers for fixed dims, strings for symbolic ones, null for unknown; undefined if no shape. */
   get shape(): Dim[] | undefined {
-    const t = this.info?.type;
-    if (t?.value.case !== 'tensorType' || !t.value.value.shape) return undefined;
-    return t.value.value.shape.dim.map((d) =>
-      d.value.case === 'dimValue' ? Number(d.value.value) : d.value.case === 'dimParam' ? d.value.value : null,
-    );
+    return tensorShape(this.info?.type);
   }
 
   /** Declares (or replaces) this value's tensor type. */
   setTensorType(elemType: number, shape?: readonly Dim[]): void {
-    const tensor = create(TypeProto_TensorSchema, { elemType });
-    if (shape) {
-      tensor.shape = create(TensorShapeProtoSchema, {
-        dim: shape.map((d) =>
-          create(
-            TensorShapeProto_DimensionSchema,
-            typeof d === 'number'
-              ? { value: { case: 'dimValue', value: BigInt(d) } }
-              : typeof d === 'string'
-                ? { value: { case: 'dimParam', value: d } }
-                : {},
-          ),
-        ),
-      });
-    }
-    const type = create(TypeProtoSchema, { value: { case: 'tensorType', value: tensor } });
+    const type = tensorTypeProto(elemType, shape);
     if (this.info) this.info.type = type;
     else this.info = create(ValueInfoProtoSchema, { name: this.name, type });
   }
@@ -179,29 +157,9 @@ export class Node {
   getAttr<T extends AttrValue | undefined>(name: string, fallback?: T): AttrValue | T {
     const a = this.attr(name);
     if (!a) return fallback as T;
-    const p = a.proto;
-    switch (p.type) {
-      case AttrType.FLOAT:
-        return p.f;
-      case AttrType.INT:
-        return Number(p.i);
-      case AttrType.STRING:
-        return new TextDecoder().decode(p.s);
-      case AttrType.TENSOR:
-        return p.t!;
-      case AttrType.GRAPH:
-        return a.graph!;
-      case AttrType.FLOATS:
-        return [...p.floats];
-      case AttrType.INTS:
-        return p.ints.map((x) => Number(x));
-      case AttrType.STRINGS:
-        return p.strings.map((s) => new TextDecoder().decode(s));
-      case AttrType.GRAPHS:
-        return a.graphs!;
-      default:
-        return fallback as T;
-    }
+    if (a.proto.type === AttrType.GRAPH) return a.graph!;
+    if (a.proto.type === AttrType.GRAPHS) return a.graphs!;
+    return attributeValue(a.proto) ?? (fallback as T);
   }
 
   getInt(name: string, fallback: number): number {
@@ -220,34 +178,8 @@ export class Node {
   }
 
   /** Sets a scalar/list/tensor attribute; the attribute type follows the JS value. */
-  setAttr(name: string, value: number | string | number[] | string[] | TensorProto, kind?: 'int' | 'float' | 'ints' | 'floats'): void {
-    const proto = create(AttributeProtoSchema, { name });
-    if (typeof value === 'number') {
-      if (kind === 'float' || (!kind && !Number.isInteger(value))) {
-        proto.type = AttrType.FLOAT;
-        proto.f = value;
-      } else {
-        proto.type = AttrType.INT;
-        proto.i = BigInt(value);
-      }
-    } else if (typeof value === 'string') {
-      proto.type = AttrType.STRING;
-      proto.s = new TextEncoder().encode(value) as Uint8Array<ArrayBuffer>;
-    } else if (Array.isArray(value)) {
-      if (value.length > 0 && typeof value[0] === 'string') {
-        proto.type = AttrType.STRINGS;
-        proto.strings = (value as string[]).map((s) => new TextEncoder().encode(s) as Uint8Array<ArrayBuffer>);
-      } else if (kind === 'floats' || (!kind && (value as number[]).some((x) => !Number.isInteger(x)))) {
-        proto.type = AttrType.FLOATS;
-        proto.floats = [...(value as number[])];
-      } else {
-        proto.type = AttrType.INTS;
-        proto.ints = (value as number[]).map((x) => BigInt(x));
-      }
-    } else {
-      proto.type = AttrType.TENSOR;
-      proto.t = value;
-    }
+  setAttr(name: string, value: PlainAttrValue, kind?: AttrKind): void {
+    const proto = attributeProto(name, value, kind);
     const existing = this.attr(name);
     if (existing) {
       existing.proto = proto;
@@ -410,42 +342,12 @@ export class Graph {
 
   /** Stable topological sort (Kahn); keeps the current order wherever it is already valid. */
   toposort(recursive = true): void {
-    const index = new Map<Node, number>();
-    this.nodes.forEach((n, i) => index.set(n, i));
-    const deps = new Map<Node, Set<Node>>();
-    const users = new Map<Node, Node[]>();
-    for (const n of this.nodes) {
-      const ds = new Set<Node>();
-      for (const v of [...n.inputs, ...n.implicitInputs()]) {
-        const p = v?.producer;
-        if (p && p !== n && index.has(p)) ds.add(p);
-      }
-      deps.set(n, ds);
-      for (const d of ds) {
-        if (!users.has(d)) users.set(d, []);
-        users.get(d)!.push(n);
-      }
+    const producers = (n: Node) => [...n.inputs, ...n.implicitInputs()].flatMap((v) => (v?.producer ? [v.producer] : []));
+    const { order, stuck } = stableTopologicalOrder(this.nodes, producers);
+    if (stuck.length > 0) {
+      throw new InvalidModelError(`graph '${this.name}' has a cycle through ${stuck.slice(0, 5).map(String).join(', ')}`);
     }
-    const remaining = new Map<Node, number>();
-    for (const [n, ds] of deps) remaining.set(n, ds.size);
-    // min-heap by original index would be ideal; a sorted ready list is fine at these sizes
-    const ready: Node[] = this.nodes.filter((n) => remaining.get(n) === 0);
-    const out: Node[] = [];
-    while (ready.length > 0) {
-      ready.sort((a, b) => index.get(a)! - index.get(b)!);
-      const n = ready.shift()!;
-      out.push(n);
-      for (const u of users.get(n) ?? []) {
-        const r = remaining.get(u)! - 1;
-        remaining.set(u, r);
-        if (r === 0) ready.push(u);
-      }
-    }
-    if (out.length !== this.nodes.length) {
-      const stuck = this.nodes.filter((n) => !out.includes(n)).slice(0, 5);
-      throw new InvalidModelError(`graph '${this.name}' has a cycle through ${stuck.map(String).join(', ')}`);
-    }
-    this.nodes = out;
+    this.nodes = order;
     if (recursive) for (const n of this.nodes) for (const s of n.subgraphs()) s.toposort(true);
   }
 
@@ -474,33 +376,25 @@ export class Graph {
   }
 }
 
-/** Domains onnxruntime's default CPU build registers kernels for. */
-export const KNOWN_DOMAINS = new Set([
-  '',
-  'ai.onnx',
-  'ai.onnx.ml',
-  'com.microsoft',
-  'com.microsoft.nchwc',
-  'com.microsoft.experimental',
-  'com.ms.internal.nhwc',
-  'ai.onnx.training',
-  'ai.onnx.preview.training',
-  'org.pytorch.aten',
-]);
-
-/** A model's copy with the maps from the original's nodes and values to the copy's. */
+/** A model's copy with the maps from the original's graphs, nodes and values to the copy's. */
 export interface ModelClone {
   model: Model;
+  graphs: Map<Graph, Graph>;
   nodes: Map<Node, Node>;
   values: Map<Value, Value>;
+}
+
+/** An analysis keyed by the original's objects, re-keyed onto the copy's through one of the clone's maps. */
+export function carryAcross<K, V>(analysis: ReadonlyMap<K, V>, across: ReadonlyMap<K, K>): Map<K, V> {
+  return new Map([...analysis].map(([k, v]) => [across.get(k)!, v]));
 }
 
 export class Model {
   graph!: Graph;
   /** The ModelProto minus its graph: ir_version, opset_import, metadata, functions, unknown fields. */
   proto: ModelProto;
-  private usedNames = new Set<string>();
-  private usedNodeNames = new Set<string>();
+  private names = new NameTable();
+  private nodeNames = new NameTable();
 
   constructor(proto: ModelProto) {
     this.proto = proto;
@@ -523,19 +417,19 @@ export class Model {
 
   /** Registers a name as taken (used by the importer). */
   reserveName(name: string): void {
-    this.usedNames.add(name);
+    this.names.reserve(name);
   }
 
   reserveNodeName(name: string): void {
-    if (name) this.usedNodeNames.add(name);
+    if (name) this.nodeNames.reserve(name);
   }
 
   uniqueName(base: string): string {
-    return uniqueIn(this.usedNames, base || 'value');
+    return this.names.unique(base || 'value');
   }
 
   uniqueNodeName(base: string): string {
-    return uniqueIn(this.usedNodeNames, base || 'node');
+    return this.nodeNames.unique(base || 'node');
   }
 
   /**
@@ -545,8 +439,8 @@ export class Model {
    */
   clone(): ModelClone {
     const model = new Model(cloneMessage(ModelProtoSchema, this.proto));
-    model.usedNames = new Set(this.usedNames);
-    model.usedNodeNames = new Set(this.usedNodeNames);
+    model.names = this.names.copy();
+    model.nodeNames = this.nodeNames.copy();
     const nodes = new Map<Node, Node>();
     const values = new Map<Value, Value>();
     const graphs = new Map<Graph, Graph>();
@@ -588,23 +482,16 @@ export class Model {
       return c;
     };
     model.graph = copyGraph(this.graph, null);
-    return { model, nodes, values };
+    return { model, graphs, nodes, values };
   }
 
   /** Renames a value, suffixing if the name is taken. Returns the name it got. */
   renameValue(v: Value, name: string): string {
     if (v.name === name) return name;
-    this.usedNames.delete(v.name);
+    this.names.release(v.name);
     v.name = this.uniqueName(name);
     if (v.initializer) v.initializer.name = v.name;
     if (v.info) v.info.name = v.name;
     return v.name;
   }
-}
-
-function uniqueIn(used: Set<string>, base: string): string {
-  let name = base;
-  for (let k = 1; used.has(name); k++) name = `${base}_${k}`;
-  used.add(name);
-  return name;
 }

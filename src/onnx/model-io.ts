@@ -13,7 +13,8 @@ import {
   type ValueInfoProto,
 } from 'onnx-buf';
 import { InvalidModelError, UnsupportedModelError } from '../errors.js';
-import { Graph, KNOWN_DOMAINS, Model, Node, Value } from './ir.js';
+import { KNOWN_DOMAINS } from './domains.js';
+import { Graph, Model, Node, Value } from './ir.js';
 import { assertNoExternalData } from './safety.js';
 
 export interface DecodeOptions {
@@ -56,6 +57,13 @@ export function decodeModel(bytes: Uint8Array, opts: DecodeOptions = {}): Model 
 
 export function encodeModel(model: Model): Uint8Array {
   return encodeModelProto(exportModel(model));
+}
+
+/** The model encoded with `extra` main-graph values listed as graph outputs after its own; the model itself is not touched. */
+export function encodeModelWithOutputs(model: Model, extra: readonly Value[]): Uint8Array {
+  const mp = exportModel(model);
+  mp.graph!.output = [...mp.graph!.output, ...extra.map((v) => valueInfoFor(v, undefined))];
+  return encodeModelProto(mp);
 }
 
 /** Shallow copy that keeps proto2 field presence (unset fields stay on the prototype). */

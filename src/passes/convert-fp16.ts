@@ -3,13 +3,13 @@
 // then rewrite (convert tensors, retype values, insert the Casts the plan needs).
 import { Type } from '@sinclair/typebox';
 import { DataType as DT } from '../onnx/dtypes.js';
-import type { Graph, Node, Value } from '../onnx/ir.js';
+import { carryAcross, type Graph, type Node, type Value } from '../onnx/ir.js';
 import { inferElemTypes } from '../onnx/elem-types.js';
 import { getConstant, setConstant, addConstant } from '../onnx/constants.js';
 import { makeTensor, readFloat32, readTensor, tensorDims } from '../onnx/tensor-data.js';
 import { discoverValues, type DiscoveredValue } from '../runtime/ort.js';
 import { FLOAT16_MAX, float32ToFloat16Bits } from '../onnx/float16.js';
-import { definePass } from '../pipeline/pass.js';
+import { definePass, statsSchema } from '../pipeline/pass.js';
 import type { TensorProto } from 'onnx-buf';
 
 type Precision = 16 | 32;
@@ -92,6 +92,15 @@ export const convertFp16Schema = Type.Object(
   { additionalProperties: false },
 );
 
+export const convertFp16Stats = statsSchema({
+  convertedTensors: Type.Integer({ description: 'Float32 constant tensors converted to float16 (count).' }),
+  castsInserted: Type.Integer({ description: 'Cast nodes inserted between float16 and float32 values (count).' }),
+  valuesClampedToFloat16Max: Type.Integer({ description: 'Weight values beyond the float16 range, clamped to ±65504 (count of elements).' }),
+  valuesFlushedToZero: Type.Integer({ description: 'Nonzero weight values too small for float16, which became 0 (count of elements).' }),
+  nodesInFloat16: Type.Integer({ description: 'Nodes that compute in float16 (count).' }),
+  nodesKeptFloat32: Type.Integer({ description: 'Nodes kept in float32, each with its reason in `skipped` (count).' }),
+});
+
 const maxAbsCache = new WeakMap<TensorProto, number>();
 function maxAbs(t: TensorProto): number {
   let m = maxAbsCache.get(t);
@@ -141,15 +150,19 @@ export const convertFp16Pass = definePass({
   name: 'convert.fp16',
   summary: 'float32 weights and compute → float16; float32 inputs/outputs kept with Casts at the boundary',
   schema: convertFp16Schema,
-  async run(model, config, ctx) {
+  stats: convertFp16Stats,
+  async run(input, config, ctx) {
     const log = ctx.changes;
     const blockedOps = new Set([...config.opBlockList, ...config.extraBlockedOps]);
     const excludedNodes = new Set(config.excludeNodes);
+
+    // ---- analysis 0: the input's value ranges on sample inputs (main graph only: subgraph values can't be exposed)
+    const measured = config.rangeCheck ? await discoverValues(input, await ctx.sampleInputs()) : new Map<Value, DiscoveredValue>();
+    // the plan below is made on a copy and rewrites it; the ranges reach its values through the clone's map
+    const { model, values } = input.clone();
+    const ranges = carryAcross(measured, values);
     const types = inferElemTypes(model);
     const isF32 = (v: Value | null): v is Value => !!v && types.get(v) === DT.FLOAT;
-
-    // ---- analysis 0: value ranges on sample inputs (main graph only: subgraph values can't be exposed)
-    const ranges = config.rangeCheck ? await discoverValues(model, await ctx.sampleInputs()) : new Map<Value, DiscoveredValue>();
     ctx.progress(0.5, 'ranges measured');
     if (config.rangeCheck && ctx.samplesAreSynthetic) {
       log.warn('float16 range check ran on synthetic inputs; give representative data to make it reliable');

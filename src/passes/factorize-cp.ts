@@ -1,7 +1,7 @@
 // factorize.cp: CP decomposition of Conv 1D/2D/3D (groups = 1) into the separable form: pointwise
 // Cin→R, one depthwise conv per spatial axis (stride/pads/dilation of that axis), pointwise R→Cout.
 import { Type } from '@sinclair/typebox';
-import { factorizeSchema, runFactorization } from '../factorize/driver.js';
+import { factorizeSchema, factorizeStats, runFactorization } from '../factorize/driver.js';
 import { definePass } from '../pipeline/pass.js';
 
 export const factorizeCpSchema = factorizeSchema('factorize.cp', { rank: 0.25, opTypes: ['Conv'] }, {
@@ -13,5 +13,6 @@ export const factorizeCpPass = definePass({
   name: 'factorize.cp',
   summary: 'CP decomposition of convolutions: pointwise → depthwise per spatial axis → pointwise',
   schema: factorizeCpSchema,
+  stats: factorizeStats,
   run: (model, config, ctx) => runFactorization('cp', model, config, ctx),
 });

@@ -1,5 +1,6 @@
-// The one table of passes, by the name recipes use.
-import type { PassDefinition } from '../pipeline/pass.js';
+// The one table of passes, by the name recipes use, and what follows from it: each pass's statistics by name.
+import { Type } from '@sinclair/typebox';
+import type { PassDefinition, StatsOf } from '../pipeline/pass.js';
 import { convertFp16Pass } from './convert-fp16.js';
 import { factorizeCpPass } from './factorize-cp.js';
 import { factorizeSvdPass } from './factorize-svd.js';
@@ -11,15 +12,25 @@ import { quantizeDynamicPass } from './quantize-dynamic.js';
 import { quantizeStaticPass } from './quantize-static.js';
 import { quantizeWeightsPass } from './quantize-weights.js';
 
-export const PASSES: Record<string, PassDefinition> = {
-  [convertFp16Pass.name]: convertFp16Pass as unknown as PassDefinition,
-  [quantizeDynamicPass.name]: quantizeDynamicPass as unknown as PassDefinition,
-  [quantizeStaticPass.name]: quantizeStaticPass as unknown as PassDefinition,
-  [quantizeWeightsPass.name]: quantizeWeightsPass as unknown as PassDefinition,
-  [factorizeSvdPass.name]: factorizeSvdPass as unknown as PassDefinition,
-  [factorizeTuckerPass.name]: factorizeTuckerPass as unknown as PassDefinition,
-  [factorizeCpPass.name]: factorizeCpPass as unknown as PassDefinition,
-  [pruneMagnitudePass.name]: pruneMagnitudePass as unknown as PassDefinition,
-  [pruneNMPass.name]: pruneNMPass as unknown as PassDefinition,
-  [pruneStructuredPass.name]: pruneStructuredPass as unknown as PassDefinition,
-};
+/** Every pass, in the order `modelpress passes` lists them. */
+const ALL_PASSES = [
+  convertFp16Pass,
+  quantizeDynamicPass,
+  quantizeStaticPass,
+  quantizeWeightsPass,
+  factorizeSvdPass,
+  factorizeTuckerPass,
+  factorizeCpPass,
+  pruneMagnitudePass,
+  pruneNMPass,
+  pruneStructuredPass,
+] as const;
+
+/** The passes by the name recipes use. */
+export const PASSES: Record<string, PassDefinition> = Object.fromEntries(ALL_PASSES.map((p) => [p.name, p as unknown as PassDefinition]));
+
+/** Each pass's statistics by its name: what `changes.stats` of a report step holds (`PipelineReport`). */
+export type PassStats = { [P in (typeof ALL_PASSES)[number] as P['name']]: StatsOf<P> };
+
+/** The same as a schema, for reports read back: a step's `{ pass, stats }`, one member per pass. */
+export const STEP_STATS_SCHEMA = Type.Union(ALL_PASSES.map((p) => Type.Object({ pass: Type.Literal(p.name), stats: p.stats })));

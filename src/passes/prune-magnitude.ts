@@ -3,7 +3,7 @@
 import { Type } from '@sinclair/typebox';
 import { definePass, describeNode } from '../pipeline/pass.js';
 import { pruneByMagnitude } from '../prune/sparsity.js';
-import { DEFAULT_PRUNE_OPS, DENSE_KERNEL_WARNING, gzipSize, logGzip, pct, selectWeights, writeWeight, type PrunableWeight } from '../prune/weights.js';
+import { DEFAULT_PRUNE_OPS, DENSE_KERNEL_WARNING, gzipSize, logGzip, pct, selectWeights, unstructuredPruneStats, writeWeight, type PrunableWeight } from '../prune/weights.js';
 
 const Sparsity = (description: string, def?: number) =>
   Type.Number({ minimum: 0, maximum: 1, ...(def === undefined ? {} : { default: def }), description });
@@ -31,10 +31,11 @@ export const pruneMagnitudePass = definePass({
   name: 'prune.magnitude',
   summary: 'unstructured magnitude pruning of Conv/Gemm/MatMul weights (zeros; no speed-up on dense kernels)',
   schema: pruneMagnitudeSchema,
-  run(model, config, ctx) {
+  stats: unstructuredPruneStats,
+  run(input, config, ctx) {
     const log = ctx.changes;
-    const gzBefore = gzipSize(model);
-    const weights = selectWeights(model, config, log);
+    const gzBefore = gzipSize(input);
+    const weights = selectWeights(input, config, log);
     const byName = new Map(weights.map((w) => [w.node.name, w]));
     for (const name of Object.keys(config.overrides)) if (!byName.has(name)) log.warn(`overrides: no selected node named '${name}'`);
     const overridden = weights.filter((w) => w.node.name && config.overrides[w.node.name] !== undefined);
@@ -49,12 +50,14 @@ export const pruneMagnitudePass = definePass({
       if (pool.weights.length === 0) continue;
       pruneByMagnitude(pool.weights.map((w) => w.data), pool.sparsity);
     }
+    // the pruned arrays go into a copy, whose weights the clone's map finds
+    const { model, values } = input.clone();
     for (const w of weights) {
       let z = 0;
       for (const x of w.data) if (x === 0) z++;
       total += w.data.length;
       zeros += z;
-      writeWeight(w);
+      writeWeight(w, values.get(w.value)!);
       const s = z / w.data.length;
       log.rewrite(w.node, `${pct(s)} zeros (${z}/${w.data.length}; ${pct(w.zerosBefore / w.data.length)} before)`);
       log.stat(`sparsity:${describeNode(w.node)}`, Number(s.toFixed(6)));

@@ -3,7 +3,7 @@
 import { Type } from '@sinclair/typebox';
 import { definePass, describeNode } from '../pipeline/pass.js';
 import { axisView, pruneNM } from '../prune/sparsity.js';
-import { DEFAULT_PRUNE_OPS, DENSE_KERNEL_WARNING, gzipSize, logGzip, pct, selectWeights, writeWeight } from '../prune/weights.js';
+import { DEFAULT_PRUNE_OPS, DENSE_KERNEL_WARNING, gzipSize, logGzip, pct, selectWeights, unstructuredPruneStats, writeWeight } from '../prune/weights.js';
 
 export const pruneNMSchema = Type.Object(
   {
@@ -21,18 +21,21 @@ export const pruneNMPass = definePass({
   name: 'prune.nm',
   summary: 'N:M semi-structured sparsity along input channels (default 2:4; zeros, no speed-up on CPU)',
   schema: pruneNMSchema,
-  run(model, config, ctx) {
+  stats: unstructuredPruneStats,
+  run(input, config, ctx) {
     const log = ctx.changes;
     const { n, m } = config;
+    // the pruned arrays go into a copy, whose weights the clone's map finds
+    const { model, values } = input.clone();
     if (n >= m) {
       log.warn(`n (${n}) >= m (${m}): nothing to prune`);
       return model;
     }
-    const gzBefore = gzipSize(model);
+    const gzBefore = gzipSize(input);
     let total = 0;
     let zeros = 0;
     let layers = 0;
-    for (const w of selectWeights(model, config, log)) {
+    for (const w of selectWeights(input, config, log)) {
       if (w.inputAxis === null) {
         log.skip(w.node, 'weight has no input-channel axis');
         continue;
@@ -43,7 +46,7 @@ export const pruneNMPass = definePass({
         continue;
       }
       pruneNM(w.data, view, n, m);
-      writeWeight(w);
+      writeWeight(w, values.get(w.value)!);
       let z = 0;
       for (const x of w.data) if (x === 0) z++;
       layers++;

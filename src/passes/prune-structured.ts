@@ -4,14 +4,14 @@
 // apply (slice every constant the removal touches) → training-free recovery on calibration data
 // (least-squares refit of the layers whose inputs lost channels, BatchNorm re-estimation where no
 // refit is possible). With `steps` > 1 the ratio is reached in k steps with recovery in between.
-import { Type } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
 import { InvalidInputError } from '../errors.js';
 import type { Model, Node } from '../onnx/ir.js';
 import { encodeModel } from '../onnx/model-io.js';
 import { getConstant } from '../onnx/constants.js';
 import { DataType as DT, dtypeName } from '../onnx/dtypes.js';
 import { weightLayerOf } from '../onnx/weight-layers.js';
-import { definePass, describeNode, strategyOption, type ChangeLog, type PassContext } from '../pipeline/pass.js';
+import { definePass, describeNode, statFamily, statsSchema, strategyOption, type ChangeLog, type PassContext } from '../pipeline/pass.js';
 import { measureAgainstReference } from '../eval/evaluate.js';
 import type { Feeds } from '../runtime/ort.js';
 import { analyzeChannels, describeGroup, discoverChannelShapes, type DependencyGraph } from '../prune/dependency-graph.js';
@@ -63,6 +63,30 @@ export const pruneStructuredSchema = Type.Object(
 );
 
 type Config = (typeof pruneStructuredSchema)['static'];
+
+const fidelityText = (when: string) =>
+  Type.String({ description: `measureRecovery: ${when}, on the evaluation data: output SQNR (dB), % agreement and, with labels, top-1 (%).` });
+const overSteps = (what: string) => Type.Integer({ description: `${what}, summed over the steps (count).` });
+
+export const pruneStructuredStats = statsSchema(
+  {
+    original: fidelityText('the model before pruning against itself'),
+    beforeRecovery: fidelityText('the pruned model before recovery, against the original'),
+    afterRecovery: fidelityText('the pruned model after recovery, against the original'),
+    pruned: fidelityText('the pruned model (recovery off), against the original'),
+    channelsBefore: Type.Integer({ description: 'Channels of the prunable groups before pruning (count).' }),
+    channelsAfter: Type.Integer({ description: 'Channels of those groups after pruning (count).' }),
+    channelRatio: Type.Number({ description: 'channelsAfter / channelsBefore, 4 decimals.' }),
+    groups: Type.Integer({ description: 'Coupled channel groups in the model (count).' }),
+    prunableGroups: Type.Integer({ description: 'Groups the plan may prune (count).' }),
+    skippedGroups: Type.Integer({ description: 'Groups left whole, each with its reason in `skipped` (count).' }),
+    prunedGroups: overSteps('Groups that lost channels'),
+    refitLayers: overSteps('Layers refit by least squares'),
+    batchNormsReestimated: overSteps('BatchNorms re-estimated after layers that could not be refit'),
+  },
+  statFamily('refit:', Type.String({ description: 'The layer\'s least-squares refit: relative output error before → after, on its sampled rows × features.' })),
+);
+type PruneStructuredStats = Static<typeof pruneStructuredStats>;
 
 /** The groups a plan may touch, and why each other group stays whole (for the report). */
 function selectGroups(dg: DependencyGraph, config: Config): { prunable: ChannelGroup[]; skipped: { group: ChannelGroup; reason: string }[] } {
@@ -117,7 +141,8 @@ export const pruneStructuredPass = definePass({
   name: 'prune.structured',
   summary: 'structured channel pruning through a dependency graph, with least-squares / BatchNorm recovery on calibration data',
   schema: pruneStructuredSchema,
-  async run(model, config, ctx) {
+  stats: pruneStructuredStats,
+  async run(input, config, ctx) {
     const log = ctx.changes;
     const recover = config.recovery.leastSquares || config.recovery.batchNorm;
     const importance = IMPORTANCES[config.importance];
@@ -129,7 +154,9 @@ export const pruneStructuredPass = definePass({
     }
     if (needsData && ctx.samplesAreSynthetic) log.warn('importance/recovery ran on synthetic inputs: recovery fits random data, not the model\'s real input distribution');
     const samples = needsData ? (await ctx.sampleInputs()).slice(0, config.maxCalibrationBatches) : [];
-    const reference = encodeModel(model);
+    const reference = encodeModel(input);
+    // every step analyses what the step before pruned: analysis and rewrite alternate on one copy
+    const { model } = input.clone();
 
     // The first analysis fixes what "original" means: channel counts and, per producer, which
     // original channel each current output channel is (composed over steps).
@@ -196,7 +223,7 @@ export const pruneStructuredPass = definePass({
   },
 });
 
-function reportStep(log: ChangeLog, step: number, steps: number, prunable: ChannelGroup[], skipped: { group: ChannelGroup; reason: string }[], kept: Map<ChannelGroup, number[]>, last: boolean): void {
+function reportStep(log: ChangeLog<PruneStructuredStats>, step: number, steps: number, prunable: ChannelGroup[], skipped: { group: ChannelGroup; reason: string }[], kept: Map<ChannelGroup, number[]>, last: boolean): void {
   const tag = steps > 1 ? `step ${step}: ` : '';
   for (const g of prunable) {
     const keep = kept.get(g);
@@ -221,7 +248,7 @@ async function recoverLayers(
   targets: Map<Node, LayerTarget>,
   originalIndex: Map<Node, number[]>,
   config: Config,
-  log: ChangeLog,
+  log: ChangeLog<PruneStructuredStats>,
   ctx: PassContext,
   step: number,
 ): Promise<void> {

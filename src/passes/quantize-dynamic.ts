@@ -10,7 +10,7 @@ import { inferElemTypes } from '../onnx/elem-types.js';
 import { requireOpsetImport } from '../onnx/opset-upgrade.js';
 import { makeTensor, readFloat32, tensorDims } from '../onnx/tensor-data.js';
 import { weightLayerOf } from '../onnx/weight-layers.js';
-import { definePass, type ChangeLog } from '../pipeline/pass.js';
+import { definePass, statsSchema, type ChangeLog } from '../pipeline/pass.js';
 import { quantizeWeightsSymmetric } from '../quant/quant-math.js';
 
 interface DynamicRule {
@@ -192,19 +192,24 @@ export const quantizeDynamicSchema = Type.Object(
   { additionalProperties: false },
 );
 
+export const quantizeDynamicStats = statsSchema({
+  quantizedNodes: Type.Integer({ description: 'MatMul/Gemm/Conv nodes rewritten to run-time-quantized int8 (count).' }),
+  otherWeightsInt8: Type.Integer({ description: 'otherWeights int8: further float constants stored as int8 behind a DequantizeLinear (count of tensors).' }),
+});
+
 export const quantizeDynamicPass = definePass({
   name: 'quantize.dynamic',
   summary: 'int8 weights, activations quantized at run time: MatMul/Gemm → DynamicQuantizeMatMul, Conv → ConvInteger (opt-in)',
   schema: quantizeDynamicSchema,
-  run(model, config, ctx) {
+  stats: quantizeDynamicStats,
+  run(input, config, ctx) {
     const log = ctx.changes;
-    const g = model.graph;
-    const types = inferElemTypes(model);
+    const types = inferElemTypes(input);
     const exclude = new Set(config.excludeNodes);
     const ops = new Set<string>(config.opTypes);
-    // analyse first
+    // analyse the input
     const todo: [Node, DynamicRule][] = [];
-    for (const n of g.nodes) {
+    for (const n of input.graph.nodes) {
       const rule = DYNAMIC_OP_RULES[n.opType];
       if (!rule || n.domain !== '' || !ops.has(n.opType)) continue;
       if (types.get(n.inputs[0]!) !== DT.FLOAT) continue;
@@ -221,10 +226,13 @@ export const quantizeDynamicPass = definePass({
       if (why) log.skip(n, why);
       else todo.push([n, rule]);
     }
-    for (const n of g.nodes) if (n.opType === 'Conv' && !ops.has('Conv')) log.skip(n, 'Conv not in opTypes (dynamic ConvInteger is opt-in: usually slower than float Conv)');
+    for (const n of input.graph.nodes) if (n.opType === 'Conv' && !ops.has('Conv')) log.skip(n, 'Conv not in opTypes (dynamic ConvInteger is opt-in: usually slower than float Conv)');
+    // then rewrite a copy, reaching the chosen nodes through the clone's map
+    const { model, nodes } = input.clone();
+    const g = model.graph;
     const ownInitializers = [...g.initializers];
     const opts: RewriteOptions = { model, qmax: config.reduceRange ? 63 : 127, perChannel: config.perChannel, log };
-    for (const [n, rule] of todo) rule.rewrite(n, opts);
+    for (const [n, rule] of todo) rule.rewrite(nodes.get(n)!, opts);
     if (todo.some(([n]) => n.opType === 'Conv') && (model.opset('') ?? 0) < 11) throw new Error('ConvInteger/DynamicQuantizeLinear need opset ≥ 11');
     if (config.otherWeights === 'int8') {
       if ((model.opset('') ?? 0) < 10) throw new Error('otherWeights int8 needs opset ≥ 10 (DequantizeLinear)');

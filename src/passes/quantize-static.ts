@@ -5,15 +5,15 @@
 // and, with `sensitivity`, keep the worst layers float one by one until the target is met.
 // With `biasCorrection`, each layer's systematic output shift in the quantized model is folded into
 // its float bias first (src/quant/bias-correction.ts).
-import { Type } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
 import { InvalidInputError, PassFailedError } from '../errors.js';
 import { DataType as DT } from '../onnx/dtypes.js';
 import { inferElemTypes } from '../onnx/elem-types.js';
-import type { Value } from '../onnx/ir.js';
-import { decodeModel, encodeModel } from '../onnx/model-io.js';
-import { definePass, strategyOption } from '../pipeline/pass.js';
+import { carryAcross, type ModelClone, type Node, type Value } from '../onnx/ir.js';
+import { encodeModel } from '../onnx/model-io.js';
+import { definePass, statFamily, statsSchema, strategyOption } from '../pipeline/pass.js';
 import { calibrate, CALIBRATORS } from '../quant/calibration.js';
-import { gptqWeightLevels } from '../quant/gptq.js';
+import { gptqWeightLevels, type WeightLevels } from '../quant/gptq.js';
 import { qRange, quantizeWeightsSymmetric } from '../quant/quant-math.js';
 import { foldBatchNorms } from '../quant/fold-bn.js';
 import { SIMPLIFY_REWRITES, simplifyForQuantization } from '../quant/simplify.js';
@@ -80,17 +80,54 @@ export const quantizeStaticSchema = Type.Object(
   { additionalProperties: false },
 );
 
+const seconds = (what: string) => Type.Number({ description: `${what}: time it took, seconds (1 decimal).` });
+
+export const quantizeStaticStats = statsSchema(
+  {
+    opsetUpgradedFrom: Type.Integer({ description: 'The default-domain opset the model had before it was upgraded to 13 (per-channel scales).' }),
+    batchNormsFolded: Type.Integer({ description: 'foldBatchNorm: BatchNormalization nodes folded into the Conv before them (count).' }),
+    simplifiedSummary: Type.String({ description: 'simplify: each exact rewrite that applied and how often ("name ×n; ").' }),
+    calibrationMethod: Type.String({ description: 'The calibrator that set the activation ranges (`percentile` with its percentile).' }),
+    calibrationBatches: Type.Integer({ description: 'Calibration batches the activation ranges were measured on (count).' }),
+    gptqLayers: Type.Integer({ description: 'weightRounding gptq: layers whose int8 weights GPTQ rounded (count).' }),
+    gptqSeconds: seconds('weightRounding gptq'),
+    gptqMeanOutputError: Type.String({ description: 'weightRounding gptq: mean relative layer output error ‖XΔW‖ on calibration inputs, nearest rounding → GPTQ (percent).' }),
+    biasCorrectedLayers: Type.Integer({ description: 'biasCorrection: layers whose bias took the measured output shift (count).' }),
+    biasCorrectionSeconds: seconds('biasCorrection'),
+    biasCorrectionLargest: Type.String({ description: 'biasCorrection: the 8 layers with the largest shifts, each with its rms over channels, in the layer output\'s units ("; "-separated).' }),
+    sensitivityStart: Type.String({ description: 'sensitivity: the plain int8 model against the target (each measure and its limit).' }),
+    sensitivityResult: Type.String({ description: 'sensitivity: the final model against the target (each measure and its limit).' }),
+    sensitivityTargetMet: Type.Boolean({ description: 'sensitivity: the final model meets every limit of the target.' }),
+    sensitivityProbes: Type.Integer({ description: 'sensitivity: candidate models measured by the search (count).' }),
+    sensitivitySeconds: seconds('sensitivity search'),
+    excludedBySensitivity: Type.String({ description: 'sensitivity: the layers kept float, each with the SQNR its quantization adds (dB), "; "-separated; "none" when none.' }),
+    excludedBySensitivityCount: Type.Integer({ description: 'sensitivity: layers kept float (count).' }),
+    sensitivitySizeCostBytes: Type.Integer({ description: 'sensitivity: bytes the layers kept float add to the serialized model (bytes, against the plain int8 model).' }),
+    addedSqnrWorstFirst: Type.String({ description: 'The 12 quantized layers that add the most noise, each with the SQNR it adds (dB), worst first ("; "-separated).' }),
+    quantizedNodes: Type.Integer({ description: 'Nodes quantized to int8 (count).' }),
+    qdqPairs: Type.Integer({ description: 'QuantizeLinear/DequantizeLinear pairs inserted (count).' }),
+    excludedWithInt8Weights: Type.Integer({ description: 'sensitivity.excludedWeights int8: layers kept float whose weights are stored as int8 (count).' }),
+    sqnrWorstFirst: Type.String({ description: 'The 12 quantized layers with the lowest output SQNR against float on calibration data (dB), worst first ("; "-separated).' }),
+    sqnrMinDb: Type.Number({ description: 'The lowest layer output SQNR against float on calibration data, dB (2 decimals).' }),
+  },
+  statFamily('simplified.', Type.Integer({ description: 'simplify: times this rewrite of SIMPLIFY_REWRITES applied (count).' })),
+);
+
 export const quantizeStaticPass = definePass({
   name: 'quantize.static',
   summary: 'int8 QDQ: calibrated activations, per-channel int8 weights, int32 biases; per-layer SQNR; optional sensitivity loop',
   schema: quantizeStaticSchema,
-  async run(model, config, ctx) {
+  stats: quantizeStaticStats,
+  async run(input, config, ctx) {
     const log = ctx.changes;
     if (ctx.samplesAreSynthetic && !config.allowSynthetic) {
       throw new InvalidInputError('quantize.static needs calibration data (job input `calibration`, CLI --calibration or --data); set allowSynthetic: true to calibrate on synthetic inputs');
     }
     if (ctx.samplesAreSynthetic) log.warn('calibrated on SYNTHETIC inputs: activation ranges are not representative, accuracy may suffer');
-    const reference = encodeModel(model);
+    const reference = encodeModel(input);
+    // the float model: a copy of the input with the exact pre-steps below, never changed after them
+    // (every candidate quantizes its own clone)
+    const { model } = input.clone();
 
     // ---- pre-steps: opset ≥ 13 for per-channel scales, BatchNormalization folded into Conv
     const opset = model.opset('') ?? 0;
@@ -113,7 +150,6 @@ export const quantizeStaticPass = definePass({
         for (const n of nodes) log.rewrite(n, SIMPLIFY_REWRITES[name]!.summary);
       }
     }
-    const floatBytes = encodeModel(model);
 
     // ---- calibration: every float activation of the main graph
     const feeds = (await ctx.sampleInputs()).slice(0, config.maxCalibrationBatches);
@@ -139,46 +175,49 @@ export const quantizeStaticPass = definePass({
       excludedWeights: config.sensitivity?.excludedWeights ?? 'float',
     };
     const exclude = new Set(config.excludeNodes);
+    let weightLevels: Map<Value, WeightLevels> | undefined;
     if (config.weightRounding === 'gptq') {
       const t0 = Date.now();
       const qmax = config.reduceRange ? 63 : 127;
       // the layers quantizeQdq will give int8 weights, with the axis it will use
       const layers = quantizedWeightLayers(model, opts, exclude);
       const { levels, errors } = await gptqWeightLevels(model, feeds, layers, qmax, (w, dims, axis) => quantizeWeightsSymmetric(w, dims, axis, qmax));
-      opts.weightLevels = levels;
+      weightLevels = levels;
       const mean = (f: (e: (typeof errors)[number]) => number) => errors.reduce((a, e) => a + f(e), 0) / (errors.length || 1);
       log.stat('gptqLayers', errors.length);
       log.stat('gptqSeconds', Number(((Date.now() - t0) / 1000).toFixed(1)));
       log.stat('gptqMeanOutputError', `nearest ${(100 * mean((e) => e.nearest)).toFixed(2)}% → gptq ${(100 * mean((e) => e.gptq)).toFixed(2)}% (relative ‖XΔW‖ on calibration inputs)`);
     }
-    // bias correction: shifts by node index of a fresh decode of floatBytes, applied to the layers not kept float
-    const biasLayers = (exclude: ReadonlySet<string>) => quantizedWeightLayers(decodeModel(floatBytes), opts, exclude);
-    let biasShifts = new Map<number, Float32Array>();
+    // the ranges, GPTQ levels and bias shifts belong to the float model's values and nodes: each
+    // clone gets them through its maps
+    const quantizeCopy = (copy: ModelClone, exclude: ReadonlySet<string>) =>
+      quantizeQdq(copy.model, carryAcross(ranges, copy.values), { ...opts, ...(weightLevels ? { weightLevels: carryAcross(weightLevels, copy.values) } : {}) }, exclude);
+    let biasShifts = new Map<Node, Float32Array>();
     const quantizeOnly = (exclude: ReadonlySet<string>) => {
-      const q = decodeModel(floatBytes);
-      applyBiasShifts(q, biasShifts, (n) => exclude.has(nodeKey(n)));
-      const result = quantizeQdq(q, ranges, opts, exclude);
-      return { model: q, result };
+      const copy = model.clone();
+      applyBiasShifts(copy.model, carryAcross(biasShifts, copy.nodes), (n) => exclude.has(nodeKey(n)));
+      const result = quantizeCopy(copy, exclude);
+      return { model: copy.model, values: copy.values, result };
     };
+    // bias correction: measured on the layers not kept float
     const correctBiases = async (exclude: ReadonlySet<string>) => {
       const t0 = Date.now();
-      const layers = biasLayers(exclude);
-      biasShifts = await measureQuantizedBiasShifts(floatBytes, layers.map((l) => l.index), (copy) => void quantizeQdq(copy, ranges, opts, exclude), feeds, ctx.signal);
-      const keyOf = new Map(layers.map((l) => [l.index, nodeKey(l.node)]));
+      const layers = quantizedWeightLayers(model, opts, exclude).map((l) => l.node);
+      biasShifts = await measureQuantizedBiasShifts(model, layers, (copy) => void quantizeCopy(copy, exclude), feeds, ctx.signal);
       const rms = (s: Float32Array) => Math.sqrt(s.reduce((a, x) => a + x * x, 0) / s.length);
       const worst = [...biasShifts].sort((a, b) => rms(b[1]) - rms(a[1])).slice(0, 8);
       log.stat('biasCorrectedLayers', biasShifts.size);
       log.stat('biasCorrectionSeconds', Number(((Date.now() - t0) / 1000).toFixed(1)));
-      log.stat('biasCorrectionLargest', worst.map(([i, s]) => `${keyOf.get(i)} rms ${rms(s).toPrecision(3)}`).join('; '));
+      log.stat('biasCorrectionLargest', worst.map(([n, s]) => `${nodeKey(n)} rms ${rms(s).toPrecision(3)}`).join('; '));
     };
     if (config.biasCorrection) {
       await correctBiases(exclude);
       ctx.progress(0.4, 'bias corrected');
     }
     const build = async (exclude: ReadonlySet<string>) => {
-      const { model: q, result } = quantizeOnly(exclude);
-      const floatModel = decodeModel(floatBytes);
-      const { added, absolute } = await addedSqnr(floatModel, q, result.quantized, feeds);
+      const { model: q, values, result } = quantizeOnly(exclude);
+      const floatOf = new Map([...values].map(([f, c]) => [c, f]));
+      const { added, absolute } = await addedSqnr(model, q, result.quantized, feeds, floatOf);
       return { model: q, result, sqnr: absolute, added };
     };
 
@@ -252,7 +291,7 @@ function sliceLabels(labels: { labels: ArrayLike<number | bigint>; output?: stri
   return n > 0 && n <= rows(all) ? { ...labels, labels: Array.from(labels.labels).slice(0, n) } : labels;
 }
 
-function report(result: QdqResult, sqnr: Map<string, number>, added: Map<string, number>, log: import('../pipeline/pass.js').ChangeLog): void {
+function report(result: QdqResult, sqnr: Map<string, number>, added: Map<string, number>, log: import('../pipeline/pass.js').ChangeLog<Static<typeof quantizeStaticStats>>): void {
   const rows = result.quantized.map((r) => ({ ...r, db: sqnr.get(r.key) ?? NaN, add: added.get(r.key) ?? NaN })).sort((a, b) => a.db - b.db);
   for (const r of rows) {
     log.rewrite(r.node, `int8${r.fused ? ` (+${r.fused} fused)` : ''}, SQNR ${r.db.toFixed(1)} dB (adds ${r.add.toFixed(1)} dB)`);

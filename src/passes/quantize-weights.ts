@@ -1,14 +1,14 @@
 // quantize.weights: weight-only quantization for size. int8: symmetric per-channel weights behind a
 // DequantizeLinear (compute stays float). int4: MatMul with a constant 2-D B → com.microsoft
 // MatMulNBits, block-wise 4-bit (block 32/64/128), symmetric or with zero points.
-import { Type } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
 import { DataType as DT } from '../onnx/dtypes.js';
 import type { Model, Node } from '../onnx/ir.js';
 import { addConstant, addDequantizedConstant, DEQUANTIZED_NAMES, getConstant } from '../onnx/constants.js';
 import { makeTensor, readFloat32, tensorDims } from '../onnx/tensor-data.js';
 import { requireOpsetImport, upgradeOpset } from '../onnx/opset-upgrade.js';
 import { weightLayerOf } from '../onnx/weight-layers.js';
-import { definePass, type PassContext } from '../pipeline/pass.js';
+import { definePass, statsSchema, type PassContext } from '../pipeline/pass.js';
 import { dequantizeWeights, quantizeWeightsSymmetric, type WeightQuantization } from '../quant/quant-math.js';
 import { packMatMulNBits, unpackMatMulNBits, type NBitsPacked } from '../quant/int4.js';
 import { weightScaleAxis } from '../quant/qdq-rules.js';
@@ -36,12 +36,25 @@ export const quantizeWeightsSchema = Type.Object(
   { additionalProperties: false },
 );
 
+export const quantizeWeightsStats = statsSchema({
+  opsetUpgradedFrom: Type.Integer({ description: 'int8 per channel: the default-domain opset the model had before it was upgraded to 13.' }),
+  weightBytesBefore: Type.Integer({ description: 'Float32 bytes of the weights that were quantized (4 per element).' }),
+  weightBytesAfter: Type.Integer({ description: 'Bytes those weights take quantized: levels plus scales (and int4 zero points).' }),
+  weightBytesRatio: Type.Number({ description: 'weightBytesAfter / weightBytesBefore, 4 decimals (1 when nothing was quantized).' }),
+  biasCorrected: Type.Integer({ description: 'biasCorrection: layers whose bias took the measured output shift (count).' }),
+  biasCorrectionMaxShift: Type.Number({ description: 'biasCorrection: the largest |per-channel mean output shift| corrected, in the layer output\'s units (4 significant digits).' }),
+  biasCorrectionNodes: Type.String({ description: 'biasCorrection: each corrected layer, how its bias was applied and its largest |shift| ("; "-separated).' }),
+});
+
 export const quantizeWeightsPass = definePass({
   name: 'quantize.weights',
   summary: 'weight-only: int8 per-channel behind DequantizeLinear, or int4 block-wise MatMul → MatMulNBits',
   schema: quantizeWeightsSchema,
-  async run(model, config, ctx) {
+  stats: quantizeWeightsStats,
+  async run(input, config, ctx) {
     const log = ctx.changes;
+    // the opset upgrade rewrites before the plan is made: plan and rewrite the copy
+    const { model } = input.clone();
     const g = model.graph;
     if (config.bits === 8 && config.perChannel && (model.opset('') ?? 0) < 13) {
       const from = model.opset('');
@@ -130,7 +143,7 @@ export const quantizeWeightsPass = definePass({
 });
 
 /** Bias correction on the float model, before its weights are replaced (see quant/bias-correction.ts). */
-async function correctBiases(model: Model, targets: BiasCorrectionTarget[], ctx: PassContext): Promise<void> {
+async function correctBiases(model: Model, targets: BiasCorrectionTarget[], ctx: PassContext<Static<typeof quantizeWeightsStats>>): Promise<void> {
   const log = ctx.changes;
   if (ctx.samplesAreSynthetic) log.warn('bias correction measured on synthetic inputs: give calibration data for a meaningful correction');
   const shifts = await measureOutputShift(model, targets, await ctx.sampleInputs(), ctx.signal);

@@ -1,27 +1,42 @@
-// What a pass is: a named function (model, config, ctx) → model with a closed, typed config schema.
-import { Type, type SchemaOptions, type Static, type TLiteral, type TObject, type TUnion } from '@sinclair/typebox';
+// What a pass is: a named function (model, config, ctx) → model with a closed, typed config schema, and
+// the closed, typed schema of the statistics it reports.
+import {
+  Type,
+  type SchemaOptions,
+  type Static,
+  type TIntersect,
+  type TLiteral,
+  type TObject,
+  type TPartial,
+  type TProperties,
+  type TSchema,
+  type TUnion,
+} from '@sinclair/typebox';
 import type { Model, Node } from '../onnx/ir.js';
+import type { NodeChange, NodeSkip, StatFields, StepChanges } from '../report/schema.js';
 import type { Feeds } from '../runtime/ort.js';
 
-export interface NodeChange {
-  node: string;
-  opType: string;
-  detail?: string;
-}
+/** The statistics of a log that takes none: what helpers that only rewrite, skip and warn are given. */
+export type NoStats = Record<never, never>;
 
-export interface NodeSkip {
-  node: string;
-  opType: string;
-  reason: string;
-}
+/** The numeric fields of `S`: those `count` may add to. */
+type CountKeys<S> = { [K in keyof S]-?: Exclude<S[K], undefined> extends number ? K : never }[keyof S] & string;
 
-/** What a pass did, in a form the report shows as is. */
-export class ChangeLog {
+/**
+ * The statistic names a log accepts, as a type parameter of its own so that TypeScript compares them: a
+ * log typed for a pass's statistics fits only where a subset of them is expected (a helper cannot record
+ * what the pass does not declare). A log that declares none records none itself and fits anywhere.
+ */
+type AcceptedKeys<S> = [keyof S] extends [never] ? any : keyof S;
+
+/** What a pass did, in a form the report shows as is. `S`: the statistics the pass declares. */
+export class ChangeLog<S extends StatFields = NoStats, Keys = AcceptedKeys<S>> {
   readonly rewritten: NodeChange[] = [];
   readonly skipped: NodeSkip[] = [];
   readonly added: NodeChange[] = [];
-  readonly stats: Record<string, number | string | boolean> = {};
+  readonly stats: Partial<S> = {};
   readonly warnings: string[] = [];
+  declare private readonly accepts?: (key: Keys) => void;
 
   rewrite(node: Node, detail?: string): void {
     this.rewritten.push({ node: describeNode(node), opType: node.opType, ...(detail ? { detail } : {}) });
@@ -32,17 +47,20 @@ export class ChangeLog {
   add(node: Node, detail?: string): void {
     this.added.push({ node: describeNode(node), opType: node.opType, ...(detail ? { detail } : {}) });
   }
-  stat(key: string, value: number | string | boolean): void {
-    this.stats[key] = value;
+  /** Records a declared statistic, with its declared type. */
+  stat<K extends keyof S & string>(key: K, value: Exclude<S[K], undefined>): void {
+    (this.stats as StatFields)[key] = value;
   }
-  count(key: string, by = 1): void {
-    this.stats[key] = (Number(this.stats[key]) || 0) + by;
+  /** Adds `by` to a declared numeric statistic (absent counts as 0). */
+  count<K extends CountKeys<S>>(key: K, by = 1): void {
+    const stats = this.stats as StatFields;
+    stats[key] = (Number(stats[key]) || 0) + by;
   }
   warn(message: string): void {
     this.warnings.push(message);
   }
 
-  toJSON(): object {
+  toJSON(): StepChanges<Partial<S>> {
     return {
       rewritten: this.rewritten.length,
       skipped: this.skipped,
@@ -61,11 +79,11 @@ export function describeNode(node: Node): string {
   return out ? `${node.opType}→${out}` : node.opType;
 }
 
-export interface PassContext {
+export interface PassContext<S extends StatFields = NoStats> {
   signal?: AbortSignal;
   /** Progress within the pass, 0..1. */
   progress(fraction: number, message?: string): void;
-  changes: ChangeLog;
+  changes: ChangeLog<S>;
   /**
    * Representative model inputs: the user's calibration data when given, else the evaluation
    * data, else synthetic inputs (and then `samplesAreSynthetic` is true, which reports must say).
@@ -88,17 +106,17 @@ export interface PassContext {
  * benchmark scripts, tests): `samples` are what the pass calibrates on, `evaluation` what it may
  * measure on (default: the samples).
  */
-export function fixedPassContext(opts: {
+export function fixedPassContext<S extends StatFields = NoStats>(opts: {
   samples: Feeds[];
   evaluation?: Feeds[];
   labels?: ArrayLike<number | bigint>;
   synthetic?: boolean;
   calibration?: boolean;
-  changes?: ChangeLog;
-}): PassContext {
+  changes?: ChangeLog<S>;
+}): PassContext<S> {
   const synthetic = opts.synthetic ?? false;
   return {
-    changes: opts.changes ?? new ChangeLog(),
+    changes: opts.changes ?? new ChangeLog<S>(),
     progress: () => {},
     sampleInputs: async () => opts.samples,
     evaluationInputs: async () => opts.evaluation ?? opts.samples,
@@ -108,16 +126,42 @@ export function fixedPassContext(opts: {
   };
 }
 
-export interface PassDefinition<S extends TObject = TObject> {
-  name: string;
+/** A schema of statistics: its values are what a report's `stats` may hold. */
+export type TStats = TSchema & { static: StatFields };
+
+/** The statistics a pass reports, typed: `StatsOf<typeof pruneNMPass>`. */
+export type StatsOf<P extends { stats: TStats }> = Static<P['stats']>;
+
+export interface PassDefinition<C extends TObject = TObject, T extends TStats = TStats, N extends string = string> {
+  name: N;
   summary: string;
   /** Closed schema of the step object, `pass` key included. */
-  schema: S;
-  run(model: Model, config: Static<S>, ctx: PassContext): Promise<Model> | Model;
+  schema: C;
+  /** Closed schema of the statistics the pass records (`statsSchema`): a description with the unit for every field. */
+  stats: T;
+  /** Returns a new model (a `model.clone()` it rewrote) and never changes `model`: test/pass-purity.test.ts runs every pass on a frozen one. */
+  run(model: Model, config: Static<C>, ctx: PassContext<Static<T>>): Promise<Model> | Model;
 }
 
-export function definePass<S extends TObject>(def: PassDefinition<S>): PassDefinition<S> {
+export function definePass<C extends TObject, T extends TStats, N extends string>(def: PassDefinition<C, T, N>): PassDefinition<C, T, N> {
   return def;
+}
+
+/** Fields named by a prefix and a node or rule name, e.g. `statFamily('sparsity:', …)` for `sparsity:<node>`. */
+export function statFamily<P extends string, V extends TSchema>(prefix: P, value: V) {
+  return Type.Record(Type.TemplateLiteral([Type.Literal(prefix), Type.String()]), value);
+}
+
+/**
+ * A pass's statistics schema: `fields` and the `families`' fields, every one optional (a pass records what
+ * applies to the model), no other key.
+ */
+export function statsSchema<F extends TProperties>(fields: F): TPartial<TObject<F>>;
+export function statsSchema<F extends TProperties, R extends TSchema[]>(fields: F, ...families: R): TIntersect<[TPartial<TObject<F>>, ...R]>;
+export function statsSchema(fields: TProperties, ...families: TSchema[]): TSchema {
+  if (families.length === 0) return Type.Partial(Type.Object(fields, { additionalProperties: false }));
+  // in an intersection the members stay open; unevaluatedProperties closes the whole
+  return Type.Intersect([Type.Partial(Type.Object(fields)), ...families], { unevaluatedProperties: false });
 }
 
 /** One interchangeable way of doing a step (an importance criterion, a calibrator…), as a table entry. */

@@ -15,7 +15,7 @@ import { estimateMacs } from '../measure/macs.js';
 import { evaluateModels } from '../eval/evaluate.js';
 import { profileModel } from '../measure/profile.js';
 import type { ProfileReport } from '../report/schema.js';
-import { PASSES } from '../passes/index.js';
+import { PASSES, type PassStats } from '../passes/index.js';
 import { ChangeLog } from './pass.js';
 import type { Recipe } from './recipe.js';
 
@@ -48,7 +48,8 @@ export interface PipelineOptions {
   inputName?: string;
 }
 
-export type PipelineReport = CompressionReport;
+/** A report as the pipeline writes it: each step's statistics typed by its pass. */
+export type PipelineReport = CompressionReport<StepReport<PassStats>>;
 
 export interface PipelineResult {
   model: Model;
@@ -130,7 +131,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
   }
   report({ step: 0, stepName: 'baseline', fraction: 1 });
 
-  const stepReports: StepReport[] = [];
+  const stepReports: StepReport<PassStats>[] = [];
   let bytes = inputBytes;
   for (let i = 0; i < steps.length; i++) {
     throwIfAborted(signal);
@@ -141,7 +142,9 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
     const at = (fraction: number, message?: string) => report({ step: i + 1, stepName: step.pass, fraction, ...(message ? { message } : {}) });
     at(0);
     try {
-      model = (await def.run(model, step as never, {
+      // a pass returns a new model and never changes its input: steps hand models on as they are,
+      // and bytes are encoded only for onnxruntime and the result
+      model = await def.run(model, step as never, {
         ...(signal ? { signal } : {}),
         changes,
         progress: (fraction, message) => at(Math.min(0.7, fraction * 0.7), message),
@@ -151,7 +154,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
         evaluationInputs: async () => samples,
         ...(opts.labels ? { labels: opts.labels } : {}),
         ...(opts.labelOutput ? { labelOutput: opts.labelOutput } : {}),
-      })) ?? model; // a pass may return a new model (quantize.static rebuilds it from the float bytes)
+      });
       verifyModel(model, `model after step ${i + 1} (${step.pass})`);
       bytes = encodeModel(model);
     } catch (err) {
@@ -171,7 +174,8 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
       if (err instanceof ModelpressError && err.code === 'canceled') throw err;
       throw new PassFailedError(step.pass, `the rewritten model does not run in onnxruntime: ${(err as Error).message}`, { cause: err });
     }
-    const stage: StepReport = {
+    // a pass's ChangeLog takes only the statistics its `stats` schema declares, so these are PassStats[step.pass]
+    const stage = {
       index: i + 1,
       pass: step.pass,
       config: step,
@@ -183,7 +187,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
       changes: changes.toJSON(),
       fidelity: evaluation.fidelity,
       ...(evaluation.task ? { task: evaluation.task.candidate } : {}),
-    };
+    } as StepReport<PassStats>;
     if (bench.enabled) {
       at(0.8, 'timing against the original, side by side');
       stage.latency = (await compareModels(inputBytes, bytes, { ...benchOptions, rounds: bench.rounds })).ratios;

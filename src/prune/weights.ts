@@ -2,6 +2,7 @@
 // (excluded nodes, size floor, float32 only, one entry per shared weight). Where each op keeps its
 // weight and along which axis its input channels run is src/onnx/weight-layers.ts.
 import { gzipSync } from 'node:zlib';
+import { Type, type Static } from '@sinclair/typebox';
 import type { TensorProto } from 'onnx-buf';
 import { DataType as DT } from '../onnx/dtypes.js';
 import type { Model, Node, Value } from '../onnx/ir.js';
@@ -9,7 +10,7 @@ import { getConstant, setConstant } from '../onnx/constants.js';
 import { encodeModel } from '../onnx/model-io.js';
 import { elementCount, makeTensor, readFloat32, tensorDims } from '../onnx/tensor-data.js';
 import { weightLayerOf } from '../onnx/weight-layers.js';
-import type { ChangeLog } from '../pipeline/pass.js';
+import { statFamily, statsSchema, type ChangeLog } from '../pipeline/pass.js';
 import { formatPercent } from '../format.js';
 
 /** The weight layers the unstructured and N:M passes prune. */
@@ -77,9 +78,9 @@ export function selectWeights(model: Model, opts: SelectOptions, log: ChangeLog)
   return out;
 }
 
-/** Writes the pruned array back to wherever the weight lives (initializer or Constant node). */
-export function writeWeight(w: PrunableWeight): void {
-  setConstant(w.value, makeTensor(w.value.name, DT.FLOAT, w.dims, w.data));
+/** Writes the pruned array to `target`, the weight's value in the pass's copy, wherever it lives (initializer or Constant node). */
+export function writeWeight(w: PrunableWeight, target: Value): void {
+  setConstant(target, makeTensor(target.name, DT.FLOAT, w.dims, w.data));
 }
 
 export function gzipSize(model: Model): number {
@@ -91,8 +92,23 @@ export const DENSE_KERNEL_WARNING =
   'neither smaller on disk nor faster. The real gain is compressibility (see gzipBytesBefore/After) or a sparse runtime; ' +
   'accuracy drops without fine-tuning, which this pass does not do.';
 
+/** The statistics prune.magnitude and prune.nm report. */
+export const unstructuredPruneStats = statsSchema(
+  {
+    prunedLayers: Type.Integer({ description: 'Layers whose weights were pruned (count).' }),
+    prunedWeights: Type.Integer({ description: 'Weights of those layers (count of elements).' }),
+    zeroWeights: Type.Integer({ description: 'Of them, zeros after pruning, those that were zero before included (count of elements).' }),
+    sparsity: Type.Number({ description: 'zeroWeights / prunedWeights, 0..1 (6 decimals).' }),
+    gzipBytesBefore: Type.Integer({ description: 'The serialized model gzipped, before (bytes).' }),
+    gzipBytesAfter: Type.Integer({ description: 'The serialized model gzipped, after (bytes).' }),
+    gzipRatio: Type.Number({ description: 'gzipBytesAfter / gzipBytesBefore, 4 decimals.' }),
+  },
+  statFamily('sparsity:', Type.Number({ description: 'Zeros / weights of this layer after pruning, 0..1 (6 decimals).' })),
+);
+export type UnstructuredPruneStats = Static<typeof unstructuredPruneStats>;
+
 /** Records the before/after gzip sizes of the serialized model (the one size gain zeros give). */
-export function logGzip(log: ChangeLog, before: number, model: Model): void {
+export function logGzip(log: ChangeLog<UnstructuredPruneStats>, before: number, model: Model): void {
   const after = gzipSize(model);
   log.stat('gzipBytesBefore', before);
   log.stat('gzipBytesAfter', after);

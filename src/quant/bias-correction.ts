@@ -7,9 +7,8 @@
 // node, a twin that reads the same inputs but the dequantized weights; both outputs are captured and
 // the per-channel mean of (float − twin) is the shift. applyBiasShift is the graph edit.
 import { DataType as DT } from '../onnx/dtypes.js';
-import type { Model, Node, Value } from '../onnx/ir.js';
+import { carryAcross, type Model, type ModelClone, type Node, type Value } from '../onnx/ir.js';
 import { addConstant, getConstant } from '../onnx/constants.js';
-import { decodeModel, encodeModel } from '../onnx/model-io.js';
 import { makeTensor, readFloat32, tensorDims } from '../onnx/tensor-data.js';
 import { outputChannelAxis, weightLayerOf } from '../onnx/weight-layers.js';
 import { forEachCapture } from '../runtime/capture.js';
@@ -35,13 +34,11 @@ export function accumulateChannelSums(x: Float32Array, dims: readonly number[], 
  * The model is not changed.
  */
 export async function measureOutputShift(model: Model, targets: readonly BiasCorrectionTarget[], feeds: Feeds[], signal?: AbortSignal): Promise<Map<Node, Float32Array>> {
-  const copy = decodeModel(encodeModel(model), { allowUnknownDomains: true });
-  const index = new Map(model.graph.nodes.map((n, i) => [n, i]));
+  const { model: copy, nodes } = model.clone();
   const pairs: { target: BiasCorrectionTarget; y: Value; twin: Value }[] = [];
   for (const t of targets) {
-    const i = index.get(t.node);
-    if (i === undefined) throw new Error(`bias correction: node ${t.node.name} is not in the main graph`);
-    const n = copy.graph.nodes[i]!;
+    const n = nodes.get(t.node);
+    if (n?.graph !== copy.graph) throw new Error(`bias correction: node ${t.node.name} is not in the main graph`);
     const layer = weightLayerOf(n);
     const w = getConstant(layer?.weight);
     if (!layer || !w) throw new Error(`bias correction: ${n.name} has no constant weight`);
@@ -140,43 +137,39 @@ export async function channelMeans(model: Model, outputs: readonly { value: Valu
  * layer's shift is partly inherited from upstream, so correcting all layers from one measurement
  * overshoots (on PP-OCRv4 rec it took the output from 14.6 dB to 4 dB).
  *
- * Layers are named by their index in `decodeModel(floatBytes).graph.nodes`; `quantize` rewrites
- * the throwaway copy it is given into the quantized model (as the pass will). Returns the shifts
- * to add to each layer's bias (applyBiasShifts), measured with all the returned shifts upstream.
+ * `layers` are nodes of `float`, which is never changed: each measurement quantizes a clone of it,
+ * and `quantize` rewrites that clone (its maps carry the float model's calibration across) into the
+ * quantized model, as the pass will. Returns the shifts to add to each layer's bias
+ * (applyBiasShifts), measured with all the returned shifts upstream.
  */
 export async function measureQuantizedBiasShifts(
-  floatBytes: Uint8Array,
-  layers: readonly number[],
-  quantize: (copy: Model) => void,
+  float: Model,
+  layers: readonly Node[],
+  quantize: (copy: ModelClone) => void,
   feeds: Feeds[],
   signal?: AbortSignal,
-): Promise<Map<number, Float32Array>> {
-  const reference = decodeModel(floatBytes, { allowUnknownDomains: true });
-  const outputs = layers.map((i) => ({ value: reference.graph.nodes[i]!.outputs[0]!, opType: reference.graph.nodes[i]!.opType }));
-  const want = await channelMeans(reference, outputs, feeds, signal);
-  const shifts = new Map<number, Float32Array>();
-  for (const [k, i] of layers.entries()) {
-    const copy = decodeModel(floatBytes, { allowUnknownDomains: true });
-    const node = copy.graph.nodes[i]!;
-    applyBiasShifts(copy, shifts);
+): Promise<Map<Node, Float32Array>> {
+  const outputs = layers.map((n) => ({ value: n.outputs[0]!, opType: n.opType }));
+  const want = await channelMeans(float, outputs, feeds, signal);
+  const shifts = new Map<Node, Float32Array>();
+  for (const [k, layer] of layers.entries()) {
+    const copy = float.clone();
+    const node = copy.nodes.get(layer)!;
+    applyBiasShifts(copy.model, carryAcross(shifts, copy.nodes));
     // measured where the layer computes (before a bias Add that applyBiasShift may have put after it)
     const y = node.outputs[0]!;
     quantize(copy);
-    const got = (await channelMeans(copy, [{ value: y, opType: node.opType }], feeds, signal)).get(y);
+    const got = (await channelMeans(copy.model, [{ value: y, opType: node.opType }], feeds, signal)).get(y);
     const w = want.get(outputs[k]!.value);
     if (!got || !w || got.length !== w.length) continue;
-    shifts.set(i, Float32Array.from(w, (x, c) => x - got[c]!));
+    shifts.set(layer, Float32Array.from(w, (x, c) => x - got[c]!));
   }
   return shifts;
 }
 
-/**
- * Adds each shift to the bias of the node at that index of `model.graph.nodes` (indices as decoded,
- * before this call adds anything), except for nodes `skip` names.
- */
-export function applyBiasShifts(model: Model, shifts: ReadonlyMap<number, Float32Array>, skip: (n: Node) => boolean = () => false): void {
-  const nodes = model.graph.nodes.slice();
-  const targets = [...shifts].map(([i, shift]) => ({ node: nodes[i]!, shift })).filter((t) => !skip(t.node));
+/** Adds each shift to the bias of its node (a node of `model`), except for nodes `skip` names. */
+export function applyBiasShifts(model: Model, shifts: ReadonlyMap<Node, Float32Array>, skip: (n: Node) => boolean = () => false): void {
+  const targets = [...shifts].map(([node, shift]) => ({ node, shift })).filter((t) => !skip(t.node));
   for (const t of targets) applyBiasShift(t.node, t.shift);
   if (targets.length) {
     model.graph.cleanup(false);

@@ -286,7 +286,7 @@ export async function calibrate(
   percentile: number,
   signal?: AbortSignal,
   grid: ActivationGrid = { qmin: 0, qmax: 255, symmetric: false },
-): Promise<Map<string, [number, number]>> {
+): Promise<Map<Value, [number, number]>> {
   const calibrator = CALIBRATORS[method];
   const bins = calibrator.histogramBins;
   const stats = new Map(values.map((v) => [v, new TensorStats(bins)]));
@@ -298,10 +298,10 @@ export async function calibrate(
       for (const [v, t] of captured) stats.get(v)?.addHistogram(tensorToFloat32(t));
     }, signal ? { signal } : {});
   }
-  const out = new Map<string, [number, number]>();
+  const out = new Map<Value, [number, number]>();
   for (const [v, s] of stats) {
     // no histogram (minmax, or a value the second sweep never saw): min/max
-    if (Number.isFinite(s.min)) out.set(v.name, s.hist ? calibrator.range(s, { percentile, grid }) : [s.min, s.max]);
+    if (Number.isFinite(s.min)) out.set(v, s.hist ? calibrator.range(s, { percentile, grid }) : [s.min, s.max]);
   }
   return out;
 }

@@ -278,7 +278,7 @@ export interface WeightLevels {
 }
 
 /**
- * GPTQ levels for every given layer's weight (keyed by the weight value's name, as QdqOptions
+ * GPTQ levels for every given layer's weight (keyed by the weight value of `model`, as QdqOptions
  * takes them), scales as nearest rounding would choose them (max |w| per channel / qmax).
  */
 export async function gptqWeightLevels(
@@ -287,17 +287,17 @@ export async function gptqWeightLevels(
   layers: { node: Node; axis: number | null }[],
   qmax: number,
   quantizeNearest: (w: Float32Array, dims: number[], axis: number | null) => { scales: Float32Array },
-): Promise<{ levels: Map<string, WeightLevels>; errors: { node: Node; nearest: number; gptq: number }[] }> {
+): Promise<{ levels: Map<Value, WeightLevels>; errors: { node: Node; nearest: number; gptq: number }[] }> {
   const layouts = new Map<Node, LayerLayout>();
-  const seen = new Set<string>();
+  const seen = new Set<Value>();
   for (const { node } of layers) {
     const l = layerLayout(node);
-    if (!l || seen.has(l.weight.name)) continue;
-    seen.add(l.weight.name);
+    if (!l || seen.has(l.weight)) continue;
+    seen.add(l.weight);
     layouts.set(node, l);
   }
   const grams = await collectGrams(model, feeds, [...layouts.values()]);
-  const levels = new Map<string, WeightLevels>();
+  const levels = new Map<Value, WeightLevels>();
   const errors: { node: Node; nearest: number; gptq: number }[] = [];
   for (const { node, axis } of layers) {
     const l = layouts.get(node);
@@ -306,7 +306,7 @@ export async function gptqWeightLevels(
     const w = readFloat32(wt);
     const { scales } = quantizeNearest(w, tensorDims(wt), axis);
     const res = gptqLayer(l, w, grams.get(node)!, scales, qmax);
-    levels.set(l.weight.name, { axis, q: res.q, scales });
+    levels.set(l.weight, { axis, q: res.q, scales });
     errors.push({ node, nearest: res.errorNearest, gptq: res.errorGptq });
   }
   return { levels, errors };

@@ -20,10 +20,10 @@ export interface QdqOptions {
   /** Op types to quantize (subset of the rule table). */
   opTypes: string[];
   /**
-   * Precomputed int8 levels and scales of weights (by weight value name), e.g. from data-aware
-   * rounding; used when the axis matches, nearest rounding otherwise.
+   * Precomputed int8 levels and scales of weights (by weight value of the model being quantized),
+   * e.g. from data-aware rounding; used when the axis matches, nearest rounding otherwise.
    */
-  weightLevels?: ReadonlyMap<string, { axis: number | null; q: Int8Array; scales: Float32Array }>;
+  weightLevels?: ReadonlyMap<Value, { axis: number | null; q: Int8Array; scales: Float32Array }>;
   /**
    * Layers kept float (excluded) still store their weights as full-range int8 behind DequantizeLinear
    * ('int8': the file stays small, the layer computes in float32 with the dequantized weights), or
@@ -39,8 +39,8 @@ export interface QuantizedNodeInfo {
   opType: string;
   /** The activation absorbed into it, if any (e.g. Relu). */
   fused?: string;
-  /** Name of the value downstream consumers read in the float model (the node's or its activation's output). */
-  floatOutput: string;
+  /** The value downstream consumers read before quantization (the node's or its activation's output). */
+  floatOutput: Value;
   /** The value in the quantized model that corresponds to it (after Q→DQ when quantized). */
   quantOutput: Value;
 }
@@ -192,18 +192,19 @@ export function planQdq(model: Model, opts: QdqOptions, exclude: ReadonlySet<str
   return { rules, excludedNodes, skipped, warnings, floatOutputs, perChannel, absorbedActivation, isFloat };
 }
 
-/** The layers whose constant float weight quantizeQdq turns into int8, with their index in `model.graph.nodes` and weight axis. */
-export function quantizedWeightLayers(model: Model, opts: QdqOptions, exclude: ReadonlySet<string>): { node: Node; index: number; weight: TensorProto; axis: number | null }[] {
+/** The layers whose constant float weight quantizeQdq turns into int8, in graph order, with their weight axis. */
+export function quantizedWeightLayers(model: Model, opts: QdqOptions, exclude: ReadonlySet<string>): { node: Node; weight: TensorProto; axis: number | null }[] {
   const plan = planQdq(model, opts, exclude);
-  return model.graph.nodes.flatMap((node, index) => {
+  return model.graph.nodes.flatMap((node) => {
     const layer = quantizedLayer(node, plan.rules.get(node));
     const weight = getConstant(layer?.weight);
     if (!layer || !weight || weight.dataType !== DT.FLOAT) return [];
-    return [{ node, index, weight, axis: plan.perChannel ? weightScaleAxis(layer) : null }];
+    return [{ node, weight, axis: plan.perChannel ? weightScaleAxis(layer) : null }];
   });
 }
 
-export function quantizeQdq(model: Model, ranges: Map<string, [number, number]>, opts: QdqOptions, exclude: ReadonlySet<string>): QdqResult {
+/** Rewrites `model` in place; `ranges` are the calibrated ranges of its float activations. */
+export function quantizeQdq(model: Model, ranges: ReadonlyMap<Value, [number, number]>, opts: QdqOptions, exclude: ReadonlySet<string>): QdqResult {
   const g = model.graph;
   const { rules, excludedNodes, skipped, warnings, floatOutputs, perChannel, absorbedActivation, isFloat } = planQdq(model, opts, exclude);
 
@@ -265,7 +266,7 @@ export function quantizeQdq(model: Model, ranges: Map<string, [number, number]>,
       }
       return [lo, hi];
     }
-    return ranges.get(v.name);
+    return ranges.get(v);
   };
   const groupRange = new Map<Value, [number, number]>();
   for (const v of quantValues) {
@@ -349,7 +350,7 @@ export function quantizeQdq(model: Model, ranges: Map<string, [number, number]>,
     const key = `${wv.name}:${axis}`;
     let hit = weightCache.get(key);
     if (!hit) {
-      const pre = opts.weightLevels?.get(wv.name);
+      const pre = opts.weightLevels?.get(wv);
       const { q, scales } = pre && pre.axis === axis && pre.q.length === elementCount(dims) ? pre : quantizeWeightsSymmetric(readFloat32(wt), dims, axis, qmax);
       hit = { dq: addDequantizedConstant(g, wv.name, q, dims, scales, axis), scales };
       weightCache.set(key, hit);
@@ -396,7 +397,7 @@ export function quantizeQdq(model: Model, ranges: Map<string, [number, number]>,
       node: n,
       opType: n.opType,
       ...(act ? { fused: act.opType } : {}),
-      floatOutput: out.name,
+      floatOutput: out,
       quantOutput: dqOf.get(out) ?? out,
     });
   }

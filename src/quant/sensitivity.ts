@@ -1,7 +1,6 @@
 // Per-layer SQNR of a quantized model against its float original, and the end-to-end checks the
 // sensitivity loop uses to decide whether more layers must stay float.
-import type { Model, Value } from '../onnx/ir.js';
-import { encodeModel } from '../onnx/model-io.js';
+import type { Model, Node, Value } from '../onnx/ir.js';
 import { getConstant } from '../onnx/constants.js';
 import { encodeWithOutputs } from '../runtime/capture.js';
 import { FidelityAccumulator } from '../metrics/fidelity.js';
@@ -96,14 +95,15 @@ const noiseOf = (db: number) => (Number.isFinite(db) ? 10 ** (-db / 10) : 0);
  * noise of the activations it reads, both against the float model, from the same two runs as
  * `layerSqnr`. Absolute per-layer SQNR ranks late layers worst because noise accumulates down the
  * graph; this ranks by what the layer itself (its weights, its output rounding and clipping) adds.
- * Returns +Infinity for a node that adds nothing measurable.
+ * `floatOf` maps the quantized model's values to the float model's (the inverse of the clone's
+ * value map); values the quantization added have no float twin. Returns +Infinity for a node that
+ * adds nothing measurable.
  */
-export async function addedSqnr(floatModel: Model, quantModel: Model, nodes: { key: string; node: import('../onnx/ir.js').Node; floatOutput: string; quantOutput: Value }[], feeds: Feeds[]): Promise<{ added: Map<string, number>; absolute: Map<string, number> }> {
-  const byName = new Map(floatModel.graph.definedValues().map((v) => [v.name, v]));
+export async function addedSqnr(floatModel: Model, quantModel: Model, nodes: { key: string; node: Node; floatOutput: Value; quantOutput: Value }[], feeds: Feeds[], floatOf: ReadonlyMap<Value, Value>): Promise<{ added: Map<string, number>; absolute: Map<string, number> }> {
   const pairs = new Map<string, LayerPair>();
   const inputsOf = new Map<string, string[]>();
   for (const r of nodes) {
-    const fv = byName.get(r.floatOutput);
+    const fv = floatOf.get(r.floatOutput);
     if (!fv) continue;
     pairs.set(`out:${r.key}`, { key: `out:${r.key}`, floatValue: fv, quantValue: r.quantOutput });
     const ins: string[] = [];
@@ -113,7 +113,7 @@ export async function addedSqnr(floatModel: Model, quantModel: Model, nodes: { k
       // the float value behind a Q→DQ pair; constants (weights, biases) are not activations
       const q = dq?.opType === 'DequantizeLinear' ? dq.inputs[0]?.producer : undefined;
       const original = dq?.opType === 'DequantizeLinear' ? (q?.opType === 'QuantizeLinear' ? q.inputs[0]! : undefined) : getConstant(v) ? undefined : v;
-      const fin = original ? byName.get(original.name) : undefined;
+      const fin = original ? floatOf.get(original) : undefined;
       if (!fin) continue;
       const k = `in:${fin.name}`;
       if (!pairs.has(k)) pairs.set(k, { key: k, floatValue: fin, quantValue: v });

@@ -101,15 +101,55 @@ export interface StageMetrics {
   task?: TaskMetrics;
 }
 
-export interface StepReport extends StageMetrics {
-  index: number;
-  pass: string;
-  config: Record<string, unknown>;
-  durationMs: number;
-  changes: object;
+/** One statistic of a step. */
+export type StatValue = number | string | boolean;
+
+/** Statistics of some pass: field → value. Which fields, and of which type, each pass declares in its `stats` schema. */
+export type StatFields = { [key: string]: StatValue | undefined };
+
+export interface NodeChange {
+  node: string;
+  opType: string;
+  detail?: string;
 }
 
-export interface CompressionReport {
+export interface NodeSkip {
+  node: string;
+  opType: string;
+  reason: string;
+}
+
+/** What a pass did in one step, as its ChangeLog writes it. */
+export interface StepChanges<Stats extends StatFields = StatFields> {
+  rewritten: number;
+  skipped: NodeSkip[];
+  added: number;
+  /** The fields of the pass's `stats` schema that applied to this model. */
+  stats: Stats;
+  warnings: string[];
+  rewrittenNodes: NodeChange[];
+}
+
+/** Statistics by pass name. The passes' own is `PassStats` (src/passes/index.ts, derived from the table of passes). */
+export type StatsByPass = { [pass: string]: StatFields };
+
+/** A step that ran pass `Pass`, which declares the statistics `Stats`. */
+export interface PassStepReport<Pass extends string = string, Stats extends StatFields = StatFields> extends StageMetrics {
+  index: number;
+  pass: Pass;
+  config: Record<string, unknown>;
+  durationMs: number;
+  changes: StepChanges<Stats>;
+}
+
+/**
+ * A step of any pass in `ByPass`, told apart by `pass`: with `PassStats`, `changes.stats` has exactly the fields that
+ * pass declares. The default (any pass, any statistics) is for reports read back, which older versions wrote.
+ */
+export type StepReport<ByPass extends StatsByPass = StatsByPass> = { [P in keyof ByPass & string]: PassStepReport<P, ByPass[P]> }[keyof ByPass & string];
+
+/** `Step`: the report's steps; `StepReport<PassStats>` for reports the pipeline writes (`PipelineReport`). */
+export interface CompressionReport<Step extends PassStepReport = StepReport> {
   schemaVersion: 1;
   kind: 'compress';
   createdAt: string;
@@ -117,7 +157,7 @@ export interface CompressionReport {
   input: { sha256: string; name?: string };
   samples: { source: 'data' | 'synthetic'; batches: number; items: number; labels: boolean; calibration?: { batches: number; items: number } };
   baseline: StageMetrics & { latencyAbsolute?: LatencyStats[] };
-  steps: StepReport[];
+  steps: Step[];
   final: StageMetrics & { sha256: string; sizeRatio: number; paramsRatio: number };
   profile?: { baseline: ProfileReport; final?: ProfileReport };
   environment: Environment;

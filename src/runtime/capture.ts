@@ -3,7 +3,7 @@
 // recovery). The model is encoded once with the requested values exposed as extra graph outputs.
 import { InvalidInputError } from '../errors.js';
 import type { Model, Value } from '../onnx/ir.js';
-import { encodeModel } from '../onnx/model-io.js';
+import { encodeModelWithOutputs } from '../onnx/model-io.js';
 import { createSession, type Feeds, type ort } from './ort.js';
 
 export interface CaptureOptions {
@@ -62,14 +62,7 @@ export async function forEachCapture(
 /** The model encoded with extra main-graph values exposed as outputs (the model itself is left unchanged). */
 export function encodeWithOutputs(model: Model, values: Value[]): Uint8Array {
   const g = model.graph;
-  const original = g.outputs;
-  const extra = values.filter((v) => !original.includes(v) && !g.inputs.includes(v));
-  g.outputs = [...original, ...new Set(extra)];
-  try {
-    return encodeModel(model);
-  } finally {
-    g.outputs = original;
-  }
+  return encodeModelWithOutputs(model, [...new Set(values.filter((v) => !g.outputs.includes(v) && !g.inputs.includes(v)))]);
 }
 
 /** Convenience for small captures: every batch's tensors of the requested values, in batch order. */

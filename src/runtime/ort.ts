@@ -5,7 +5,7 @@ import { float16ArrayToFloat32 } from '../onnx/float16.js';
 import { DataType as DT, ORT_TYPE_OF, dtypeFromOrtType, dtypeName } from '../onnx/dtypes.js';
 import type { Model, Value } from '../onnx/ir.js';
 import { float32ToFloat16Bits } from '../onnx/float16.js';
-import { encodeModel } from '../onnx/model-io.js';
+import { encodeModelWithOutputs } from '../onnx/model-io.js';
 import { HINTS, assertTensorFits, maxTensorBytes } from '../onnx/budget.js';
 
 export { ort };
@@ -173,13 +173,7 @@ export async function discoverValues(model: Model, feedList: Feeds | Feeds[]): P
       }
     }
   }
-  g.outputs = [...original, ...extra];
-  let bytes: Uint8Array;
-  try {
-    bytes = encodeModel(model);
-  } finally {
-    g.outputs = original;
-  }
+  const bytes = encodeModelWithOutputs(model, extra);
   const out = new Map<Value, DiscoveredValue>();
   const session = await createSession(bytes, { graphOptimizationLevel: 'disabled' });
   try {
