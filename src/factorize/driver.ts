@@ -3,7 +3,6 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { InvalidInputError } from '../errors.js';
 import type { Model } from '../onnx/ir.js';
-import { encodeModel } from '../onnx/model-io.js';
 import { encodeWithOutputs } from '../runtime/capture.js';
 import { statsSchema, type PassContext } from '../pipeline/pass.js';
 import { discoverValues, type Feeds } from '../runtime/ort.js';

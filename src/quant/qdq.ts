@@ -206,7 +206,7 @@ export function quantizedWeightLayers(model: Model, opts: QdqOptions, exclude: R
 /** Rewrites `model` in place; `ranges` are the calibrated ranges of its float activations. */
 export function quantizeQdq(model: Model, ranges: ReadonlyMap<Value, [number, number]>, opts: QdqOptions, exclude: ReadonlySet<string>): QdqResult {
   const g = model.graph;
-  const { rules, excludedNodes, skipped, warnings, floatOutputs, perChannel, absorbedActivation, isFloat } = planQdq(model, opts, exclude);
+  const { rules, excludedNodes, skipped, warnings, floatOutputs, perChannel, absorbedActivation } = planQdq(model, opts, exclude);
 
   // ---- analysis 2: fused activations (Conv→Relu: the Q goes after the Relu)
   const fusedInto = new Map<Node, Node>(); // activation → op
