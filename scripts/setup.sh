@@ -20,16 +20,23 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund
 fi
 
-# The HTML-report test renders a report in headless Chromium; CI fails without it.
-if [ ! -x /usr/bin/chromium ]; then
+# Debian packages the tests and benchmarks use:
+#   chromium + fonts-liberation  the HTML-report test renders a report in headless Chromium
+#                                (without a font the report's text isn't drawn);
+#   libonnx-testdata             ONNX's own backend test models with reference inputs (the zoo test);
+#   python3-torch, python3-onnx  export the dynamic-axes fixture and the large benchmark models.
+apt_missing=()
+[ -x /usr/bin/chromium ] || apt_missing+=(chromium fonts-liberation)
+[ -d /usr/share/libonnx-testdata/data ] || apt_missing+=(libonnx-testdata)
+/usr/bin/python3 -c 'import torch, onnx' >/dev/null 2>&1 || apt_missing+=(python3-torch python3-onnx)
+if [ ${#apt_missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
-    echo "setup: installing chromium (for the HTML-report test)"
+    echo "setup: installing ${apt_missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    # fonts-liberation is only a Recommends of chromium: without a font the report's text isn't drawn
-    apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null
+    apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
   else
-    echo "setup: note: /usr/bin/chromium is missing; the HTML-report test needs it (run this script as root, or apt-get install chromium)" >&2
+    echo "setup: note: missing Debian packages ${apt_missing[*]}; the tests need them (run this script as root, or apt-get install them)" >&2
   fi
 fi
 
