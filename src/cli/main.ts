@@ -21,6 +21,7 @@ import { benchmarkModel, compareModels, inputsForBatch } from '../measure/benchm
 import { formatProfile, profileModel } from '../measure/profile.js';
 import { formatBenchmark, formatComparison } from '../measure/format.js';
 import type { SyntheticInputOptions } from '../runtime/ort.js';
+import { probeInputShapes } from '../runtime/input-shapes.js';
 import { PASSES } from '../passes/index.js';
 
 const USAGE = `modelpress — compress ONNX models for deployment
@@ -264,7 +265,8 @@ async function cmdBench(argv: string[]): Promise<void> {
     runs: positiveInt(values.runs, '--runs', 32),
     intraOpThreads: nonNegativeInt(values.threads, '--threads', 0),
     rounds: positiveInt(values.rounds, '--rounds', 6),
-    inputs: syntheticOptions(values),
+    // open dims: the shapes the reference runs on, probed once, for both models and every batch size
+    inputs: data ? syntheticOptions(values) : (await probeInputShapes(reference, models[0]!, syntheticOptions(values))).synthetic,
     ...(data ? { data } : {}),
     onProgress: (m: string) => {
       if (!values.quiet) process.stderr.write(`${m}\n`);

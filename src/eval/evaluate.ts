@@ -1,6 +1,6 @@
 // Candidate vs reference on the same inputs, batch by batch: fidelity on every output, top-1 and
 // CTC-sequence agreement where outputs look like classes or sequences, task metrics against labels.
-import { InvalidInputError, throwIfAborted } from '../errors.js';
+import { InvalidInputError, throwIfAborted, toModelpressError } from '../errors.js';
 import { FidelityAccumulator } from '../metrics/fidelity.js';
 import { AgreementAccumulator, METRIC_NAMES, TaskAccumulator, type MetricName } from '../metrics/task.js';
 import type { EvaluationResult } from '../report/schema.js';
@@ -16,6 +16,8 @@ export interface EvaluateOptions {
   /** Blank index for greedy CTC decoding of [N, T, C] outputs. */
   ctcBlank?: number;
   source?: 'data' | 'synthetic';
+  /** What the user can do when the reference model does not run on the inputs (appended to the error). */
+  referenceHint?: string;
   /** Samples the batches hold, for progress (counted from the batches when they are an array). */
   total?: number;
   signal?: AbortSignal;
@@ -46,8 +48,8 @@ export async function evaluateModels(reference: Uint8Array, candidate: Uint8Arra
   try {
     for (const feeds of batches) {
       throwIfAborted(opts.signal);
-      const ref = await refSession.run(feeds);
-      const cand = await candSession.run(feeds);
+      const ref = await runOn(refSession, feeds, 'reference', opts.referenceHint);
+      const cand = await runOn(candSession, feeds, 'candidate');
       const rows = Object.values(feeds)[0]?.dims[0] ?? 1;
       for (const [name, r] of Object.entries(ref)) {
         const c = cand[name];
@@ -101,6 +103,18 @@ export async function evaluateModels(reference: Uint8Array, candidate: Uint8Arra
     result.task = { candidate: taskCand.result(), reference: taskRef.result(), output: labelOutput! };
   }
   return result;
+}
+
+/** A model failing on the inputs it is given is an input problem (a user's model or data), never ours. */
+async function runOn(session: Awaited<ReturnType<typeof createSession>>, feeds: Feeds, which: string, hint?: string): Promise<Feeds> {
+  try {
+    return await session.run(feeds);
+  } catch (err) {
+    const e = toModelpressError(err);
+    if (e.code !== 'internal') throw e;
+    const given = Object.entries(feeds).map(([k, t]) => `${k} ${t.type}[${t.dims.join(',')}]`).join(', ');
+    throw new InvalidInputError(`the ${which} model does not run on these inputs (${given}): ${e.message.trim()}${hint ? `; ${hint}` : ''}`, { cause: err });
+  }
 }
 
 function sliceLabels(labels: ArrayLike<number | bigint>, start: number, end: number): ArrayLike<number | bigint> {

@@ -2,9 +2,10 @@
 // every weight in Constant nodes). Passes go through these helpers and never care which.
 import { create } from '@bufbuild/protobuf';
 import { TensorProtoSchema, type TensorProto } from 'onnx-buf';
-import { DataType as DT, isFloatType } from './dtypes.js';
+import { UnsupportedModelError } from '../errors.js';
+import { DataType as DT, dtypeName, isFloatType } from './dtypes.js';
 import type { Graph, Model, Node, Value } from './ir.js';
-import { elementCount, makeTensor, tensorByteSize, tensorDims } from './tensor-data.js';
+import { elementCount, makeTensor, readFloat32, tensorByteSize, tensorDims } from './tensor-data.js';
 
 /** The tensor behind a constant value, or undefined if the value is computed at run time. */
 export function getConstant(v: Value | null | undefined): TensorProto | undefined {
@@ -13,6 +14,25 @@ export function getConstant(v: Value | null | undefined): TensorProto | undefine
   const p = v.producer;
   if (p && p.opType === 'Constant' && p.domain === '') return constantNodeTensor(p);
   return undefined;
+}
+
+/** The constant's tensor when it holds floats (float32/16, bfloat16, double); integer constants (shapes, indices) are not. */
+export function getFloatConstant(v: Value | null | undefined): TensorProto | undefined {
+  const t = getConstant(v);
+  return t && isFloatType(t.dataType) ? t : undefined;
+}
+
+/**
+ * The float values of constant `v` as `node` reads them. Only float tensors are weights or
+ * activations; an integer constant here (shape arithmetic) is refused with the node named.
+ */
+export function readFloatConstant(v: Value, node: Node): Float32Array {
+  const t = getConstant(v);
+  if (!t) throw new UnsupportedModelError(`${node.opType} node '${node.name || node.outputs[0]?.name || ''}': input '${v.name}' is not a constant`);
+  if (!isFloatType(t.dataType)) {
+    throw new UnsupportedModelError(`${node.opType} node '${node.name || node.outputs[0]?.name || ''}': constant input '${v.name}' is ${dtypeName(t.dataType)}, not a float tensor`);
+  }
+  return readFloat32(t);
 }
 
 /** A Constant node's value as a tensor (value_float/value_ints… are converted on the fly). */

@@ -8,6 +8,7 @@ import { assertModelFitsBudget } from '../onnx/budget.js';
 import { decodeModel, encodeModel } from '../onnx/model-io.js';
 import { verifyModel } from '../onnx/verify.js';
 import { syntheticInputs, type Feeds, type SyntheticInputOptions } from '../runtime/ort.js';
+import { probeInputShapes } from '../runtime/input-shapes.js';
 import { environment } from '../report/environment.js';
 import type { CompressionReport, LatencyStats, StageMetrics, StepReport } from '../report/schema.js';
 import { assertBatchesFit, benchmarkModel, compareModels, inputsForBatch, type BenchmarkOptions } from '../measure/benchmark.js';
@@ -83,18 +84,29 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
   assertModelFitsBudget(model);
 
   const synthetic = !opts.samples || opts.samples.length === 0;
+  const warnings: string[] = [];
+  // one choice of shapes for open dims, probed on the original, shared by every run after it
+  let shapes = opts.synthetic;
+  if (synthetic) {
+    report({ step: 0, stepName: 'baseline', fraction: 0, message: 'choosing input shapes' });
+    const probe = await probeInputShapes(model, inputBytes, opts.synthetic, signal);
+    shapes = probe.synthetic;
+    if (probe.guessed || probe.attempts > 1) {
+      const used = Object.entries(probe.shapes).map(([k, d]) => `${k}=${d.join(',')}`).join(' ');
+      warnings.push(`synthetic inputs: open dimensions set to ${used}${probe.attempts > 1 ? ` (the first that ran of ${probe.attempts} tried)` : ''}; set them with --shape`);
+    }
+  }
   const samples: Feeds[] = synthetic
-    ? [1, 2, 3, 4].map((seed) => syntheticInputs(model, { ...opts.synthetic, seed: (opts.synthetic?.seed ?? 0) + seed }))
+    ? [1, 2, 3, 4].map((seed) => syntheticInputs(model, { ...shapes, seed: (shapes?.seed ?? 0) + seed }))
     : opts.samples!;
   const calibration = opts.calibration && opts.calibration.length > 0 ? opts.calibration : undefined;
-  const warnings: string[] = [];
   if (synthetic) warnings.push('fidelity was measured on synthetic inputs: give representative data (--data) for numbers that mean something');
   const benchOptions: BenchmarkOptions = {
     batchSizes: bench.batchSizes,
     warmup: bench.warmup,
     runs: bench.runs,
     intraOpThreads: bench.intraOpThreads,
-    ...(opts.synthetic ? { inputs: opts.synthetic } : {}),
+    ...(shapes ? { inputs: shapes } : {}),
     ...(synthetic ? {} : { data: samples[0]! }),
     ...(signal ? { signal } : {}),
   };
@@ -104,6 +116,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
   const evaluateStage = (candidate: Uint8Array) =>
     evaluateModels(inputBytes, candidate, samples, {
       source: synthetic ? 'synthetic' : 'data',
+      referenceHint: synthetic ? 'give the shapes it expects with --shape name=d0,d1,… or inputs with --data' : "check the data against the model's inputs",
       ...(opts.labels ? { labels: opts.labels } : {}),
       ...(opts.labelOutput ? { labelOutput: opts.labelOutput } : {}),
       ...(signal ? { signal } : {}),

@@ -4,7 +4,7 @@
 import type { TensorProto } from 'onnx-buf';
 import { DataType as DT } from '../onnx/dtypes.js';
 import type { Model, Node, Value } from '../onnx/ir.js';
-import { addConstant, addDequantizedConstant, getConstant } from '../onnx/constants.js';
+import { addConstant, addDequantizedConstant, getConstant, readFloatConstant } from '../onnx/constants.js';
 import { inferElemTypes } from '../onnx/elem-types.js';
 import { elementCount, makeTensor, readFloat32, tensorDims } from '../onnx/tensor-data.js';
 import { weightLayerOf, type WeightLayer } from '../onnx/weight-layers.js';
@@ -255,9 +255,8 @@ export function quantizeQdq(model: Model, ranges: ReadonlyMap<Value, [number, nu
 
   // ---- analysis 4: parameters per group from the union of its members' calibrated ranges
   const rangeOf = (v: Value): [number, number] | undefined => {
-    const t = getConstant(v);
-    if (t) {
-      const d = readFloat32(t);
+    if (getConstant(v)) {
+      const d = readFloatConstant(v, v.consumers[0]!);
       let lo = Infinity;
       let hi = -Infinity;
       for (const x of d) {
@@ -311,7 +310,7 @@ export function quantizeQdq(model: Model, ranges: ReadonlyMap<Value, [number, nu
     let qv: Value;
     if (constActs.has(v)) {
       // constant operand: stored quantized, only a DequantizeLinear at run time
-      const d = readFloat32(getConstant(v)!);
+      const d = readFloatConstant(v, v.consumers[0]!);
       const [qmin, qmax] = opts.activationType === 'uint8' ? [0, 255] : [-128, 127];
       const q = new QArr(d.length);
       for (let i = 0; i < d.length; i++) q[i] = Math.max(qmin, Math.min(qmax, Math.round(d[i]! / p.scale) + p.zeroPoint));

@@ -5,7 +5,7 @@
 // disappears into the Conv weights and the activation is one HardSwish between two integer kernels.
 import { DataType as DT } from '../onnx/dtypes.js';
 import type { Model, Node, Value } from '../onnx/ir.js';
-import { addConstant, getConstant } from '../onnx/constants.js';
+import { addConstant, getConstant, getFloatConstant } from '../onnx/constants.js';
 import { makeTensor, readFloat32, tensorDims } from '../onnx/tensor-data.js';
 import { weightLayerOf } from '../onnx/weight-layers.js';
 import { upgradeOpset } from '../onnx/opset-upgrade.js';
@@ -102,8 +102,9 @@ function setConvWeights(model: Model, conv: Node, dims: number[], w: Float32Arra
   conv.setInput(layer.biasInput!, addConstant(model.graph, `${base}_bias_folded`, makeTensor('', DT.FLOAT, [dims[layer.outAxis!]!], bias)));
 }
 
+// only float constants: an int64 `t + 3` of shape arithmetic is not the start of a hardswish
 const isScalar = (v: Value | null | undefined, value: number) => {
-  const t = getConstant(v);
+  const t = getFloatConstant(v);
   if (!t) return false;
   const d = readFloat32(t);
   return d.length === 1 && Math.abs(d[0]! - value) <= 1e-6 * Math.max(1, Math.abs(value));

@@ -1,15 +1,19 @@
 // The one place that talks to onnxruntime-node.
 import ort from 'onnxruntime-node';
-import { InvalidInputError, InvalidModelError } from '../errors.js';
+import { InvalidInputError, InvalidModelError, MemoryLimitError, OUT_OF_MEMORY_TEXT, UnsupportedModelError } from '../errors.js';
 import { float16ArrayToFloat32 } from '../onnx/float16.js';
 import { DataType as DT, ORT_TYPE_OF, dtypeFromOrtType, dtypeName } from '../onnx/dtypes.js';
 import type { Model, Value } from '../onnx/ir.js';
 import { float32ToFloat16Bits } from '../onnx/float16.js';
 import { encodeModelWithOutputs } from '../onnx/model-io.js';
 import { HINTS, assertTensorFits, maxTensorBytes } from '../onnx/budget.js';
+import { dimRole, firstSize } from './dim-roles.js';
 
 export { ort };
 export type Feeds = Record<string, ort.Tensor>;
+
+/** Load failures that say the model is valid but this onnxruntime has no kernel or support for it. */
+const MISSING_KERNEL_TEXT = /Could not find an implementation|NOT_IMPLEMENTED|not (yet )?supported|Unsupported (model IR version|ONNX opset|data type)|opset .* is (under development|not supported)/i;
 
 export interface SessionOptions {
   intraOpNumThreads?: number;
@@ -27,10 +31,14 @@ export async function createSession(modelBytes: Uint8Array, opts: SessionOptions
       executionMode: 'sequential',
       enableProfiling: opts.enableProfiling ?? false,
       ...(opts.profileFilePrefix ? { profileFilePrefix: opts.profileFilePrefix } : {}),
-      logSeverityLevel: 3,
+      // fatal only: every error onnxruntime raises reaches us and is reported once, with a code
+      logSeverityLevel: 4,
     });
   } catch (err) {
-    throw new InvalidModelError(`onnxruntime cannot load the model: ${(err as Error).message}`, { cause: err });
+    const message = (err as Error).message;
+    if (OUT_OF_MEMORY_TEXT.test(message)) throw new MemoryLimitError(`onnxruntime ran out of memory loading the model: ${message}`, { cause: err });
+    if (MISSING_KERNEL_TEXT.test(message)) throw new UnsupportedModelError(`onnxruntime cannot run the model: ${message}`, { cause: err });
+    throw new InvalidModelError(`onnxruntime cannot load the model: ${message}`, { cause: err });
   }
 }
 
@@ -61,9 +69,9 @@ export interface SyntheticInputOptions {
   shapes?: Record<string, number[]>;
   /** Values for symbolic dims by name (e.g. { batch: 8 }). */
   dims?: Record<string, number>;
-  /** Size used for the first dynamic dim (the batch). Default 1. */
+  /** Size of batch dims (src/runtime/dim-roles.ts). Default 1. */
   batch?: number;
-  /** Size used for other dynamic dims. Default 32. */
+  /** Size of open dims whose name tells nothing. Default 32. */
   dynamicDim?: number;
   /** Fixed values for scalar/integer inputs by name (e.g. { sr: 16000 }). */
   values?: Record<string, number>;
@@ -118,8 +126,10 @@ function resolveShape(v: Value, opts: SyntheticInputOptions): number[] {
   if (!shape) throw new InvalidInputError(`input '${v.name}' has no declared shape; give one explicitly (e.g. --shape ${v.name}=1,3,224,224)`);
   return shape.map((d, i) => {
     if (typeof d === 'number' && d > 0) return d;
-    if (typeof d === 'string' && d && opts.dims?.[d] !== undefined) return opts.dims[d]!;
-    return i === 0 ? (opts.batch ?? 1) : (opts.dynamicDim ?? 32);
+    const name = typeof d === 'string' && d ? d : undefined;
+    if (name && opts.dims?.[name] !== undefined) return opts.dims[name]!;
+    const role = dimRole(name, i);
+    return role === 'batch' ? (opts.batch ?? 1) : firstSize(role, opts.dynamicDim);
   });
 }
 
