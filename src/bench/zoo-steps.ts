@@ -26,9 +26,9 @@ export type StepName = (typeof STEPS)[number];
  * ok; refused = a clear refusal where onnxruntime cannot run the original either; wrong-refusal = a
  * refusal of a model onnxruntime runs; internal = a bug (an `internal` error, a crash, a hang);
  * mismatch = outputs differ beyond the step's tolerance; ort-failed = onnxruntime cannot run the
- * original on its inputs (the reference step only); skipped = not applicable.
+ * original on its inputs (the reference step only).
  */
-export type Outcome = 'ok' | 'refused' | 'wrong-refusal' | 'internal' | 'mismatch' | 'ort-failed' | 'skipped';
+export type Outcome = 'ok' | 'refused' | 'wrong-refusal' | 'internal' | 'mismatch' | 'ort-failed';
 
 export interface StepResult {
   step: StepName;

@@ -52,6 +52,7 @@ const NOT_IN_SPEC = 'float16 is not in the operator\'s type constraints';
 // it after an onnxruntime upgrade.
 export const FP16_OP_RULES: Record<string, Fp16OpRule> = {
   Cast: { anyTypeInputs: [0], retypeAttributes: retypeAttr('to') },
+  CastLike: { anyTypeInputs: [0] }, // the output type follows `like`; a float input cast to text keeps its digits
   Shape: { anyTypeInputs: [0] },
   Size: { anyTypeInputs: [0] },
   EyeLike: { keepFloat32: NO_KERNEL, anyTypeInputs: [0] },
