@@ -110,6 +110,9 @@ describe('evaluation on real data', () => {
     const arrays = readArraysFile(dir, model);
     assert.deepEqual(arrays.get('input')!.shape, [4, 1, 28, 28]);
     assert.equal((arrays.get('input')!.data as Float32Array)[3 * 784], 1);
+    // as data to run, each test_data_set is one feed, as it is
+    const sets = [...openDataset(dir, model).batches({ batchSize: 8 })];
+    assert.deepEqual(sets.map((f) => [f.input!.dims, (f.input!.data as Float32Array)[0]]), [[[2, 1, 28, 28], 0], [[2, 1, 28, 28], 1]]);
     const json = join(dir, 'small.json');
     writeFileSync(json, JSON.stringify({ input: { dtype: 'float32', shape: [1, 1, 28, 28], data: new Array(784).fill(0.5) } }));
     assert.equal([...batchesFromArrays(model, readArraysFile(json, model), { batchSize: 8 })].length, 1);

@@ -13,7 +13,7 @@ import { decodeModel } from '../onnx/model-io.js';
 import { assertModelFitsBudget } from '../onnx/budget.js';
 import { parseRecipe } from '../pipeline/recipe.js';
 import { runPipeline, type PipelineReport } from '../pipeline/pipeline.js';
-import { batchesFromArrays, openDataset, readArraysFile, readLabelsFile } from '../data/samples.js';
+import { openDataset, readLabelsFile } from '../data/samples.js';
 import { evaluateModels } from '../eval/evaluate.js';
 import type { MetricName } from '../metrics/task.js';
 import { environment, toJson } from '../report/environment.js';
@@ -153,7 +153,7 @@ async function cmdCompress(argv: string[]): Promise<void> {
   const batchesOf = (path: string) => {
     const batchSize = positiveInt(values.batch, '--batch', recipe.evaluate.batchSize);
     const maxSamples = positiveInt(values['max-samples'], '--max-samples', recipe.evaluate.maxSamples);
-    return [...batchesFromArrays(model, readArraysFile(path, model), { batchSize, maxSamples }, path)];
+    return [...openDataset(path, model).batches({ batchSize, maxSamples })];
   };
   const samples = values.data ? batchesOf(values.data as string) : undefined;
   const calibration = values.calibration ? batchesOf(values.calibration as string) : undefined;
@@ -256,8 +256,7 @@ async function cmdBench(argv: string[]): Promise<void> {
   if (models[1]) assertModelFitsBudget(decodeModel(models[1]));
   let data;
   if (values.data) {
-    const arrays = readArraysFile(values.data as string, reference);
-    data = batchesFromArrays(reference, arrays, { batchSize: 16, maxSamples: 16 }, values.data as string).next().value;
+    data = openDataset(values.data as string, reference).batches({ batchSize: 16, maxSamples: 16 }).next().value;
   }
   const opts = {
     ...(parseBatchList(values.batch) ? { batchSizes: parseBatchList(values.batch)! } : {}),

@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { fromBinary } from '@bufbuild/protobuf';
 import { TensorProtoSchema } from 'onnx-buf';
 import { readTensor } from '../onnx/tensor-data.js';
-import { InvalidInputError } from '../errors.js';
+import { InvalidInputError, UnsupportedModelError } from '../errors.js';
 import { HINTS, assertTensorFits } from '../onnx/budget.js';
-import { DataType as DT, ORT_TYPE_OF, dtypeName } from '../onnx/dtypes.js';
+import { DataType as DT, ORT_TYPE_OF, dtypeFromOrtType, dtypeName } from '../onnx/dtypes.js';
 import type { Model } from '../onnx/ir.js';
 import { ort, type Feeds } from '../runtime/ort.js';
 import { isNpy, parseNpy, parseNpyHeader, parseNpz, type NpyArray } from './npy.js';
@@ -28,34 +28,62 @@ const NPY_TO_ONNX: Record<string, DT> = {
 
 const ONNX_TO_NPY = Object.fromEntries(Object.entries(NPY_TO_ONNX).map(([k, v]) => [v, k])) as Record<number, NpyArray['dtype']>;
 
-/** The ONNX test-data layout: a directory of input_<i>.pb TensorProtos (or of test_data_set_* such dirs). */
-function readPbDirectory(dir: string, model?: Model): Map<string, NpyArray> {
+/** The test_data_set_* directories of an ONNX test-data directory, or the directory itself when it is one set. */
+function pbSetDirs(dir: string): string[] {
   const sets = readdirSync(dir)
     .filter((f) => f.startsWith('test_data_set_'))
-    .sort()
+    .sort((a, b) => Number(a.slice(14)) - Number(b.slice(14)))
     .map((f) => join(dir, f));
-  const dirs = sets.length > 0 ? sets : [dir];
+  return sets.length > 0 ? sets : [dir];
+}
+
+/**
+ * One test_data_set: its input_<i>.pb TensorProtos by model input name, as tensors. A set is one
+ * complete feed, not a batch: its inputs may have any leading dimensions (a Gemm's A and C, a
+ * sequence and its lengths), and string tensors are fed as they are.
+ */
+function readPbSet(d: string, model?: Model): Map<string, ort.Tensor> {
   const inputs = model ? modelInputs(model) : [];
+  const files = readdirSync(d)
+    .filter((f) => /^input_\d+\.pb$/.test(f))
+    .sort((a, b) => Number(a.match(/\d+/)![0]) - Number(b.match(/\d+/)![0]));
+  if (files.length === 0 && (!model || inputs.length > 0)) throw new InvalidInputError(`'${d}' has no input_<i>.pb files`);
+  const set = new Map<string, ort.Tensor>();
+  for (const f of files) {
+    const i = Number(f.match(/\d+/)![0]);
+    const input = inputs[i]; // the ONNX test layout feeds by position
+    if (input && input.type?.value.case !== 'tensorType') {
+      throw new UnsupportedModelError(`model input '${input.name}' is a ${String(input.type?.value.case ?? 'untyped value').replace(/Type$/, '')}, not a tensor: only tensor inputs can be fed (onnxruntime-node takes no sequences, maps or optionals)`);
+    }
+    let t;
+    try {
+      t = fromBinary(TensorProtoSchema, readFileSync(join(d, f)));
+    } catch (err) {
+      throw new InvalidInputError(`'${join(d, f)}' is not a TensorProto: ${(err as Error).message}`);
+    }
+    const name = t.name && inputs.some((v) => v.name === t.name) ? t.name : input?.name || t.name || `input_${i}`;
+    if (t.dataType === DT.STRING) {
+      const text = new TextDecoder();
+      set.set(name, new ort.Tensor('string', t.stringData.map((b) => text.decode(b)), t.dims.map(Number)));
+      continue;
+    }
+    const { dtype, dims, data } = readTensor(t);
+    const type = ORT_TYPE_OF[dtype];
+    if (!type) throw new InvalidInputError(`'${join(d, f)}': unsupported element type ${dtypeName(dtype)}`);
+    set.set(name, new ort.Tensor(type as 'float32', data as Float32Array, dims));
+  }
+  return set;
+}
+
+/** As arrays (labels, and data for models whose sets are batches): every set's arrays stacked along axis 0. */
+function readPbDirectory(dir: string, model?: Model): Map<string, NpyArray> {
   const parts = new Map<string, NpyArray[]>();
-  for (const d of dirs) {
-    const files = readdirSync(d)
-      .filter((f) => /^input_\d+\.pb$/.test(f))
-      .sort((a, b) => Number(a.match(/\d+/)![0]) - Number(b.match(/\d+/)![0]));
-    if (files.length === 0) throw new InvalidInputError(`'${d}' has no input_<i>.pb files`);
-    files.forEach((f, i) => {
-      let t;
-      try {
-        t = fromBinary(TensorProtoSchema, readFileSync(join(d, f)));
-      } catch (err) {
-        throw new InvalidInputError(`'${join(d, f)}' is not a TensorProto: ${(err as Error).message}`);
-      }
-      const { dtype, dims, data } = readTensor(t);
-      const name = t.name || inputs[i]?.name || `input_${i}`;
-      const npyType = ONNX_TO_NPY[dtype];
-      if (!npyType) throw new InvalidInputError(`'${join(d, f)}': unsupported element type ${dtypeName(dtype)}`);
+  for (const d of pbSetDirs(dir)) {
+    for (const [name, t] of readPbSet(d, model)) {
+      if (t.type === 'string') throw new InvalidInputError(`'${d}': '${name}' holds strings, which cannot be read as an array`);
       if (!parts.has(name)) parts.set(name, []);
-      parts.get(name)!.push({ dtype: npyType, shape: dims, data });
-    });
+      parts.get(name)!.push({ dtype: t.type as NpyArray['dtype'], shape: [...t.dims], data: t.data as NpyArray['data'] });
+    }
   }
   return new Map([...parts].map(([name, arrs]) => [name, concatAxis0(arrs, name)]));
 }
@@ -159,12 +187,23 @@ export interface BatchOptions {
 
 /** Number of samples (axis-0 length) common to all arrays, checked against the model's inputs. */
 export function checkArraysForModel(model: Model, arrays: Map<string, NpyArray>, label: string): number {
+  checkInputsPresent(model, arrays, label);
   let samples: number | undefined;
+  for (const v of modelInputs(model)) {
+    const n = arrays.get(v.name)!.shape[0] ?? 1;
+    if (samples !== undefined && n !== samples) throw new InvalidInputError(`${label}: inputs disagree on the number of samples (${samples} vs ${n})`);
+    samples = n;
+  }
+  return samples ?? 0;
+}
+
+/** Every model input has an array of its dtype, rank and fixed dims (beyond the batch axis). */
+function checkInputsPresent(model: Model, arrays: ReadonlyMap<string, { dtype: string; shape: readonly number[] }>, label: string): void {
   for (const v of modelInputs(model)) {
     const arr = arrays.get(v.name);
     if (!arr) throw new InvalidInputError(`${label}: no array for model input '${v.name}' (found: ${[...arrays.keys()].join(', ') || 'none'})`);
     const want = v.elemType;
-    if (want !== undefined && NPY_TO_ONNX[arr.dtype] !== want) {
+    if (want !== undefined && dtypeFromOrtType(arr.dtype) !== want) {
       throw new InvalidInputError(`${label}: input '${v.name}' is ${arr.dtype} in the data but ${dtypeName(want)} in the model`);
     }
     const shape = v.shape;
@@ -178,11 +217,7 @@ export function checkArraysForModel(model: Model, arrays: Map<string, NpyArray>,
         }
       });
     }
-    const n = arr.shape[0] ?? 1;
-    if (samples !== undefined && n !== samples) throw new InvalidInputError(`${label}: inputs disagree on the number of samples (${samples} vs ${n})`);
-    samples = n;
   }
-  return samples ?? 0;
 }
 
 /** Yields feeds of up to `batchSize` samples; tensors are views, so memory stays bounded by the file. */
@@ -198,9 +233,13 @@ export function* batchesFromArrays(model: Model, arrays: Map<string, NpyArray>, 
 
 export function sliceAxis0(arr: NpyArray, start: number, end: number): ort.Tensor {
   const row = arr.shape.slice(1).reduce((a, b) => a * b, 1);
-  const data = arr.data.subarray(start * row, end * row);
+  return arrayToTensor({ ...arr, shape: [end - start, ...arr.shape.slice(1)], data: arr.data.subarray(start * row, end * row) });
+}
+
+/** The array as an onnxruntime tensor of its own shape (a view, no copy). */
+function arrayToTensor(arr: NpyArray): ort.Tensor {
   const type = arr.dtype === 'float16' ? 'float16' : ORT_TYPE_OF[NPY_TO_ONNX[arr.dtype]!]!;
-  return new ort.Tensor(type as 'float32', data as Float32Array, [end - start, ...arr.shape.slice(1)]);
+  return new ort.Tensor(type as 'float32', arr.data as Float32Array, arr.shape);
 }
 
 /** Labels: one array (npy, one-entry npz, .pb, or JSON `{"labels": [...]}` / a bare array), one per sample. */
@@ -263,6 +302,21 @@ export function openDataset(path: string, model: Model): Dataset {
           }
         } finally {
           closeSync(fd);
+        }
+      },
+    };
+  }
+  if (existsSync(path) && statSync(path).isDirectory()) {
+    // each test_data_set_* is one complete feed, its inputs as they are: never split, never stacked
+    const sets = pbSetDirs(path).map((d) => readPbSet(d, model));
+    for (const set of sets) checkInputsPresent(model, new Map([...set].map(([name, t]) => [name, { dtype: t.type, shape: t.dims }])), path);
+    return {
+      samples: sets.length,
+      *batches(opts: BatchOptions) {
+        const total = Math.min(sets.length, opts.maxSamples ?? Infinity);
+        for (let i = 0; i < total; i++) {
+          const set = sets[i]!;
+          yield Object.fromEntries(inputs.map((v) => [v.name, set.get(v.name)!]));
         }
       },
     };

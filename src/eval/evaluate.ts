@@ -53,7 +53,7 @@ export async function evaluateModels(reference: Uint8Array, candidate: Uint8Arra
       const rows = Object.values(feeds)[0]?.dims[0] ?? 1;
       for (const [name, r] of Object.entries(ref)) {
         const c = cand[name];
-        if (!c) continue;
+        if (!c || r.type === 'string') continue; // fidelity is numeric; a compression never rewrites strings
         const rv = tensorToFloat32(r);
         const cv = tensorToFloat32(c);
         if (!fidelity.has(name)) fidelity.set(name, new FidelityAccumulator());

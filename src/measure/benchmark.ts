@@ -124,6 +124,10 @@ function resizeBatch(feeds: Feeds, batch: number): Feeds {
   const out: Feeds = {};
   for (const [name, t] of Object.entries(feeds)) {
     if (Array.isArray(t.data)) throw new InvalidInputError(`input '${name}': string tensors cannot be benchmarked`);
+    if (t.dims.length === 0 || t.dims[0] === 0) {
+      out[name] = t; // a scalar or an empty tensor has no batch axis to resize
+      continue;
+    }
     const src = t.data as NumericArray;
     const n = Math.max(1, t.dims[0] ?? 1);
     const row = src.length / n;

@@ -69,6 +69,10 @@ export function readTensor(t: TensorProto): TensorData {
   const out = new Ctor(n);
   const field = info.field!;
   const src = t[field] as ArrayLike<number | bigint>;
+  if (src.length === 0) {
+    // what a SequenceProto or OptionalProto read as a TensorProto looks like: its name bytes become dims
+    throw new InvalidModelError(`tensor '${t.name}' declares ${n} ${dtypeName(dtype)} values [${dims.join(',')}] but holds no data: it is not a tensor (a sequence or an optional?) or it is truncated`);
+  }
   if (src.length !== n) {
     throw new InvalidModelError(`tensor '${t.name}': ${field} has ${src.length} values, expected ${n}`);
   }

@@ -17,6 +17,8 @@ type Precision = 16 | 32;
 interface Fp16OpRule {
   /** Keep this op in float32 by default, and why. */
   keepFloat32?: string;
+  /** Keep this node float32 when its attributes pick a kernel that has no float16 variant (the reason), else undefined. */
+  keepFloat32When?: (node: Node) => string | undefined;
   /** Input slots that the operator spec fixes to float32 whatever T is. */
   float32Inputs?: number[];
   /** Input slots that accept any type (no Cast needed whatever their precision). */
@@ -25,18 +27,42 @@ interface Fp16OpRule {
   retypeAttributes?: (node: Node) => boolean;
 }
 
-const retypeAttr = (name: string) => (node: Node) => {
-  if (node.getAttr(name) !== DT.FLOAT) return false;
+/** `absent`: what the op takes when the attribute is not set. */
+const retypeAttr = (name: string, absent?: DT) => (node: Node) => {
+  if ((node.getAttr(name) ?? absent) !== DT.FLOAT) return false;
   node.setAttr(name, DT.FLOAT16, 'int');
   return true;
 };
 
+/** Scatter with reduction add/mul/max/min: onnxruntime's CPU kernels reduce in float32 only. */
+const reducing = (node: Node) => {
+  const r = node.getString('reduction', 'none');
+  return r === 'none' ? undefined : `${node.opType} with reduction '${r}': no float16 kernel in onnxruntime (CPU)`;
+};
+const NO_KERNEL = 'no float16 kernel in onnxruntime (CPU)';
+const NOT_IN_SPEC = 'float16 is not in the operator\'s type constraints';
+
 // One table of what each op needs; ops absent from it compute in float16 with all float inputs float16.
+// The ops kept float32 for want of a kernel or a type were found empirically: `node
+// dist/src/bench/fp16-kernels.js` converts every single-op ONNX backend test model (libonnx-testdata
+// node/*) with nothing blocked and lists the ops whose float16 model onnxruntime refuses to load
+// or run on the model's own test inputs (onnxruntime-node 1.30: Celu, EyeLike, IsInf,
+// MeanVarianceNormalization, NonMaxSuppression, QLinearConv, QLinearMatMul, QuantizeLinear,
+// DequantizeLinear, DynamicQuantizeLinear, Range; ScatterND and ScatterElements with a reduction). Re-run
+// it after an onnxruntime upgrade.
 export const FP16_OP_RULES: Record<string, Fp16OpRule> = {
   Cast: { anyTypeInputs: [0], retypeAttributes: retypeAttr('to') },
+  CastLike: { anyTypeInputs: [0] }, // the output type follows `like`; a float input cast to text keeps its digits
   Shape: { anyTypeInputs: [0] },
   Size: { anyTypeInputs: [0] },
-  EyeLike: { anyTypeInputs: [0], retypeAttributes: retypeAttr('dtype') },
+  EyeLike: { keepFloat32: NO_KERNEL, anyTypeInputs: [0] },
+  Celu: { keepFloat32: NOT_IN_SPEC },
+  ScatterND: { keepFloat32When: reducing },
+  ScatterElements: { keepFloat32When: reducing },
+  IsInf: { keepFloat32: NOT_IN_SPEC },
+  MeanVarianceNormalization: { keepFloat32: `${NO_KERNEL}; its function body mixes float16 and float32` },
+  QLinearConv: { keepFloat32: NOT_IN_SPEC },
+  QLinearMatMul: { keepFloat32: NOT_IN_SPEC },
   ConstantOfShape: {
     retypeAttributes: (node) => {
       const t = node.getAttr('value');
@@ -47,6 +73,7 @@ export const FP16_OP_RULES: Record<string, Fp16OpRule> = {
       return true;
     },
   },
+  SequenceEmpty: { retypeAttributes: retypeAttr('dtype', DT.FLOAT) }, // the empty sequence's element type; absent means float32
   Resize: { float32Inputs: [1, 2] }, // roi and scales stay float32 (scales is tensor(float) in every opset)
   Upsample: { float32Inputs: [1] },
   RandomNormal: { keepFloat32: 'random generator (dtype attribute)' },
@@ -182,16 +209,21 @@ export const convertFp16Pass = definePass({
     };
 
     // ---- analysis 1: which nodes compute in float16
+    const opset = model.opset('') ?? 0;
+    // Cast-1 (a type name) has no onnxruntime kernel: before opset 6 no value can change precision
+    const castless = opset > 0 && opset < 6 ? `opset ${opset}: onnxruntime runs Cast from opset 6 on; upgrade the model's opset to convert it` : undefined;
+    if (castless) log.warn(`nothing converted: ${castless}`);
     const mode = new Map<Node, Precision>();
     const graphs = [...model.allGraphs()];
     for (const g of graphs) {
       for (const n of g.nodes) {
         const touchesFloat = [...n.inputs, ...n.outputs].some(isF32) || n.subgraphs().length > 0;
         let reason: string | undefined;
-        if (n.domain !== '' && n.domain !== 'ai.onnx') reason = `operator domain '${n.domain}' (type constraints unknown)`;
+        if (castless) reason = castless;
+        else if (n.domain !== '' && n.domain !== 'ai.onnx') reason = `operator domain '${n.domain}' (type constraints unknown)`;
         else if (excludedNodes.has(n.name)) reason = 'in excludeNodes';
         else if (blockedOps.has(n.opType)) reason = FP16_OP_RULES[n.opType]?.keepFloat32 ?? 'op in opBlockList';
-        else if (n.opType !== 'Constant') reason = overflowReason(n);
+        else reason = FP16_OP_RULES[n.opType]?.keepFloat32When?.(n) ?? (n.opType === 'Constant' ? undefined : overflowReason(n));
         if (reason) {
           mode.set(n, 32);
           if (touchesFloat) log.skip(n, reason);

@@ -1,7 +1,7 @@
 // Runs a recipe's steps in order on one model: verify after every pass, measure size, parameters
 // and fidelity after every step, report progress, stop on abort.
 import { createHash } from 'node:crypto';
-import { CanceledError, ModelpressError, PassFailedError, throwIfAborted, toModelpressError } from '../errors.js';
+import { CanceledError, ModelpressError, PassFailedError, UnsupportedModelError, throwIfAborted, toModelpressError } from '../errors.js';
 import { countParameters } from '../onnx/constants.js';
 import type { Model } from '../onnx/ir.js';
 import { assertModelFitsBudget } from '../onnx/budget.js';
@@ -64,6 +64,17 @@ function countNodes(model: Model): number {
   return n;
 }
 
+/** Every step runs the model in onnxruntime-node, which feeds and returns tensors only. */
+function assertTensorInterface(model: Model): void {
+  const inits = new Set(model.graph.initializers);
+  const io = [...model.graph.inputs.filter((v) => !inits.has(v)).map((v) => ['input', v] as const), ...model.graph.outputs.map((v) => ['output', v] as const)];
+  const bad = io.filter(([, v]) => v.type?.value.case && v.type.value.case !== 'tensorType');
+  if (bad.length > 0) {
+    const list = bad.map(([kind, v]) => `${kind} '${v.name}' is a ${v.type!.value.case!.replace(/Type$/, '')}`).join(', ');
+    throw new UnsupportedModelError(`${list}: onnxruntime-node feeds and returns tensors only, so the model cannot be run to measure a step; inspect works, compression needs tensor inputs and outputs`);
+  }
+}
+
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions): Promise<PipelineResult> {
@@ -80,6 +91,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
   throwIfAborted(signal);
   let model = decodeModel(inputBytes);
   verifyModel(model, 'input model');
+  assertTensorInterface(model);
   // before the first allocation from a declared shape: a tiny model can declare a huge tensor
   assertModelFitsBudget(model);
 
@@ -122,7 +134,8 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
       ...(signal ? { signal } : {}),
     });
   const baselineEval = await evaluateStage(inputBytes);
-  const macsOf = (m: Model) => estimateMacs(m, inputsForBatch(m, 1, benchOptions)).catch(() => null);
+  // MACs are informative: inputs that cannot be resized to batch 1 (a test-data set) leave them unknown
+  const macsOf = (m: Model) => Promise.resolve().then(() => estimateMacs(m, inputsForBatch(m, 1, benchOptions))).catch(() => null);
   const baseline: StageMetrics & { latencyAbsolute?: LatencyStats[] } = {
     sizeBytes: inputBytes.length,
     params: countParameters(model),

@@ -4,7 +4,7 @@
 import { InvalidInputError } from '../errors.js';
 import type { Model, Value } from '../onnx/ir.js';
 import { encodeModelWithOutputs } from '../onnx/model-io.js';
-import { createSession, type Feeds, type ort } from './ort.js';
+import { createSession, runTensorOutputs, type Feeds, type ort } from './ort.js';
 
 export interface CaptureOptions {
   /** Graph optimizations off by default so that no requested value is fused away. */
@@ -43,7 +43,7 @@ export async function forEachCapture(
     for (let b = 0; b < feedList.length; b++) {
       if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('aborted');
       const feeds = feedList[b]!;
-      const results = await session.run(feeds);
+      const results = await runTensorOutputs(session, feeds);
       const captured = new Map<Value, ort.Tensor>();
       for (const v of [...original, ...extra]) {
         const t = results[v.name];

@@ -52,6 +52,15 @@ export async function runOnce(modelBytes: Uint8Array, feeds: Feeds, opts: Sessio
   }
 }
 
+/**
+ * Runs the session fetching only its tensor outputs: onnxruntime-node cannot return sequences, maps or
+ * optionals, and values exposed for analysis (discoverValues, capture) may be any of those.
+ */
+export async function runTensorOutputs(session: ort.InferenceSession, feeds: Feeds): Promise<Record<string, ort.Tensor>> {
+  const names = session.outputMetadata.filter((m) => m.isTensor).map((m) => m.name);
+  return names.length === session.outputNames.length ? session.run(feeds) : session.run(feeds, names);
+}
+
 /** Deterministic PRNG (mulberry32) so synthetic inputs are the same on every run. */
 export function seededRandom(seed: number): () => number {
   let a = seed >>> 0;
@@ -188,7 +197,7 @@ export async function discoverValues(model: Model, feedList: Feeds | Feeds[]): P
   const session = await createSession(bytes, { graphOptimizationLevel: 'disabled' });
   try {
     for (const feeds of runs) {
-      const results = await session.run(feeds);
+      const results = await runTensorOutputs(session, feeds);
       for (const v of [...original, ...extra]) {
         const t = results[v.name];
         if (!t) continue;

@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import { batchesFromArrays, readArraysFile, readLabelsFile } from '../../data/samples.js';
+import { openDataset, readLabelsFile } from '../../data/samples.js';
 import { MemoryLimitError, toModelpressError, type ModelpressError } from '../../errors.js';
 import { decodeModel } from '../../onnx/model-io.js';
 import { runPipeline, type PipelineProgress } from '../../pipeline/pipeline.js';
@@ -25,8 +25,7 @@ async function run(msg: RunMessage): Promise<void> {
   const bytes = readFileSync(msg.modelPath);
   const feedsOf = (path: string) => {
     const model = decodeModel(bytes);
-    const arrays = readArraysFile(path, model);
-    return [...batchesFromArrays(model, arrays, { batchSize: recipe.evaluate.batchSize, maxSamples: recipe.evaluate.maxSamples }, path)];
+    return [...openDataset(path, model).batches({ batchSize: recipe.evaluate.batchSize, maxSamples: recipe.evaluate.maxSamples })];
   };
   const samples = msg.evaluationPath ? feedsOf(msg.evaluationPath) : undefined;
   const calibration = msg.calibrationPath ? feedsOf(msg.calibrationPath) : undefined;
