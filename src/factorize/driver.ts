@@ -167,7 +167,7 @@ export async function runFactorization(method: FactorMethod, input: Model, confi
       + ((plan as ChainPlan & { latencyRatio?: number }).latencyRatio !== undefined ? `, latency ${(plan as ChainPlan & { latencyRatio?: number }).latencyRatio!.toFixed(2)}×` : '');
     log.rewrite(node, detail);
     const output = valueOf.get(plan.layer.output)!;
-    const nodes = emitChain(model.graph, { node: nodeOf.get(node)!, input: valueOf.get(plan.layer.input)!, output }, plan.steps);
+    const nodes = emitChain(model.graph, { node: nodeOf.get(node)!, input: valueOf.get(plan.layer.input)!, output, dtype: plan.layer.dtype }, plan.steps);
     nodes.forEach((n, i) => log.add(n, plan.steps[i]!.role));
     before += plan.paramsBefore;
     after += plan.paramsAfter;

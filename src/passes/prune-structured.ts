@@ -9,7 +9,8 @@ import { InvalidInputError } from '../errors.js';
 import type { Model, Node } from '../onnx/ir.js';
 import { encodeModel } from '../onnx/model-io.js';
 import { getConstant } from '../onnx/constants.js';
-import { DataType as DT, dtypeName } from '../onnx/dtypes.js';
+import { dtypeName } from '../onnx/dtypes.js';
+import { isWeightFloatType } from '../onnx/float-weights.js';
 import { weightLayerOf } from '../onnx/weight-layers.js';
 import { definePass, describeNode, statFamily, statsSchema, strategyOption, type ChangeLog, type PassContext } from '../pipeline/pass.js';
 import { measureAgainstReference } from '../eval/evaluate.js';
@@ -276,7 +277,7 @@ async function recoverLayers(
       log.count('batchNormsReestimated');
     } else if (step === config.steps) {
       const w = getConstant(weightLayerOf(node)?.weight);
-      const why = w && w.dataType !== DT.FLOAT ? `its weights are ${dtypeName(w.dataType)} (recovery works on float32 weights: prune before convert.fp16 or quantization)` : 'it can neither be refit nor has a BatchNorm to re-estimate';
+      const why = w && !isWeightFloatType(w.dataType) ? `its weights are ${dtypeName(w.dataType)} (recovery works on float weights: prune before quantization)` : 'it can neither be refit nor has a BatchNorm to re-estimate';
       log.skip(node, `recovery: input channels were removed but ${why}`);
     }
   }

@@ -6,6 +6,7 @@ import { countParameters } from '../onnx/constants.js';
 import type { Model } from '../onnx/ir.js';
 import { assertModelFitsBudget } from '../onnx/budget.js';
 import { decodeModel, encodeModel } from '../onnx/model-io.js';
+import { repairOnImport } from '../onnx/import-repair.js';
 import { verifyModel } from '../onnx/verify.js';
 import { syntheticInputs, type Feeds, type SyntheticInputOptions } from '../runtime/ort.js';
 import { environment } from '../report/environment.js';
@@ -78,6 +79,8 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
   };
   throwIfAborted(signal);
   let model = decodeModel(inputBytes);
+  // onnxruntime runs graphs in any node order; the passes need a toposorted one
+  const importNotes = repairOnImport(model);
   verifyModel(model, 'input model');
   // before the first allocation from a declared shape: a tiny model can declare a huge tensor
   assertModelFitsBudget(model);
@@ -236,6 +239,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
       },
       ...(profile ? { profile } : {}),
       environment: environment(),
+      ...(importNotes.length > 0 ? { importNotes } : {}),
       warnings,
       durationMs: Date.now() - started,
     },
