@@ -4,7 +4,10 @@
 import type { TensorProto } from 'onnx-buf';
 import { DataType as DT, dtypeName } from './dtypes.js';
 import { float32ArrayToBfloat16, float32ArrayToFloat16 } from './float16.js';
+import { getConstant } from './constants.js';
+import type { Model } from './ir.js';
 import { makeTensor, readFloat32, tensorDims } from './tensor-data.js';
+import { weightLayerOf } from './weight-layers.js';
 
 /** The element types of weights the passes compute on. */
 export const WEIGHT_FLOAT_TYPES: readonly DT[] = [DT.FLOAT, DT.FLOAT16, DT.BFLOAT16];
@@ -41,4 +44,14 @@ export function makeFloatTensor(name: string, dtype: WeightFloatType, dims: read
   if (dtype === DT.FLOAT16) return makeTensor(name, dtype, dims, float32ArrayToFloat16(data));
   if (dtype === DT.BFLOAT16) return makeTensor(name, dtype, dims, float32ArrayToBfloat16(data));
   return makeTensor(name, DT.FLOAT, dims, data);
+}
+
+/** How many weight layers (in every graph) hold constant weights of each float type, by dtype name. */
+export function weightLayerTypes(model: Model): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const n of model.graph.walkNodes()) {
+    const t = getConstant(weightLayerOf(n)?.weight);
+    if (t && isWeightFloatType(t.dataType)) counts[dtypeName(t.dataType)] = (counts[dtypeName(t.dataType)] ?? 0) + 1;
+  }
+  return counts;
 }

@@ -2,6 +2,7 @@
 // MatMul/Gemm with a constant weight → com.microsoft DynamicQuantizeMatMul (one node: onnxruntime
 // quantizes A per call, runs an integer GEMM, rescales by A's scale × B's per-column scales, adds
 // the bias). Conv (1D/2D/3D) → DynamicQuantizeLinear → ConvInteger → Cast → × scales (+ bias).
+import { narrowUntouchedIslands, noteIslands, widenHalfLayers } from '../quant/float-islands.js';
 import { Type } from '@sinclair/typebox';
 import { DataType as DT } from '../onnx/dtypes.js';
 import type { Graph, Model, Node, Value } from '../onnx/ir.js';
@@ -202,8 +203,9 @@ export const quantizeDynamicPass = definePass({
   summary: 'int8 weights, activations quantized at run time: MatMul/Gemm → DynamicQuantizeMatMul, Conv → ConvInteger (opt-in)',
   schema: quantizeDynamicSchema,
   stats: quantizeDynamicStats,
-  run(input, config, ctx) {
+  run(original, config, ctx) {
     const log = ctx.changes;
+    const { model: input, islands } = widenHalfLayers(original);
     const types = inferElemTypes(input);
     const exclude = new Set(config.excludeNodes);
     const ops = new Set<string>(config.opTypes);
@@ -240,6 +242,7 @@ export const quantizeDynamicPass = definePass({
       log.stat('otherWeightsInt8', n);
     }
     g.toposort(false);
+    noteIslands(log, islands, narrowUntouchedIslands(model));
     g.cleanup(false);
     log.stat('quantizedNodes', todo.length);
     ctx.progress(1);

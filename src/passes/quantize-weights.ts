@@ -1,6 +1,7 @@
 // quantize.weights: weight-only quantization for size. int8: symmetric per-channel weights behind a
 // DequantizeLinear (compute stays float). int4: MatMul with a constant 2-D B → com.microsoft
 // MatMulNBits, block-wise 4-bit (block 32/64/128), symmetric or with zero points.
+import { narrowUntouchedIslands, noteIslands, widenHalfLayers } from '../quant/float-islands.js';
 import { Type, type Static } from '@sinclair/typebox';
 import { DataType as DT } from '../onnx/dtypes.js';
 import type { Model, Node } from '../onnx/ir.js';
@@ -54,7 +55,8 @@ export const quantizeWeightsPass = definePass({
   async run(input, config, ctx) {
     const log = ctx.changes;
     // the opset upgrade rewrites before the plan is made: plan and rewrite the copy
-    const { model } = input.clone();
+    const widened = widenHalfLayers(input);
+    const { model } = widened.islands > 0 ? widened : input.clone();
     const g = model.graph;
     if (config.bits === 8 && config.perChannel && (model.opset('') ?? 0) < 13) {
       const from = model.opset('');
@@ -133,6 +135,7 @@ export const quantizeWeightsPass = definePass({
     }
     if (config.bits === 4) requireOpsetImport(model, 'com.microsoft', 1);
     g.toposort(false);
+    noteIslands(log, widened.islands, narrowUntouchedIslands(model));
     g.cleanup(false);
     log.stat('weightBytesBefore', floatBytes);
     log.stat('weightBytesAfter', quantBytes);
