@@ -12,7 +12,7 @@ import { getConstant } from '../onnx/constants.js';
 import { dtypeName } from '../onnx/dtypes.js';
 import { isWeightFloatType } from '../onnx/float-weights.js';
 import { weightLayerOf } from '../onnx/weight-layers.js';
-import { definePass, describeNode, statFamily, statsSchema, strategyOption, type ChangeLog, type PassContext } from '../pipeline/pass.js';
+import { definePass, describeNode, skipAlreadyQuantized, statFamily, statsSchema, strategyOption, type ChangeLog, type PassContext } from '../pipeline/pass.js';
 import { measureAgainstReference } from '../eval/evaluate.js';
 import type { Feeds } from '../runtime/ort.js';
 import { analyzeChannels, describeGroup, discoverChannelShapes, type DependencyGraph } from '../prune/dependency-graph.js';
@@ -155,6 +155,7 @@ export const pruneStructuredPass = definePass({
     }
     if (needsData && ctx.samplesAreSynthetic) log.warn('importance/recovery ran on synthetic inputs: recovery fits random data, not the model\'s real input distribution');
     const samples = needsData ? (await ctx.sampleInputs()).slice(0, config.maxCalibrationBatches) : [];
+    skipAlreadyQuantized(input, log); // their channels stay: DequantizeLinear and the QLinear ops have no channel rule
     const reference = encodeModel(input);
     // every step analyses what the step before pruned: analysis and rewrite alternate on one copy
     const { model } = input.clone();

@@ -11,7 +11,7 @@ import { inferElemTypes } from '../onnx/elem-types.js';
 import { requireOpsetImport } from '../onnx/opset-upgrade.js';
 import { makeTensor, readFloat32, tensorDims } from '../onnx/tensor-data.js';
 import { weightLayerOf } from '../onnx/weight-layers.js';
-import { definePass, statsSchema, type ChangeLog } from '../pipeline/pass.js';
+import { definePass, skipAlreadyQuantized, statsSchema, type ChangeLog } from '../pipeline/pass.js';
 import { quantizeWeightsSymmetric } from '../quant/quant-math.js';
 
 interface DynamicRule {
@@ -211,7 +211,9 @@ export const quantizeDynamicPass = definePass({
     const ops = new Set<string>(config.opTypes);
     // analyse the input
     const todo: [Node, DynamicRule][] = [];
+    const quantized = skipAlreadyQuantized(input, log);
     for (const n of input.graph.nodes) {
+      if (quantized.has(n)) continue;
       const rule = DYNAMIC_OP_RULES[n.opType];
       if (!rule || n.domain !== '' || !ops.has(n.opType)) continue;
       if (types.get(n.inputs[0]!) !== DT.FLOAT) continue;

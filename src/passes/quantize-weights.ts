@@ -9,7 +9,7 @@ import { addConstant, addDequantizedConstant, DEQUANTIZED_NAMES, getConstant } f
 import { makeTensor, readFloat32, tensorDims } from '../onnx/tensor-data.js';
 import { requireOpsetImport, upgradeOpset } from '../onnx/opset-upgrade.js';
 import { weightLayerOf } from '../onnx/weight-layers.js';
-import { definePass, statsSchema, type PassContext } from '../pipeline/pass.js';
+import { definePass, skipAlreadyQuantized, statsSchema, type PassContext } from '../pipeline/pass.js';
 import { dequantizeWeights, quantizeWeightsSymmetric, type WeightQuantization } from '../quant/quant-math.js';
 import { packMatMulNBits, unpackMatMulNBits, type NBitsPacked } from '../quant/int4.js';
 import { weightScaleAxis } from '../quant/qdq-rules.js';
@@ -73,7 +73,9 @@ export const quantizeWeightsPass = definePass({
     // plan: which nodes, and their quantized weights
     type Item = { n: Node; slot: number; dims: number[]; count: number; int4?: NBitsPacked; int8?: WeightQuantization; axis: number | null };
     const plan: Item[] = [];
+    const quantized = skipAlreadyQuantized(model, log);
     for (const n of [...g.nodes]) {
+      if (quantized.has(n)) continue;
       const layer = n.domain === '' && ops.has(n.opType) ? weightLayerOf(n) : null;
       if (!layer) continue;
       if (exclude.has(n.name)) {

@@ -10,7 +10,7 @@ import { encodeModel } from '../onnx/model-io.js';
 import { elementCount, tensorDims } from '../onnx/tensor-data.js';
 import { floatWeightProblem, makeFloatTensor, readFloatWeight, type WeightFloatType } from '../onnx/float-weights.js';
 import { weightLayerOf } from '../onnx/weight-layers.js';
-import { statFamily, statsSchema, type ChangeLog } from '../pipeline/pass.js';
+import { skipAlreadyQuantized, statFamily, statsSchema, type ChangeLog } from '../pipeline/pass.js';
 import { formatPercent } from '../format.js';
 
 /** The weight layers the unstructured and N:M passes prune. */
@@ -41,9 +41,11 @@ export function selectWeights(model: Model, opts: SelectOptions, log: ChangeLog)
   const seen = new Set<Value>();
   const out: PrunableWeight[] = [];
   const named = new Set<string>();
+  const quantized = skipAlreadyQuantized(model, log);
   for (const g of model.allGraphs()) {
     for (const node of g.nodes) {
       if (node.name) named.add(node.name);
+      if (quantized.has(node)) continue;
       const layer = node.domain === '' && ops.has(node.opType) ? weightLayerOf(node) : null;
       if (!layer) continue;
       if (exclude.has(node.name)) {
