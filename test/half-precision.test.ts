@@ -11,6 +11,7 @@ import { weightLayerOf } from '../src/onnx/weight-layers.js';
 import { getConstant } from '../src/onnx/constants.js';
 import type { Model } from '../src/onnx/ir.js';
 import { decodeModel, encodeModel } from '../src/onnx/model-io.js';
+import { readTensor } from '../src/onnx/tensor-data.js';
 import { findGraphIssues, verifyModel } from '../src/onnx/verify.js';
 import { parseNpz } from '../src/data/npy.js';
 import { batchesFromArrays } from '../src/data/samples.js';
@@ -129,3 +130,48 @@ for (const [label, path, families] of [['fmnist CNN', MODELS.fmnist, CNN_FAMILIE
     });
   });
 }
+
+describe('bfloat16 (onnxruntime CPU runs no bfloat16 compute: weights read and written exactly, the pipeline refuses with the reason)', () => {
+  const bf16 = converterStyleHalf(VIT, DT.BFLOAT16);
+  bf16.graph.toposort();
+  const feeds = batches(decodeModel(readModel(VIT)), FMNIST.calibration, 1, 16);
+  const weightsOf = (m: Model) => new Map(m.graph.nodes.flatMap((n) => {
+    const t = getConstant(weightLayerOf(n)?.weight);
+    return t && n.name ? [[n.name, t] as const] : [];
+  }));
+
+  it('prune.magnitude writes bfloat16 back: kept weights bit-identical, the rest zero', async () => {
+    const { out, changes } = await runPass('prune.magnitude', { sparsity: 0.3 }, bf16, feeds);
+    assert.ok(changes.rewritten.length > 0);
+    const before = weightsOf(bf16);
+    let zeros = 0;
+    let total = 0;
+    for (const [name, t] of weightsOf(out)) {
+      const was = before.get(name)!;
+      assert.equal(t.dataType, DT.BFLOAT16, name);
+      const a = readTensor(was).data as Uint16Array;
+      const b = readTensor(t).data as Uint16Array;
+      for (let i = 0; i < b.length; i++) {
+        if ((b[i]! & 0x7fff) === 0) zeros++;
+        else assert.equal(b[i], a[i], `${name}[${i}]`);
+        total++;
+      }
+    }
+    assert.ok(zeros / total > 0.2, `sparsity ${zeros / total}`);
+  });
+
+  it('factorize.svd (no refit: that runs the model) writes its factors in bfloat16', async () => {
+    const { out, changes } = await runPass('factorize.svd', { requireSpeedup: false, refine: false }, bf16, feeds);
+    assert.ok(changes.added.length > 0);
+    assert.deepEqual(Object.keys(weightLayerTypes(out)), ['bfloat16']);
+  });
+
+  it('compress refuses it with unsupported_model, naming bfloat16 and the fix', async () => {
+    const recipe = parseRecipe({ steps: [{ pass: 'prune.magnitude' }], benchmark: { enabled: false } });
+    await assert.rejects(runPipeline(encodeModel(bf16), { recipe }), (e: Error & { code?: string }) => {
+      assert.equal(e.code, 'unsupported_model');
+      assert.match(e.message, /bfloat16.*float32 or float16 first/);
+      return true;
+    });
+  });
+});

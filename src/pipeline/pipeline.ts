@@ -1,12 +1,13 @@
 // Runs a recipe's steps in order on one model: verify after every pass, measure size, parameters
 // and fidelity after every step, report progress, stop on abort.
 import { createHash } from 'node:crypto';
-import { CanceledError, ModelpressError, PassFailedError, throwIfAborted, toModelpressError } from '../errors.js';
+import { CanceledError, ModelpressError, PassFailedError, UnsupportedModelError, throwIfAborted, toModelpressError } from '../errors.js';
 import { countParameters } from '../onnx/constants.js';
 import type { Model } from '../onnx/ir.js';
 import { assertModelFitsBudget } from '../onnx/budget.js';
 import { decodeModel, encodeModel } from '../onnx/model-io.js';
 import { repairOnImport } from '../onnx/import-repair.js';
+import { weightLayerTypes } from '../onnx/float-weights.js';
 import { verifyModel } from '../onnx/verify.js';
 import { syntheticInputs, type Feeds, type SyntheticInputOptions } from '../runtime/ort.js';
 import { environment } from '../report/environment.js';
@@ -111,7 +112,18 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
       ...(opts.labelOutput ? { labelOutput: opts.labelOutput } : {}),
       ...(signal ? { signal } : {}),
     });
-  const baselineEval = await evaluateStage(inputBytes);
+  const baselineEval = await evaluateStage(inputBytes).catch((err: unknown) => {
+    // onnxruntime's CPU provider has almost no bfloat16 kernels: say so rather than only quote its loader
+    const bf16 = weightLayerTypes(model).bfloat16;
+    if (bf16 && err instanceof ModelpressError && err.code === 'invalid_model') {
+      throw new UnsupportedModelError(
+        `the model computes in bfloat16 (${bf16} weight layer${bf16 === 1 ? '' : 's'}), which onnxruntime's CPU provider cannot run (${err.message}); ` +
+          'modelpress measures every step by running the model: convert its weights and compute to float32 or float16 first',
+        { cause: err },
+      );
+    }
+    throw err;
+  });
   const macsOf = (m: Model) => estimateMacs(m, inputsForBatch(m, 1, benchOptions)).catch(() => null);
   const baseline: StageMetrics & { latencyAbsolute?: LatencyStats[] } = {
     sizeBytes: inputBytes.length,
