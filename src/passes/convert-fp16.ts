@@ -157,6 +157,7 @@ export const convertFp16Pass = definePass({
     const precisions = weightLayerTypes(input);
     if (!precisions.float32 && (precisions.float16 || precisions.bfloat16)) {
       log.warn(`nothing to convert: the model's weight layers are already ${Object.keys(precisions).join('/')} (no float32 weights); the model is returned unchanged`);
+      log.stat('convertedTensors', 0);
       return input.clone().model;
     }
     const blockedOps = new Set([...config.opBlockList, ...config.extraBlockedOps]);
