@@ -193,6 +193,7 @@ async function cmdCompress(argv: string[]): Promise<void> {
 
 function formatResult(r: PipelineReport, out: string): string {
   const lines = [
+    ...(r.importNotes ?? []).map((n) => `note (${n.kind}): ${n.message}`),
     `wrote ${out}: ${formatBytes(r.baseline.sizeBytes)} → ${formatBytes(r.final.sizeBytes)} (${r.final.sizeRatio.toFixed(3)}×), ` +
       `${formatCount(r.baseline.params)} → ${formatCount(r.final.params)} parameters`,
   ];

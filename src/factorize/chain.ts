@@ -6,13 +6,14 @@ import { DataType as DT } from '../onnx/dtypes.js';
 import type { Graph, Model, Node, Value } from '../onnx/ir.js';
 import { importModel } from '../onnx/model-io.js';
 import { makeTensor } from '../onnx/tensor-data.js';
+import { makeFloatTensor } from '../onnx/float-weights.js';
 import type { ChainStep, Layer } from './layers.js';
 
 /**
  * Replaces the layer's node with the chain: the first step reads the layer's input, the last one
  * writes the layer's output value (same object, so consumers and captures keep finding it).
  */
-export function emitChain(graph: Graph, layer: Pick<Layer, 'node' | 'input' | 'output'>, steps: readonly ChainStep[]): Node[] {
+export function emitChain(graph: Graph, layer: Pick<Layer, 'node' | 'input' | 'output' | 'dtype'>, steps: readonly ChainStep[]): Node[] {
   const base = layer.node.name || layer.output.name;
   const at = graph.nodes.indexOf(layer.node);
   graph.removeNode(layer.node);
@@ -21,9 +22,10 @@ export function emitChain(graph: Graph, layer: Pick<Layer, 'node' | 'input' | 'o
   steps.forEach((step, i) => {
     const last = i === steps.length - 1;
     const out = last ? layer.output : graph.createValue(`${base}_f${i}`);
-    const w = addConstant(graph, `${base}_f${i}_w`, makeTensor('', DT.FLOAT, step.weightDims, step.weight));
+    if (!last && layer.output.elemType !== undefined) out.setTensorType(layer.dtype);
+    const w = addConstant(graph, `${base}_f${i}_w`, makeFloatTensor('', layer.dtype, step.weightDims, step.weight));
     const inputs: Value[] = [current, w];
-    if (step.bias) inputs.push(addConstant(graph, `${base}_f${i}_b`, makeTensor('', DT.FLOAT, step.bias.dims, step.bias.data)));
+    if (step.bias) inputs.push(addConstant(graph, `${base}_f${i}_b`, makeFloatTensor('', layer.dtype, step.bias.dims, step.bias.data)));
     const node = graph.addNode(step.op, inputs, [out], { name: `${base}_f${i}`, at: at + i });
     for (const [name, value, kind] of step.attrs) node.setAttr(name, value, kind);
     nodes.push(node);
@@ -56,7 +58,7 @@ function oneLayerModel(opset: number, inputDims: number[], build: (g: Graph, x: 
 export function chainModel(opset: number, inputDims: number[], layer: Layer, steps: readonly ChainStep[]): Model {
   return oneLayerModel(opset, inputDims, (g, x, y) => {
     const original = g.addNode(layer.op, [x], [y]); // placeholder replaced by the chain
-    emitChain(g, { node: original, input: x, output: y }, steps);
+    emitChain(g, { node: original, input: x, output: y, dtype: DT.FLOAT }, steps); // timed in float32 whatever the layer's type
   });
 }
 

@@ -4,7 +4,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { InvalidInputError } from '../errors.js';
 import type { Model } from '../onnx/ir.js';
 import { encodeWithOutputs } from '../runtime/capture.js';
-import { statsSchema, type PassContext } from '../pipeline/pass.js';
+import { skipAlreadyQuantized, statsSchema, type PassContext } from '../pipeline/pass.js';
 import { discoverValues, type Feeds } from '../runtime/ort.js';
 import { emitChain } from './chain.js';
 import { cpPlan, svdPlan, tuckerPlan, type ChainPlan } from './decompose.js';
@@ -107,7 +107,8 @@ export async function runFactorization(method: FactorMethod, input: Model, confi
 
   // ---- analysis 1: candidate layers and their factorized chains
   const plans: ChainPlan[] = [];
-  const candidates = input.graph.nodes.filter((n) => opTypes.has(n.opType) && n.domain === '');
+  const quantized = skipAlreadyQuantized(input, log);
+  const candidates = input.graph.nodes.filter((n) => opTypes.has(n.opType) && n.domain === '' && !quantized.has(n));
   for (const g of input.allGraphs()) {
     if (g === input.graph) continue;
     for (const n of g.nodes) if (opTypes.has(n.opType)) log.skip(n, 'inside a subgraph (only main-graph layers are factorized)');
@@ -167,7 +168,7 @@ export async function runFactorization(method: FactorMethod, input: Model, confi
       + ((plan as ChainPlan & { latencyRatio?: number }).latencyRatio !== undefined ? `, latency ${(plan as ChainPlan & { latencyRatio?: number }).latencyRatio!.toFixed(2)}×` : '');
     log.rewrite(node, detail);
     const output = valueOf.get(plan.layer.output)!;
-    const nodes = emitChain(model.graph, { node: nodeOf.get(node)!, input: valueOf.get(plan.layer.input)!, output }, plan.steps);
+    const nodes = emitChain(model.graph, { node: nodeOf.get(node)!, input: valueOf.get(plan.layer.input)!, output, dtype: plan.layer.dtype }, plan.steps);
     nodes.forEach((n, i) => log.add(n, plan.steps[i]!.role));
     before += plan.paramsBefore;
     after += plan.paramsAfter;

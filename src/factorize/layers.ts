@@ -2,9 +2,8 @@
 // the family (Conv, MatMul, Gemm), and the chain of smaller nodes that replaces a layer. Where each
 // op keeps its weight and bias is src/onnx/weight-layers.ts.
 import { getConstant } from '../onnx/constants.js';
-import { DataType as DT } from '../onnx/dtypes.js';
 import type { Node, Value } from '../onnx/ir.js';
-import { readFloat32, tensorDims } from '../onnx/tensor-data.js';
+import { floatWeightProblem, readFloatWeight, type WeightFloatType } from '../onnx/float-weights.js';
 import { weightLayerOf, type WeightLayer } from '../onnx/weight-layers.js';
 
 export type FactorMethod = 'svd' | 'tucker' | 'cp';
@@ -17,6 +16,8 @@ export interface Layer {
   /** The weight as the op stores it (its axes: `weightLayer`). */
   weightDims: number[];
   weight: Float32Array;
+  /** The element type the weights are stored in (read as float32, written back in it). */
+  dtype: WeightFloatType;
   /** Conv bias [Cout] or Gemm C (any broadcastable shape). */
   bias: { dims: number[]; data: Float32Array } | null;
   /** Conv: number of spatial axes. */
@@ -46,11 +47,10 @@ interface LayerRule {
   match(node: Node, method: FactorMethod): Layer | string;
 }
 
-function floatConstant(v: Value | null | undefined): { dims: number[]; data: Float32Array } | string {
+/** A float constant read as float32 (float16/bfloat16 too: the chain is written back in the layer's type). */
+function floatConstant(v: Value | null | undefined): { dims: number[]; data: Float32Array; dtype: WeightFloatType } | string {
   const t = getConstant(v);
-  if (!t) return 'weight is not a constant';
-  if (t.dataType !== DT.FLOAT) return 'weight is not float32';
-  return { dims: tensorDims(t), data: readFloat32(t) };
+  return floatWeightProblem(t) ?? readFloatWeight(t!);
 }
 
 function ioOf(node: Node): { input: Value; output: Value; weightLayer: WeightLayer } | string {
@@ -86,7 +86,7 @@ export const LAYER_RULES: Record<string, LayerRule> = {
         if (typeof b === 'string') return `bias: ${b}`;
         bias = b;
       }
-      return { node, op: 'Conv', ...io, weightDims: w.dims, weight: w.data, bias, spatial };
+      return { node, op: 'Conv', ...io, weightDims: w.dims, weight: w.data, dtype: w.dtype, bias, spatial };
     },
   },
   MatMul: {
@@ -97,7 +97,7 @@ export const LAYER_RULES: Record<string, LayerRule> = {
       const w = floatConstant(io.weightLayer.weight);
       if (typeof w === 'string') return w;
       if (w.dims.length !== 2) return `weight has rank ${w.dims.length} (2-D weights only)`;
-      return { node, op: 'MatMul', ...io, weightDims: w.dims, weight: w.data, bias: null, spatial: 0 };
+      return { node, op: 'MatMul', ...io, weightDims: w.dims, weight: w.data, dtype: w.dtype, bias: null, spatial: 0 };
     },
   },
   Gemm: {
@@ -113,7 +113,7 @@ export const LAYER_RULES: Record<string, LayerRule> = {
         if (typeof c === 'string') return `C: ${c}`;
         bias = c;
       }
-      return { node, op: 'Gemm', ...io, weightDims: w.dims, weight: w.data, bias, spatial: 0 };
+      return { node, op: 'Gemm', ...io, weightDims: w.dims, weight: w.data, dtype: w.dtype, bias, spatial: 0 };
     },
   },
 };

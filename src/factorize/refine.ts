@@ -4,12 +4,12 @@
 // layers are compensated too, as the features come from the factorized network. No training.
 import { accumulateCross, accumulateGram, mirrorUpper, solveRidge } from '../linalg/index.js';
 import { addConstant, getConstant, setConstant } from '../onnx/constants.js';
-import { DataType as DT } from '../onnx/dtypes.js';
 import type { Model, Node, Value } from '../onnx/ir.js';
 import { encodeModel } from '../onnx/model-io.js';
 import { weightLayerOf } from '../onnx/weight-layers.js';
 import { encodeWithOutputs } from '../runtime/capture.js';
-import { makeTensor, tensorDims } from '../onnx/tensor-data.js';
+import { tensorDims } from '../onnx/tensor-data.js';
+import { makeFloatTensor, type WeightFloatType } from '../onnx/float-weights.js';
 import { FidelityAccumulator, type Fidelity } from '../metrics/fidelity.js';
 import { createSession, tensorToFloat32, type Feeds } from '../runtime/ort.js';
 
@@ -94,6 +94,7 @@ export async function refineChains(model: Model, originalBytes: Uint8Array, targ
       const layer = weightLayerOf(t.node)!;
       const wValue = layer.weight!;
       const dims = tensorDims(getConstant(wValue)!);
+      const dtype = getConstant(wValue)!.dataType as WeightFloatType; // the refit is written back in the layer's type
       const hasBias = layer.biasInput !== null;
       const R = dims[layer.inAxis!]!;
       const T = dims[layer.outAxis!]!;
@@ -120,11 +121,11 @@ export async function refineChains(model: Model, originalBytes: Uint8Array, targ
         // stored outputs first (Conv [Cout, R, 1…]) or inputs first (MatMul [R, N])
         for (let r = 0; r < R; r++) weight[layer.outAxis === 0 ? o * R + r : r * T + o] = sol[r * T + o]!;
       }
-      setConstant(wValue, makeTensor(wValue.name, DT.FLOAT, dims, weight));
+      setConstant(wValue, makeFloatTensor(wValue.name, dtype, dims, weight));
       if (hasBias) {
         const b = Float32Array.from({ length: T }, (_, o) => sol[R * T + o]!);
-        if (layer.bias) setConstant(layer.bias, makeTensor(layer.bias.name, DT.FLOAT, [T], b));
-        else t.node.setInput(layer.biasInput!, addConstant(model.graph, `${t.node.name || 'refit'}_b`, makeTensor('', DT.FLOAT, [T], b)));
+        if (layer.bias) setConstant(layer.bias, makeFloatTensor(layer.bias.name, dtype, [T], b));
+        else t.node.setInput(layer.biasInput!, addConstant(model.graph, `${t.node.name || 'refit'}_b`, makeFloatTensor('', dtype, [T], b)));
       }
     }
     // fidelity after, on the same batches

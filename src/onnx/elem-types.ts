@@ -72,6 +72,16 @@ export const OUTPUT_TYPE_RULES: Record<string, OutputTypeRule> = {
   Scan: subgraphOutputs('body', 0),
 };
 
+/** onnxruntime's own ops (com.microsoft) whose output type is known; the others stay unknown. */
+const MS_OUTPUT_TYPE_RULES: Record<string, OutputTypeRule> = {
+  MatMulNBits: sameAsInput(0),
+  DynamicQuantizeMatMul: sameAsInput(0),
+  MatMulIntegerToFloat: sameAsInput(2),
+  FusedConv: sameAsInput(0),
+  FusedGemm: sameAsInput(0),
+  FusedMatMul: sameAsInput(0),
+};
+
 /** Default: every output has the type of the first input with a known type. */
 function passThrough(node: Node, typeOf: TypeOf): (number | undefined)[] {
   let t: number | undefined;
@@ -94,7 +104,7 @@ export function inferElemTypes(model: Model): Map<Value, number> {
     for (const n of g.nodes) {
       for (const s of n.subgraphs()) visit(s);
       const declared = n.outputs.map((v) => v?.elemType);
-      const rule = n.domain === '' || n.domain === 'ai.onnx' ? (OUTPUT_TYPE_RULES[n.opType] ?? passThrough) : undefined;
+      const rule = n.domain === '' || n.domain === 'ai.onnx' ? (OUTPUT_TYPE_RULES[n.opType] ?? passThrough) : n.domain === 'com.microsoft' ? MS_OUTPUT_TYPE_RULES[n.opType] : undefined;
       const inferred = rule ? rule(n, typeOf) : [];
       n.outputs.forEach((v, i) => {
         const t = declared[i] ?? inferred[i];

@@ -2,6 +2,7 @@
 import { allConstants, countParameters, isParameterType } from './constants.js';
 import { dtypeName } from './dtypes.js';
 import type { Dim, Model, Value } from './ir.js';
+import { QUANTIZED_FORM_NAMES, summarizeQuantization, type QuantizationSummary, type QuantizedForm } from './quantized-forms.js';
 import { tensorByteSize } from './tensor-data.js';
 import { formatBytes, formatCount } from '../format.js';
 
@@ -29,6 +30,8 @@ export interface ModelSummary {
     bytesByDtype: Record<string, number>;
     parameterBytes: number;
   };
+  /** Already quantized: which forms, how many layers each; null when nothing is quantized. */
+  quantization: QuantizationSummary | null;
 }
 
 function describeValue(v: Value): ValueSummary {
@@ -81,6 +84,7 @@ export function summarizeModel(model: Model, sizeBytes: number): ModelSummary {
       bytesByDtype,
       parameterBytes,
     },
+    quantization: summarizeQuantization(model),
   };
 }
 
@@ -99,6 +103,11 @@ export function formatSummary(s: ModelSummary): string {
         .map(([d, b]) => `${d} ${formatBytes(b)}`)
         .join(', '),
   );
+  const q = s.quantization;
+  if (q) {
+    const forms = Object.entries(q.layers).map(([f, n]) => `${QUANTIZED_FORM_NAMES[f as QuantizedForm]}: ${n} layer${n === 1 ? '' : 's'}`);
+    lines.push(`already quantized: ${forms.length ? forms.join('; ') : 'no quantized layers'}; ${q.quantizeLinear} QuantizeLinear, ${q.dequantizeLinear} DequantizeLinear`);
+  }
   lines.push('op types:');
   for (const [op, n] of Object.entries(s.opTypes)) lines.push(`  ${op.padEnd(28)} ${n}`);
   return lines.join('\n');

@@ -1,6 +1,7 @@
 // convert.fp16: float32 weights and compute to float16, model inputs/outputs kept float32.
 // Analyse first (which node computes in which precision, which value ends up in which type),
 // then rewrite (convert tensors, retype values, insert the Casts the plan needs).
+import { weightLayerTypes } from '../onnx/float-weights.js';
 import { Type } from '@sinclair/typebox';
 import { DataType as DT } from '../onnx/dtypes.js';
 import { carryAcross, type Graph, type Node, type Value } from '../onnx/ir.js';
@@ -180,6 +181,12 @@ export const convertFp16Pass = definePass({
   stats: convertFp16Stats,
   async run(input, config, ctx) {
     const log = ctx.changes;
+    const precisions = weightLayerTypes(input);
+    if (!precisions.float32 && (precisions.float16 || precisions.bfloat16)) {
+      log.warn(`nothing to convert: the model's weight layers are already ${Object.keys(precisions).join('/')} (no float32 weights); the model is returned unchanged`);
+      log.stat('convertedTensors', 0);
+      return input.clone().model;
+    }
     const blockedOps = new Set([...config.opBlockList, ...config.extraBlockedOps]);
     const excludedNodes = new Set(config.excludeNodes);
 

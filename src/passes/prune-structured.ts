@@ -9,9 +9,10 @@ import { InvalidInputError } from '../errors.js';
 import type { Model, Node } from '../onnx/ir.js';
 import { encodeModel } from '../onnx/model-io.js';
 import { getConstant } from '../onnx/constants.js';
-import { DataType as DT, dtypeName } from '../onnx/dtypes.js';
+import { dtypeName } from '../onnx/dtypes.js';
+import { isWeightFloatType } from '../onnx/float-weights.js';
 import { weightLayerOf } from '../onnx/weight-layers.js';
-import { definePass, describeNode, statFamily, statsSchema, strategyOption, type ChangeLog, type PassContext } from '../pipeline/pass.js';
+import { definePass, describeNode, skipAlreadyQuantized, statFamily, statsSchema, strategyOption, type ChangeLog, type PassContext } from '../pipeline/pass.js';
 import { measureAgainstReference } from '../eval/evaluate.js';
 import type { Feeds } from '../runtime/ort.js';
 import { analyzeChannels, describeGroup, discoverChannelShapes, type DependencyGraph } from '../prune/dependency-graph.js';
@@ -154,6 +155,7 @@ export const pruneStructuredPass = definePass({
     }
     if (needsData && ctx.samplesAreSynthetic) log.warn('importance/recovery ran on synthetic inputs: recovery fits random data, not the model\'s real input distribution');
     const samples = needsData ? (await ctx.sampleInputs()).slice(0, config.maxCalibrationBatches) : [];
+    skipAlreadyQuantized(input, log); // their channels stay: DequantizeLinear and the QLinear ops have no channel rule
     const reference = encodeModel(input);
     // every step analyses what the step before pruned: analysis and rewrite alternate on one copy
     const { model } = input.clone();
@@ -276,7 +278,7 @@ async function recoverLayers(
       log.count('batchNormsReestimated');
     } else if (step === config.steps) {
       const w = getConstant(weightLayerOf(node)?.weight);
-      const why = w && w.dataType !== DT.FLOAT ? `its weights are ${dtypeName(w.dataType)} (recovery works on float32 weights: prune before convert.fp16 or quantization)` : 'it can neither be refit nor has a BatchNorm to re-estimate';
+      const why = w && !isWeightFloatType(w.dataType) ? `its weights are ${dtypeName(w.dataType)} (recovery works on float weights: prune before quantization)` : 'it can neither be refit nor has a BatchNorm to re-estimate';
       log.skip(node, `recovery: input channels were removed but ${why}`);
     }
   }

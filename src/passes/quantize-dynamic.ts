@@ -2,6 +2,7 @@
 // MatMul/Gemm with a constant weight → com.microsoft DynamicQuantizeMatMul (one node: onnxruntime
 // quantizes A per call, runs an integer GEMM, rescales by A's scale × B's per-column scales, adds
 // the bias). Conv (1D/2D/3D) → DynamicQuantizeLinear → ConvInteger → Cast → × scales (+ bias).
+import { narrowUntouchedIslands, noteIslands, widenHalfLayers } from '../quant/float-islands.js';
 import { Type } from '@sinclair/typebox';
 import { DataType as DT } from '../onnx/dtypes.js';
 import type { Graph, Model, Node, Value } from '../onnx/ir.js';
@@ -10,7 +11,7 @@ import { inferElemTypes } from '../onnx/elem-types.js';
 import { requireOpsetImport } from '../onnx/opset-upgrade.js';
 import { makeTensor, readFloat32, tensorDims } from '../onnx/tensor-data.js';
 import { weightLayerOf } from '../onnx/weight-layers.js';
-import { definePass, statsSchema, type ChangeLog } from '../pipeline/pass.js';
+import { definePass, skipAlreadyQuantized, statsSchema, type ChangeLog } from '../pipeline/pass.js';
 import { quantizeWeightsSymmetric } from '../quant/quant-math.js';
 
 interface DynamicRule {
@@ -202,14 +203,17 @@ export const quantizeDynamicPass = definePass({
   summary: 'int8 weights, activations quantized at run time: MatMul/Gemm → DynamicQuantizeMatMul, Conv → ConvInteger (opt-in)',
   schema: quantizeDynamicSchema,
   stats: quantizeDynamicStats,
-  run(input, config, ctx) {
+  run(original, config, ctx) {
     const log = ctx.changes;
+    const { model: input, islands } = widenHalfLayers(original);
     const types = inferElemTypes(input);
     const exclude = new Set(config.excludeNodes);
     const ops = new Set<string>(config.opTypes);
     // analyse the input
     const todo: [Node, DynamicRule][] = [];
+    const quantized = skipAlreadyQuantized(input, log);
     for (const n of input.graph.nodes) {
+      if (quantized.has(n)) continue;
       const rule = DYNAMIC_OP_RULES[n.opType];
       if (!rule || n.domain !== '' || !ops.has(n.opType)) continue;
       if (types.get(n.inputs[0]!) !== DT.FLOAT) continue;
@@ -240,6 +244,7 @@ export const quantizeDynamicPass = definePass({
       log.stat('otherWeightsInt8', n);
     }
     g.toposort(false);
+    noteIslands(log, islands, narrowUntouchedIslands(model));
     g.cleanup(false);
     log.stat('quantizedNodes', todo.length);
     ctx.progress(1);

@@ -5,6 +5,7 @@
 // and, with `sensitivity`, keep the worst layers float one by one until the target is met.
 // With `biasCorrection`, each layer's systematic output shift in the quantized model is folded into
 // its float bias first (src/quant/bias-correction.ts).
+import { narrowUntouchedIslands, noteIslands, widenHalfLayers } from '../quant/float-islands.js';
 import { Type, type Static } from '@sinclair/typebox';
 import { InvalidInputError, PassFailedError } from '../errors.js';
 import { DataType as DT } from '../onnx/dtypes.js';
@@ -127,7 +128,8 @@ export const quantizeStaticPass = definePass({
     const reference = encodeModel(input);
     // the float model: a copy of the input with the exact pre-steps below, never changed after them
     // (every candidate quantizes its own clone)
-    const { model } = input.clone();
+    const widened = widenHalfLayers(input);
+    const { model } = widened.islands > 0 ? widened : input.clone();
 
     // ---- pre-steps: opset ≥ 13 for per-channel scales, BatchNormalization folded into Conv
     const opset = model.opset('') ?? 0;
@@ -278,6 +280,7 @@ export const quantizeStaticPass = definePass({
       log.stat('sensitivitySizeCostBytes', encodeModel(cur.model).length - firstSize);
       if (!check.met) log.warn(`sensitivity target not met after keeping ${kept.length} layer(s) float: ${check.summary}`);
     }
+    noteIslands(log, widened.islands, narrowUntouchedIslands(cur.model));
     report(cur.result, cur.sqnr, cur.added, log);
     ctx.progress(1);
     return cur.model;

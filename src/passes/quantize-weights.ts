@@ -1,6 +1,7 @@
 // quantize.weights: weight-only quantization for size. int8: symmetric per-channel weights behind a
 // DequantizeLinear (compute stays float). int4: MatMul with a constant 2-D B → com.microsoft
 // MatMulNBits, block-wise 4-bit (block 32/64/128), symmetric or with zero points.
+import { narrowUntouchedIslands, noteIslands, widenHalfLayers } from '../quant/float-islands.js';
 import { Type, type Static } from '@sinclair/typebox';
 import { DataType as DT } from '../onnx/dtypes.js';
 import type { Model, Node } from '../onnx/ir.js';
@@ -8,7 +9,7 @@ import { addConstant, addDequantizedConstant, DEQUANTIZED_NAMES, getConstant } f
 import { makeTensor, readFloat32, tensorDims } from '../onnx/tensor-data.js';
 import { requireOpsetImport, upgradeOpset } from '../onnx/opset-upgrade.js';
 import { weightLayerOf } from '../onnx/weight-layers.js';
-import { definePass, statsSchema, type PassContext } from '../pipeline/pass.js';
+import { definePass, skipAlreadyQuantized, statsSchema, type PassContext } from '../pipeline/pass.js';
 import { dequantizeWeights, quantizeWeightsSymmetric, type WeightQuantization } from '../quant/quant-math.js';
 import { packMatMulNBits, unpackMatMulNBits, type NBitsPacked } from '../quant/int4.js';
 import { weightScaleAxis } from '../quant/qdq-rules.js';
@@ -54,7 +55,8 @@ export const quantizeWeightsPass = definePass({
   async run(input, config, ctx) {
     const log = ctx.changes;
     // the opset upgrade rewrites before the plan is made: plan and rewrite the copy
-    const { model } = input.clone();
+    const widened = widenHalfLayers(input);
+    const { model } = widened.islands > 0 ? widened : input.clone();
     const g = model.graph;
     if (config.bits === 8 && config.perChannel && (model.opset('') ?? 0) < 13) {
       const from = model.opset('');
@@ -71,7 +73,9 @@ export const quantizeWeightsPass = definePass({
     // plan: which nodes, and their quantized weights
     type Item = { n: Node; slot: number; dims: number[]; count: number; int4?: NBitsPacked; int8?: WeightQuantization; axis: number | null };
     const plan: Item[] = [];
+    const quantized = skipAlreadyQuantized(model, log);
     for (const n of [...g.nodes]) {
+      if (quantized.has(n)) continue;
       const layer = n.domain === '' && ops.has(n.opType) ? weightLayerOf(n) : null;
       if (!layer) continue;
       if (exclude.has(n.name)) {
@@ -133,6 +137,7 @@ export const quantizeWeightsPass = definePass({
     }
     if (config.bits === 4) requireOpsetImport(model, 'com.microsoft', 1);
     g.toposort(false);
+    noteIslands(log, widened.islands, narrowUntouchedIslands(model));
     g.cleanup(false);
     log.stat('weightBytesBefore', floatBytes);
     log.stat('weightBytesAfter', quantBytes);

@@ -13,6 +13,7 @@ import {
   type TUnion,
 } from '@sinclair/typebox';
 import type { Model, Node } from '../onnx/ir.js';
+import { alreadyQuantizedReason } from '../onnx/quantized-forms.js';
 import type { NodeChange, NodeSkip, StatFields, StepChanges } from '../report/schema.js';
 import type { Feeds } from '../runtime/ort.js';
 
@@ -179,4 +180,19 @@ export function strategyOption<K extends string>(table: Readonly<Record<K, Strat
     names.map((k) => Type.Literal(k, { description: table[k].description })),
     { description, ...options },
   );
+}
+
+/**
+ * Every node of the main graph that is already quantized (QDQ, QOperator, integer ops, MatMulNBits), logged
+ * as skipped with the reason: passes leave these alone and take their candidates from the other nodes.
+ */
+export function skipAlreadyQuantized(model: Model, log: ChangeLog): Set<Node> {
+  const quantized = new Set<Node>();
+  for (const n of model.graph.nodes) {
+    const reason = alreadyQuantizedReason(n);
+    if (!reason) continue;
+    quantized.add(n);
+    log.skip(n, reason);
+  }
+  return quantized;
 }

@@ -6,6 +6,8 @@ import { countParameters } from '../onnx/constants.js';
 import type { Model } from '../onnx/ir.js';
 import { assertModelFitsBudget } from '../onnx/budget.js';
 import { decodeModel, encodeModel } from '../onnx/model-io.js';
+import { repairOnImport } from '../onnx/import-repair.js';
+import { weightLayerTypes } from '../onnx/float-weights.js';
 import { verifyModel } from '../onnx/verify.js';
 import { syntheticInputs, type Feeds, type SyntheticInputOptions } from '../runtime/ort.js';
 import { probeInputShapes } from '../runtime/input-shapes.js';
@@ -90,6 +92,8 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
   };
   throwIfAborted(signal);
   let model = decodeModel(inputBytes);
+  // onnxruntime runs graphs in any node order; the passes need a toposorted one
+  const importNotes = repairOnImport(model);
   verifyModel(model, 'input model');
   assertTensorInterface(model);
   // before the first allocation from a declared shape: a tiny model can declare a huge tensor
@@ -133,7 +137,18 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
       ...(opts.labelOutput ? { labelOutput: opts.labelOutput } : {}),
       ...(signal ? { signal } : {}),
     });
-  const baselineEval = await evaluateStage(inputBytes);
+  const baselineEval = await evaluateStage(inputBytes).catch((err: unknown) => {
+    // onnxruntime's CPU provider has almost no bfloat16 kernels: say so rather than only quote its loader
+    const bf16 = weightLayerTypes(model).bfloat16;
+    if (bf16 && err instanceof ModelpressError && err.code === 'invalid_model') {
+      throw new UnsupportedModelError(
+        `the model computes in bfloat16 (${bf16} weight layer${bf16 === 1 ? '' : 's'}), which onnxruntime's CPU provider cannot run (${err.message}); ` +
+          'modelpress measures every step by running the model: convert its weights and compute to float32 or float16 first',
+        { cause: err },
+      );
+    }
+    throw err;
+  });
   // MACs are informative: inputs that cannot be resized to batch 1 (a test-data set) leave them unknown
   const macsOf = (m: Model) => Promise.resolve().then(() => estimateMacs(m, inputsForBatch(m, 1, benchOptions))).catch(() => null);
   const baseline: StageMetrics & { latencyAbsolute?: LatencyStats[] } = {
@@ -262,6 +277,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
       },
       ...(profile ? { profile } : {}),
       environment: environment(),
+      ...(importNotes.length > 0 ? { importNotes } : {}),
       warnings,
       durationMs: Date.now() - started,
     },

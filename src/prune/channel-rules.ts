@@ -375,6 +375,7 @@ export const CHANNEL_RULES: Record<string, ChannelRule> = {
   Sqrt: passThrough,
   Exp: passThrough,
   Identity: passThrough,
+  Cast: passThrough,
   Dropout: passThrough,
   Clip: passThroughWithScalars(1, 2),
   MaxPool: passThrough,

@@ -6,8 +6,8 @@
 // order, each on the current (already recovered upstream) model.
 import type { Model, Node, Value } from '../onnx/ir.js';
 import { addConstant, getConstant, setConstant } from '../onnx/constants.js';
-import { DataType as DT } from '../onnx/dtypes.js';
-import { elementCount, makeTensor, readFloat32, tensorDims } from '../onnx/tensor-data.js';
+import { elementCount, readFloat32, tensorDims } from '../onnx/tensor-data.js';
+import { isWeightFloatType, makeFloatTensor, type WeightFloatType } from '../onnx/float-weights.js';
 import { weightLayerOf } from '../onnx/weight-layers.js';
 import { forEachCapture } from '../runtime/capture.js';
 import { seededRandom, tensorToFloat32, type Feeds } from '../runtime/ort.js';
@@ -32,10 +32,10 @@ export interface LayerTarget {
   y: Float32Array; // rows × cout
 }
 
-/** Conv (1-D/2-D/3-D, explicit padding, group 1) and Gemm (alpha = beta = 1, no transA) with float32 weights can be reconstructed. */
+/** Conv (1-D/2-D/3-D, explicit padding, group 1) and Gemm (alpha = beta = 1, no transA) with float weights (refit in float32, written back in their type) can be reconstructed. */
 export function reconstructible(node: Node): boolean {
   const layer = weightLayerOf(node);
-  if (!layer || ![layer.weight, layer.bias].every((v) => !v || getConstant(v)?.dataType === DT.FLOAT)) return false;
+  if (!layer || ![layer.weight, layer.bias].every((v) => !v || isWeightFloatType(getConstant(v)?.dataType))) return false;
   const w = getConstant(layer.weight);
   if (node.opType === 'Conv') {
     const autoPad = node.getString('auto_pad', 'NOTSET');
@@ -130,6 +130,7 @@ export async function reconstructLayer(model: Model, samples: Feeds[], target: L
   const wt = getConstant(wv)!;
   const wdims = tensorDims(wt);
   const w = readFloat32(wt);
+  const dtype = wt.dataType as WeightFloatType;
   const m = wdims[layer.outAxis!]!;
   const cin = wdims[layer.inAxis!]!;
   // stored outputs first: Conv [m, cin, k…], Gemm with transB [m, cin]; else Gemm [cin, m]
@@ -236,14 +237,14 @@ export async function reconstructLayer(model: Model, samples: Feeds[], target: L
   }
   const newW = new Float32Array(m * d);
   for (let o = 0; o < m; o++) for (let f = 0; f < d; f++) newW[outputsFirst ? o * d + f : f * m + o] = X[f * m + o]!;
-  setConstant(wv, makeTensor(wt.name, DT.FLOAT, wdims, newW));
+  setConstant(wv, makeFloatTensor(wt.name, dtype, wdims, newW));
   const newB = new Float32Array(m);
   for (let o = 0; o < m; o++) newB[o] = X[d * m + o]!;
   if (layer.bias) {
     const bt = getConstant(layer.bias)!;
-    setConstant(layer.bias, makeTensor(bt.name, DT.FLOAT, [m], newB));
+    setConstant(layer.bias, makeFloatTensor(bt.name, bt.dataType as WeightFloatType, [m], newB));
   } else {
-    node.setInput(layer.biasInput!, addConstant(node.graph, `${wv.name}_bias`, makeTensor('', DT.FLOAT, [m], newB)));
+    node.setInput(layer.biasInput!, addConstant(node.graph, `${wv.name}_bias`, makeFloatTensor('', dtype, [m], newB)));
   }
   return {
     node,
@@ -294,8 +295,8 @@ export async function reestimateBatchNorm(model: Model, samples: Feeds[], bn: No
   }
   const mt = getConstant(bn.inputs[3])!;
   const vt = getConstant(bn.inputs[4])!;
-  if (mt.dataType !== DT.FLOAT || vt.dataType !== DT.FLOAT) return false;
-  setConstant(bn.inputs[3]!, makeTensor(mt.name, DT.FLOAT, [mean.length], mean));
-  setConstant(bn.inputs[4]!, makeTensor(vt.name, DT.FLOAT, [variance.length], variance));
+  if (!isWeightFloatType(mt.dataType) || !isWeightFloatType(vt.dataType)) return false;
+  setConstant(bn.inputs[3]!, makeFloatTensor(mt.name, mt.dataType, [mean.length], mean));
+  setConstant(bn.inputs[4]!, makeFloatTensor(vt.name, vt.dataType, [variance.length], variance));
   return true;
 }

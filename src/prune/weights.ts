@@ -4,13 +4,13 @@
 import { gzipSync } from 'node:zlib';
 import { Type, type Static } from '@sinclair/typebox';
 import type { TensorProto } from 'onnx-buf';
-import { DataType as DT } from '../onnx/dtypes.js';
 import type { Model, Node, Value } from '../onnx/ir.js';
 import { getConstant, setConstant } from '../onnx/constants.js';
 import { encodeModel } from '../onnx/model-io.js';
-import { elementCount, makeTensor, readFloat32, tensorDims } from '../onnx/tensor-data.js';
+import { elementCount, tensorDims } from '../onnx/tensor-data.js';
+import { floatWeightProblem, makeFloatTensor, readFloatWeight, type WeightFloatType } from '../onnx/float-weights.js';
 import { weightLayerOf } from '../onnx/weight-layers.js';
-import { statFamily, statsSchema, type ChangeLog } from '../pipeline/pass.js';
+import { skipAlreadyQuantized, statFamily, statsSchema, type ChangeLog } from '../pipeline/pass.js';
 import { formatPercent } from '../format.js';
 
 /** The weight layers the unstructured and N:M passes prune. */
@@ -21,6 +21,8 @@ export interface PrunableWeight {
   value: Value;
   dims: number[];
   data: Float32Array;
+  /** The type the weight is stored in: pruned in float32, written back in it. */
+  dtype: WeightFloatType;
   /** The weight's input-channel axis (N:M groups run along it); null when it has none. */
   inputAxis: number | null;
   zerosBefore: number;
@@ -32,16 +34,18 @@ export interface SelectOptions {
   minElements: number;
 }
 
-/** The float32 constant weights of the selected ops; every other candidate is logged as skipped, with the reason. */
+/** The float constant weights (float32, float16, bfloat16) of the selected ops; every other candidate is logged as skipped, with the reason. */
 export function selectWeights(model: Model, opts: SelectOptions, log: ChangeLog): PrunableWeight[] {
   const ops = new Set(opts.opTypes.filter((op) => DEFAULT_PRUNE_OPS.includes(op)));
   const exclude = new Set(opts.excludeNodes);
   const seen = new Set<Value>();
   const out: PrunableWeight[] = [];
   const named = new Set<string>();
+  const quantized = skipAlreadyQuantized(model, log);
   for (const g of model.allGraphs()) {
     for (const node of g.nodes) {
       if (node.name) named.add(node.name);
+      if (quantized.has(node)) continue;
       const layer = node.domain === '' && ops.has(node.opType) ? weightLayerOf(node) : null;
       if (!layer) continue;
       if (exclude.has(node.name)) {
@@ -54,8 +58,9 @@ export function selectWeights(model: Model, opts: SelectOptions, log: ChangeLog)
         log.skip(node, 'weight is not a constant');
         continue;
       }
-      if (tensor.dataType !== DT.FLOAT) {
-        log.skip(node, 'weight is not float32');
+      const problem = floatWeightProblem(tensor);
+      if (problem) {
+        log.skip(node, problem);
         continue;
       }
       const dims = tensorDims(tensor);
@@ -68,10 +73,10 @@ export function selectWeights(model: Model, opts: SelectOptions, log: ChangeLog)
         continue;
       }
       seen.add(value);
-      const data = Float32Array.from(readFloat32(tensor));
+      const { data, dtype } = readFloatWeight(tensor);
       let zerosBefore = 0;
       for (const x of data) if (x === 0) zerosBefore++;
-      out.push({ node, value, dims, data, inputAxis: layer.inAxis, zerosBefore });
+      out.push({ node, value, dims, data, dtype, inputAxis: layer.inAxis, zerosBefore });
     }
   }
   for (const name of opts.excludeNodes) if (!named.has(name)) log.warn(`excludeNodes: no node named '${name}'`);
@@ -80,7 +85,7 @@ export function selectWeights(model: Model, opts: SelectOptions, log: ChangeLog)
 
 /** Writes the pruned array to `target`, the weight's value in the pass's copy, wherever it lives (initializer or Constant node). */
 export function writeWeight(w: PrunableWeight, target: Value): void {
-  setConstant(target, makeTensor(target.name, DT.FLOAT, w.dims, w.data));
+  setConstant(target, makeFloatTensor(target.name, w.dtype, w.dims, w.data));
 }
 
 export function gzipSize(model: Model): number {

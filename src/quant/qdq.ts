@@ -1,6 +1,7 @@
 // QDQ rewrite: analyse which nodes and values are quantized (by QDQ_OP_RULES), then insert
 // QuantizeLinear→DequantizeLinear pairs on activations and DequantizeLinear on int8/int32 constants.
 // onnxruntime then fuses DQ → op → Q into its integer kernels (QLinearConv, QLinearAdd, QGemm…).
+import { alreadyQuantizedReason } from '../onnx/quantized-forms.js';
 import type { TensorProto } from 'onnx-buf';
 import { DataType as DT } from '../onnx/dtypes.js';
 import type { Model, Node, Value } from '../onnx/ir.js';
@@ -100,6 +101,11 @@ export function planQdq(model: Model, opts: QdqOptions, exclude: ReadonlySet<str
   const rules = new Map<Node, QdqOpRule>();
   const excludedNodes = new Set<Node>();
   for (const n of g.nodes) {
+    const quantized = alreadyQuantizedReason(n);
+    if (quantized) {
+      skipped.push({ node: n, reason: quantized });
+      continue;
+    }
     if (n.domain !== '') continue;
     const rule = QDQ_OP_RULES[n.opType];
     if (!rule) {

@@ -90,9 +90,12 @@ function headerSection(r: CompressionReport, title: string): string {
   const warnings = (r.warnings ?? []).length
     ? `<div class="banner"><b>Warnings (${r.warnings.length})</b><ul>${r.warnings.map((w) => `<li>${esc(w)}</li>`).join('')}</ul></div>`
     : '';
+  const notes = (r.importNotes ?? []).length
+    ? `<div class="banner"><b>Changed on import</b><ul>${r.importNotes!.map((n) => `<li><span class="mono">${esc(n.kind)}</span>: ${esc(n.message)}</li>`).join('')}</ul></div>`
+    : '';
   return (
     `<header><h1>${esc(title)}</h1><p class="muted">modelpress compression report · schema v${esc(r.schemaVersion ?? '?')}</p>` +
-    `<dl class="meta">${meta.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${v}</dd>`).join('')}</dl>${synthetic}${warnings}${jsonBlock('recipe', r.recipe)}</header>`
+    `<dl class="meta">${meta.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${v}</dd>`).join('')}</dl>${synthetic}${notes}${warnings}${jsonBlock('recipe', r.recipe)}</header>`
   );
 }
 

@@ -1,7 +1,10 @@
 // The one report schema, shared by the CLI (`compress --report`, `bench`, `eval`) and the service.
 // Everything in it is measured; nothing is estimated except `macs` (counted from shapes).
 import type { Fidelity } from '../metrics/fidelity.js';
+import type { ImportNote } from '../onnx/import-repair.js';
 import type { Environment } from './environment.js';
+
+export type { ImportNote };
 
 /** Latency of one model at one batch size. */
 export interface LatencyStats {
@@ -161,6 +164,8 @@ export interface CompressionReport<Step extends PassStepReport = StepReport> {
   final: StageMetrics & { sha256: string; sizeRatio: number; paramsRatio: number };
   profile?: { baseline: ProfileReport; final?: ProfileReport };
   environment: Environment;
+  /** What import changed in the input model so the passes could work on it (absent: nothing). */
+  importNotes?: ImportNote[];
   warnings: string[];
   durationMs: number;
 }
