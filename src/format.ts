@@ -138,3 +138,11 @@ export function formatThreads(v: unknown): string {
   if (isMissing(v)) return 'not recorded';
   return num(v) === 0 ? 'default' : String(num(v));
 }
+
+/** What a benchmark's timing ran with (a report's `timing`), in one line. */
+export function formatTiming(p: { batchSizes: number[]; rounds: number; warmupPerRound: number; runsPerRound: number; warmup: number; runs: number; note: string }): string {
+  return (
+    `batch sizes ${p.batchSizes.join(', ')}; ${p.rounds} side-by-side rounds of ${p.warmupPerRound} warmup + ${p.runsPerRound} runs per model ` +
+    `(one model alone: ${p.warmup} warmup + ${p.runs} runs); ${p.note}`
+  );
+}

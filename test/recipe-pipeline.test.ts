@@ -23,9 +23,12 @@ describe('recipe validation', () => {
     const r = parseRecipe('{"steps":[{"pass":"convert.fp16"}]}');
     assert.equal(r.steps[0]!.keepIoTypes, true);
     assert.ok(Array.isArray(r.steps[0]!.opBlockList));
-    assert.deepEqual(r.benchmark.batchSizes, [1, 8, 16]);
-    assert.equal(r.benchmark.warmup, 10);
-    assert.equal(r.benchmark.runs, 32);
+    // timing settings stay unset, to be scaled to the budget from the model's run time
+    assert.equal(r.benchmark.batchSizes, undefined);
+    assert.equal(r.benchmark.warmup, undefined);
+    assert.equal(r.benchmark.runs, undefined);
+    assert.equal(r.benchmark.budgetSeconds, 60);
+    assert.equal(r.evaluate.budgetSeconds, 30);
   });
 
   it('names the JSON path of every problem', () => {

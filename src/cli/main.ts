@@ -17,7 +17,7 @@ import { openDataset, readLabelsFile } from '../data/samples.js';
 import { evaluateModels } from '../eval/evaluate.js';
 import type { MetricName } from '../metrics/task.js';
 import { environment, toJson } from '../report/environment.js';
-import { benchmarkModel, compareModels, inputsForBatch } from '../measure/benchmark.js';
+import { benchmarkModel, compareModels, inputsForBatch, resolveTimingPlan } from '../measure/benchmark.js';
 import { formatProfile, profileModel } from '../measure/profile.js';
 import { formatBenchmark, formatComparison } from '../measure/format.js';
 import type { SyntheticInputOptions } from '../runtime/ort.js';
@@ -32,7 +32,7 @@ usage:
                       [--data <inputs.npz>] [--calibration <inputs.npz>] [--labels <labels.npy>] [--max-samples N] [--batch N]
                       [--shape name=d0,d1,...]... [--dim name=N]... [--value name=X]... [--quiet]
   modelpress bench <model.onnx> [<candidate.onnx>] [--batch 1,8,16] [--warmup 10] [--runs 32]
-                      [--threads N] [--rounds N] [--data inputs.npz] [--shape name=B,3,224,224]...
+                      [--threads N] [--rounds N] [--budget 60] [--data inputs.npz] [--shape name=B,3,224,224]...
                       [--dim name=N]... [--value name=X]... [--json] [--out result.json]
                       [--profile [--depth 2] [--profile-batch 1]]
   modelpress eval <reference.onnx> <candidate.onnx> --data <inputs> [--labels <labels>] [--batch N]
@@ -57,6 +57,8 @@ options:
                in bench, B marks the batch dim (e.g. --shape state=2,B,128)
   --dim        give a symbolic dimension a size (e.g. --dim batch=8)
   --value      constant value for a scalar input (e.g. --value sr=16000)
+  --budget     seconds of timing per step in bench: without --warmup/--runs/--rounds/--batch, the
+               defaults are cut down (never below 2 rounds of 1 warmup + 1 run) from one measured run
 `;
 
 class UsageError extends InvalidInputError {}
@@ -238,6 +240,7 @@ async function cmdBench(argv: string[]): Promise<void> {
     runs: { type: 'string' },
     threads: { type: 'string' },
     rounds: { type: 'string' },
+    budget: { type: 'string' },
     data: { type: 'string' },
     shape: { type: 'string', multiple: true },
     dim: { type: 'string', multiple: true },
@@ -261,10 +264,12 @@ async function cmdBench(argv: string[]): Promise<void> {
   }
   const opts = {
     ...(parseBatchList(values.batch) ? { batchSizes: parseBatchList(values.batch)! } : {}),
-    warmup: nonNegativeInt(values.warmup, '--warmup', 10),
-    runs: positiveInt(values.runs, '--runs', 32),
+    // unset timing flags are scaled to the budget from the model's measured run time
+    ...(values.warmup !== undefined ? { warmup: nonNegativeInt(values.warmup, '--warmup', 0) } : {}),
+    ...(values.runs !== undefined ? { runs: positiveInt(values.runs, '--runs', 1) } : {}),
+    ...(values.rounds !== undefined ? { rounds: positiveInt(values.rounds, '--rounds', 2) } : {}),
+    ...(values.budget !== undefined ? { budgetSeconds: positiveInt(values.budget, '--budget', 60) } : {}),
     intraOpThreads: nonNegativeInt(values.threads, '--threads', 0),
-    rounds: positiveInt(values.rounds, '--rounds', 6),
     // open dims: the shapes the reference runs on, probed once, for both models and every batch size
     inputs: data ? syntheticOptions(values) : (await probeInputShapes(reference, models[0]!, syntheticOptions(values))).synthetic,
     ...(data ? { data } : {}),
@@ -274,13 +279,15 @@ async function cmdBench(argv: string[]): Promise<void> {
   };
   const results: Record<string, unknown> = { environment: environment() };
   const lines: string[] = [];
+  // one plan, from the first model's run time, for every measurement of this command
+  const plan = await resolveTimingPlan(reference, models[0]!, opts);
   for (const [i, bytes] of models.entries()) {
-    const r = await benchmarkModel(bytes, opts);
+    const r = await benchmarkModel(bytes, { ...opts, plan });
     results[i === 0 ? 'a' : 'b'] = { path: paths[i], ...r };
     lines.push(formatBenchmark(paths[i]!, r));
   }
   if (models.length === 2) {
-    const c = await compareModels(models[0]!, models[1]!, opts);
+    const c = await compareModels(models[0]!, models[1]!, { ...opts, plan });
     results.comparison = c;
     lines.push(formatComparison(paths[0]!, paths[1]!, c));
   }
@@ -292,8 +299,8 @@ async function cmdBench(argv: string[]): Promise<void> {
       const model = decodeModel(bytes);
       const report = await profileModel(model, inputsForBatch(model, batch, opts), {
         depth,
-        warmup: opts.warmup,
-        runs: opts.runs,
+        warmup: plan.warmup,
+        runs: plan.runs,
         intraOpThreads: opts.intraOpThreads,
       });
       profiles[i === 0 ? 'a' : 'b'] = report;

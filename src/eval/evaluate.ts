@@ -1,5 +1,6 @@
 // Candidate vs reference on the same inputs, batch by batch: fidelity on every output, top-1 and
 // CTC-sequence agreement where outputs look like classes or sequences, task metrics against labels.
+import { performance } from 'node:perf_hooks';
 import { InvalidInputError, throwIfAborted, toModelpressError } from '../errors.js';
 import { FidelityAccumulator } from '../metrics/fidelity.js';
 import { AgreementAccumulator, METRIC_NAMES, TaskAccumulator, type MetricName } from '../metrics/task.js';
@@ -20,6 +21,12 @@ export interface EvaluateOptions {
   referenceHint?: string;
   /** Samples the batches hold, for progress (counted from the batches when they are an array). */
   total?: number;
+  /** Stop adding batches once this much time is spent (at least one batch runs); the result says where it stopped. */
+  budgetMs?: number;
+  /** The reference's outputs on these batches, from an earlier evaluation (keepReferenceBytes): it need not run again. */
+  referenceOutputs?: readonly Feeds[];
+  /** Keep the reference's outputs (result.referenceOutputs) while they take at most this many bytes. */
+  keepReferenceBytes?: number;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
 }
@@ -29,15 +36,28 @@ function defaultMetrics(labels: ArrayLike<number | bigint>): MetricName[] {
   return ints ? ['top1', 'top5'] : ['mae', 'rmse'];
 }
 
-export async function evaluateModels(reference: Uint8Array, candidate: Uint8Array, batches: Iterable<Feeds>, opts: EvaluateOptions = {}): Promise<EvaluationResult> {
+export async function evaluateModels(
+  reference: Uint8Array,
+  candidate: Uint8Array,
+  batches: Iterable<Feeds>,
+  opts: EvaluateOptions = {},
+): Promise<EvaluationResult & { referenceOutputs?: Feeds[] }> {
   const metrics = opts.metrics ?? (opts.labels ? defaultMetrics(opts.labels) : []);
   for (const m of metrics) if (!METRIC_NAMES.includes(m)) throw new InvalidInputError(`unknown metric '${m}'; known: ${METRIC_NAMES.join(', ')}`);
   const total = opts.total ?? (Array.isArray(batches) ? (batches as Feeds[]).reduce((s, f) => s + (Object.values(f)[0]?.dims[0] ?? 1), 0) : NaN);
   if (opts.labels && opts.labels.length < total) {
     throw new InvalidInputError(`${opts.labels.length} labels for ${total} samples`);
   }
-  const refSession = await createSession(reference);
-  const candSession = await createSession(candidate);
+  // the model against itself (a baseline) runs once; cached reference outputs spare the reference's runs
+  const same = reference === candidate;
+  const cachedRef = opts.referenceOutputs;
+  const refSession = cachedRef && !same ? null : await createSession(reference);
+  const candSession = same ? refSession! : await createSession(candidate);
+  let kept: Feeds[] | null = opts.keepReferenceBytes !== undefined && !cachedRef ? [] : null;
+  let keptBytes = 0;
+  const started = performance.now();
+  let batchCount = 0;
+  let stoppedByBudget = false;
   const fidelity = new Map<string, FidelityAccumulator>();
   const top1 = new Map<string, AgreementAccumulator>();
   const seq = new Map<string, AgreementAccumulator>();
@@ -48,8 +68,19 @@ export async function evaluateModels(reference: Uint8Array, candidate: Uint8Arra
   try {
     for (const feeds of batches) {
       throwIfAborted(opts.signal);
-      const ref = await runOn(refSession, feeds, 'reference', opts.referenceHint);
-      const cand = await runOn(candSession, feeds, 'candidate');
+      if (opts.budgetMs !== undefined && batchCount > 0 && performance.now() - started > opts.budgetMs) {
+        stoppedByBudget = true;
+        break;
+      }
+      if (cachedRef && batchCount >= cachedRef.length) throw new Error(`reference outputs cached for ${cachedRef.length} batches, asked for more`);
+      const ref = cachedRef ? cachedRef[batchCount]! : await runOn(refSession!, feeds, 'reference', opts.referenceHint);
+      const cand = same ? ref : await runOn(candSession, feeds, 'candidate');
+      batchCount++;
+      if (kept) {
+        keptBytes += Object.values(ref).reduce((s, t) => s + (ArrayBuffer.isView(t.data) ? t.data.byteLength : 0), 0);
+        if (keptBytes <= opts.keepReferenceBytes!) kept.push(ref);
+        else kept = null;
+      }
       const rows = Object.values(feeds)[0]?.dims[0] ?? 1;
       for (const [name, r] of Object.entries(ref)) {
         const c = cand[name];
@@ -82,11 +113,15 @@ export async function evaluateModels(reference: Uint8Array, candidate: Uint8Arra
       opts.onProgress?.(done, total);
     }
   } finally {
-    await refSession.release();
-    await candSession.release();
+    await refSession?.release();
+    if (!same) await candSession.release();
   }
-  const result: EvaluationResult = {
+  const result: EvaluationResult & { referenceOutputs?: Feeds[] } = {
     samples: done,
+    batches: batchCount,
+    elapsedMs: performance.now() - started,
+    ...(stoppedByBudget ? { stoppedByBudget } : {}),
+    ...(kept ? { referenceOutputs: kept } : {}),
     source: opts.source ?? 'data',
     fidelity: Object.fromEntries(
       [...fidelity].map(([name, acc]) => [

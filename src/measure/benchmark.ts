@@ -22,6 +22,7 @@ import {
 } from '../runtime/ort.js';
 import type { BenchmarkResult, Comparison, LatencyRatio, LatencyStats } from '../report/schema.js';
 import { estimateMacs } from './macs.js';
+import { DEFAULT_TIMING, planTiming, type TimingPlan } from './timing-plan.js';
 
 export interface BenchmarkOptions {
   batchSizes?: number[];
@@ -33,6 +34,10 @@ export interface BenchmarkOptions {
   inputs?: SyntheticInputOptions;
   /** User data: one batch of real inputs, resliced/tiled to each batch size. */
   data?: Feeds;
+  /** Timing per step when warmup/runs/rounds are not given (default 60 s): they scale with the model's run time. */
+  budgetSeconds?: number;
+  /** Settings decided before (the pipeline plans once and times every step with the same plan). */
+  plan?: TimingPlan;
   signal?: AbortSignal;
   onProgress?: (message: string) => void;
 }
@@ -167,7 +172,35 @@ async function timeSession(bytes: Uint8Array, feeds: Feeds, warmup: number, runs
 function batchSizesFor(model: Model, opts: BenchmarkOptions): { sizes: number[]; fixed: number | null } {
   const info = batchInfo(model);
   if (!info.dynamic) return { sizes: [info.fixed!], fixed: info.fixed };
-  return { sizes: opts.batchSizes ?? [1, 8, 16], fixed: null };
+  return { sizes: opts.plan?.batchSizes ?? opts.batchSizes ?? [...DEFAULT_TIMING.batchSizes], fixed: null };
+}
+
+/** One run of the model at its smallest batch, timed after a first (allocating) run. */
+export async function measureSingleRun(bytes: Uint8Array, feeds: Feeds, threads = 0, signal?: AbortSignal): Promise<number> {
+  const times = await timeSession(bytes, feeds, 1, 1, threads, signal);
+  return times[0]!;
+}
+
+/**
+ * The settings to time `model` with: explicit ones as given; otherwise the defaults, scaled to the
+ * budget from one measured run (see planTiming).
+ */
+export async function resolveTimingPlan(model: Model, bytes: Uint8Array, opts: BenchmarkOptions & { rounds?: number }): Promise<TimingPlan> {
+  if (opts.plan) return opts.plan;
+  const { sizes, fixed } = batchSizesFor(model, opts);
+  const request = {
+    warmup: opts.warmup,
+    runs: opts.runs,
+    rounds: opts.rounds,
+    batchSizes: fixed !== null ? sizes : opts.batchSizes,
+    budgetSeconds: opts.budgetSeconds,
+  };
+  const explicit = opts.warmup !== undefined || opts.runs !== undefined || opts.rounds !== undefined;
+  if (explicit) return planTiming(null, request);
+  throwIfAborted(opts.signal);
+  opts.onProgress?.('measuring one run to size the benchmark');
+  const single = await measureSingleRun(bytes, inputsForBatch(model, sizes[0]!, opts), opts.intraOpThreads ?? 0, opts.signal);
+  return planTiming(single / sizes[0]!, request);
 }
 
 export function describeInputs(feeds: Feeds): BenchmarkResult['inputs'] {
@@ -176,11 +209,11 @@ export function describeInputs(feeds: Feeds): BenchmarkResult['inputs'] {
 
 export async function benchmarkModel(bytes: Uint8Array, opts: BenchmarkOptions = {}): Promise<BenchmarkResult> {
   const model = decodeModel(bytes);
-  const warmup = opts.warmup ?? 10;
-  const runs = opts.runs ?? 32;
-  const threads = opts.intraOpThreads ?? 0;
-  const { sizes, fixed } = batchSizesFor(model, opts);
   assertBatchesFit(model, opts);
+  const timing = await resolveTimingPlan(model, bytes, opts);
+  const { warmup, runs } = timing;
+  const threads = opts.intraOpThreads ?? 0;
+  const { sizes, fixed } = batchSizesFor(model, { ...opts, plan: timing });
   const latency: LatencyStats[] = [];
   let inputs: BenchmarkResult['inputs'] = [];
   for (const b of sizes) {
@@ -199,6 +232,7 @@ export async function benchmarkModel(bytes: Uint8Array, opts: BenchmarkOptions =
     fixedBatch: fixed,
     inputs,
     latency,
+    timing,
   };
 }
 
@@ -206,15 +240,12 @@ export async function benchmarkModel(bytes: Uint8Array, opts: BenchmarkOptions =
 export async function compareModels(aBytes: Uint8Array, bBytes: Uint8Array, opts: CompareOptions = {}): Promise<Comparison> {
   const a = decodeModel(aBytes);
   const b = decodeModel(bBytes);
-  const warmup = opts.warmup ?? 10;
-  const runs = opts.runs ?? 32;
-  const rounds = Math.max(2, opts.rounds ?? 6);
-  const threads = opts.intraOpThreads ?? 0;
-  const perRound = Math.max(1, Math.ceil(runs / rounds));
-  // a fresh session pays its first-run costs again: warm each one up
-  const warmPerRound = Math.max(3, Math.ceil(warmup / rounds));
-  const { sizes } = batchSizesFor(a, opts);
   assertBatchesFit(a, opts);
+  const timing = await resolveTimingPlan(a, aBytes, opts);
+  // a fresh session pays its first-run costs again: each round warms its session up
+  const { rounds, warmupPerRound: warmPerRound, runsPerRound: perRound } = timing;
+  const threads = opts.intraOpThreads ?? 0;
+  const { sizes } = batchSizesFor(a, { ...opts, plan: timing });
   if (!sameInterface(a, b)) assertBatchesFit(b, opts, sizes);
   const ratios: LatencyRatio[] = [];
   for (const batch of sizes) {
@@ -244,7 +275,7 @@ export async function compareModels(aBytes: Uint8Array, bBytes: Uint8Array, opts
       b: latencyStats(batch, warmPerRound * rounds, timesB),
     });
   }
-  return { intraOpThreads: threads, ratios };
+  return { intraOpThreads: threads, ratios, timing };
 }
 
 /**

@@ -1,5 +1,5 @@
 // Terminal tables for benchmark results. The quantities are written by src/report/format.ts, as in the report.
-import { formatBytes, formatCount, formatFixed, formatMacs, formatMs, formatSpread, formatThreads } from '../format.js';
+import { formatBytes, formatCount, formatFixed, formatMacs, formatMs, formatSpread, formatThreads, formatTiming } from '../format.js';
 import type { BenchmarkResult, Comparison } from '../report/schema.js';
 
 export function formatBenchmark(path: string, r: BenchmarkResult): string {
@@ -13,7 +13,7 @@ export function formatBenchmark(path: string, r: BenchmarkResult): string {
     const times = [l.p50Ms, l.p90Ms, l.p99Ms, l.meanMs, l.minMs].map((t) => formatMs(t).padStart(9)).join(' ');
     lines.push(`  ${String(l.batch).padStart(5)} ${times} ${formatFixed(l.throughput, 1).padStart(10)}`);
   }
-  lines.push(`  (${r.latency[0]?.warmup ?? 0} warmup + ${r.latency[0]?.runs ?? 0} timed runs per batch size)`);
+  lines.push(`  (${r.latency[0]?.warmup ?? 0} warmup + ${r.latency[0]?.runs ?? 0} timed runs per batch size; ${r.timing.note})`);
   return lines.join('\n');
 }
 
@@ -27,5 +27,6 @@ export function formatComparison(a: string, b: string, c: Comparison): string {
       `  ${String(r.batch).padStart(5)} ${formatMs(r.a.p50Ms).padStart(10)} ${formatMs(r.b.p50Ms).padStart(10)} ${formatFixed(r.ratio, 3).padStart(11)}   ${formatSpread(r.low, r.high, 3).padStart(16)}   ${r.verdict === 'no gain' ? 'no gain (spread includes 1)' : r.verdict}`,
     );
   }
+  lines.push(`  (${formatTiming(c.timing)})`);
   return lines.join('\n');
 }

@@ -42,6 +42,11 @@ export const quantizeStaticSchema = Type.Object(
       default: 'gptq',
       description: 'nearest: round each weight on its own; gptq: round column by column, pushing each rounding error onto the columns not yet rounded through the inverse input Gram matrix on calibration data (smaller layer output error).',
     }),
+    gptqMaxInputs: Type.Integer({
+      minimum: 1,
+      default: 2048,
+      description: 'weightRounding gptq: layers with more inputs per output (Conv: C/group × kernel) are rounded to nearest; GPTQ costs d³ per layer, minutes for d = 4608 in JavaScript.',
+    }),
     opTypes: Type.Array(Type.String({ minLength: 1 }), { default: Object.keys(QDQ_OP_RULES), description: 'Op types to quantize.' }),
     excludeNodes: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'Node names kept float.' }),
     foldBatchNorm: Type.Boolean({ default: true, description: 'Fold BatchNormalization into the Conv before it first.' }),
@@ -183,8 +188,9 @@ export const quantizeStaticPass = definePass({
       const qmax = config.reduceRange ? 63 : 127;
       // the layers quantizeQdq will give int8 weights, with the axis it will use
       const layers = quantizedWeightLayers(model, opts, exclude);
-      const { levels, errors } = await gptqWeightLevels(model, feeds, layers, qmax, (w, dims, axis) => quantizeWeightsSymmetric(w, dims, axis, qmax));
+      const { levels, errors, tooWide } = await gptqWeightLevels(model, feeds, layers, qmax, (w, dims, axis) => quantizeWeightsSymmetric(w, dims, axis, qmax), config.gptqMaxInputs);
       weightLevels = levels;
+      if (tooWide.length > 0) log.warn(`${tooWide.length} layer(s) with more than ${config.gptqMaxInputs} inputs per output rounded to nearest, not GPTQ (gptqMaxInputs): ${tooWide.slice(0, 5).map((n) => n.name).join(', ')}${tooWide.length > 5 ? ', …' : ''}`);
       const mean = (f: (e: (typeof errors)[number]) => number) => errors.reduce((a, e) => a + f(e), 0) / (errors.length || 1);
       log.stat('gptqLayers', errors.length);
       log.stat('gptqSeconds', Number(((Date.now() - t0) / 1000).toFixed(1)));

@@ -13,7 +13,7 @@ import { syntheticInputs, type Feeds, type SyntheticInputOptions } from '../runt
 import { probeInputShapes } from '../runtime/input-shapes.js';
 import { environment } from '../report/environment.js';
 import type { CompressionReport, LatencyStats, StageMetrics, StepReport } from '../report/schema.js';
-import { assertBatchesFit, benchmarkModel, compareModels, inputsForBatch, type BenchmarkOptions } from '../measure/benchmark.js';
+import { assertBatchesFit, compareModels, inputsForBatch, resolveTimingPlan, type BenchmarkOptions } from '../measure/benchmark.js';
 import { estimateMacs } from '../measure/macs.js';
 import { evaluateModels } from '../eval/evaluate.js';
 import { profileModel } from '../measure/profile.js';
@@ -79,6 +79,23 @@ function assertTensorInterface(model: Model): void {
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
+const itemsOf = (batches: readonly Feeds[]) => batches.reduce((s, f) => s + (Object.values(f)[0]?.dims[0] ?? 1), 0);
+
+/** The original's outputs on the fidelity samples are kept for the steps' comparisons up to this size. */
+const REFERENCE_CACHE_BYTES = 256 * 2 ** 20;
+
+/** The leading batches whose items take at most `budgetMs` at `msPerItem` (at least one batch). */
+export function cutToBudget(batches: readonly Feeds[], budgetMs: number, msPerItem: number): Feeds[] {
+  let spent = 0;
+  let n = 0;
+  while (n < batches.length) {
+    spent += itemsOf([batches[n]!]) * msPerItem;
+    if (n > 0 && spent > budgetMs) break;
+    n++;
+  }
+  return batches.slice(0, n);
+}
+
 export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions): Promise<PipelineResult> {
   const started = Date.now();
   const { recipe, signal } = opts;
@@ -118,10 +135,11 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
   const calibration = opts.calibration && opts.calibration.length > 0 ? opts.calibration : undefined;
   if (synthetic) warnings.push('fidelity was measured on synthetic inputs: give representative data (--data) for numbers that mean something');
   const benchOptions: BenchmarkOptions = {
-    batchSizes: bench.batchSizes,
-    warmup: bench.warmup,
-    runs: bench.runs,
+    ...(bench.batchSizes ? { batchSizes: bench.batchSizes } : {}),
+    ...(bench.warmup !== undefined ? { warmup: bench.warmup } : {}),
+    ...(bench.runs !== undefined ? { runs: bench.runs } : {}),
     intraOpThreads: bench.intraOpThreads,
+    budgetSeconds: bench.budgetSeconds,
     ...(shapes ? { inputs: shapes } : {}),
     ...(synthetic ? {} : { data: samples[0]! }),
     ...(signal ? { signal } : {}),
@@ -129,15 +147,19 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
 
   if (bench.enabled) assertBatchesFit(model, benchOptions); // fail now, not after the baseline is measured
   report({ step: 0, stepName: 'baseline', fraction: 0, message: 'running the original model' });
-  const evaluateStage = (candidate: Uint8Array) =>
-    evaluateModels(inputBytes, candidate, samples, {
-      source: synthetic ? 'synthetic' : 'data',
-      referenceHint: synthetic ? 'give the shapes it expects with --shape name=d0,d1,… or inputs with --data' : "check the data against the model's inputs",
-      ...(opts.labels ? { labels: opts.labels } : {}),
-      ...(opts.labelOutput ? { labelOutput: opts.labelOutput } : {}),
-      ...(signal ? { signal } : {}),
-    });
-  const baselineEval = await evaluateStage(inputBytes).catch((err: unknown) => {
+  const evalOptions = {
+    source: synthetic ? ('synthetic' as const) : ('data' as const),
+    referenceHint: synthetic ? 'give the shapes it expects with --shape name=d0,d1,… or inputs with --data' : "check the data against the model's inputs",
+    ...(opts.labels ? { labels: opts.labels } : {}),
+    ...(opts.labelOutput ? { labelOutput: opts.labelOutput } : {}),
+    ...(signal ? { signal } : {}),
+  };
+  // the original alone, on as many batches as fit the fidelity budget; every step is measured on those
+  const baselineEval = await evaluateModels(inputBytes, inputBytes, samples, {
+    ...evalOptions,
+    budgetMs: recipe.evaluate.budgetSeconds * 1000,
+    keepReferenceBytes: REFERENCE_CACHE_BYTES,
+  }).catch((err: unknown) => {
     // onnxruntime's CPU provider has almost no bfloat16 kernels: say so rather than only quote its loader
     const bf16 = weightLayerTypes(model).bfloat16;
     if (bf16 && err instanceof ModelpressError && err.code === 'invalid_model') {
@@ -149,6 +171,23 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
     }
     throw err;
   });
+  const evalSamples = samples.slice(0, baselineEval.batches ?? samples.length);
+  const referenceOutputs = baselineEval.referenceOutputs;
+  const evaluateStage = (candidate: Uint8Array) => evaluateModels(inputBytes, candidate, evalSamples, { ...evalOptions, ...(referenceOutputs ? { referenceOutputs } : {}) });
+  if (evalSamples.length < samples.length) {
+    warnings.push(
+      `fidelity was measured on ${itemsOf(evalSamples)} of ${itemsOf(samples)} samples: the original model used up the ${recipe.evaluate.budgetSeconds} s budget (evaluate.budgetSeconds)`,
+    );
+  }
+  // calibration: as many batches as the original runs in the calibration budget, at the rate just measured
+  const calibrationGiven = calibration ?? samples;
+  const msPerItem = (baselineEval.elapsedMs ?? 0) / Math.max(1, baselineEval.samples);
+  const calibrationUsed = cutToBudget(calibrationGiven, recipe.evaluate.calibrationBudgetSeconds * 1000, msPerItem);
+  if (calibrationUsed.length < calibrationGiven.length) {
+    warnings.push(
+      `calibration used ${itemsOf(calibrationUsed)} of ${itemsOf(calibrationGiven)} samples: at ${msPerItem.toFixed(0)} ms per sample the rest would take longer than ${recipe.evaluate.calibrationBudgetSeconds} s (evaluate.calibrationBudgetSeconds)`,
+    );
+  }
   // MACs are informative: inputs that cannot be resized to batch 1 (a test-data set) leave them unknown
   const macsOf = (m: Model) => Promise.resolve().then(() => estimateMacs(m, inputsForBatch(m, 1, benchOptions))).catch(() => null);
   const baseline: StageMetrics & { latencyAbsolute?: LatencyStats[] } = {
@@ -159,12 +198,14 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
     fidelity: baselineEval.fidelity,
     ...(baselineEval.task ? { task: baselineEval.task.reference } : {}),
   };
-  if (bench.enabled) {
-    report({ step: 0, stepName: 'baseline', fraction: 0.5, message: 'timing the original model' });
-    baseline.latencyAbsolute = (await benchmarkModel(inputBytes, benchOptions)).latency;
+  // one timing plan for the whole run, scaled from one measured run of the original
+  if (bench.enabled || bench.profile) {
+    report({ step: 0, stepName: 'baseline', fraction: 0.5, message: 'measuring one run to size the benchmark' });
+    benchOptions.plan = await resolveTimingPlan(model, inputBytes, { ...benchOptions, ...(bench.rounds !== undefined ? { rounds: bench.rounds } : {}) });
   }
+  const timing = benchOptions.plan;
   const profileOf = (m: Model) =>
-    profileModel(m, inputsForBatch(m, 1, benchOptions), { depth: bench.profileDepth, warmup: bench.warmup, runs: bench.runs, intraOpThreads: bench.intraOpThreads });
+    profileModel(m, inputsForBatch(m, 1, benchOptions), { depth: bench.profileDepth, warmup: timing!.warmup, runs: timing!.runs, intraOpThreads: bench.intraOpThreads });
   let baselineProfile: ProfileReport | undefined;
   if (bench.profile) {
     report({ step: 0, stepName: 'baseline', fraction: 0.8, message: 'profiling the original model' });
@@ -189,10 +230,10 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
         ...(signal ? { signal } : {}),
         changes,
         progress: (fraction, message) => at(Math.min(0.7, fraction * 0.7), message),
-        sampleInputs: async () => calibration ?? samples,
+        sampleInputs: async () => calibrationUsed,
         samplesAreSynthetic: !calibration && synthetic,
         samplesAreCalibration: !!calibration,
-        evaluationInputs: async () => samples,
+        evaluationInputs: async () => evalSamples,
         ...(opts.labels ? { labels: opts.labels } : {}),
         ...(opts.labelOutput ? { labelOutput: opts.labelOutput } : {}),
       });
@@ -231,7 +272,9 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
     } as StepReport<PassStats>;
     if (bench.enabled) {
       at(0.8, 'timing against the original, side by side');
-      stage.latency = (await compareModels(inputBytes, bytes, { ...benchOptions, rounds: bench.rounds })).ratios;
+      stage.latency = (await compareModels(inputBytes, bytes, benchOptions)).ratios;
+      // the original's absolute latency: its side of the first comparison (no separate benchmark run)
+      baseline.latencyAbsolute ??= stage.latency.map((r) => r.a);
       for (const r of stage.latency) {
         if (r.verdict !== 'faster') warnings.push(`step ${i + 1} (${step.pass}): at batch ${r.batch} the model is ${r.verdict === 'slower' ? 'SLOWER' : 'not measurably faster'} than the original (b/a ${r.ratio.toFixed(2)}, spread ${r.low.toFixed(2)}–${r.high.toFixed(2)})`);
       }
@@ -254,13 +297,23 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
       input: { sha256: sha256(inputBytes), ...(opts.inputName ? { name: opts.inputName } : {}) },
       samples: {
         source: synthetic ? 'synthetic' : 'data',
-        batches: samples.length,
-        items: samples.reduce((s, f) => s + (Object.values(f)[0]?.dims[0] ?? 1), 0),
+        batches: evalSamples.length,
+        items: itemsOf(evalSamples),
+        ...(evalSamples.length < samples.length ? { given: { batches: samples.length, items: itemsOf(samples) }, budgetSeconds: recipe.evaluate.budgetSeconds } : {}),
         labels: !!opts.labels,
         ...(calibration
-          ? { calibration: { batches: calibration.length, items: calibration.reduce((s, f) => s + (Object.values(f)[0]?.dims[0] ?? 1), 0) } }
+          ? {
+              calibration: {
+                batches: calibrationUsed.length,
+                items: itemsOf(calibrationUsed),
+                ...(calibrationUsed.length < calibration.length
+                  ? { given: { batches: calibration.length, items: itemsOf(calibration) }, budgetSeconds: recipe.evaluate.calibrationBudgetSeconds }
+                  : {}),
+              },
+            }
           : {}),
       },
+      ...(timing ? { timing } : {}),
       baseline,
       steps: stepReports,
       final: {

@@ -8,11 +8,20 @@ import { PASSES } from '../passes/index.js';
 export const BenchmarkSchema = Type.Object(
   {
     enabled: Type.Boolean({ default: true, description: 'Measure latency of every step against the original, side by side.' }),
-    batchSizes: Type.Array(Type.Integer({ minimum: 1, maximum: 4096 }), { default: [1, 8, 16], minItems: 1, maxItems: 16 }),
-    warmup: Type.Integer({ minimum: 0, maximum: 10000, default: 10 }),
-    runs: Type.Integer({ minimum: 1, maximum: 100000, default: 32 }),
+    // no defaults for the four settings below: unset, they are scaled to budgetSeconds (src/measure/timing-plan.ts)
+    batchSizes: Type.Optional(
+      Type.Array(Type.Integer({ minimum: 1, maximum: 4096 }), { minItems: 1, maxItems: 16, description: 'Default 1, 8, 16; the largest are dropped when they do not fit the budget.' }),
+    ),
+    warmup: Type.Optional(Type.Integer({ minimum: 0, maximum: 10000, description: 'Default 10, fewer when the model is slow.' })),
+    runs: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000, description: 'Default 32, fewer when the model is slow.' })),
     intraOpThreads: Type.Integer({ minimum: 0, maximum: 256, default: 0, description: '0 = onnxruntime default' }),
-    rounds: Type.Integer({ minimum: 2, maximum: 100, default: 6, description: 'A/B rounds per batch size in side-by-side timing.' }),
+    rounds: Type.Optional(Type.Integer({ minimum: 2, maximum: 100, description: 'A/B rounds per batch size in side-by-side timing. Default 6, fewer when the model is slow.' })),
+    budgetSeconds: Type.Number({
+      exclusiveMinimum: 0,
+      maximum: 86400,
+      default: 60,
+      description: 'Timing per step when warmup, runs and rounds are not given: they are scaled from one measured run to fit it (never below 2 rounds of 1 warmup + 1 run).',
+    }),
     profile: Type.Boolean({ default: false, description: 'Profile the original and final model per node, op type and block.' }),
     profileDepth: Type.Integer({ minimum: 1, maximum: 16, default: 2, description: 'Node-name prefix depth that defines a block.' }),
   },
@@ -23,6 +32,18 @@ export const EvaluateSchema = Type.Object(
   {
     maxSamples: Type.Integer({ minimum: 1, maximum: 100_000, default: 256, description: 'Samples used for fidelity after each step.' }),
     batchSize: Type.Integer({ minimum: 1, maximum: 4096, default: 8 }),
+    budgetSeconds: Type.Number({
+      exclusiveMinimum: 0,
+      maximum: 86400,
+      default: 30,
+      description: 'Fidelity: batches are added while the original model has run for less than this; every step is measured on the same batches.',
+    }),
+    calibrationBudgetSeconds: Type.Number({
+      exclusiveMinimum: 0,
+      maximum: 86400,
+      default: 60,
+      description: 'Calibration data is cut to the batches the original model runs in this time (measured on the fidelity samples).',
+    }),
   },
   { additionalProperties: false },
 );

@@ -287,12 +287,16 @@ export async function gptqWeightLevels(
   layers: { node: Node; axis: number | null }[],
   qmax: number,
   quantizeNearest: (w: Float32Array, dims: number[], axis: number | null) => { scales: Float32Array },
-): Promise<{ levels: Map<Value, WeightLevels>; errors: { node: Node; nearest: number; gptq: number }[] }> {
+  maxInputs = Infinity,
+): Promise<{ levels: Map<Value, WeightLevels>; errors: { node: Node; nearest: number; gptq: number }[]; tooWide: Node[] }> {
   const layouts = new Map<Node, LayerLayout>();
   const seen = new Set<Value>();
+  // the Gram matrix and its inverse factor cost d²·rows and d³ per layer: the widest are left to nearest rounding
+  const tooWide: Node[] = [];
   for (const { node } of layers) {
     const l = layerLayout(node);
-    if (!l || seen.has(l.weight)) continue;
+    if (l && l.d > maxInputs) tooWide.push(node);
+    if (!l || l.d > maxInputs || seen.has(l.weight)) continue;
     seen.add(l.weight);
     layouts.set(node, l);
   }
@@ -309,5 +313,5 @@ export async function gptqWeightLevels(
     levels.set(l.weight, { axis, q: res.q, scales });
     errors.push({ node, nearest: res.errorNearest, gptq: res.errorGptq });
   }
-  return { levels, errors };
+  return { levels, errors, tooWide };
 }

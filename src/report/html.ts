@@ -20,6 +20,7 @@ import {
   formatThreads,
   isMissing,
   num,
+  formatTiming,
 } from '../format.js';
 import type { CompressionReport, LatencyRatio, StageMetrics, TaskMetrics } from './schema.js';
 import { benchmarkSettings, paramsRatio, sizeRatio, stagesOf, type Stage } from './stages.js';
@@ -67,17 +68,20 @@ function headerSection(r: CompressionReport, title: string): string {
     ],
     [
       'benchmark',
-      bench && bench.enabled !== false
-        ? esc(
-            `batch sizes ${Array.isArray(bench.batchSizes) ? bench.batchSizes.join(', ') : '?'}; ${String(bench.warmup ?? '?')} warmup + ${String(bench.runs ?? '?')} runs` +
-              `${isMissing(bench.rounds) ? '' : `, ${String(bench.rounds)} side-by-side rounds`}`,
-          )
-        : '<span class="muted">off</span>',
+      r.timing
+        ? esc(formatTiming(r.timing))
+        : bench && bench.enabled !== false
+          ? esc(
+              `batch sizes ${Array.isArray(bench.batchSizes) ? bench.batchSizes.join(', ') : '?'}; ${String(bench.warmup ?? '?')} warmup + ${String(bench.runs ?? '?')} runs` +
+                `${isMissing(bench.rounds) ? '' : `, ${String(bench.rounds)} side-by-side rounds`}`,
+            )
+          : '<span class="muted">off</span>',
     ],
     [
       'samples',
       samples
-        ? `${samples.source === 'synthetic' ? '<b class="bad">synthetic (random) inputs</b>' : 'user data'}: ${esc(formatCount(samples.items))} items in ${esc(formatCount(samples.batches))} batches${samples.labels ? ', with labels' : ''}`
+        ? `${samples.source === 'synthetic' ? '<b class="bad">synthetic (random) inputs</b>' : 'user data'}: ${esc(formatCount(samples.items))} items in ${esc(formatCount(samples.batches))} batches${samples.given ? ` (of ${esc(formatCount(samples.given.items))} given: the ${esc(String(samples.budgetSeconds))} s budget ran out)` : ''}${samples.labels ? ', with labels' : ''}` +
+          `${samples.calibration ? `; calibration ${esc(formatCount(samples.calibration.items))} items${samples.calibration.given ? ` of ${esc(formatCount(samples.calibration.given.items))} given (${esc(String(samples.calibration.budgetSeconds))} s budget)` : ''}` : ''}`
         : '<span class="muted">not recorded</span>',
     ],
     ['run time', esc(formatSeconds(r.durationMs))],

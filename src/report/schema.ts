@@ -22,6 +22,26 @@ export interface LatencyStats {
   throughput: number;
 }
 
+/** The settings a benchmark ran with: stated in the report. */
+export interface TimingPlan {
+  /** Warmup runs per batch size of a single-model benchmark, and its timed runs. */
+  warmup: number;
+  runs: number;
+  /** Side-by-side comparison: A/B rounds per batch size, each with a fresh session warmed up and timed. */
+  rounds: number;
+  warmupPerRound: number;
+  runsPerRound: number;
+  batchSizes: number[];
+  /** True when the defaults were cut down to fit the budget. */
+  scaled: boolean;
+  /** The measured time of one run at batch 1 (ms); null when nothing was scaled and nothing measured. */
+  singleRunMs: number | null;
+  budgetSeconds: number;
+  /** Estimated timing of one comparison step with these settings (s), from singleRunMs × batch. */
+  estimatedSeconds: number | null;
+  note: string;
+}
+
 export interface BenchmarkResult {
   sizeBytes: number;
   params: number;
@@ -33,6 +53,8 @@ export interface BenchmarkResult {
   fixedBatch: number | null;
   inputs: { name: string; dtype: string; shape: number[] }[];
   latency: LatencyStats[];
+  /** The settings it ran with, and whether they were scaled to the time budget. */
+  timing: TimingPlan;
 }
 
 /** b/a latency at one batch size, measured side by side (rounds alternate A/B, one session alive at a time). */
@@ -53,6 +75,7 @@ export interface LatencyRatio {
 export interface Comparison {
   intraOpThreads: number;
   ratios: LatencyRatio[];
+  timing: TimingPlan;
 }
 
 export interface TaskMetrics {
@@ -62,6 +85,11 @@ export interface TaskMetrics {
 
 export interface EvaluationResult {
   samples: number;
+  /** Batches evaluated, and the time they took (ms). */
+  batches?: number;
+  elapsedMs?: number;
+  /** True when the time budget ran out before the last batch. */
+  stoppedByBudget?: boolean;
   source: 'data' | 'synthetic';
   /** Candidate vs reference, per output. */
   fidelity: Record<string, Fidelity & { top1Agreement?: number; sequenceAgreement?: number }>;
@@ -158,7 +186,18 @@ export interface CompressionReport<Step extends PassStepReport = StepReport> {
   createdAt: string;
   recipe: unknown;
   input: { sha256: string; name?: string };
-  samples: { source: 'data' | 'synthetic'; batches: number; items: number; labels: boolean; calibration?: { batches: number; items: number } };
+  /** The samples fidelity was measured on; `given` and `budgetSeconds` when a time budget cut them. Same for calibration. */
+  samples: {
+    source: 'data' | 'synthetic';
+    batches: number;
+    items: number;
+    given?: { batches: number; items: number };
+    budgetSeconds?: number;
+    labels: boolean;
+    calibration?: { batches: number; items: number; given?: { batches: number; items: number }; budgetSeconds?: number };
+  };
+  /** The benchmark's settings (absent when benchmarking was off). */
+  timing?: TimingPlan;
   baseline: StageMetrics & { latencyAbsolute?: LatencyStats[] };
   steps: Step[];
   final: StageMetrics & { sha256: string; sizeRatio: number; paramsRatio: number };
