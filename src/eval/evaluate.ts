@@ -4,7 +4,7 @@ import { InvalidInputError, throwIfAborted } from '../errors.js';
 import { FidelityAccumulator } from '../metrics/fidelity.js';
 import { AgreementAccumulator, METRIC_NAMES, TaskAccumulator, type MetricName } from '../metrics/task.js';
 import type { EvaluationResult } from '../report/schema.js';
-import { createSession, tensorToFloat32, type Feeds } from '../runtime/ort.js';
+import { createSession, tensorToFloat32, type Feeds, type ModelSource } from '../runtime/ort.js';
 
 export interface EvaluateOptions {
   /** One label per sample, in sample order (integer classes or float targets). */
@@ -27,7 +27,7 @@ function defaultMetrics(labels: ArrayLike<number | bigint>): MetricName[] {
   return ints ? ['top1', 'top5'] : ['mae', 'rmse'];
 }
 
-export async function evaluateModels(reference: Uint8Array, candidate: Uint8Array, batches: Iterable<Feeds>, opts: EvaluateOptions = {}): Promise<EvaluationResult> {
+export async function evaluateModels(reference: ModelSource, candidate: ModelSource, batches: Iterable<Feeds>, opts: EvaluateOptions = {}): Promise<EvaluationResult> {
   const metrics = opts.metrics ?? (opts.labels ? defaultMetrics(opts.labels) : []);
   for (const m of metrics) if (!METRIC_NAMES.includes(m)) throw new InvalidInputError(`unknown metric '${m}'; known: ${METRIC_NAMES.join(', ')}`);
   const total = opts.total ?? (Array.isArray(batches) ? (batches as Feeds[]).reduce((s, f) => s + (Object.values(f)[0]?.dims[0] ?? 1), 0) : NaN);

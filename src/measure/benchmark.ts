@@ -9,10 +9,12 @@ import { countParameters } from '../onnx/constants.js';
 import { HINTS, assertTensorFits } from '../onnx/budget.js';
 import { DataType as DT, dtypeFromOrtType, dtypeName } from '../onnx/dtypes.js';
 import type { Model } from '../onnx/ir.js';
-import { decodeModel } from '../onnx/model-io.js';
 import {
   assertInputsFit,
   createSession,
+  modelOf,
+  sizeOf,
+  type ModelSource,
   ort,
   syntheticInputSpecs,
   syntheticInputs,
@@ -138,7 +140,7 @@ function resizeBatch(feeds: Feeds, batch: number): Feeds {
   return out;
 }
 
-async function timeSession(bytes: Uint8Array, feeds: Feeds, warmup: number, runs: number, threads: number, signal?: AbortSignal): Promise<number[]> {
+async function timeSession(bytes: ModelSource, feeds: Feeds, warmup: number, runs: number, threads: number, signal?: AbortSignal): Promise<number[]> {
   const session = await createSession(bytes, { intraOpNumThreads: threads });
   try {
     for (let i = 0; i < warmup; i++) await session.run(feeds);
@@ -170,8 +172,8 @@ export function describeInputs(feeds: Feeds): BenchmarkResult['inputs'] {
   return Object.entries(feeds).map(([name, t]) => ({ name, dtype: t.type, shape: [...t.dims] }));
 }
 
-export async function benchmarkModel(bytes: Uint8Array, opts: BenchmarkOptions = {}): Promise<BenchmarkResult> {
-  const model = decodeModel(bytes);
+export async function benchmarkModel(bytes: ModelSource, opts: BenchmarkOptions = {}): Promise<BenchmarkResult> {
+  const model = modelOf(bytes);
   const warmup = opts.warmup ?? 10;
   const runs = opts.runs ?? 32;
   const threads = opts.intraOpThreads ?? 0;
@@ -187,7 +189,7 @@ export async function benchmarkModel(bytes: Uint8Array, opts: BenchmarkOptions =
     latency.push(latencyStats(b, warmup, await timeSession(bytes, feeds, warmup, runs, threads, opts.signal)));
   }
   return {
-    sizeBytes: bytes.length,
+    sizeBytes: sizeOf(bytes),
     params: countParameters(model),
     macs: await estimateMacs(model, inputsForBatch(model, 1, opts)).catch(() => null),
     intraOpThreads: threads,
@@ -199,9 +201,9 @@ export async function benchmarkModel(bytes: Uint8Array, opts: BenchmarkOptions =
 }
 
 /** b/a latency per batch size, measured side by side in rounds (A then B, then B then A, …). */
-export async function compareModels(aBytes: Uint8Array, bBytes: Uint8Array, opts: CompareOptions = {}): Promise<Comparison> {
-  const a = decodeModel(aBytes);
-  const b = decodeModel(bBytes);
+export async function compareModels(aBytes: ModelSource, bBytes: ModelSource, opts: CompareOptions = {}): Promise<Comparison> {
+  const a = modelOf(aBytes);
+  const b = modelOf(bBytes);
   const warmup = opts.warmup ?? 10;
   const runs = opts.runs ?? 32;
   const rounds = Math.max(2, opts.rounds ?? 6);

@@ -1,13 +1,12 @@
 // Runs a recipe's steps in order on one model: verify after every pass, measure size, parameters
 // and fidelity after every step, report progress, stop on abort.
-import { createHash } from 'node:crypto';
-import { CanceledError, ModelpressError, PassFailedError, throwIfAborted, toModelpressError } from '../errors.js';
+import { CanceledError, ModelpressError, PassFailedError, UnsupportedModelError, throwIfAborted, toModelpressError } from '../errors.js';
 import { countParameters } from '../onnx/constants.js';
-import type { Model } from '../onnx/ir.js';
+import { Model } from '../onnx/ir.js';
 import { assertModelFitsBudget } from '../onnx/budget.js';
-import { decodeModel, encodeModel } from '../onnx/model-io.js';
+import { decodeModel } from '../onnx/model-io.js';
 import { verifyModel } from '../onnx/verify.js';
-import { syntheticInputs, type Feeds, type SyntheticInputOptions } from '../runtime/ort.js';
+import { runtimeSource, sha256Of, sizeOf, syntheticInputs, type Feeds, type ModelSource, type SyntheticInputOptions } from '../runtime/ort.js';
 import { environment } from '../report/environment.js';
 import type { CompressionReport, LatencyStats, StageMetrics, StepReport } from '../report/schema.js';
 import { assertBatchesFit, benchmarkModel, compareModels, inputsForBatch, type BenchmarkOptions } from '../measure/benchmark.js';
@@ -53,7 +52,10 @@ export type PipelineReport = CompressionReport<StepReport<PassStats>>;
 
 export interface PipelineResult {
   model: Model;
-  bytes: Uint8Array;
+  /** What was measured: the encoded model, or the model itself when it is too large for one protobuf. */
+  output: ModelSource;
+  /** The encoded model; throws for a model over 2 GB (write `model` with writeModelFile instead). */
+  readonly bytes: Uint8Array;
   report: PipelineReport;
 }
 
@@ -63,9 +65,8 @@ function countNodes(model: Model): number {
   return n;
 }
 
-const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-
-export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions): Promise<PipelineResult> {
+/** `input`: the model's bytes, or a model already loaded (with its external data, or too large to encode). */
+export async function runPipeline(input: ModelSource, opts: PipelineOptions): Promise<PipelineResult> {
   const started = Date.now();
   const { recipe, signal } = opts;
   const steps = recipe.steps;
@@ -77,7 +78,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
     opts.onProgress?.({ ...p, steps: steps.length, percent: Math.min(100, Math.round(percent * 10) / 10) });
   };
   throwIfAborted(signal);
-  let model = decodeModel(inputBytes);
+  let model = input instanceof Model ? input : decodeModel(input);
   verifyModel(model, 'input model');
   // before the first allocation from a declared shape: a tiny model can declare a huge tensor
   assertModelFitsBudget(model);
@@ -101,17 +102,17 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
 
   if (bench.enabled) assertBatchesFit(model, benchOptions); // fail now, not after the baseline is measured
   report({ step: 0, stepName: 'baseline', fraction: 0, message: 'running the original model' });
-  const evaluateStage = (candidate: Uint8Array) =>
-    evaluateModels(inputBytes, candidate, samples, {
+  const evaluateStage = (candidate: ModelSource) =>
+    evaluateModels(input, candidate, samples, {
       source: synthetic ? 'synthetic' : 'data',
       ...(opts.labels ? { labels: opts.labels } : {}),
       ...(opts.labelOutput ? { labelOutput: opts.labelOutput } : {}),
       ...(signal ? { signal } : {}),
     });
-  const baselineEval = await evaluateStage(inputBytes);
+  const baselineEval = await evaluateStage(input);
   const macsOf = (m: Model) => estimateMacs(m, inputsForBatch(m, 1, benchOptions)).catch(() => null);
   const baseline: StageMetrics & { latencyAbsolute?: LatencyStats[] } = {
-    sizeBytes: inputBytes.length,
+    sizeBytes: sizeOf(input),
     params: countParameters(model),
     nodes: countNodes(model),
     macs: await macsOf(model),
@@ -120,7 +121,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
   };
   if (bench.enabled) {
     report({ step: 0, stepName: 'baseline', fraction: 0.5, message: 'timing the original model' });
-    baseline.latencyAbsolute = (await benchmarkModel(inputBytes, benchOptions)).latency;
+    baseline.latencyAbsolute = (await benchmarkModel(input, benchOptions)).latency;
   }
   const profileOf = (m: Model) =>
     profileModel(m, inputsForBatch(m, 1, benchOptions), { depth: bench.profileDepth, warmup: bench.warmup, runs: bench.runs, intraOpThreads: bench.intraOpThreads });
@@ -132,7 +133,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
   report({ step: 0, stepName: 'baseline', fraction: 1 });
 
   const stepReports: StepReport<PassStats>[] = [];
-  let bytes = inputBytes;
+  let output = input;
   for (let i = 0; i < steps.length; i++) {
     throwIfAborted(signal);
     const step = steps[i]!;
@@ -156,7 +157,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
         ...(opts.labelOutput ? { labelOutput: opts.labelOutput } : {}),
       });
       verifyModel(model, `model after step ${i + 1} (${step.pass})`);
-      bytes = encodeModel(model);
+      output = runtimeSource(model);
     } catch (err) {
       const e = toModelpressError(err);
       if (e instanceof CanceledError) throw e;
@@ -169,7 +170,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
     at(0.75, 'measuring fidelity');
     let evaluation: Awaited<ReturnType<typeof evaluateStage>>;
     try {
-      evaluation = await evaluateStage(bytes);
+      evaluation = await evaluateStage(output);
     } catch (err) {
       if (err instanceof ModelpressError && err.code === 'canceled') throw err;
       throw new PassFailedError(step.pass, `the rewritten model does not run in onnxruntime: ${(err as Error).message}`, { cause: err });
@@ -180,7 +181,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
       pass: step.pass,
       config: step,
       durationMs,
-      sizeBytes: bytes.length,
+      sizeBytes: sizeOf(output),
       params: countParameters(model),
       nodes: countNodes(model),
       macs: await macsOf(model),
@@ -190,7 +191,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
     } as StepReport<PassStats>;
     if (bench.enabled) {
       at(0.8, 'timing against the original, side by side');
-      stage.latency = (await compareModels(inputBytes, bytes, { ...benchOptions, rounds: bench.rounds })).ratios;
+      stage.latency = (await compareModels(input, output, { ...benchOptions, rounds: bench.rounds })).ratios;
       for (const r of stage.latency) {
         if (r.verdict !== 'faster') warnings.push(`step ${i + 1} (${step.pass}): at batch ${r.batch} the model is ${r.verdict === 'slower' ? 'SLOWER' : 'not measurably faster'} than the original (b/a ${r.ratio.toFixed(2)}, spread ${r.low.toFixed(2)}–${r.high.toFixed(2)})`);
       }
@@ -202,15 +203,20 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
   const last = stepReports[stepReports.length - 1];
   const profile = baselineProfile ? { baseline: baselineProfile, ...(last ? { final: await profileOf(model) } : {}) } : undefined;
   const finalStage: StageMetrics = last ?? baseline;
+  const outputSize = sizeOf(output);
   return {
     model,
-    bytes,
+    output,
+    get bytes() {
+      if (output instanceof Uint8Array) return output;
+      throw new UnsupportedModelError('the result is too large for one protobuf (2 GB): write it with external data (writeModelFile)');
+    },
     report: {
       schemaVersion: 1,
       kind: 'compress',
       createdAt: new Date().toISOString(),
       recipe,
-      input: { sha256: sha256(inputBytes), ...(opts.inputName ? { name: opts.inputName } : {}) },
+      input: { sha256: sha256Of(input), ...(opts.inputName ? { name: opts.inputName } : {}) },
       samples: {
         source: synthetic ? 'synthetic' : 'data',
         batches: samples.length,
@@ -230,8 +236,8 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
         ...(finalStage.latency ? { latency: finalStage.latency } : {}),
         fidelity: finalStage.fidelity,
         ...(finalStage.task ? { task: finalStage.task } : {}),
-        sha256: sha256(bytes),
-        sizeRatio: bytes.length / inputBytes.length,
+        sha256: sha256Of(output),
+        sizeRatio: outputSize / baseline.sizeBytes,
         paramsRatio: baseline.params ? finalStage.params / baseline.params : 1,
       },
       ...(profile ? { profile } : {}),
