@@ -48,7 +48,8 @@ MAX_RECIPE_BYTES, JOB_TIMEOUT_MS, WORKER_CONCURRENCY, RATE_LIMIT_JOBS_PER_MINUTE
 
 options:
   model.onnx   its external data files (if any) are read from the model's directory only
-  --external-data  write <out.onnx> plus one data file <out.onnx>.data (automatic for models over 2 GB)
+  --external-data  write <out.onnx> plus one data file <out.onnx>.data (automatic for models over 2 GB;
+               also the recipe's "output": {"externalData": true})
   --data       representative inputs (.npz keyed by input name, .npy for one-input models, .json,
                or an ONNX test-data directory of input_<i>.pb files);
                used for fidelity after each step and by data-driven passes
@@ -175,7 +176,7 @@ async function cmdCompress(argv: string[]): Promise<void> {
       },
     });
     mkdirSync(dirname(resolve(values.out as string)), { recursive: true });
-    const note = writeModelOutput(result.model, result.output, values.out as string, values['external-data'] === true);
+    const note = writeModelOutput(result.model, result.output, values.out as string, values['external-data'] === true || recipe.output?.externalData === true);
     if (note && !quiet) process.stderr.write(`${note}\n`);
     if (values.report) writeFile(values.report as string, `${toJson(result.report)}\n`);
     if (values['report-html']) writeFile(values['report-html'] as string, renderReportHtml(result.report, { title: `modelpress: ${basename(modelPath)}` }));

@@ -3,9 +3,9 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { InvalidInputError } from '../errors.js';
-import { needsExternalData, writeModelFile, type WrittenModel } from '../onnx/external-write.js';
+import { writeModelFile, type WrittenModel } from '../onnx/external-write.js';
 import type { Model } from '../onnx/ir.js';
-import { decodeModel, decodeModelWithFiles, encodeModel } from '../onnx/model-io.js';
+import { loadModelWithFiles, type LoadedModel } from '../onnx/model-files.js';
 import type { ModelSource } from '../runtime/ort.js';
 
 export function readBytes(path: string, what: string): Uint8Array {
@@ -16,29 +16,14 @@ export function readBytes(path: string, what: string): Uint8Array {
   }
 }
 
-export interface ModelFile {
-  model: Model;
-  /** What runs it: encoded bytes, or the model itself when it is too large for one protobuf. */
-  source: ModelSource;
-  /** The .onnx file plus the external data read for it. */
-  sizeBytes: number;
-  externalBytes: number;
-}
+export type ModelFile = LoadedModel;
 
 /**
  * Reads a model file; tensors stored as external data are read from files in the model's
  * directory only (see src/onnx/external-data.ts for what is refused).
  */
 export function loadModelFile(path: string, what = 'model'): ModelFile {
-  const bytes = readBytes(path, what);
-  const { model, externalBytes } = decodeModelWithFiles(bytes, dirname(resolve(path)));
-  if (externalBytes === 0) return { model, source: bytes, sizeBytes: bytes.length, externalBytes };
-  const sizeBytes = bytes.length + externalBytes;
-  if (needsExternalData(model)) return { model, source: model, sizeBytes, externalBytes };
-  // Encoded once for onnxruntime; the model is decoded again as views into those bytes, so the
-  // weights are held once, not twice.
-  const encoded = encodeModel(model);
-  return { model: decodeModel(encoded), source: encoded, sizeBytes, externalBytes };
+  return loadModelWithFiles(readBytes(path, what), dirname(resolve(path)));
 }
 
 /**
