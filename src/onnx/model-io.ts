@@ -84,9 +84,14 @@ export function encodeModel(model: Model): Uint8Array {
 
 /** The model encoded with `extra` main-graph values listed as graph outputs after its own; the model itself is not touched. */
 export function encodeModelWithOutputs(model: Model, extra: readonly Value[]): Uint8Array {
+  return encodeModelProto(exportModelWithOutputs(model, extra));
+}
+
+/** The exported proto with `extra` main-graph values listed as graph outputs after its own. */
+export function exportModelWithOutputs(model: Model, extra: readonly Value[]): ModelProto {
   const mp = exportModel(model);
   mp.graph!.output = [...mp.graph!.output, ...extra.map((v) => valueInfoFor(v, undefined))];
-  return encodeModelProto(mp);
+  return mp;
 }
 
 /** Shallow copy that keeps proto2 field presence (unset fields stay on the prototype). */

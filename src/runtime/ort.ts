@@ -9,7 +9,7 @@ import { float16ArrayToFloat32 } from '../onnx/float16.js';
 import { DataType as DT, ORT_TYPE_OF, dtypeFromOrtType, dtypeName } from '../onnx/dtypes.js';
 import { Model, type Value } from '../onnx/ir.js';
 import { float32ToFloat16Bits } from '../onnx/float16.js';
-import { decodeModel, encodeModel, encodeModelWithOutputs } from '../onnx/model-io.js';
+import { decodeModel, encodeModel, encodeModelProto, exportModel, exportModelWithOutputs } from '../onnx/model-io.js';
 import { contentSha256, encodedSize, needsExternalData, writeModelWithExternalData } from '../onnx/external-write.js';
 import { HINTS, assertTensorFits, maxTensorBytes } from '../onnx/budget.js';
 
@@ -30,6 +30,7 @@ export interface SessionOptions {
  * onnxruntime has loaded it. Anything smaller is encoded to bytes.
  */
 export type ModelSource = Uint8Array | Model;
+type ModelProto = ReturnType<typeof exportModel>;
 
 export const modelOf = (source: ModelSource): Model => (source instanceof Model ? source : decodeModel(source));
 export const sizeOf = (source: ModelSource): number => (source instanceof Model ? encodedSize(source) : source.length);
@@ -40,10 +41,14 @@ export const runtimeSource = (model: Model): ModelSource => (needsExternalData(m
 
 export async function createSession(source: ModelSource, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
   if (!(source instanceof Model)) return createFrom(source, opts);
-  if (!needsExternalData(source)) return createFrom(encodeModel(source), opts);
+  return createFromProto(exportModel(source), opts);
+}
+
+async function createFromProto(proto: ModelProto, opts: SessionOptions): Promise<ort.InferenceSession> {
+  if (!needsExternalData(proto)) return createFrom(encodeModelProto(proto), opts);
   const dir = mkdtempSync(join(os.tmpdir(), 'modelpress-session-'));
   try {
-    const { modelPath } = writeModelWithExternalData(source, join(dir, 'model.onnx'));
+    const { modelPath } = writeModelWithExternalData(proto, join(dir, 'model.onnx'));
     return await createFrom(modelPath, opts);
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -206,9 +211,8 @@ export async function discoverValues(model: Model, feedList: Feeds | Feeds[]): P
       }
     }
   }
-  const bytes = encodeModelWithOutputs(model, extra);
   const out = new Map<Value, DiscoveredValue>();
-  const session = await createSession(bytes, { graphOptimizationLevel: 'disabled' });
+  const session = await createFromProto(exportModelWithOutputs(model, extra), { graphOptimizationLevel: 'disabled' });
   try {
     for (const feeds of runs) {
       const results = await session.run(feeds);
