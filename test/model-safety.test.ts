@@ -2,7 +2,7 @@
 // no shape it declares may make us allocate without limit.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -42,7 +42,7 @@ function expectRefused(bytes: Uint8Array, pattern: RegExp): void {
     assert.throws(decode, (err: unknown) => {
       assert.ok(err instanceof ModelpressError, `a ModelpressError, got ${String(err)}`);
       assert.equal(err.code, 'unsupported_model');
-      assert.match(err.message, /external data is not supported yet — re-save the model with all tensors embedded/);
+      assert.match(err.message, /the model came without its files — give the path to the \.onnx with its data files beside it/);
       assert.match(err.message, pattern);
       return true;
     });
@@ -257,17 +257,22 @@ describe('no file named by a model is opened (canary)', () => {
     }
   });
 
-  it('the CLI refuses the same bytes (relative and absolute locations) without touching the canary', () => {
+  it('the CLI reads data files only inside the model directory: outside, absolute and symlinked locations are refused without touching the canary', () => {
     const dir = mkdtempSync(join(tmp, 'cli-'));
     const canary = makeCanary(dir);
-    const variants: [string, Uint8Array][] = [
-      ['sparse-relative', sparseConstantModel('canary.bin')],
-      ['value-relative', valueConstantModel('canary.bin')],
-      ['sparse-absolute', sparseConstantModel(canary.path)],
-      ['value-absolute', valueConstantModel(canary.path)],
+    const models = join(dir, 'models');
+    mkdirSync(models);
+    // a symlink beside the model that points at the canary outside: lstat sees the link, never the target
+    symlinkSync(canary.path, join(models, 'linked.bin'));
+    const variants: [string, Uint8Array, RegExp][] = [
+      ['sparse-parent', sparseConstantModel('../canary.bin'), /'\.\.' segment/],
+      ['value-parent', valueConstantModel('../canary.bin'), /'\.\.' segment/],
+      ['sparse-absolute', sparseConstantModel(canary.path), /absolute path/],
+      ['value-absolute', valueConstantModel(canary.path), /absolute path/],
+      ['value-symlink', valueConstantModel('linked.bin'), /symbolic link/],
     ];
-    for (const [name, bytes] of variants) {
-      const modelPath = join(dir, `${name}.onnx`);
+    for (const [name, bytes, reason] of variants) {
+      const modelPath = join(models, `${name}.onnx`);
       writeFileSync(modelPath, bytes);
       canary.reset();
       const before = canary.atime();
@@ -275,10 +280,10 @@ describe('no file named by a model is opened (canary)', () => {
         ['compress', modelPath, '--recipe', FP16, '--out', join(dir, `${name}.out.onnx`)],
         ['bench', modelPath, '--runs', '1', '--warmup', '0'],
       ]) {
-        const r = runCli(args, { cwd: dir });
+        const r = runCli(args, { cwd: models });
         assert.equal(r.code, 2, `${name} ${args[0]}: ${r.stderr}`);
-        assert.match(r.stderr, /error \[unsupported_model\]: tensor 'secret' \(.*node 'leak' \(Constant\) in graph 'main'\) stores its data in an external file/);
-        assert.match(r.stderr, /external data is not supported yet/);
+        assert.match(r.stderr, /error \[unsupported_model\]: tensor 'secret' \(.*node 'leak' \(Constant\) in graph 'main'\), external data location /);
+        assert.match(r.stderr, reason);
       }
       assert.equal(canary.atime(), before, `${name}: the canary was not read`);
     }

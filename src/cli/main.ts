@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // modelpress CLI: the whole pipeline in one process, no services.
 // Exit codes: 0 ok, 2 bad usage or bad input, 1 internal error.
-import { mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { mkdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { basename, dirname, resolve } from 'node:path';
 import { renderReportHtml } from '../report/html.js';
@@ -9,7 +9,6 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { InvalidInputError, toModelpressError } from '../errors.js';
 import { formatSummary, summarizeModel } from '../onnx/inspect.js';
 import { formatBytes, formatCount } from '../format.js';
-import { decodeModel } from '../onnx/model-io.js';
 import { assertModelFitsBudget } from '../onnx/budget.js';
 import { parseRecipe } from '../pipeline/recipe.js';
 import { runPipeline, type PipelineReport } from '../pipeline/pipeline.js';
@@ -23,12 +22,13 @@ import { formatBenchmark, formatComparison } from '../measure/format.js';
 import type { SyntheticInputOptions } from '../runtime/ort.js';
 import { probeInputShapes } from '../runtime/input-shapes.js';
 import { PASSES } from '../passes/index.js';
+import { loadModelFile, readBytes, writeModelOutput } from './model-files.js';
 
 const USAGE = `modelpress — compress ONNX models for deployment
 
 usage:
   modelpress inspect <model.onnx> [--json]
-  modelpress compress <model.onnx> --recipe <recipe.json> --out <out.onnx> [--report <report.json>] [--report-html <report.html>]
+  modelpress compress <model.onnx> --recipe <recipe.json> --out <out.onnx> [--external-data] [--report <report.json>] [--report-html <report.html>]
                       [--data <inputs.npz>] [--calibration <inputs.npz>] [--labels <labels.npy>] [--max-samples N] [--batch N]
                       [--shape name=d0,d1,...]... [--dim name=N]... [--value name=X]... [--quiet]
   modelpress bench <model.onnx> [<candidate.onnx>] [--batch 1,8,16] [--warmup 10] [--runs 32]
@@ -48,6 +48,9 @@ MAX_RECIPE_BYTES, JOB_TIMEOUT_MS, WORKER_CONCURRENCY, RATE_LIMIT_JOBS_PER_MINUTE
   modelpress keys create <name>   create an owner and an API key (printed as the last line)
 
 options:
+  model.onnx   its external data files (if any) are read from the model's directory only
+  --external-data  write <out.onnx> plus one data file <out.onnx>.data (automatic for models over 2 GB;
+               also the recipe's "output": {"externalData": true})
   --data       representative inputs (.npz keyed by input name, .npy for one-input models, .json,
                or an ONNX test-data directory of input_<i>.pb files);
                used for fidelity after each step and by data-driven passes
@@ -62,14 +65,6 @@ options:
 `;
 
 class UsageError extends InvalidInputError {}
-
-function readBytes(path: string, what: string): Uint8Array {
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    throw new InvalidInputError(`cannot read ${what} '${path}': ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
-  }
-}
 
 function writeFile(path: string, data: Uint8Array | string): void {
   mkdirSync(dirname(resolve(path)), { recursive: true });
@@ -119,8 +114,8 @@ function positiveInt(v: unknown, flag: string, fallback: number): number {
 async function cmdInspect(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, { json: { type: 'boolean' } });
   if (positionals.length !== 1) throw new UsageError('inspect takes exactly one model path');
-  const bytes = readBytes(positionals[0]!, 'model');
-  const summary = summarizeModel(decodeModel(bytes), bytes.length);
+  const file = loadModelFile(positionals[0]!);
+  const summary = summarizeModel(file.model, file.sizeBytes);
   process.stdout.write(values.json ? `${toJson(summary)}\n` : `${formatSummary(summary)}\n`);
 }
 
@@ -140,6 +135,7 @@ async function cmdCompress(argv: string[]): Promise<void> {
     dim: { type: 'string', multiple: true },
     value: { type: 'string', multiple: true },
     quiet: { type: 'boolean', short: 'q' },
+    'external-data': { type: 'boolean' },
   });
   if (positionals.length !== 1) throw new UsageError('compress takes exactly one model path');
   if (values.labels && !values.data) throw new UsageError('--labels needs --data');
@@ -148,9 +144,8 @@ async function cmdCompress(argv: string[]): Promise<void> {
   // Everything is validated before any work starts.
   const recipe = parseRecipe(new TextDecoder().decode(readBytes(values.recipe as string, 'recipe')));
   const modelPath = positionals[0]!;
-  const bytes = readBytes(modelPath, 'model');
+  const { model, source } = loadModelFile(modelPath);
   const synthetic = syntheticOptions(values);
-  const model = decodeModel(bytes);
   assertModelFitsBudget(model);
   const batchesOf = (path: string) => {
     const batchSize = positiveInt(values.batch, '--batch', recipe.evaluate.batchSize);
@@ -167,7 +162,7 @@ async function cmdCompress(argv: string[]): Promise<void> {
   const quiet = values.quiet === true;
   let lastLine = '';
   try {
-    const result = await runPipeline(bytes, {
+    const result = await runPipeline(source, {
       recipe,
       inputName: basename(modelPath),
       signal: controller.signal,
@@ -183,7 +178,9 @@ async function cmdCompress(argv: string[]): Promise<void> {
         lastLine = line;
       },
     });
-    writeFile(values.out as string, result.bytes);
+    mkdirSync(dirname(resolve(values.out as string)), { recursive: true });
+    const note = writeModelOutput(result.model, result.output, values.out as string, values['external-data'] === true || recipe.output?.externalData === true);
+    if (note && !quiet) process.stderr.write(`${note}\n`);
     if (values.report) writeFile(values.report as string, `${toJson(result.report)}\n`);
     if (values['report-html']) writeFile(values['report-html'] as string, renderReportHtml(result.report, { title: `modelpress: ${basename(modelPath)}` }));
     process.stdout.write(`${formatResult(result.report, values.out as string)}\n`);
@@ -254,10 +251,11 @@ async function cmdBench(argv: string[]): Promise<void> {
   });
   if (positionals.length < 1 || positionals.length > 2) throw new UsageError('bench takes one model, or two to compare side by side');
   const paths = positionals as string[];
-  const models = paths.map((p) => readBytes(p, 'model'));
-  const reference = decodeModel(models[0]!);
+  const files = paths.map((p) => loadModelFile(p));
+  const models = files.map((f) => f.source);
+  const reference = files[0]!.model;
   assertModelFitsBudget(reference);
-  if (models[1]) assertModelFitsBudget(decodeModel(models[1]));
+  if (files[1]) assertModelFitsBudget(files[1].model);
   let data;
   if (values.data) {
     data = openDataset(values.data as string, reference).batches({ batchSize: 16, maxSamples: 16 }).next().value;
@@ -295,8 +293,7 @@ async function cmdBench(argv: string[]): Promise<void> {
     const depth = positiveInt(values.depth, '--depth', 2);
     const batch = positiveInt(values['profile-batch'], '--profile-batch', 1);
     const profiles: Record<string, unknown> = {};
-    for (const [i, bytes] of models.entries()) {
-      const model = decodeModel(bytes);
+    for (const [i, { model }] of files.entries()) {
       const report = await profileModel(model, inputsForBatch(model, batch, opts), {
         depth,
         warmup: plan.warmup,
@@ -328,17 +325,17 @@ async function cmdEval(argv: string[]): Promise<void> {
   });
   if (positionals.length !== 2) throw new UsageError('eval takes a reference and a candidate model');
   if (!values.data) throw new UsageError('eval needs --data <inputs>');
-  const [refBytes, candBytes] = positionals.map((p) => readBytes(p, 'model')) as [Uint8Array, Uint8Array];
-  const reference = decodeModel(refBytes);
+  const [ref, cand] = positionals.map((p) => loadModelFile(p)) as [ReturnType<typeof loadModelFile>, ReturnType<typeof loadModelFile>];
+  const reference = ref.model;
   assertModelFitsBudget(reference);
-  assertModelFitsBudget(decodeModel(candBytes));
+  assertModelFitsBudget(cand.model);
   const dataset = openDataset(values.data as string, reference);
   const batchSize = positiveInt(values.batch, '--batch', 64);
   const maxSamples = values['max-samples'] === undefined ? undefined : positiveInt(values['max-samples'], '--max-samples', 1);
   const batches = dataset.batches({ batchSize, ...(maxSamples ? { maxSamples } : {}) });
   const labels = values.labels ? readLabelsFile(values.labels as string) : undefined;
   const metrics = values.metrics ? (String(values.metrics).split(',').map((m) => m.trim()) as MetricName[]) : undefined;
-  const result = await evaluateModels(refBytes, candBytes, batches, {
+  const result = await evaluateModels(ref.source, cand.source, batches, {
     total: Math.min(dataset.samples, maxSamples ?? Infinity),
     ...(labels ? { labels } : {}),
     ...(metrics ? { metrics } : {}),

@@ -5,7 +5,7 @@ import { InvalidInputError, throwIfAborted, toModelpressError } from '../errors.
 import { FidelityAccumulator } from '../metrics/fidelity.js';
 import { AgreementAccumulator, METRIC_NAMES, TaskAccumulator, type MetricName } from '../metrics/task.js';
 import type { EvaluationResult } from '../report/schema.js';
-import { createSession, tensorToFloat32, type Feeds } from '../runtime/ort.js';
+import { createSession, tensorToFloat32, type Feeds, type ModelSource } from '../runtime/ort.js';
 
 export interface EvaluateOptions {
   /** One label per sample, in sample order (integer classes or float targets). */
@@ -37,8 +37,8 @@ function defaultMetrics(labels: ArrayLike<number | bigint>): MetricName[] {
 }
 
 export async function evaluateModels(
-  reference: Uint8Array,
-  candidate: Uint8Array,
+  reference: ModelSource,
+  candidate: ModelSource,
   batches: Iterable<Feeds>,
   opts: EvaluateOptions = {},
 ): Promise<EvaluationResult & { referenceOutputs?: Feeds[] }> {

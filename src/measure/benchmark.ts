@@ -9,10 +9,12 @@ import { countParameters } from '../onnx/constants.js';
 import { HINTS, assertTensorFits } from '../onnx/budget.js';
 import { DataType as DT, dtypeFromOrtType, dtypeName } from '../onnx/dtypes.js';
 import type { Model } from '../onnx/ir.js';
-import { decodeModel } from '../onnx/model-io.js';
 import {
   assertInputsFit,
   createSession,
+  modelOf,
+  sizeOf,
+  type ModelSource,
   ort,
   syntheticInputSpecs,
   syntheticInputs,
@@ -147,7 +149,7 @@ function resizeBatch(feeds: Feeds, batch: number): Feeds {
   return out;
 }
 
-async function timeSession(bytes: Uint8Array, feeds: Feeds, warmup: number, runs: number, threads: number, signal?: AbortSignal): Promise<number[]> {
+async function timeSession(bytes: ModelSource, feeds: Feeds, warmup: number, runs: number, threads: number, signal?: AbortSignal): Promise<number[]> {
   const session = await createSession(bytes, { intraOpNumThreads: threads });
   try {
     for (let i = 0; i < warmup; i++) await session.run(feeds);
@@ -176,7 +178,7 @@ function batchSizesFor(model: Model, opts: BenchmarkOptions): { sizes: number[];
 }
 
 /** One run of the model at its smallest batch, timed after a first (allocating) run. */
-export async function measureSingleRun(bytes: Uint8Array, feeds: Feeds, threads = 0, signal?: AbortSignal): Promise<number> {
+export async function measureSingleRun(bytes: ModelSource, feeds: Feeds, threads = 0, signal?: AbortSignal): Promise<number> {
   const times = await timeSession(bytes, feeds, 1, 1, threads, signal);
   return times[0]!;
 }
@@ -185,7 +187,7 @@ export async function measureSingleRun(bytes: Uint8Array, feeds: Feeds, threads 
  * The settings to time `model` with: explicit ones as given; otherwise the defaults, scaled to the
  * budget from one measured run (see planTiming).
  */
-export async function resolveTimingPlan(model: Model, bytes: Uint8Array, opts: BenchmarkOptions & { rounds?: number }): Promise<TimingPlan> {
+export async function resolveTimingPlan(model: Model, bytes: ModelSource, opts: BenchmarkOptions & { rounds?: number }): Promise<TimingPlan> {
   if (opts.plan) return opts.plan;
   const { sizes, fixed } = batchSizesFor(model, opts);
   const request = {
@@ -207,8 +209,8 @@ export function describeInputs(feeds: Feeds): BenchmarkResult['inputs'] {
   return Object.entries(feeds).map(([name, t]) => ({ name, dtype: t.type, shape: [...t.dims] }));
 }
 
-export async function benchmarkModel(bytes: Uint8Array, opts: BenchmarkOptions = {}): Promise<BenchmarkResult> {
-  const model = decodeModel(bytes);
+export async function benchmarkModel(bytes: ModelSource, opts: BenchmarkOptions = {}): Promise<BenchmarkResult> {
+  const model = modelOf(bytes);
   assertBatchesFit(model, opts);
   const timing = await resolveTimingPlan(model, bytes, opts);
   const { warmup, runs } = timing;
@@ -224,7 +226,7 @@ export async function benchmarkModel(bytes: Uint8Array, opts: BenchmarkOptions =
     latency.push(latencyStats(b, warmup, await timeSession(bytes, feeds, warmup, runs, threads, opts.signal)));
   }
   return {
-    sizeBytes: bytes.length,
+    sizeBytes: sizeOf(bytes),
     params: countParameters(model),
     macs: await estimateMacs(model, inputsForBatch(model, 1, opts)).catch(() => null),
     intraOpThreads: threads,
@@ -237,9 +239,9 @@ export async function benchmarkModel(bytes: Uint8Array, opts: BenchmarkOptions =
 }
 
 /** b/a latency per batch size, measured side by side in rounds (A then B, then B then A, …). */
-export async function compareModels(aBytes: Uint8Array, bBytes: Uint8Array, opts: CompareOptions = {}): Promise<Comparison> {
-  const a = decodeModel(aBytes);
-  const b = decodeModel(bBytes);
+export async function compareModels(aBytes: ModelSource, bBytes: ModelSource, opts: CompareOptions = {}): Promise<Comparison> {
+  const a = modelOf(aBytes);
+  const b = modelOf(bBytes);
   assertBatchesFit(a, opts);
   const timing = await resolveTimingPlan(a, aBytes, opts);
   // a fresh session pays its first-run costs again: each round warms its session up

@@ -1,7 +1,8 @@
 // A small graph IR in the spirit of onnx-graphsurgeon: Model → Graph → Node, with Values as edges.
 // Identity is by object: a Node holds the Value objects it reads and writes, never their names.
 // Every IR object keeps the proto it came from, so fields we don't model survive export untouched.
-import { clone as cloneMessage, create } from '@bufbuild/protobuf';
+import { create } from '@bufbuild/protobuf';
+import { cloneSharingBytes as cloneMessage } from './proto-clone.js';
 import {
   AttributeProtoSchema,
   GraphProtoSchema,

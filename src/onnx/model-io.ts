@@ -15,15 +15,40 @@ import {
 import { InvalidModelError, UnsupportedModelError } from '../errors.js';
 import { KNOWN_DOMAINS } from './domains.js';
 import { Graph, Model, Node, Value } from './ir.js';
+import { loadExternalData } from './external-data.js';
 import { assertNoExternalData } from './safety.js';
 
-export interface DecodeOptions {
+export interface ProtoDecodeOptions {
+  /**
+   * The directory the model's files came in (the .onnx file's directory, an unpacked bundle):
+   * external data is read from files inside it. Without it, a model with external data is refused.
+   */
+  externalDataRoot?: string;
+}
+
+export interface DecodeOptions extends ProtoDecodeOptions {
   /** Accept nodes in domains onnxruntime does not know (default false: reject with a clear error). */
   allowUnknownDomains?: boolean;
 }
 
 /** Parses ONNX bytes into a ModelProto, turning protobuf failures into clear errors. */
-export function decodeModelProto(bytes: Uint8Array): ModelProto {
+export function decodeModelProto(bytes: Uint8Array, opts: ProtoDecodeOptions = {}): ModelProto {
+  const proto = parseModelProto(bytes);
+  // Every decode goes through here, so no path from a model reaches onnxruntime or our readers:
+  // external data is either read now, from inside the given root only, or refused.
+  if (opts.externalDataRoot !== undefined) loadExternalData(proto, opts.externalDataRoot);
+  else assertNoExternalData(proto);
+  return proto;
+}
+
+/** A model file's bytes with their external data read from files inside `root`; says how many bytes came from there. */
+export function decodeModelWithFiles(bytes: Uint8Array, root: string, opts: Omit<DecodeOptions, 'externalDataRoot'> = {}): { model: Model; externalBytes: number } {
+  const proto = parseModelProto(bytes);
+  const externalBytes = loadExternalData(proto, root);
+  return { model: importModel(proto, opts), externalBytes };
+}
+
+function parseModelProto(bytes: Uint8Array): ModelProto {
   if (bytes.length === 0) throw new InvalidModelError('not an ONNX model: the file is empty');
   let proto: ModelProto;
   try {
@@ -42,8 +67,6 @@ export function decodeModelProto(bytes: Uint8Array): ModelProto {
   if (!proto.graph || proto.irVersion === 0n) {
     throw new InvalidModelError('not an ONNX model: no graph or IR version found in the file');
   }
-  // Every decode goes through here, so no path from a model reaches onnxruntime or our readers.
-  assertNoExternalData(proto);
   return proto;
 }
 
@@ -52,7 +75,7 @@ export function encodeModelProto(proto: ModelProto): Uint8Array {
 }
 
 export function decodeModel(bytes: Uint8Array, opts: DecodeOptions = {}): Model {
-  return importModel(decodeModelProto(bytes), opts);
+  return importModel(decodeModelProto(bytes, opts), opts);
 }
 
 export function encodeModel(model: Model): Uint8Array {
@@ -61,9 +84,14 @@ export function encodeModel(model: Model): Uint8Array {
 
 /** The model encoded with `extra` main-graph values listed as graph outputs after its own; the model itself is not touched. */
 export function encodeModelWithOutputs(model: Model, extra: readonly Value[]): Uint8Array {
+  return encodeModelProto(exportModelWithOutputs(model, extra));
+}
+
+/** The exported proto with `extra` main-graph values listed as graph outputs after its own. */
+export function exportModelWithOutputs(model: Model, extra: readonly Value[]): ModelProto {
   const mp = exportModel(model);
   mp.graph!.output = [...mp.graph!.output, ...extra.map((v) => valueInfoFor(v, undefined))];
-  return encodeModelProto(mp);
+  return mp;
 }
 
 /** Shallow copy that keeps proto2 field presence (unset fields stay on the prototype). */

@@ -31,7 +31,7 @@ export function isExternal(t: TensorProto): boolean {
 export function assertEmbedded(t: TensorProto): void {
   if (isExternal(t)) {
     throw new UnsupportedModelError(
-      `tensor '${t.name}' stores its data in an external file; models with external data are not supported yet — re-save the model with all tensors embedded`,
+      `tensor '${t.name}' stores its data in an external file that was not loaded; load the model with its data files (external data) or re-save it with all tensors embedded`,
     );
   }
 }

@@ -1,15 +1,14 @@
 // Runs a recipe's steps in order on one model: verify after every pass, measure size, parameters
 // and fidelity after every step, report progress, stop on abort.
-import { createHash } from 'node:crypto';
 import { CanceledError, ModelpressError, PassFailedError, UnsupportedModelError, throwIfAborted, toModelpressError } from '../errors.js';
 import { countParameters } from '../onnx/constants.js';
-import type { Model } from '../onnx/ir.js';
+import { Model } from '../onnx/ir.js';
 import { assertModelFitsBudget } from '../onnx/budget.js';
-import { decodeModel, encodeModel } from '../onnx/model-io.js';
+import { decodeModel } from '../onnx/model-io.js';
 import { repairOnImport } from '../onnx/import-repair.js';
 import { weightLayerTypes } from '../onnx/float-weights.js';
 import { verifyModel } from '../onnx/verify.js';
-import { syntheticInputs, type Feeds, type SyntheticInputOptions } from '../runtime/ort.js';
+import { runtimeSource, sha256Of, sizeOf, syntheticInputs, type Feeds, type ModelSource, type SyntheticInputOptions } from '../runtime/ort.js';
 import { probeInputShapes } from '../runtime/input-shapes.js';
 import { environment } from '../report/environment.js';
 import type { CompressionReport, LatencyStats, StageMetrics, StepReport } from '../report/schema.js';
@@ -56,7 +55,10 @@ export type PipelineReport = CompressionReport<StepReport<PassStats>>;
 
 export interface PipelineResult {
   model: Model;
-  bytes: Uint8Array;
+  /** What was measured: the encoded model, or the model itself when it is too large for one protobuf. */
+  output: ModelSource;
+  /** The encoded model; throws for a model over 2 GB (write `model` with writeModelFile instead). */
+  readonly bytes: Uint8Array;
   report: PipelineReport;
 }
 
@@ -77,8 +79,6 @@ function assertTensorInterface(model: Model): void {
   }
 }
 
-const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-
 const itemsOf = (batches: readonly Feeds[]) => batches.reduce((s, f) => s + (Object.values(f)[0]?.dims[0] ?? 1), 0);
 
 /** The original's outputs on the fidelity samples are kept for the steps' comparisons up to this size. */
@@ -96,7 +96,8 @@ export function cutToBudget(batches: readonly Feeds[], budgetMs: number, msPerIt
   return batches.slice(0, n);
 }
 
-export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions): Promise<PipelineResult> {
+/** `input`: the model's bytes, or a model already loaded (with its external data, or too large to encode). */
+export async function runPipeline(input: ModelSource, opts: PipelineOptions): Promise<PipelineResult> {
   const started = Date.now();
   const { recipe, signal } = opts;
   const steps = recipe.steps;
@@ -108,7 +109,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
     opts.onProgress?.({ ...p, steps: steps.length, percent: Math.min(100, Math.round(percent * 10) / 10) });
   };
   throwIfAborted(signal);
-  let model = decodeModel(inputBytes);
+  let model = input instanceof Model ? input : decodeModel(input);
   // onnxruntime runs graphs in any node order; the passes need a toposorted one
   const importNotes = repairOnImport(model);
   verifyModel(model, 'input model');
@@ -122,7 +123,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
   let shapes = opts.synthetic;
   if (synthetic) {
     report({ step: 0, stepName: 'baseline', fraction: 0, message: 'choosing input shapes' });
-    const probe = await probeInputShapes(model, inputBytes, opts.synthetic, signal);
+    const probe = await probeInputShapes(model, input, opts.synthetic, signal);
     shapes = probe.synthetic;
     if (probe.guessed || probe.attempts > 1) {
       const used = Object.entries(probe.shapes).map(([k, d]) => `${k}=${d.join(',')}`).join(' ');
@@ -155,7 +156,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
     ...(signal ? { signal } : {}),
   };
   // the original alone, on as many batches as fit the fidelity budget; every step is measured on those
-  const baselineEval = await evaluateModels(inputBytes, inputBytes, samples, {
+  const baselineEval = await evaluateModels(input, input, samples, {
     ...evalOptions,
     budgetMs: recipe.evaluate.budgetSeconds * 1000,
     keepReferenceBytes: REFERENCE_CACHE_BYTES,
@@ -173,7 +174,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
   });
   const evalSamples = samples.slice(0, baselineEval.batches ?? samples.length);
   const referenceOutputs = baselineEval.referenceOutputs;
-  const evaluateStage = (candidate: Uint8Array) => evaluateModels(inputBytes, candidate, evalSamples, { ...evalOptions, ...(referenceOutputs ? { referenceOutputs } : {}) });
+  const evaluateStage = (candidate: ModelSource) => evaluateModels(input, candidate, evalSamples, { ...evalOptions, ...(referenceOutputs ? { referenceOutputs } : {}) });
   if (evalSamples.length < samples.length) {
     warnings.push(
       `fidelity was measured on ${itemsOf(evalSamples)} of ${itemsOf(samples)} samples: the original model used up the ${recipe.evaluate.budgetSeconds} s budget (evaluate.budgetSeconds)`,
@@ -191,7 +192,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
   // MACs are informative: inputs that cannot be resized to batch 1 (a test-data set) leave them unknown
   const macsOf = (m: Model) => Promise.resolve().then(() => estimateMacs(m, inputsForBatch(m, 1, benchOptions))).catch(() => null);
   const baseline: StageMetrics & { latencyAbsolute?: LatencyStats[] } = {
-    sizeBytes: inputBytes.length,
+    sizeBytes: sizeOf(input),
     params: countParameters(model),
     nodes: countNodes(model),
     macs: await macsOf(model),
@@ -201,7 +202,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
   // one timing plan for the whole run, scaled from one measured run of the original
   if (bench.enabled || bench.profile) {
     report({ step: 0, stepName: 'baseline', fraction: 0.5, message: 'measuring one run to size the benchmark' });
-    benchOptions.plan = await resolveTimingPlan(model, inputBytes, { ...benchOptions, ...(bench.rounds !== undefined ? { rounds: bench.rounds } : {}) });
+    benchOptions.plan = await resolveTimingPlan(model, input, { ...benchOptions, ...(bench.rounds !== undefined ? { rounds: bench.rounds } : {}) });
   }
   const timing = benchOptions.plan;
   const profileOf = (m: Model) =>
@@ -214,7 +215,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
   report({ step: 0, stepName: 'baseline', fraction: 1 });
 
   const stepReports: StepReport<PassStats>[] = [];
-  let bytes = inputBytes;
+  let output = input;
   for (let i = 0; i < steps.length; i++) {
     throwIfAborted(signal);
     const step = steps[i]!;
@@ -238,7 +239,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
         ...(opts.labelOutput ? { labelOutput: opts.labelOutput } : {}),
       });
       verifyModel(model, `model after step ${i + 1} (${step.pass})`);
-      bytes = encodeModel(model);
+      output = runtimeSource(model);
     } catch (err) {
       const e = toModelpressError(err);
       if (e instanceof CanceledError) throw e;
@@ -251,7 +252,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
     at(0.75, 'measuring fidelity');
     let evaluation: Awaited<ReturnType<typeof evaluateStage>>;
     try {
-      evaluation = await evaluateStage(bytes);
+      evaluation = await evaluateStage(output);
     } catch (err) {
       if (err instanceof ModelpressError && err.code === 'canceled') throw err;
       throw new PassFailedError(step.pass, `the rewritten model does not run in onnxruntime: ${(err as Error).message}`, { cause: err });
@@ -262,7 +263,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
       pass: step.pass,
       config: step,
       durationMs,
-      sizeBytes: bytes.length,
+      sizeBytes: sizeOf(output),
       params: countParameters(model),
       nodes: countNodes(model),
       macs: await macsOf(model),
@@ -272,7 +273,7 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
     } as StepReport<PassStats>;
     if (bench.enabled) {
       at(0.8, 'timing against the original, side by side');
-      stage.latency = (await compareModels(inputBytes, bytes, benchOptions)).ratios;
+      stage.latency = (await compareModels(input, output, benchOptions)).ratios;
       // the original's absolute latency: its side of the first comparison (no separate benchmark run)
       baseline.latencyAbsolute ??= stage.latency.map((r) => r.a);
       for (const r of stage.latency) {
@@ -286,15 +287,20 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
   const last = stepReports[stepReports.length - 1];
   const profile = baselineProfile ? { baseline: baselineProfile, ...(last ? { final: await profileOf(model) } : {}) } : undefined;
   const finalStage: StageMetrics = last ?? baseline;
+  const outputSize = sizeOf(output);
   return {
     model,
-    bytes,
+    output,
+    get bytes() {
+      if (output instanceof Uint8Array) return output;
+      throw new UnsupportedModelError('the result is too large for one protobuf (2 GB): write it with external data (writeModelFile)');
+    },
     report: {
       schemaVersion: 1,
       kind: 'compress',
       createdAt: new Date().toISOString(),
       recipe,
-      input: { sha256: sha256(inputBytes), ...(opts.inputName ? { name: opts.inputName } : {}) },
+      input: { sha256: sha256Of(input), ...(opts.inputName ? { name: opts.inputName } : {}) },
       samples: {
         source: synthetic ? 'synthetic' : 'data',
         batches: evalSamples.length,
@@ -324,8 +330,8 @@ export async function runPipeline(inputBytes: Uint8Array, opts: PipelineOptions)
         ...(finalStage.latency ? { latency: finalStage.latency } : {}),
         fidelity: finalStage.fidelity,
         ...(finalStage.task ? { task: finalStage.task } : {}),
-        sha256: sha256(bytes),
-        sizeRatio: bytes.length / inputBytes.length,
+        sha256: sha256Of(output),
+        sizeRatio: outputSize / baseline.sizeBytes,
         paramsRatio: baseline.params ? finalStage.params / baseline.params : 1,
       },
       ...(profile ? { profile } : {}),

@@ -48,6 +48,16 @@ export const EvaluateSchema = Type.Object(
   { additionalProperties: false },
 );
 
+export const OutputSchema = Type.Object(
+  {
+    externalData: Type.Boolean({
+      default: false,
+      description: 'Write the result with its large tensors in one data file beside the .onnx (ONNX external data); the API then delivers a .tar bundle. Models over 2 GB are always written this way.',
+    }),
+  },
+  { additionalProperties: false },
+);
+
 const StepEnvelope = Type.Object({ pass: Type.String({ minLength: 1 }) }, { additionalProperties: true });
 
 export const RecipeEnvelopeSchema = Type.Object(
@@ -57,6 +67,7 @@ export const RecipeEnvelopeSchema = Type.Object(
     steps: Type.Array(StepEnvelope, { minItems: 1, maxItems: 64 }),
     benchmark: Type.Optional(BenchmarkSchema),
     evaluate: Type.Optional(EvaluateSchema),
+    output: Type.Optional(OutputSchema),
   },
   { additionalProperties: false },
 );
@@ -72,6 +83,8 @@ export interface Recipe {
   steps: RecipeStep[];
   benchmark: Static<typeof BenchmarkSchema>;
   evaluate: Static<typeof EvaluateSchema>;
+  /** How the result is written (absent: embedded, unless over 2 GB). */
+  output?: Static<typeof OutputSchema>;
 }
 
 function problemsOf(schema: TSchema, value: unknown, prefix: string): RecipeProblem[] {
@@ -154,5 +167,6 @@ export function parseRecipe(input: string | unknown): Recipe {
     steps: validated,
     benchmark: Value.Default(BenchmarkSchema, structuredClone(doc.benchmark ?? {})) as Recipe['benchmark'],
     evaluate: Value.Default(EvaluateSchema, structuredClone(doc.evaluate ?? {})) as Recipe['evaluate'],
+    ...(doc.output !== undefined ? { output: Value.Default(OutputSchema, structuredClone(doc.output)) as Recipe['output'] } : {}),
   };
 }

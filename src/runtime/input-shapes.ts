@@ -7,7 +7,7 @@ import { InvalidInputError, MemoryLimitError, throwIfAborted, toModelpressError 
 import { dtypeName } from '../onnx/dtypes.js';
 import type { Model, Value } from '../onnx/ir.js';
 import { dimRole, firstSize, type DimRole } from './dim-roles.js';
-import { assertInputsFit, createSession, syntheticInputSpecs, syntheticInputs, type SyntheticInputOptions } from './ort.js';
+import { assertInputsFit, createSession, syntheticInputSpecs, syntheticInputs, type ModelSource, type SyntheticInputOptions } from './ort.js';
 
 /** Sizes probed for the open non-batch dims, in order, when the first choice does not run. */
 export const PROBE_SIZES: readonly number[] = [32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384];
@@ -89,7 +89,7 @@ export interface ShapeProbe {
  * model runs on them. Shapes and dims the user gave are kept as they are. Throws InvalidInputError
  * naming every input, the shapes tried, onnxruntime's last message and the --shape flags to give.
  */
-export async function probeInputShapes(model: Model, modelBytes: Uint8Array, opts: SyntheticInputOptions = {}, signal?: AbortSignal): Promise<ShapeProbe> {
+export async function probeInputShapes(model: Model, modelBytes: ModelSource, opts: SyntheticInputOptions = {}, signal?: AbortSignal): Promise<ShapeProbe> {
   const inputs = openInputs(model, opts);
   if (!inputs.some((i) => i.axes.some((a) => typeof a !== 'number'))) return { synthetic: opts, attempts: 0, shapes: {}, guessed: false };
   const guessed = inputs.some((i) => i.axes.some((a) => typeof a !== 'number' && a.role !== 'batch'));

@@ -1,11 +1,16 @@
 // The one place that talks to onnxruntime-node.
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { InvalidInputError, InvalidModelError, MemoryLimitError, OUT_OF_MEMORY_TEXT, UnsupportedModelError } from '../errors.js';
 import { float16ArrayToFloat32 } from '../onnx/float16.js';
 import { DataType as DT, ORT_TYPE_OF, dtypeFromOrtType, dtypeName } from '../onnx/dtypes.js';
-import type { Model, Value } from '../onnx/ir.js';
+import { Model, type Value } from '../onnx/ir.js';
 import { float32ToFloat16Bits } from '../onnx/float16.js';
-import { encodeModelWithOutputs } from '../onnx/model-io.js';
+import { decodeModel, encodeModel, encodeModelProto, exportModel, exportModelWithOutputs } from '../onnx/model-io.js';
+import { contentSha256, encodedSize, needsExternalData, writeModelWithExternalData } from '../onnx/external-write.js';
 import { HINTS, assertTensorFits, maxTensorBytes } from '../onnx/budget.js';
 import { dimRole, firstSize } from './dim-roles.js';
 
@@ -22,18 +27,51 @@ export interface SessionOptions {
   profileFilePrefix?: string;
 }
 
-export async function createSession(modelBytes: Uint8Array, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
+/**
+ * What a session is made from: encoded bytes, or a model. A model too large for one protobuf (2 GB)
+ * is written with external data into a private temp dir — we wrote its locations, so onnxruntime
+ * reading them is safe — and the session is created from that path; the dir is removed as soon as
+ * onnxruntime has loaded it. Anything smaller is encoded to bytes.
+ */
+export type ModelSource = Uint8Array | Model;
+type ModelProto = ReturnType<typeof exportModel>;
+
+export const modelOf = (source: ModelSource): Model => (source instanceof Model ? source : decodeModel(source));
+export const sizeOf = (source: ModelSource): number => (source instanceof Model ? encodedSize(source) : source.length);
+export const sha256Of = (source: ModelSource): string => (source instanceof Model ? contentSha256(source) : createHash('sha256').update(source).digest('hex'));
+
+/** What runs the model in onnxruntime: its bytes, or the model itself when it is too large to encode as one protobuf. */
+export const runtimeSource = (model: Model): ModelSource => (needsExternalData(model) ? model : encodeModel(model));
+
+export async function createSession(source: ModelSource, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
+  if (!(source instanceof Model)) return createFrom(source, opts);
+  return createFromProto(exportModel(source), opts);
+}
+
+async function createFromProto(proto: ModelProto, opts: SessionOptions): Promise<ort.InferenceSession> {
+  if (!needsExternalData(proto)) return createFrom(encodeModelProto(proto), opts);
+  const dir = mkdtempSync(join(os.tmpdir(), 'modelpress-session-'));
   try {
-    return await ort.InferenceSession.create(modelBytes, {
-      intraOpNumThreads: opts.intraOpNumThreads ?? 0,
-      interOpNumThreads: 1,
-      graphOptimizationLevel: opts.graphOptimizationLevel ?? 'all',
-      executionMode: 'sequential',
-      enableProfiling: opts.enableProfiling ?? false,
-      ...(opts.profileFilePrefix ? { profileFilePrefix: opts.profileFilePrefix } : {}),
-      // fatal only: every error onnxruntime raises reaches us and is reported once, with a code
-      logSeverityLevel: 4,
-    });
+    const { modelPath } = writeModelWithExternalData(proto, join(dir, 'model.onnx'));
+    return await createFrom(modelPath, opts);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function createFrom(model: Uint8Array | string, opts: SessionOptions): Promise<ort.InferenceSession> {
+  const options: ort.InferenceSession.SessionOptions = {
+    intraOpNumThreads: opts.intraOpNumThreads ?? 0,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: opts.graphOptimizationLevel ?? 'all',
+    executionMode: 'sequential',
+    enableProfiling: opts.enableProfiling ?? false,
+    ...(opts.profileFilePrefix ? { profileFilePrefix: opts.profileFilePrefix } : {}),
+    // fatal only: every error onnxruntime raises reaches us and is reported once, with a code
+    logSeverityLevel: 4,
+  };
+  try {
+    return await (typeof model === 'string' ? ort.InferenceSession.create(model, options) : ort.InferenceSession.create(model, options));
   } catch (err) {
     const message = (err as Error).message;
     if (OUT_OF_MEMORY_TEXT.test(message)) throw new MemoryLimitError(`onnxruntime ran out of memory loading the model: ${message}`, { cause: err });
@@ -43,8 +81,8 @@ export async function createSession(modelBytes: Uint8Array, opts: SessionOptions
 }
 
 /** Loads, runs once, releases. For tests and one-off checks; benchmarks keep their session. */
-export async function runOnce(modelBytes: Uint8Array, feeds: Feeds, opts: SessionOptions = {}): Promise<Record<string, ort.Tensor>> {
-  const session = await createSession(modelBytes, opts);
+export async function runOnce(model: ModelSource, feeds: Feeds, opts: SessionOptions = {}): Promise<Record<string, ort.Tensor>> {
+  const session = await createSession(model, opts);
   try {
     return await session.run(feeds);
   } finally {
@@ -192,9 +230,8 @@ export async function discoverValues(model: Model, feedList: Feeds | Feeds[]): P
       }
     }
   }
-  const bytes = encodeModelWithOutputs(model, extra);
   const out = new Map<Value, DiscoveredValue>();
-  const session = await createSession(bytes, { graphOptimizationLevel: 'disabled' });
+  const session = await createFromProto(exportModelWithOutputs(model, extra), { graphOptimizationLevel: 'disabled' });
   try {
     for (const feeds of runs) {
       const results = await runTensorOutputs(session, feeds);

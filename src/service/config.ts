@@ -12,6 +12,8 @@ export interface ServiceConfig {
   /** Root of the local artifact/upload store. */
   dataDir: string;
   maxUploadBytes: number;
+  /** The most an uploaded bundle (.tar, .tar.gz, .zip) may unpack to (zip bombs stop here). */
+  maxUnpackedBytes: number;
   maxRecipeBytes: number;
   /** Default (and maximum) wall time of one job. */
   jobTimeoutMs: number;
@@ -75,6 +77,7 @@ export function loadConfig(env: Env = process.env): ServiceConfig {
     port: intVar(env, 'PORT', 8080, 0, 65535, problems),
     dataDir: resolve(env.MODELPRESS_DATA_DIR || 'data'),
     maxUploadBytes: intVar(env, 'MAX_UPLOAD_BYTES', 2 * GiB, 1, Number.MAX_SAFE_INTEGER, problems),
+    maxUnpackedBytes: 0,
     maxRecipeBytes: intVar(env, 'MAX_RECIPE_BYTES', 256 * 1024, 64, 64 * 1024 * 1024, problems),
     jobTimeoutMs: intVar(env, 'JOB_TIMEOUT_MS', 30 * 60 * 1000, 100, 7 * 24 * 3600 * 1000, problems),
     workerConcurrency: intVar(env, 'WORKER_CONCURRENCY', 1, 1, 256, problems),
@@ -94,6 +97,8 @@ export function loadConfig(env: Env = process.env): ServiceConfig {
   // default: three quarters of this machine's memory, shared by the jobs one worker runs at once
   const defaultJobMemoryMb = Math.floor((0.75 * totalmem()) / 2 ** 20 / config.workerConcurrency);
   config.jobMemoryMb = intVar(env, 'JOB_MEMORY_MB', defaultJobMemoryMb, 0, 1024 * 1024, problems);
+  // a bundle's weights barely compress, so 4× the upload limit is room for any real one
+  config.maxUnpackedBytes = intVar(env, 'MAX_UNPACKED_BYTES', 4 * config.maxUploadBytes, 1, Number.MAX_SAFE_INTEGER, problems);
   if (!/^[A-Za-z0-9_-]{1,100}$/.test(config.queueName)) problems.push('MODELPRESS_QUEUE: letters, digits, _ and - only');
   if (problems.length > 0) throw new InvalidInputError(`invalid service configuration:\n  ${problems.join('\n  ')}`, { details: problems });
   return config;

@@ -58,9 +58,13 @@ export interface RunSpec {
 
 export type Claim = { kind: 'run'; attempt: number; spec: RunSpec } | { kind: 'skipped' } | { kind: 'gave-up' };
 
+/** 'onnx': one model file; 'tar': the model plus its external data file, bundled. */
+export type ArtifactFormat = 'onnx' | 'tar';
+
 export interface AttemptResult extends CompletedRun {
   /** The compressed model, in the worker's temp folder. */
   file: string;
+  format: ArtifactFormat;
 }
 
 export interface ArtifactDownload {
@@ -70,7 +74,7 @@ export interface ArtifactDownload {
   read(range?: { start: number; end: number }): Readable;
 }
 
-const artifactKey = (sha256: string) => `artifacts/${sha256}.onnx`;
+const artifactKey = (sha256: string, format: ArtifactFormat) => `artifacts/${sha256}.${format}`;
 const isActive = (job: Job) => job.status === 'queued' || job.status === 'running';
 
 export class JobService {
@@ -206,7 +210,8 @@ export class JobService {
     return {
       sha256: artifact.sha256,
       sizeBytes: Number(artifact.sizeBytes),
-      filename: `${model?.filename?.replace(/\.onnx$/i, '') || 'model'}.compressed.onnx`.replace(/[^\w.\-]+/g, '_'),
+      // a model written with external data is a .tar of the .onnx and its data file
+      filename: `${model?.filename?.replace(/\.(onnx|zip|tar|tar\.gz|tgz)$/i, '') || 'model'}.compressed.${artifact.storageKey.endsWith('.tar') ? 'tar' : 'onnx'}`.replace(/[^\w.\-]+/g, '_'),
       read: (range) => storage.read(artifact.storageKey, range),
     };
   }
@@ -265,8 +270,8 @@ export class JobService {
 
   /** Records a succeeded attempt; its file is stored (content-addressed) only if it still owns the job. Returns whether it did. */
   complete(jobId: string, attempt: number, result: AttemptResult): Promise<boolean> {
-    const key = artifactKey(result.sha256);
-    const { file, ...run } = result;
+    const key = artifactKey(result.sha256, result.format);
+    const { file, format: _format, ...run } = result;
     return completeAttempt(this.deps.db, jobId, attempt, run, key, () => this.deps.storage.putFile(key, file));
   }
 

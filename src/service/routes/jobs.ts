@@ -103,7 +103,7 @@ export default async function jobRoutes(app: FastifyInstance) {
     const recipeText = body.fields.get('recipe');
     if (recipeText === undefined) throw new ServiceError('invalid_input', 'missing field `recipe` (the recipe as JSON text)');
     const model = body.files.get('model');
-    if (!model) throw new ServiceError('invalid_input', 'missing file `model` (the .onnx to compress)');
+    if (!model) throw new ServiceError('invalid_input', 'missing file `model` (the .onnx to compress, or a .zip/.tar/.tar.gz bundle with its data files)');
     const timeoutMs = body.fields.has('timeoutMs') ? parseTimeout(body.fields.get('timeoutMs')!) : null;
     const recipe = parseRecipe(recipeText);
     const data: JobContent['data'] = {};
@@ -133,7 +133,7 @@ export default async function jobRoutes(app: FastifyInstance) {
         ...common,
         summary: 'Create a compression job: multipart (recipe + model [+ calibration, evaluation, labels]) or JSON {modelId, recipe}',
         description:
-          'multipart/form-data fields: `recipe` (JSON text), `timeoutMs` (optional); files: `model` (.onnx), optional `calibration`, `evaluation` (.npz/.npy/.json keyed by input name) and `labels`. Honours Idempotency-Key.',
+          'multipart/form-data fields: `recipe` (JSON text), `timeoutMs` (optional); files: `model` (.onnx, or a .zip/.tar/.tar.gz bundle of one .onnx and its external data files; the artifact is then a .tar when the result has external data), optional `calibration`, `evaluation` (.npz/.npy/.json keyed by input name) and `labels`. Honours Idempotency-Key.',
         consumes: ['multipart/form-data', 'application/json'],
         headers: { type: 'object', properties: { 'idempotency-key': { type: 'string', minLength: 1, maxLength: 200 } } },
         // multipart bodies are streamed and checked in the handler; JSON bodies are validated here

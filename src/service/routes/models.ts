@@ -31,7 +31,7 @@ export default async function modelRoutes(app: FastifyInstance) {
     {
       config: { rateLimit: perMinute(config.rateLimitUploadsPerMinute, 'model uploads') },
       schema: {
-        summary: 'Upload a model (multipart file `model`); identical uploads return the same model',
+        summary: 'Upload a model (multipart file `model`: a .onnx, or a .zip/.tar/.tar.gz bundle of one .onnx and its external data files); identical uploads return the same model',
         tags: ['models'],
         consumes: ['multipart/form-data'],
         security: [{ bearer: [] }],

@@ -1,14 +1,12 @@
 // The child process that runs one job's pipeline. A crash or OOM here takes down this process
 // only; the worker sees the exit and decides. Exits as soon as its worker goes away, even while
 // its main thread is busy in synchronous code (a watchdog thread checks the parent).
-import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { openDataset, readLabelsFile } from '../../data/samples.js';
 import { MemoryLimitError, toModelpressError, type ModelpressError } from '../../errors.js';
-import { decodeModel } from '../../onnx/model-io.js';
 import { runPipeline, type PipelineProgress } from '../../pipeline/pipeline.js';
 import { parseRecipe } from '../../pipeline/recipe.js';
+import { openJobModel, writeJobResult } from './job-files.js';
 import type { ChildMessage, RunMessage } from './protocol.js';
 
 const controller = new AbortController();
@@ -22,9 +20,8 @@ function send(msg: ChildMessage): Promise<void> {
 
 async function run(msg: RunMessage): Promise<void> {
   const recipe = parseRecipe(msg.recipe); // a cheap guard: a stored recipe is normalized already, so this changes nothing
-  const bytes = readFileSync(msg.modelPath);
+  const { model, source } = await openJobModel(msg);
   const feedsOf = (path: string) => {
-    const model = decodeModel(bytes);
     return [...openDataset(path, model).batches({ batchSize: recipe.evaluate.batchSize, maxSamples: recipe.evaluate.maxSamples })];
   };
   const samples = msg.evaluationPath ? feedsOf(msg.evaluationPath) : undefined;
@@ -40,7 +37,7 @@ async function run(msg: RunMessage): Promise<void> {
     if (latest) void send({ type: 'progress', progress: latest });
     latest = null;
   };
-  const result = await runPipeline(bytes, {
+  const result = await runPipeline(source, {
     recipe,
     signal: controller.signal,
     ...(msg.inputName ? { inputName: msg.inputName } : {}),
@@ -57,11 +54,10 @@ async function run(msg: RunMessage): Promise<void> {
     },
   });
   flush();
-  writeFileSync(msg.outPath, result.bytes);
+  const written = await writeJobResult(result, msg, recipe.output?.externalData === true);
   await send({
     type: 'done',
-    sha256: createHash('sha256').update(result.bytes).digest('hex'),
-    sizeBytes: result.bytes.length,
+    ...written,
     report: JSON.parse(JSON.stringify(result.report)),
   });
 }

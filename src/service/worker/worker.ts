@@ -11,7 +11,7 @@ import { Worker, type Job as BullJob } from 'bullmq';
 import type { ServiceConfig } from '../config.js';
 import { createDb, type DbHandle } from '../db/client.js';
 import type { ProgressFields } from '../db/jobs.js';
-import { JobService, type RunSpec } from '../jobs/service.js';
+import { JobService, type ArtifactFormat, type RunSpec } from '../jobs/service.js';
 import { CANCEL_CHANNEL, createQueue, ensureNoEviction, redisConnection, type QueuePayload } from '../queue.js';
 import { LocalStorage, withLocalCopies } from '../storage/storage.js';
 import { classifyCrash, memoryLimitEnforced, startJobChild, type CrashKind } from './child.js';
@@ -35,7 +35,7 @@ export interface WorkerHandle {
 }
 
 type Outcome =
-  | { kind: 'done'; sha256: string; sizeBytes: number; report: Record<string, unknown> }
+  | { kind: 'done'; sha256: string; sizeBytes: number; format: ArtifactFormat; report: Record<string, unknown> }
   | { kind: 'error'; code: string; message: string }
   | { kind: 'canceled' }
   /** another attempt owns the job now (this one's heartbeat went stale and it was claimed again) */
@@ -94,6 +94,8 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
         ...(evaluationPath ? { evaluationPath } : {}),
         ...(labelsPath ? { labelsPath } : {}),
         outPath: dir.result,
+        workDir: dir.cwd,
+        maxUnpackedBytes: config.maxUnpackedBytes,
         memoryLimitMb: config.jobMemoryMb,
       }),
     );
@@ -132,7 +134,7 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
         if (m.type === 'progress') {
           const p = m.progress;
           pending = latest = { percent: p.percent, step: p.step, steps: p.steps, stepName: p.stepName, message: p.message };
-        } else if (m.type === 'done') stop({ kind: 'done', sha256: m.sha256, sizeBytes: m.sizeBytes, report: m.report as Record<string, unknown> });
+        } else if (m.type === 'done') stop({ kind: 'done', sha256: m.sha256, sizeBytes: m.sizeBytes, format: m.format, report: m.report as Record<string, unknown> });
         else if (m.type === 'error') stop({ kind: 'error', code: m.code, message: m.message });
       });
       child.process.on('error', (err) => stop({ kind: 'crashed', crash: 'crashed', detail: err.message }));
@@ -155,9 +157,9 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
   async function settle(jobId: string, attempt: number, outcome: Outcome, progress: ProgressFields | null, result: string): Promise<number | null> {
     switch (outcome.kind) {
       case 'done': {
-        const { sha256, sizeBytes, report } = outcome;
+        const { sha256, sizeBytes, format, report } = outcome;
         // a losing attempt stores nothing: a stored artifact is never touched
-        const won = await persist(jobId, () => jobs.complete(jobId, attempt, { sha256, sizeBytes, report, progress, file: result }));
+        const won = await persist(jobId, () => jobs.complete(jobId, attempt, { sha256, sizeBytes, report, progress, file: result, format }));
         log(`job ${jobId}: ${won ? 'succeeded' : `attempt ${attempt} finished but no longer owns the job; its result is dropped`}`);
         return null;
       }
