@@ -3,7 +3,7 @@
 // writing puts large tensors in one aligned data file, and both round-trip through onnxruntime.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -172,6 +172,23 @@ describe('models saved with external data', () => {
     });
     assert.ok(compared > 5);
     assert.deepEqual(await logits(encodeModel(model)), await logits(readFileSync(FMNIST_CNN)));
+  });
+
+  it('inspect reads no weights: the same summary as the embedded original, and a data file cut short is still refused', () => {
+    const external = cli('inspect', join(pyDir, 'cnn.onnx'), '--json');
+    const embedded = cli('inspect', FMNIST_CNN, '--json');
+    assert.equal(external.code, 0, external.stderr);
+    // the same model but for its file size (the data file is laid out differently)
+    const { sizeBytes: externalSize, ...externalRest } = JSON.parse(external.stdout) as { sizeBytes: number };
+    const { sizeBytes: embeddedSize, ...embeddedRest } = JSON.parse(embedded.stdout) as { sizeBytes: number };
+    assert.deepEqual(externalRest, embeddedRest);
+    assert.ok(Math.abs(externalSize - embeddedSize) < 0.01 * embeddedSize, `${externalSize} vs ${embeddedSize}`);
+    const cut = mkdtempSync(join(tmp, 'cut-'));
+    copyFileSync(join(pyDir, 'cnn.onnx'), join(cut, 'cnn.onnx'));
+    writeFileSync(join(cut, 'w.data'), readFileSync(join(pyDir, 'w.data')).subarray(0, 1000));
+    const r = cli('inspect', join(cut, 'cnn.onnx'));
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /past the end of the file/);
   });
 
   for (const recipe of ['int8-dynamic', 'fp16']) {

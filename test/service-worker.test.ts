@@ -167,7 +167,8 @@ test('garbage and truncated models → failed invalid_model, and the worker keep
 test('cancel a running job: it stops within seconds, its process is gone, and cancel is idempotent', async () => {
   const id = await create(jobForm(model, SLOW_RECIPE));
   const running = await until(id, (j) => j.status === 'running' && j.progress.percent > 0, 'progress from the running job', 30_000);
-  assert.equal(running.progress.stepName, 'baseline');
+  // SLOW_RECIPE's long part is the step's benchmark; the job may still be in the baseline
+  assert.ok(['baseline', 'convert.fp16'].includes(running.progress.stepName ?? ''), `step ${running.progress.stepName}`);
   assert.ok(runnerPids(id).length === 1, 'one runner process');
   const t0 = Date.now();
   const res = await api.post(`/v1/jobs/${id}/cancel`);

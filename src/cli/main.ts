@@ -22,7 +22,7 @@ import { formatBenchmark, formatComparison } from '../measure/format.js';
 import type { SyntheticInputOptions } from '../runtime/ort.js';
 import { probeInputShapes } from '../runtime/input-shapes.js';
 import { PASSES } from '../passes/index.js';
-import { loadModelFile, readBytes, writeModelOutput } from './model-files.js';
+import { loadModelFile, loadModelFileMetadata, readBytes, writeModelOutput } from './model-files.js';
 
 const USAGE = `modelpress — compress ONNX models for deployment
 
@@ -114,7 +114,7 @@ function positiveInt(v: unknown, flag: string, fallback: number): number {
 async function cmdInspect(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, { json: { type: 'boolean' } });
   if (positionals.length !== 1) throw new UsageError('inspect takes exactly one model path');
-  const file = loadModelFile(positionals[0]!);
+  const file = loadModelFileMetadata(positionals[0]!);
   const summary = summarizeModel(file.model, file.sizeBytes);
   process.stdout.write(values.json ? `${toJson(summary)}\n` : `${formatSummary(summary)}\n`);
 }

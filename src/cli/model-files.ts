@@ -5,7 +5,7 @@ import { dirname, resolve } from 'node:path';
 import { InvalidInputError } from '../errors.js';
 import { writeModelFile, type WrittenModel } from '../onnx/external-write.js';
 import type { Model } from '../onnx/ir.js';
-import { loadModelWithFiles, type LoadedModel } from '../onnx/model-files.js';
+import { loadModelMetadata, loadModelWithFiles, type LoadedModel } from '../onnx/model-files.js';
 import type { ModelSource } from '../runtime/ort.js';
 
 export function readBytes(path: string, what: string): Uint8Array {
@@ -24,6 +24,11 @@ export type ModelFile = LoadedModel;
  */
 export function loadModelFile(path: string, what = 'model'): ModelFile {
   return loadModelWithFiles(readBytes(path, what), dirname(resolve(path)));
+}
+
+/** For `inspect`: the model's structure and sizes, external data checked but not read. */
+export function loadModelFileMetadata(path: string, what = 'model'): { model: Model; sizeBytes: number } {
+  return loadModelMetadata(readBytes(path, what), dirname(resolve(path)));
 }
 
 /**

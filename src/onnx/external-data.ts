@@ -89,9 +89,11 @@ interface OpenFile {
  * files inside `root`, and returns the number of bytes read. Refuses, with a code and a message
  * naming the tensor and its location: absolute or non-normalized locations, `..`, anything that
  * resolves outside the root, symlinks, devices, FIFOs, directories, missing files, and offsets or
- * lengths outside the file or not matching the tensor's shape.
+ * lengths outside the file or not matching the tensor's shape. With `read: false` every check runs
+ * but the data stays where it is (the tensors stay external): enough for `inspect`, which needs
+ * shapes and sizes only, in memory independent of the model's size.
  */
-export function loadExternalData(proto: ModelProto, root: string): number {
+export function loadExternalData(proto: ModelProto, root: string, opts: { read?: boolean } = {}): number {
   let realRoot: string;
   try {
     realRoot = realpathSync(root);
@@ -141,6 +143,10 @@ export function loadExternalData(proto: ModelProto, root: string): number {
       const expected = expectedBytes(t);
       if (expected !== undefined && expected !== bytes) {
         throw refusal('invalid', t, where, location, `${bytes} bytes of data for a tensor of shape [${tensorDims(t).join(',')}] that needs ${expected}`);
+      }
+      if (opts.read === false) {
+        total += bytes;
+        return;
       }
       const data = new Uint8Array(bytes);
       for (let done = 0; done < bytes; ) {

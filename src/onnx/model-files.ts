@@ -24,3 +24,9 @@ export function loadModelWithFiles(bytes: Uint8Array, root: string): LoadedModel
   const encoded = encodeModel(model);
   return { model: decodeModel(encoded), source: encoded, sizeBytes, externalBytes };
 }
+
+/** Shapes, types and sizes only: external data is checked (locations, bounds) but not read, so the model cannot be run. */
+export function loadModelMetadata(bytes: Uint8Array, root: string): { model: Model; sizeBytes: number } {
+  const { model, externalBytes } = decodeModelWithFiles(bytes, root, { readExternalData: false });
+  return { model, sizeBytes: bytes.length + externalBytes };
+}

@@ -42,9 +42,13 @@ export function decodeModelProto(bytes: Uint8Array, opts: ProtoDecodeOptions = {
 }
 
 /** A model file's bytes with their external data read from files inside `root`; says how many bytes came from there. */
-export function decodeModelWithFiles(bytes: Uint8Array, root: string, opts: Omit<DecodeOptions, 'externalDataRoot'> = {}): { model: Model; externalBytes: number } {
+export function decodeModelWithFiles(
+  bytes: Uint8Array,
+  root: string,
+  opts: Omit<DecodeOptions, 'externalDataRoot'> & { readExternalData?: boolean } = {},
+): { model: Model; externalBytes: number } {
   const proto = parseModelProto(bytes);
-  const externalBytes = loadExternalData(proto, root);
+  const externalBytes = loadExternalData(proto, root, { read: opts.readExternalData !== false });
   return { model: importModel(proto, opts), externalBytes };
 }
 

@@ -117,13 +117,25 @@ export async function runPipeline(input: ModelSource, opts: PipelineOptions): Pr
   // before the first allocation from a declared shape: a tiny model can declare a huge tensor
   assertModelFitsBudget(model);
 
+  // onnxruntime's CPU provider has almost no bfloat16 kernels: say so rather than only quote its loader
+  const explainBfloat16 = (err: unknown): never => {
+    const bf16 = weightLayerTypes(model).bfloat16;
+    if (bf16 && err instanceof ModelpressError && (err.code === 'invalid_model' || err.code === 'unsupported_model')) {
+      throw new UnsupportedModelError(
+        `the model computes in bfloat16 (${bf16} weight layer${bf16 === 1 ? '' : 's'}), which onnxruntime's CPU provider cannot run (${err.message}); ` +
+          'modelpress measures every step by running the model: convert its weights and compute to float32 or float16 first',
+        { cause: err },
+      );
+    }
+    throw err;
+  };
   const synthetic = !opts.samples || opts.samples.length === 0;
   const warnings: string[] = [];
   // one choice of shapes for open dims, probed on the original, shared by every run after it
   let shapes = opts.synthetic;
   if (synthetic) {
     report({ step: 0, stepName: 'baseline', fraction: 0, message: 'choosing input shapes' });
-    const probe = await probeInputShapes(model, input, opts.synthetic, signal);
+    const probe = await probeInputShapes(model, input, opts.synthetic, signal).catch(explainBfloat16);
     shapes = probe.synthetic;
     if (probe.guessed || probe.attempts > 1) {
       const used = Object.entries(probe.shapes).map(([k, d]) => `${k}=${d.join(',')}`).join(' ');
@@ -160,18 +172,7 @@ export async function runPipeline(input: ModelSource, opts: PipelineOptions): Pr
     ...evalOptions,
     budgetMs: recipe.evaluate.budgetSeconds * 1000,
     keepReferenceBytes: REFERENCE_CACHE_BYTES,
-  }).catch((err: unknown) => {
-    // onnxruntime's CPU provider has almost no bfloat16 kernels: say so rather than only quote its loader
-    const bf16 = weightLayerTypes(model).bfloat16;
-    if (bf16 && err instanceof ModelpressError && err.code === 'invalid_model') {
-      throw new UnsupportedModelError(
-        `the model computes in bfloat16 (${bf16} weight layer${bf16 === 1 ? '' : 's'}), which onnxruntime's CPU provider cannot run (${err.message}); ` +
-          'modelpress measures every step by running the model: convert its weights and compute to float32 or float16 first',
-        { cause: err },
-      );
-    }
-    throw err;
-  });
+  }).catch(explainBfloat16);
   const evalSamples = samples.slice(0, baselineEval.batches ?? samples.length);
   const referenceOutputs = baselineEval.referenceOutputs;
   const evaluateStage = (candidate: ModelSource) => evaluateModels(input, candidate, evalSamples, { ...evalOptions, ...(referenceOutputs ? { referenceOutputs } : {}) });
