@@ -257,4 +257,30 @@ describe('past 2 GB (the threshold lowered to force the path)', () => {
       assert.ok(result.report.final.sizeRatio < 0.6 && result.report.final.sizeRatio > 0.4);
     });
   });
+
+  it('every session a pass makes takes the same route: calibration capture, per-layer sensitivity, factor refits, the profile', async () => {
+    const bytes = readFileSync(FMNIST_CNN);
+    const calibration = Array.from({ length: 2 }, (_, b) => ({
+      input: new ort.Tensor('float32', Float32Array.from({ length: 8 * 784 }, (_, i) => ((i * 7919 + b * 104729) % 1000) / 1000), [8, 1, 28, 28]),
+    }));
+    await withEnv(EXTERNAL_DATA_OVER_ENV, '100000', async () => {
+      const recipe = parseRecipe(
+        JSON.stringify({
+          steps: [
+            { pass: 'factorize.tucker', rank: 0.5, refine: true },
+            { pass: 'quantize.static', sensitivity: { minSqnrDb: 60 } },
+          ],
+          benchmark: { enabled: false, profile: true },
+        }),
+      );
+      const result = await runPipeline(decodeModel(bytes), { recipe, calibration, samples: calibration });
+      assert.ok(result.output instanceof Model);
+      const [tucker, int8] = result.report.steps;
+      assert.ok((tucker!.changes as { stats?: { layersRefitted?: number } }).stats?.layersRefitted! > 0, 'factors were refitted');
+      assert.ok(tucker!.fidelity && int8!.fidelity, 'both steps measured');
+      for (const step of result.report.steps) {
+        for (const [name, f] of Object.entries(step.fidelity)) assert.ok((f as { sqnrDb: number }).sqnrDb > 10, `${step.pass} ${name}`);
+      }
+    });
+  });
 });

@@ -3,7 +3,6 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { InvalidInputError } from '../errors.js';
 import type { Model } from '../onnx/ir.js';
-import { encodeWithOutputs } from '../runtime/capture.js';
 import { skipAlreadyQuantized, statsSchema, type PassContext } from '../pipeline/pass.js';
 import { discoverValues, type Feeds } from '../runtime/ort.js';
 import { emitChain } from './chain.js';
@@ -157,7 +156,7 @@ export async function runFactorization(method: FactorMethod, input: Model, confi
   }
 
   // ---- rewrite a copy: the plans reach its layers through the clone's maps
-  const originalBytes = config.refine && kept.length > 0 ? encodeWithOutputs(input, kept.map((p) => p.layer.output)) : null;
+  const original = config.refine && kept.length > 0 ? { model: input, outputs: kept.map((p) => p.layer.output) } : null;
   const { model, nodes: nodeOf, values: valueOf } = input.clone();
   const targets: RefitTarget[] = [];
   let before = 0;
@@ -182,11 +181,11 @@ export async function runFactorization(method: FactorMethod, input: Model, confi
   if (before > 0) log.stat('factorizedWeightsRatio', Number((after / before).toFixed(4)));
 
   // ---- refinement on calibration data
-  if (originalBytes && targets.length > 0) {
+  if (original && targets.length > 0) {
     ctx.progress(0.85, 'refitting factors on calibration data');
     if (ctx.samplesAreSynthetic) log.warn('factor refinement ran on synthetic inputs; give calibration data (--calibration) to make it meaningful');
     const batches = takeItems(await ctx.sampleInputs(), config.refineSamples);
-    const r = await refineChains(model, originalBytes, targets, batches, ctx.signal);
+    const r = await refineChains(model, original, targets, batches, ctx.signal);
     log.stat('layersRefitted', r.refitted);
     log.stat('refineSqnrBeforeDb', Number(r.before.sqnrDb.toFixed(2)));
     log.stat('refineSqnrAfterDb', Number(r.after.sqnrDb.toFixed(2)));

@@ -5,9 +5,8 @@
 import { accumulateCross, accumulateGram, mirrorUpper, solveRidge } from '../linalg/index.js';
 import { addConstant, getConstant, setConstant } from '../onnx/constants.js';
 import type { Model, Node, Value } from '../onnx/ir.js';
-import { encodeModel } from '../onnx/model-io.js';
 import { weightLayerOf } from '../onnx/weight-layers.js';
-import { encodeWithOutputs } from '../runtime/capture.js';
+import { sessionWithOutputs } from '../runtime/capture.js';
 import { tensorDims } from '../onnx/tensor-data.js';
 import { makeFloatTensor, type WeightFloatType } from '../onnx/float-weights.js';
 import { FidelityAccumulator, type Fidelity } from '../metrics/fidelity.js';
@@ -80,13 +79,13 @@ export interface RefineResult {
 /**
  * Refits the targets one after the other in graph order: each refit sees the features produced by
  * the already refitted layers before it, so errors do not compound.
- * @param originalBytes the original model with every target's output exposed (encoded before the rewrite)
+ * @param original the model before the rewrite (passes never change their input) and the values it exposes: every target's output
  */
-export async function refineChains(model: Model, originalBytes: Uint8Array, targets: RefitTarget[], batches: Feeds[], signal?: AbortSignal): Promise<RefineResult> {
+export async function refineChains(model: Model, original: { model: Model; outputs: Value[] }, targets: RefitTarget[], batches: Feeds[], signal?: AbortSignal): Promise<RefineResult> {
   const outputs = model.graph.outputs;
   const order = new Map(model.graph.nodes.map((n, i) => [n, i]));
   const sorted = [...targets].sort((a, b) => order.get(a.node)! - order.get(b.node)!);
-  const orig = await createSession(originalBytes, { graphOptimizationLevel: 'disabled' });
+  const orig = await sessionWithOutputs(original.model, original.outputs, { graphOptimizationLevel: 'disabled' });
   let before: Fidelity | undefined;
   try {
     for (const t of sorted) {
@@ -100,7 +99,7 @@ export async function refineChains(model: Model, originalBytes: Uint8Array, targ
       const T = dims[layer.outAxis!]!;
       const eq = new NormalEquations(R + (hasBias ? 1 : 0), T);
       const fid = before ? null : new FidelityAccumulator();
-      const fact = await createSession(encodeWithOutputs(model, [feature]), { graphOptimizationLevel: 'disabled' });
+      const fact = await sessionWithOutputs(model, [feature], { graphOptimizationLevel: 'disabled' });
       try {
         for (const feeds of batches) {
           if (signal?.aborted) throw signal.reason ?? new Error('aborted');
@@ -130,7 +129,7 @@ export async function refineChains(model: Model, originalBytes: Uint8Array, targ
     }
     // fidelity after, on the same batches
     const after = new FidelityAccumulator();
-    const check = await createSession(encodeModel(model), { graphOptimizationLevel: 'disabled' });
+    const check = await createSession(model, { graphOptimizationLevel: 'disabled' });
     try {
       for (const feeds of batches) {
         const ro = await orig.run(feeds);

@@ -15,7 +15,6 @@ import { join } from 'node:path';
 import { InvalidInputError, ModelpressError } from '../errors.js';
 import { getConstant, isParameterType, allConstants } from '../onnx/constants.js';
 import type { Model, Node, Value } from '../onnx/ir.js';
-import { encodeModel } from '../onnx/model-io.js';
 import { elementCount, tensorDims } from '../onnx/tensor-data.js';
 import { WEIGHT_LAYERS } from '../onnx/weight-layers.js';
 import type { ProfileEntry, ProfileReport } from '../report/schema.js';
@@ -55,11 +54,10 @@ export async function profileModel(model: Model, feeds: Feeds, opts: ProfileOpti
   // A private copy: naming nodes must not touch the caller's model.
   const { model: copy } = model.clone();
   nameUnnamedNodes(copy);
-  const bytes = encodeModel(copy);
 
   const dir = mkdtempSync(join(os.tmpdir(), 'modelpress-profile-'));
   try {
-    const session = await createSession(bytes, {
+    const session = await createSession(copy, {
       intraOpNumThreads: opts.intraOpThreads ?? 0,
       graphOptimizationLevel: opts.graphOptimizationLevel ?? 'all',
       enableProfiling: true,

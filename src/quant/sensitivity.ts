@@ -2,10 +2,10 @@
 // sensitivity loop uses to decide whether more layers must stay float.
 import type { Model, Node, Value } from '../onnx/ir.js';
 import { getConstant } from '../onnx/constants.js';
-import { encodeWithOutputs } from '../runtime/capture.js';
+import { sessionWithOutputs } from '../runtime/capture.js';
 import { FidelityAccumulator } from '../metrics/fidelity.js';
 import { measureAgainstReference } from '../eval/evaluate.js';
-import { createSession, tensorToFloat32, type Feeds } from '../runtime/ort.js';
+import { tensorToFloat32, type Feeds } from '../runtime/ort.js';
 
 export interface LayerPair {
   key: string;
@@ -18,8 +18,8 @@ export interface LayerPair {
  * models run side by side batch by batch so memory stays bounded by one batch of activations.
  */
 export async function layerSqnr(floatModel: Model, quantModel: Model, pairs: LayerPair[], feeds: Feeds[]): Promise<Map<string, number>> {
-  const fSession = await createSession(encodeWithOutputs(floatModel, pairs.map((p) => p.floatValue)), { graphOptimizationLevel: 'disabled' });
-  const qSession = await createSession(encodeWithOutputs(quantModel, pairs.map((p) => p.quantValue)), { graphOptimizationLevel: 'disabled' });
+  const fSession = await sessionWithOutputs(floatModel, pairs.map((p) => p.floatValue), { graphOptimizationLevel: 'disabled' });
+  const qSession = await sessionWithOutputs(quantModel, pairs.map((p) => p.quantValue), { graphOptimizationLevel: 'disabled' });
   const acc = new Map(pairs.map((p) => [p.key, new FidelityAccumulator()]));
   try {
     for (const f of feeds) {

@@ -1,10 +1,9 @@
 // Intermediate values of a model as onnxruntime computes them: the analysis half of every
 // data-driven pass (calibration ranges, per-layer SQNR, activation importance, least-squares
-// recovery). The model is encoded once with the requested values exposed as extra graph outputs.
+// recovery). One session per capture, with the requested values exposed as extra graph outputs.
 import { InvalidInputError } from '../errors.js';
 import type { Model, Value } from '../onnx/ir.js';
-import { encodeModelWithOutputs } from '../onnx/model-io.js';
-import { createSession, runTensorOutputs, type Feeds, type ort } from './ort.js';
+import { createSessionWithOutputs, runTensorOutputs, type Feeds, type SessionOptions, type ort } from './ort.js';
 
 export interface CaptureOptions {
   /** Graph optimizations off by default so that no requested value is fused away. */
@@ -37,8 +36,7 @@ export async function forEachCapture(
     seen.add(v);
     extra.push(v);
   }
-  const bytes = encodeWithOutputs(model, extra);
-  const session = await createSession(bytes, { graphOptimizationLevel: opts.graphOptimizationLevel ?? 'disabled' });
+  const session = await sessionWithOutputs(model, extra, { graphOptimizationLevel: opts.graphOptimizationLevel ?? 'disabled' });
   try {
     for (let b = 0; b < feedList.length; b++) {
       if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('aborted');
@@ -59,10 +57,10 @@ export async function forEachCapture(
   }
 }
 
-/** The model encoded with extra main-graph values exposed as outputs (the model itself is left unchanged). */
-export function encodeWithOutputs(model: Model, values: Value[]): Uint8Array {
+/** A session of the model with extra main-graph values exposed as outputs (the model itself is left unchanged). */
+export function sessionWithOutputs(model: Model, values: readonly Value[], opts: SessionOptions = {}): Promise<ort.InferenceSession> {
   const g = model.graph;
-  return encodeModelWithOutputs(model, [...new Set(values.filter((v) => !g.outputs.includes(v) && !g.inputs.includes(v)))]);
+  return createSessionWithOutputs(model, [...new Set(values.filter((v) => !g.outputs.includes(v) && !g.inputs.includes(v)))], opts);
 }
 
 /** Convenience for small captures: every batch's tensors of the requested values, in batch order. */

@@ -216,6 +216,11 @@ export interface DiscoveredValue {
  * What onnxruntime tells about every intermediate value of the main graph: the model is run once
  * with all of them exposed as outputs (graph optimizations off so nothing is fused away).
  */
+/** A session of `model` with `extra` main-graph values exposed as outputs; past 2 GB it goes to onnxruntime by path, like createSession. */
+export async function createSessionWithOutputs(model: Model, extra: readonly Value[], opts: SessionOptions = {}): Promise<ort.InferenceSession> {
+  return createFromProto(exportModelWithOutputs(model, extra), opts);
+}
+
 export async function discoverValues(model: Model, feedList: Feeds | Feeds[]): Promise<Map<Value, DiscoveredValue>> {
   const runs = Array.isArray(feedList) ? feedList : [feedList];
   const g = model.graph;
@@ -231,7 +236,7 @@ export async function discoverValues(model: Model, feedList: Feeds | Feeds[]): P
     }
   }
   const out = new Map<Value, DiscoveredValue>();
-  const session = await createFromProto(exportModelWithOutputs(model, extra), { graphOptimizationLevel: 'disabled' });
+  const session = await createSessionWithOutputs(model, extra, { graphOptimizationLevel: 'disabled' });
   try {
     for (const feeds of runs) {
       const results = await runTensorOutputs(session, feeds);
