@@ -5,7 +5,7 @@ import { InvalidInputError, throwIfAborted, toModelpressError } from '../errors.
 import { FidelityAccumulator } from '../metrics/fidelity.js';
 import { AgreementAccumulator, METRIC_NAMES, TaskAccumulator, type MetricName } from '../metrics/task.js';
 import type { EvaluationResult } from '../report/schema.js';
-import { createSession, tensorToFloat32, type Feeds, type ModelSource } from '../runtime/ort.js';
+import { createSession, itemsOf, rowsOf, tensorToFloat32, type Feeds, type ModelSource } from '../runtime/ort.js';
 
 export interface EvaluateOptions {
   /** One label per sample, in sample order (integer classes or float targets). */
@@ -44,7 +44,7 @@ export async function evaluateModels(
 ): Promise<EvaluationResult & { referenceOutputs?: Feeds[] }> {
   const metrics = opts.metrics ?? (opts.labels ? defaultMetrics(opts.labels) : []);
   for (const m of metrics) if (!METRIC_NAMES.includes(m)) throw new InvalidInputError(`unknown metric '${m}'; known: ${METRIC_NAMES.join(', ')}`);
-  const total = opts.total ?? (Array.isArray(batches) ? (batches as Feeds[]).reduce((s, f) => s + (Object.values(f)[0]?.dims[0] ?? 1), 0) : NaN);
+  const total = opts.total ?? (Array.isArray(batches) ? itemsOf(batches as Feeds[]) : NaN);
   if (opts.labels && opts.labels.length < total) {
     throw new InvalidInputError(`${opts.labels.length} labels for ${total} samples`);
   }
@@ -81,7 +81,7 @@ export async function evaluateModels(
         if (keptBytes <= opts.keepReferenceBytes!) kept.push(ref);
         else kept = null;
       }
-      const rows = Object.values(feeds)[0]?.dims[0] ?? 1;
+      const rows = rowsOf(feeds);
       for (const [name, r] of Object.entries(ref)) {
         const c = cand[name];
         if (!c || r.type === 'string') continue; // fidelity is numeric; a compression never rewrites strings

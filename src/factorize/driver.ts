@@ -4,7 +4,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { InvalidInputError } from '../errors.js';
 import type { Model } from '../onnx/ir.js';
 import { skipAlreadyQuantized, statsSchema, type PassContext } from '../pipeline/pass.js';
-import { discoverValues, type Feeds } from '../runtime/ort.js';
+import { discoverValues, rowsOf, type Feeds } from '../runtime/ort.js';
 import { emitChain } from './chain.js';
 import { cpPlan, svdPlan, tuckerPlan, type ChainPlan } from './decompose.js';
 import { LAYER_RULES, type FactorMethod, type Layer } from './layers.js';
@@ -89,7 +89,7 @@ function takeItems(batches: Feeds[], items: number): Feeds[] {
   for (const b of batches) {
     if (n >= items) break;
     out.push(b);
-    n += Object.values(b)[0]?.dims[0] ?? 1;
+    n += rowsOf(b);
   }
   return out;
 }

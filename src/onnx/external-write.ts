@@ -146,12 +146,13 @@ export function writeModelWithExternalData(model: Model | ModelProto, outPath: s
  * otherwise with external data (`reason` says why, for the log).
  */
 export function writeModelFile(model: Model, outPath: string, opts: { externalData?: boolean } & ExternalDataOptions = {}): WrittenModel & { reason?: string } {
-  const over = needsExternalData(model);
+  const proto = exportModel(model);
+  const over = needsExternalData(proto);
   if (!opts.externalData && !over) {
-    const bytes = encodeModelProto(exportModel(model));
+    const bytes = encodeModelProto(proto);
     writeFileSync(outPath, bytes);
     return { modelPath: outPath, protoBytes: bytes.length, dataBytes: 0, externalTensors: 0 };
   }
   const reason = over ? `its tensors hold more than ${externalDataThreshold()} bytes, past what one protobuf can encode (2 GB)` : 'external data was asked for';
-  return { ...writeModelWithExternalData(model, outPath, opts), reason };
+  return { ...writeModelWithExternalData(proto, outPath, opts), reason };
 }

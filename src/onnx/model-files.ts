@@ -2,7 +2,7 @@
 // its external data read from inside its directory, and in the form onnxruntime will take.
 import { needsExternalData } from './external-write.js';
 import type { Model } from './ir.js';
-import { decodeModel, decodeModelWithFiles, encodeModel } from './model-io.js';
+import { decodeModel, decodeModelWithFiles, encodeModelProto, exportModel } from './model-io.js';
 
 export interface LoadedModel {
   model: Model;
@@ -18,10 +18,11 @@ export function loadModelWithFiles(bytes: Uint8Array, root: string): LoadedModel
   const { model, externalBytes } = decodeModelWithFiles(bytes, root);
   if (externalBytes === 0) return { model, source: bytes, sizeBytes: bytes.length, externalBytes };
   const sizeBytes = bytes.length + externalBytes;
-  if (needsExternalData(model)) return { model, source: model, sizeBytes, externalBytes };
+  const proto = exportModel(model);
+  if (needsExternalData(proto)) return { model, source: model, sizeBytes, externalBytes };
   // Encoded once for onnxruntime; the model is decoded again as views into those bytes, so the
   // weights are held once, not twice.
-  const encoded = encodeModel(model);
+  const encoded = encodeModelProto(proto);
   return { model: decodeModel(encoded), source: encoded, sizeBytes, externalBytes };
 }
 

@@ -18,26 +18,19 @@ import { Graph, Model, Node, Value } from './ir.js';
 import { loadExternalData } from './external-data.js';
 import { assertNoExternalData } from './safety.js';
 
-export interface ProtoDecodeOptions {
-  /**
-   * The directory the model's files came in (the .onnx file's directory, an unpacked bundle):
-   * external data is read from files inside it. Without it, a model with external data is refused.
-   */
-  externalDataRoot?: string;
-}
-
-export interface DecodeOptions extends ProtoDecodeOptions {
+export interface DecodeOptions {
   /** Accept nodes in domains onnxruntime does not know (default false: reject with a clear error). */
   allowUnknownDomains?: boolean;
 }
 
-/** Parses ONNX bytes into a ModelProto, turning protobuf failures into clear errors. */
-export function decodeModelProto(bytes: Uint8Array, opts: ProtoDecodeOptions = {}): ModelProto {
+/**
+ * Parses ONNX bytes that came alone into a ModelProto, turning protobuf failures into clear errors.
+ * With no directory to read from, a tensor that points at a file is refused: no path from a model
+ * reaches onnxruntime or our readers (a model with its files goes through decodeModelWithFiles).
+ */
+export function decodeModelProto(bytes: Uint8Array): ModelProto {
   const proto = parseModelProto(bytes);
-  // Every decode goes through here, so no path from a model reaches onnxruntime or our readers:
-  // external data is either read now, from inside the given root only, or refused.
-  if (opts.externalDataRoot !== undefined) loadExternalData(proto, opts.externalDataRoot);
-  else assertNoExternalData(proto);
+  assertNoExternalData(proto);
   return proto;
 }
 
@@ -45,7 +38,7 @@ export function decodeModelProto(bytes: Uint8Array, opts: ProtoDecodeOptions = {
 export function decodeModelWithFiles(
   bytes: Uint8Array,
   root: string,
-  opts: Omit<DecodeOptions, 'externalDataRoot'> & { readExternalData?: boolean } = {},
+  opts: DecodeOptions & { readExternalData?: boolean } = {},
 ): { model: Model; externalBytes: number } {
   const proto = parseModelProto(bytes);
   const externalBytes = loadExternalData(proto, root, { read: opts.readExternalData !== false });
@@ -79,16 +72,11 @@ export function encodeModelProto(proto: ModelProto): Uint8Array {
 }
 
 export function decodeModel(bytes: Uint8Array, opts: DecodeOptions = {}): Model {
-  return importModel(decodeModelProto(bytes, opts), opts);
+  return importModel(decodeModelProto(bytes), opts);
 }
 
 export function encodeModel(model: Model): Uint8Array {
   return encodeModelProto(exportModel(model));
-}
-
-/** The model encoded with `extra` main-graph values listed as graph outputs after its own; the model itself is not touched. */
-export function encodeModelWithOutputs(model: Model, extra: readonly Value[]): Uint8Array {
-  return encodeModelProto(exportModelWithOutputs(model, extra));
 }
 
 /** The exported proto with `extra` main-graph values listed as graph outputs after its own. */

@@ -8,7 +8,7 @@ import { decodeModel } from '../onnx/model-io.js';
 import { repairOnImport } from '../onnx/import-repair.js';
 import { weightLayerTypes } from '../onnx/float-weights.js';
 import { verifyModel } from '../onnx/verify.js';
-import { runtimeSource, sha256Of, sizeOf, syntheticInputs, type Feeds, type ModelSource, type SyntheticInputOptions } from '../runtime/ort.js';
+import { itemsOf, runtimeSource, sha256Of, sizeOf, syntheticInputs, type Feeds, type ModelSource, type SyntheticInputOptions } from '../runtime/ort.js';
 import { probeInputShapes } from '../runtime/input-shapes.js';
 import { environment } from '../report/environment.js';
 import type { CompressionReport, LatencyStats, StageMetrics, StepReport } from '../report/schema.js';
@@ -78,8 +78,6 @@ function assertTensorInterface(model: Model): void {
     throw new UnsupportedModelError(`${list}: onnxruntime-node feeds and returns tensors only, so the model cannot be run to measure a step; inspect works, compression needs tensor inputs and outputs`);
   }
 }
-
-const itemsOf = (batches: readonly Feeds[]) => batches.reduce((s, f) => s + (Object.values(f)[0]?.dims[0] ?? 1), 0);
 
 /** The original's outputs on the fidelity samples are kept for the steps' comparisons up to this size. */
 const REFERENCE_CACHE_BYTES = 256 * 2 ** 20;

@@ -9,13 +9,18 @@ import { float16ArrayToFloat32 } from '../onnx/float16.js';
 import { DataType as DT, ORT_TYPE_OF, dtypeFromOrtType, dtypeName } from '../onnx/dtypes.js';
 import { Model, type Value } from '../onnx/ir.js';
 import { float32ToFloat16Bits } from '../onnx/float16.js';
-import { decodeModel, encodeModel, encodeModelProto, exportModel, exportModelWithOutputs } from '../onnx/model-io.js';
+import { decodeModel, encodeModelProto, exportModel, exportModelWithOutputs } from '../onnx/model-io.js';
 import { contentSha256, encodedSize, needsExternalData, writeModelWithExternalData } from '../onnx/external-write.js';
 import { HINTS, assertTensorFits, maxTensorBytes } from '../onnx/budget.js';
 import { dimRole, firstSize } from './dim-roles.js';
 
 export { ort };
 export type Feeds = Record<string, ort.Tensor>;
+
+/** Samples a batch holds: the leading dim of its first input (1 when that input is a scalar). */
+export const rowsOf = (feeds: Feeds): number => Object.values(feeds)[0]?.dims[0] ?? 1;
+/** Samples a list of batches holds. */
+export const itemsOf = (batches: readonly Feeds[]): number => batches.reduce((s, f) => s + rowsOf(f), 0);
 
 /** Load failures that say the model is valid but this onnxruntime has no kernel or support for it. */
 const MISSING_KERNEL_TEXT = /Could not find an implementation|NOT_IMPLEMENTED|not (yet )?supported|Unsupported (model IR version|ONNX opset|data type)|opset .* is (under development|not supported)/i;
@@ -41,7 +46,10 @@ export const sizeOf = (source: ModelSource): number => (source instanceof Model 
 export const sha256Of = (source: ModelSource): string => (source instanceof Model ? contentSha256(source) : createHash('sha256').update(source).digest('hex'));
 
 /** What runs the model in onnxruntime: its bytes, or the model itself when it is too large to encode as one protobuf. */
-export const runtimeSource = (model: Model): ModelSource => (needsExternalData(model) ? model : encodeModel(model));
+export function runtimeSource(model: Model): ModelSource {
+  const proto = exportModel(model);
+  return needsExternalData(proto) ? model : encodeModelProto(proto);
+}
 
 export async function createSession(source: ModelSource, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
   if (!(source instanceof Model)) return createFrom(source, opts);
@@ -212,15 +220,15 @@ export interface DiscoveredValue {
   maxAbs?: number;
 }
 
-/**
- * What onnxruntime tells about every intermediate value of the main graph: the model is run once
- * with all of them exposed as outputs (graph optimizations off so nothing is fused away).
- */
 /** A session of `model` with `extra` main-graph values exposed as outputs; past 2 GB it goes to onnxruntime by path, like createSession. */
 export async function createSessionWithOutputs(model: Model, extra: readonly Value[], opts: SessionOptions = {}): Promise<ort.InferenceSession> {
   return createFromProto(exportModelWithOutputs(model, extra), opts);
 }
 
+/**
+ * What onnxruntime tells about every intermediate value of the main graph: the model is run once
+ * with all of them exposed as outputs (graph optimizations off so nothing is fused away).
+ */
 export async function discoverValues(model: Model, feedList: Feeds | Feeds[]): Promise<Map<Value, DiscoveredValue>> {
   const runs = Array.isArray(feedList) ? feedList : [feedList];
   const g = model.graph;
