@@ -20,6 +20,7 @@ const SRC = join(root, 'src');
 const MAY_IMPORT: Record<string, string[]> = {
   '(root)': [],
   linalg: ['(root)'],
+  bundles: ['(root)'],
   onnx: ['(root)', 'linalg'],
   runtime: ['(root)', 'onnx'],
   metrics: ['(root)', 'linalg', 'onnx'],
@@ -33,9 +34,9 @@ const MAY_IMPORT: Record<string, string[]> = {
   factorize: ['(root)', 'linalg', 'onnx', 'runtime', 'metrics', 'data', 'measure', 'eval', 'pipeline/pass'],
   passes: ['(root)', 'linalg', 'onnx', 'runtime', 'metrics', 'data', 'measure', 'eval', 'pipeline/pass', 'quant', 'prune', 'factorize'],
   pipeline: ['(root)', 'onnx', 'runtime', 'metrics', 'data', 'measure', 'eval', 'report', 'pipeline/pass', 'passes'],
-  service: ['(root)', 'onnx', 'runtime', 'metrics', 'data', 'measure', 'eval', 'report', 'pipeline/pass', 'passes', 'pipeline'],
-  cli: ['(root)', 'linalg', 'onnx', 'runtime', 'metrics', 'data', 'measure', 'eval', 'report', 'pipeline/pass', 'passes', 'pipeline', 'service'],
-  bench: ['(root)', 'linalg', 'onnx', 'runtime', 'metrics', 'data', 'measure', 'eval', 'report', 'pipeline/pass', 'passes', 'pipeline', 'quant', 'prune', 'factorize', 'service', 'cli'],
+  service: ['(root)', 'bundles', 'onnx', 'runtime', 'metrics', 'data', 'measure', 'eval', 'report', 'pipeline/pass', 'passes', 'pipeline'],
+  cli: ['(root)', 'linalg', 'bundles', 'onnx', 'runtime', 'metrics', 'data', 'measure', 'eval', 'report', 'pipeline/pass', 'passes', 'pipeline', 'service'],
+  bench: ['(root)', 'linalg', 'bundles', 'onnx', 'runtime', 'metrics', 'data', 'measure', 'eval', 'report', 'pipeline/pass', 'passes', 'pipeline', 'quant', 'prune', 'factorize', 'service', 'cli'],
 };
 
 /** Files allowed past the size limit: each is one cohesive table. */

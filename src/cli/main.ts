@@ -48,7 +48,10 @@ MAX_RECIPE_BYTES, JOB_TIMEOUT_MS, WORKER_CONCURRENCY, RATE_LIMIT_JOBS_PER_MINUTE
   modelpress keys create <name>   create an owner and an API key (printed as the last line)
 
 options:
-  model.onnx   its external data files (if any) are read from the model's directory only
+  model.onnx   its external data files (if any) are read from the model's directory only; or a bundle
+               (.zip, .tar, .tar.gz: one .onnx at the top and its data files), unpacked into a
+               private temp dir under TMPDIR (at most MAX_UNPACKED_BYTES; default 4× the bundle,
+               at least 1 GiB) and removed once the model is read
   --external-data  write <out.onnx> plus one data file <out.onnx>.data (automatic for models over 2 GB;
                also the recipe's "output": {"externalData": true})
   --data       representative inputs (.npz keyed by input name, .npy for one-input models, .json,
@@ -114,7 +117,7 @@ function positiveInt(v: unknown, flag: string, fallback: number): number {
 async function cmdInspect(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, { json: { type: 'boolean' } });
   if (positionals.length !== 1) throw new UsageError('inspect takes exactly one model path');
-  const file = loadModelFileMetadata(positionals[0]!);
+  const file = await loadModelFileMetadata(positionals[0]!);
   const summary = summarizeModel(file.model, file.sizeBytes);
   process.stdout.write(values.json ? `${toJson(summary)}\n` : `${formatSummary(summary)}\n`);
 }
@@ -144,7 +147,7 @@ async function cmdCompress(argv: string[]): Promise<void> {
   // Everything is validated before any work starts.
   const recipe = parseRecipe(new TextDecoder().decode(readBytes(values.recipe as string, 'recipe')));
   const modelPath = positionals[0]!;
-  const { model, source } = loadModelFile(modelPath);
+  const { model, source } = await loadModelFile(modelPath);
   const synthetic = syntheticOptions(values);
   assertModelFitsBudget(model);
   const batchesOf = (path: string) => {
@@ -251,7 +254,8 @@ async function cmdBench(argv: string[]): Promise<void> {
   });
   if (positionals.length < 1 || positionals.length > 2) throw new UsageError('bench takes one model, or two to compare side by side');
   const paths = positionals as string[];
-  const files = paths.map((p) => loadModelFile(p));
+  const files: Awaited<ReturnType<typeof loadModelFile>>[] = [];
+  for (const p of paths) files.push(await loadModelFile(p)); // one at a time: a bundle's temp dir is gone before the next
   const models = files.map((f) => f.source);
   const reference = files[0]!.model;
   assertModelFitsBudget(reference);
@@ -325,7 +329,8 @@ async function cmdEval(argv: string[]): Promise<void> {
   });
   if (positionals.length !== 2) throw new UsageError('eval takes a reference and a candidate model');
   if (!values.data) throw new UsageError('eval needs --data <inputs>');
-  const [ref, cand] = positionals.map((p) => loadModelFile(p)) as [ReturnType<typeof loadModelFile>, ReturnType<typeof loadModelFile>];
+  const ref = await loadModelFile(positionals[0]!);
+  const cand = await loadModelFile(positionals[1]!);
   const reference = ref.model;
   assertModelFitsBudget(reference);
   assertModelFitsBudget(cand.model);

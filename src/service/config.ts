@@ -2,6 +2,7 @@
 import { existsSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { UNPACKED_PER_PACKED_BYTE } from '../bundles/unpack.js';
 import { InvalidInputError } from '../errors.js';
 
 export interface ServiceConfig {
@@ -97,8 +98,7 @@ export function loadConfig(env: Env = process.env): ServiceConfig {
   // default: three quarters of this machine's memory, shared by the jobs one worker runs at once
   const defaultJobMemoryMb = Math.floor((0.75 * totalmem()) / 2 ** 20 / config.workerConcurrency);
   config.jobMemoryMb = intVar(env, 'JOB_MEMORY_MB', defaultJobMemoryMb, 0, 1024 * 1024, problems);
-  // a bundle's weights barely compress, so 4× the upload limit is room for any real one
-  config.maxUnpackedBytes = intVar(env, 'MAX_UNPACKED_BYTES', 4 * config.maxUploadBytes, 1, Number.MAX_SAFE_INTEGER, problems);
+  config.maxUnpackedBytes = intVar(env, 'MAX_UNPACKED_BYTES', UNPACKED_PER_PACKED_BYTE * config.maxUploadBytes, 1, Number.MAX_SAFE_INTEGER, problems);
   if (!/^[A-Za-z0-9_-]{1,100}$/.test(config.queueName)) problems.push('MODELPRESS_QUEUE: letters, digits, _ and - only');
   if (problems.length > 0) throw new InvalidInputError(`invalid service configuration:\n  ${problems.join('\n  ')}`, { details: problems });
   return config;

@@ -10,13 +10,10 @@ import { writeModelFile } from '../../onnx/external-write.js';
 import { loadModelWithFiles, type LoadedModel } from '../../onnx/model-files.js';
 import { Model } from '../../onnx/ir.js';
 import type { PipelineResult } from '../../pipeline/pipeline.js';
-import { sniffUpload, unpackBundle } from '../bundles/unpack.js';
-import { writeTar } from '../bundles/tar.js';
+import { MAX_BUNDLE_ENTRIES, sniffUpload, unpackBundle } from '../../bundles/unpack.js';
+import { writeTar } from '../../bundles/tar.js';
 import type { ArtifactFormat } from '../jobs/service.js';
 import type { RunMessage } from './protocol.js';
-
-/** Entries a bundle may hold: a model and its data files, with room for folders. */
-const MAX_BUNDLE_ENTRIES = 10_000;
 
 export async function openJobModel(msg: RunMessage): Promise<LoadedModel> {
   const kind = sniffUpload(msg.modelPath);

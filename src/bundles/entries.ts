@@ -4,7 +4,7 @@
 // devices, no FIFOs, so the directory holds only what the external-data resolver may read.
 import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { InvalidInputError } from '../../errors.js';
+import { InvalidInputError } from '../errors.js';
 
 export interface UnpackLimits {
   /** The most bytes all entries may unpack to together. */
@@ -13,6 +13,10 @@ export interface UnpackLimits {
 }
 
 export const refuse = (message: string) => new InvalidInputError(`bundle: ${message}`);
+
+/** The refusal for a bundle past maxTotalBytes, with the setting that raises the limit. */
+export const overLimit = (limit: number, bytes?: number) =>
+  refuse(`unpacks to ${bytes === undefined ? 'more than' : `${bytes} bytes, more than`} ${limit} bytes, the limit for a bundle (MAX_UNPACKED_BYTES raises it)`);
 
 /** The entry's path, normalized, or a refusal: relative, no `..`, `.` or empty segments, no backslash, no NUL. */
 export function entryPath(raw: string): string {
@@ -58,7 +62,7 @@ export class BundleWriter {
     const name = entryPath(raw);
     if (name === '') throw refuse('an entry without a name');
     this.claim(name);
-    const over = () => refuse(`unpacks to more than ${this.limits.maxTotalBytes} bytes (the limit for a bundle)`);
+    const over = () => overLimit(this.limits.maxTotalBytes);
     if (this.total + declaredBytes > this.limits.maxTotalBytes) throw over();
     const path = join(this.root, name);
     await mkdir(dirname(path), { recursive: true });

@@ -1,16 +1,24 @@
-// Unpacking an uploaded model bundle (.tar, .tar.gz, .zip: one .onnx plus its external data files)
-// into a private directory: what the upload is (by its magic bytes), the zip reader, and the check
+// Unpacking a model bundle (.tar, .tar.gz, .zip: one .onnx plus its external data files), uploaded
+// to the service or given to the CLI, into a private directory: what the upload is (by its magic bytes), the zip reader, and the check
 // that exactly one model sits at the top. The entry rules are in entries.ts, the tar reader in tar.ts.
 import { closeSync, createReadStream, openSync, readSync, fstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { createGunzip, createInflateRaw, crc32 } from 'node:zlib';
-import { BundleWriter, refuse, type UnpackLimits } from './entries.js';
+import { BundleWriter, overLimit, refuse, type UnpackLimits } from './entries.js';
 import { parseTar } from './tar.js';
 
 export type { UnpackLimits };
 
 export type UploadKind = 'onnx' | 'tar' | 'tar.gz' | 'zip';
+
+/** Entries a bundle may hold: a model and its data files, with room for folders. */
+export const MAX_BUNDLE_ENTRIES = 10_000;
+/**
+ * A bundle's weights barely compress, so it may unpack to 4× its packed size (the service's upload
+ * limit, the CLI's bundle file) and no more: zip bombs stop there. MAX_UNPACKED_BYTES overrides it.
+ */
+export const UNPACKED_PER_PACKED_BYTE = 4;
 
 /** What the bytes are, by their magic numbers (never by a file name). */
 export function sniffUpload(path: string): UploadKind {
@@ -167,7 +175,7 @@ async function unpackZip(path: string, out: BundleWriter, limits: UnpackLimits):
     closeSync(fd);
   }
   const declared = entries.reduce((s, e) => s + e.size, 0);
-  if (declared > limits.maxTotalBytes) throw refuse(`unpacks to ${declared} bytes, more than the limit of ${limits.maxTotalBytes}`);
+  if (declared > limits.maxTotalBytes) throw overLimit(limits.maxTotalBytes, declared);
   for (const [i, e] of entries.entries()) {
     if (e.name.endsWith('/')) {
       await out.directory(e.name);
