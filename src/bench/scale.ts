@@ -25,13 +25,14 @@ const CLI = join(ROOT, 'dist/src/cli/main.js');
 const PYTHON = '/usr/bin/python3';
 const GB = 1e9;
 
-type FixtureId = 'resnet50' | 'bert' | 'decoder';
+type FixtureId = 'resnet50' | 'bert' | 'decoder' | 'over2gb';
 
 /** The model files each generator script writes, by size. */
 const FIXTURES: Record<FixtureId, { script: string; name: (small: boolean) => string }> = {
   resnet50: { script: 'resnet50.py', name: (s) => (s ? 'resnet50-small' : 'resnet50') },
   bert: { script: 'bert.py', name: (s) => (s ? 'bert-small' : 'bert-base') },
   decoder: { script: 'decoder.py', name: (s) => (s ? 'decoder-small' : 'decoder-406m') },
+  over2gb: { script: 'over2gb.py', name: (s) => (s ? 'over2gb-small' : 'over2gb') },
 };
 
 interface ScaleCase {
@@ -99,6 +100,22 @@ export const SCALE_CASES: ScaleCase[] = [
     target: '≥350M decoder int4 weights (MatMulNBits)',
     fixture: 'decoder',
     args: compress('recipes/int4-weights.json', 'eval'),
+    maxSeconds: 600,
+    maxRss: { timesModel: 2.5 },
+  },
+  // Past 2 GB (9 MatMuls, 2.2 GB, only as .onnx + .onnx.data): inspect checks the data file but
+  // reads none of it, so it must stay as small as for the decoder.
+  { id: 'over2gb-inspect', target: 'inspect the 2.2 GB model past the protobuf limit', fixture: 'over2gb', args: ['inspect'], maxSeconds: 10, maxRss: { bytes: 1 * GB } },
+  // Whatever onnxruntime runs, past 2 GB: decode from external data, sessions on the original (range
+  // check, baseline, fidelity, benchmark) and the result, and the result written back as external data
+  // without being asked. convert.fp16 with every op blocked rewrites nothing, so the output stays
+  // past 2 GB. RSS: the weights once in JS, once in onnxruntime, plus room for its working copy.
+  {
+    id: 'over2gb-roundtrip',
+    target: 'compress the 2.2 GB model to a result past 2 GB (external data written automatically)',
+    fixture: 'over2gb',
+    args: compress('{dir}/recipes/over2gb-roundtrip.json', 'eval'),
+    recipe: { name: 'over2gb-roundtrip', steps: [{ pass: 'convert.fp16', extraBlockedOps: ['MatMul', 'Relu'] }] },
     maxSeconds: 600,
     maxRss: { timesModel: 2.5 },
   },
