@@ -1,6 +1,7 @@
 // Unpacking a model bundle (.tar, .tar.gz, .zip: one .onnx plus its external data files), uploaded
-// to the service or given to the CLI, into a private directory: what the upload is (by its magic bytes), the zip reader, and the check
-// that exactly one model sits at the top. The entry rules are in entries.ts, the tar reader in tar.ts.
+// to the service or given to the CLI, into a private directory: what the file is (by its magic
+// bytes), the zip reader, and the check that exactly one model sits at the top. The entry rules are
+// in entries.ts, the tar reader in tar.ts.
 import { closeSync, createReadStream, openSync, readSync, fstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
