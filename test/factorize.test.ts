@@ -16,8 +16,8 @@ import { ort, runOnce, seededRandom, tensorToFloat32, type Feeds } from '../src/
 import { batchesFromArrays, readArraysFile, readLabelsFile } from '../src/data/samples.js';
 import { evaluateModels } from '../src/eval/evaluate.js';
 import { evbmfRank } from '../src/factorize/vbmf.js';
-import { energyRank, RANK_SELECTORS, RankSchema, rankSelector, roundRank, type RankSpec } from '../src/factorize/rank.js';
-import { leadingModeVectors, tensor } from '../src/linalg/index.js';
+import { energyRank, RANK_SELECTORS, RankSchema, rankSelector, roundRank, tuckerFractionRanks, type RankSpec } from '../src/factorize/rank.js';
+import { hooi, leadingModeVectors, tensor } from '../src/linalg/index.js';
 import type { ChangeLog } from '../src/pipeline/pass.js';
 import type { FactorizeStats } from '../src/factorize/driver.js';
 import { FMNIST, MODELS, ROOT, feedsFor, passContext } from './helpers.js';
@@ -217,6 +217,23 @@ describe('factorize.tucker', () => {
       const chain = chainOf(model, name);
       const want = expect.map((r) => roundRank(r, 8, 64, 'up'));
       assert.deepEqual(tensorDims(getConstant(chain[1]!.inputs[1])!).slice(0, 2), want, `${JSON.stringify(spec)} ranks`);
+    }
+  });
+
+  it('HOOI on the fmnist CNN\'s conv weights: the stopping rule ends within 0.05% of the converged error', () => {
+    const model = decodeModel(readFileSync(MODELS.fmnist));
+    const convs = model.graph.nodes.filter((n) => n.opType === 'Conv' && n.getInts('kernel_shape', [])[0] === 3 && n.name !== '/stem/conv/Conv');
+    assert.ok(convs.length >= 8);
+    for (const node of convs) {
+      const w = getConstant(node.inputs[1])!;
+      const t = tensor(tensorDims(w), readFloat32(w));
+      const [cout, cin] = t.dims as [number, number];
+      const [rOut, rIn] = tuckerFractionRanks(cout, cin, 9, 0.5).map((r, i) => roundRank(r, 8, t.dims[i]!));
+      const ranks = new Map([[0, rOut!], [1, rIn!]]);
+      const fast = hooi(t, ranks, { maxIterations: 10 });
+      const converged = hooi(t, ranks, { maxIterations: 40, tolerance: 0 });
+      assert.ok(fast.iterations < converged.iterations, `${node.name}: ${fast.iterations} vs ${converged.iterations} sweeps`);
+      assert.ok(fast.relativeError < converged.relativeError * 1.0005, `${node.name}: error ${fast.relativeError} vs ${converged.relativeError}`);
     }
   });
 

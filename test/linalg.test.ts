@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
-  accumulateCross, accumulateGram, choleskyInPlace, choleskySolveInPlace, cpAls, frobeniusNorm, gaussianMatrix, gramCols, gramRows, hooi, hosvd,
+  accumulateCross, accumulateGram, choleskyInPlace, choleskySolveInPlace, cpAls, frobeniusNorm, gaussianMatrix, gemmAccumulate, gramCols, gramRows, hooi, hosvd,
   inverseUpperCholesky, matmul, matmulNT, matmulTN, mirrorUpper, qr, randomizedSvd, reconstruct, reconstructTucker, singularValues, solveRidge,
-  subtract, symmetricEigen, tensor, transpose, truncatedSvd, unfold, fold, modeProduct, type Matrix,
+  sliceCols, subtract, symmetricEigen, tensor, transpose, truncatedSvd, unfold, fold, modeProduct, type Matrix, type Tensor,
 } from '../src/linalg/index.js';
 
 function orthonormalityError(q: Matrix): number {
@@ -32,6 +32,38 @@ describe('linalg: products, QR, eigen', () => {
     }
     assert.ok(frobeniusNorm(subtract(matmulTN(transpose(a), b), c)) < 1e-12);
     assert.ok(frobeniusNorm(subtract(matmulNT(a, transpose(b)), c)) < 1e-12);
+  });
+
+  it('gemmAccumulate: blocks inside larger arrays, across panel edges and remainders, sums in the plain i-k-j order', () => {
+    // 9 rows (4 + 4 + 1), k = 135 (> one 128-row panel, k % 4 = 3), n = 261 (> one 256-column panel)
+    const [m, k, n] = [9, 135, 261];
+    const a = gaussianMatrix(m, k, 40);
+    const b = gaussianMatrix(k, n, 41);
+    /** C + A·B as the unblocked loop sums it: groups of four products, then the rest. */
+    const reference = (c: Float64Array): Float64Array => {
+      const out = Float64Array.from(c);
+      const k4 = k - (k % 4);
+      for (let i = 0; i < m; i++) {
+        const ai = (q: number) => a.data[i * k + q]!;
+        const bj = (q: number, j: number) => b.data[q * n + j]!;
+        for (let p = 0; p < k4; p += 4) for (let j = 0; j < n; j++) out[i * n + j] += ai(p) * bj(p, j) + ai(p + 1) * bj(p + 1, j) + ai(p + 2) * bj(p + 2, j) + ai(p + 3) * bj(p + 3, j);
+        for (let p = k4; p < k; p++) for (let j = 0; j < n; j++) out[i * n + j] += ai(p) * bj(p, j);
+      }
+      return out;
+    };
+    assert.deepEqual(matmul(a, b).data, reference(new Float64Array(m * n)));
+    // accumulating into a block of a larger array, reading blocks of larger arrays
+    const c0 = gaussianMatrix(m, n, 42).data;
+    const [ao, bo, co] = [3, 5, 7];
+    const A = new Float64Array(ao + m * k + 2);
+    A.set(a.data, ao);
+    const B = new Float64Array(bo + k * n + 2);
+    B.set(b.data, bo);
+    const C = new Float64Array(co + m * n + 2).fill(-1);
+    C.set(c0, co);
+    gemmAccumulate(C, co, A, ao, B, bo, m, k, n);
+    assert.deepEqual(C.subarray(co, co + m * n), reference(c0));
+    assert.deepEqual([...C.subarray(0, co), ...C.subarray(co + m * n)], new Array(9).fill(-1));
   });
 
   it('Householder QR: Q orthonormal, R upper, QR = A', () => {
@@ -89,15 +121,56 @@ describe('linalg: SVD', () => {
   });
 });
 
+const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
+  let e = 0;
+  for (let i = 0; i < a.length; i++) e = Math.max(e, Math.abs(a[i]! - b[i]!));
+  return e;
+};
+
+/** T ×ₙ M element by element: out[…, j, …] = Σᵢ M[j, i] T[…, i, …]. */
+function definitionModeProduct(t: Tensor, mode: number, m: Matrix): Tensor {
+  const size = t.dims[mode]!;
+  const outer = t.dims.slice(0, mode).reduce((x, y) => x * y, 1);
+  const inner = t.dims.slice(mode + 1).reduce((x, y) => x * y, 1);
+  const out = tensor(t.dims.map((d, i) => (i === mode ? m.rows : d)));
+  for (let o = 0; o < outer; o++) for (let j = 0; j < m.rows; j++) for (let i = 0; i < size; i++) for (let p = 0; p < inner; p++) {
+    out.data[(o * m.rows + j) * inner + p] += m.data[j * size + i]! * t.data[(o * size + i) * inner + p]!;
+  }
+  return out;
+}
+
+/** HOOI as the textbook writes it: HOSVD start, then every sweep projects, decomposes each mode's unfolding and forms the full core. */
+function textbookHooi(t: Tensor, ranks: Map<number, number>, sweeps: number): { errors: number[]; factors: Map<number, Matrix> } {
+  const lead = (y: Tensor, mode: number) => sliceCols(symmetricEigen(gramRows(unfold(y, mode))).vectors, 0, ranks.get(mode)!);
+  const factors = new Map([...ranks.keys()].map((mode) => [mode, lead(t, mode)]));
+  const error = () => {
+    let core = t;
+    for (const [mode, u] of factors) core = definitionModeProduct(core, mode, transpose(u));
+    return Math.sqrt(Math.max(0, frobeniusNorm(t.data) ** 2 - frobeniusNorm(core.data) ** 2)) / frobeniusNorm(t.data);
+  };
+  const errors = [error()];
+  for (let s = 0; s < sweeps; s++) {
+    for (const mode of ranks.keys()) {
+      let y = t;
+      for (const [m2, u] of factors) if (m2 !== mode) y = definitionModeProduct(y, m2, transpose(u));
+      factors.set(mode, lead(y, mode));
+    }
+    errors.push(error());
+  }
+  return { errors, factors };
+}
+
 describe('linalg: tensors', () => {
-  it('unfold/fold round trip and mode product matches the unfolded product', () => {
-    const t = tensor([3, 4, 5], gaussianMatrix(1, 60, 12).data);
-    for (let mode = 0; mode < 3; mode++) assert.deepEqual(fold(unfold(t, mode), mode, t.dims).data, t.data);
-    const m = gaussianMatrix(2, 4, 13);
-    const p = modeProduct(t, 1, m);
-    assert.deepEqual(p.dims, [3, 2, 5]);
-    const direct = matmul(m, unfold(t, 1));
-    assert.ok(frobeniusNorm(subtract(unfold(p, 1), direct)) < 1e-12);
+  it('unfold/fold round trip and mode product matches the definition in every mode', () => {
+    const t = tensor([3, 4, 5, 2], gaussianMatrix(1, 120, 12).data);
+    for (let mode = 0; mode < 4; mode++) {
+      assert.deepEqual(fold(unfold(t, mode), mode, t.dims).data, t.data);
+      const m = gaussianMatrix(3, t.dims[mode]!, 13 + mode);
+      const p = modeProduct(t, mode, m);
+      assert.deepEqual(p.dims, t.dims.map((d, i) => (i === mode ? 3 : d)));
+      assert.ok(maxDiff(p.data, definitionModeProduct(t, mode, m).data) < 1e-12, `mode ${mode}`);
+      assert.ok(frobeniusNorm(subtract(unfold(p, mode), matmul(m, unfold(t, mode)))) < 1e-12);
+    }
   });
 
   it('HOSVD/HOOI recover an exact multilinear-rank tensor; HOOI never worse than HOSVD', () => {
@@ -117,6 +190,41 @@ describe('linalg: tensors', () => {
     let e = 0;
     for (let i = 0; i < rec2.data.length; i++) e += (rec2.data[i]! - noisy.data[i]!) ** 2;
     assert.ok(Math.abs(Math.sqrt(e) / frobeniusNorm(noisy.data) - h2.relativeError) < 1e-9);
+  });
+
+  it('HOOI: the same sweeps as the textbook algorithm, its error history from the eigenvalues, the same subspaces', () => {
+    const t = tensor([14, 11, 3, 3], gaussianMatrix(1, 14 * 11 * 9, 24).data);
+    const ranks = new Map([[0, 5], [1, 4]]);
+    const h = hooi(t, ranks, { maxIterations: 6, tolerance: 0 });
+    const ref = textbookHooi(t, ranks, h.iterations);
+    assert.equal(h.history.length, h.iterations);
+    assert.ok(maxDiff(h.history, ref.errors.slice(1)) < 1e-12, `${h.history} vs ${ref.errors}`);
+    for (const [mode, u] of h.factors) {
+      const v = ref.factors.get(mode)!;
+      assert.ok(maxDiff(matmulNT(u, u).data, matmulNT(v, v).data) < 1e-8, `projector of mode ${mode}`);
+    }
+    // the core is T projected on the factors; its norm gives the reported error
+    const core = definitionModeProduct(definitionModeProduct(t, 0, transpose(h.factors.get(0)!)), 1, transpose(h.factors.get(1)!));
+    assert.ok(maxDiff(h.core.data, core.data) < 1e-12);
+    assert.ok(Math.abs(h.relativeError - h.history[h.iterations - 1]!) < 1e-12);
+  });
+
+  it('HOOI stops when a sweep gains less than the tolerance, within 0.1% of the converged error', () => {
+    const signal = reconstructTucker(tensor([6, 5, 3, 3], gaussianMatrix(1, 270, 25).data), new Map([[0, qr(gaussianMatrix(24, 6, 26)).q], [1, qr(gaussianMatrix(20, 5, 27)).q]]));
+    const noise = gaussianMatrix(1, signal.data.length, 28).data;
+    const t = tensor(signal.dims, signal.data.map((x, i) => x + 0.05 * noise[i]!));
+    const ranks = new Map([[0, 8], [1, 6]]);
+    const fast = hooi(t, ranks);
+    const converged = hooi(t, ranks, { maxIterations: 200, tolerance: 0 });
+    assert.ok(fast.iterations >= 1 && fast.iterations < converged.iterations, `${fast.iterations} vs ${converged.iterations} sweeps`);
+    for (let i = 1; i < converged.history.length; i++) assert.ok(converged.history[i]! <= converged.history[i - 1]! + 1e-12, 'never worse than the sweep before (up to rounding)');
+    assert.ok(fast.relativeError <= hosvd(t, ranks).relativeError, 'no worse than HOSVD');
+    assert.ok(fast.relativeError < converged.relativeError * 1.001, `${fast.relativeError} vs ${converged.relativeError}`);
+    assert.equal(hooi(t, ranks, { maxIterations: 0 }).relativeError, hosvd(t, ranks).relativeError);
+    // one decomposed mode: one sweep is HOSVD, exactly
+    const single = hooi(t, new Map([[1, 6]]));
+    assert.equal(single.iterations, 1);
+    assert.ok(Math.abs(single.relativeError - hosvd(t, new Map([[1, 6]])).relativeError) < 1e-12);
   });
 
   it('CP-ALS recovers an exact rank-3 tensor', () => {
@@ -140,11 +248,6 @@ describe('linalg: Gram matrices, Cholesky, least squares', () => {
     for (let i = 0; i < n; i++) g.data[i * n + i] += n;
     return g;
   };
-  const maxAbs = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-    let e = 0;
-    for (let i = 0; i < a.length; i++) e = Math.max(e, Math.abs(a[i]! - b[i]!));
-    return e;
-  };
 
   it('accumulateGram: XᵀX sample by sample, in blocks, and gramRows/gramCols all agree with the product', () => {
     const x = gaussianMatrix(37, 9, 30); // 37 samples × 9 features
@@ -161,10 +264,10 @@ describe('linalg: Gram matrices, Cholesky, least squares', () => {
       accumulateGram(blocks, block, 9, n);
     }
     mirrorUpper(blocks, 9);
-    assert.ok(maxAbs(perSample, want.data) < 1e-12);
-    assert.ok(maxAbs(blocks, want.data) < 1e-12);
+    assert.ok(maxDiff(perSample, want.data) < 1e-12);
+    assert.ok(maxDiff(blocks, want.data) < 1e-12);
     assert.deepEqual(gramCols(x).data, gramRows(transpose(x)).data);
-    assert.ok(maxAbs(gramRows(x).data, matmulNT(x, x).data) < 1e-12);
+    assert.ok(maxDiff(gramRows(x).data, matmulNT(x, x).data) < 1e-12);
     // the lower triangle is left to mirrorUpper; one sample skips zero features
     const g = new Float64Array(9);
     accumulateGram(g, [0, 2, 3], 3);
@@ -176,7 +279,7 @@ describe('linalg: Gram matrices, Cholesky, least squares', () => {
     const y = gaussianMatrix(20, 3, 32);
     const c = new Float64Array(12);
     for (let s = 0; s < 20; s++) accumulateCross(c, x.data.subarray(s * 4, (s + 1) * 4), y.data.subarray(s * 3, (s + 1) * 3), 4, 3);
-    assert.ok(maxAbs(c, matmulTN(x, y).data) < 1e-12);
+    assert.ok(maxDiff(c, matmulTN(x, y).data) < 1e-12);
   });
 
   it('choleskyInPlace: L Lᵀ = A with a zero upper triangle; fails on indefinite input unless given a pivot floor', () => {
@@ -186,7 +289,7 @@ describe('linalg: Gram matrices, Cholesky, least squares', () => {
     assert.equal(choleskyInPlace(l, n), true);
     for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) assert.equal(l[i * n + j], 0);
     const lm = { rows: n, cols: n, data: l };
-    assert.ok(maxAbs(matmulNT(lm, lm).data, a.data) < 1e-10);
+    assert.ok(maxDiff(matmulNT(lm, lm).data, a.data) < 1e-10);
     const indefinite = Float64Array.from([1, 2, 2, 1]);
     assert.equal(choleskyInPlace(Float64Array.from(indefinite), 2), false);
     const floored = Float64Array.from(indefinite);
@@ -202,7 +305,7 @@ describe('linalg: Gram matrices, Cholesky, least squares', () => {
     const b = gaussianMatrix(n, 3, 35);
     const x = Float64Array.from(b.data);
     choleskySolveInPlace(l, x, n, 3);
-    assert.ok(maxAbs(matmul(a, { rows: n, cols: 3, data: x }).data, b.data) < 1e-10);
+    assert.ok(maxDiff(matmul(a, { rows: n, cols: 3, data: x }).data, b.data) < 1e-10);
     const u = inverseUpperCholesky(a.data, n)!;
     for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) assert.equal(u[i * n + j], 0);
     const um = { rows: n, cols: n, data: u };
@@ -218,18 +321,18 @@ describe('linalg: Gram matrices, Cholesky, least squares', () => {
     const b = matmul(a, w);
     const g = gramCols(a);
     const c = matmulTN(a, b);
-    assert.ok(maxAbs(solveRidge(g.data, c.data, 6, 2), w.data) < 1e-8);
+    assert.ok(maxDiff(solveRidge(g.data, c.data, 6, 2), w.data) < 1e-8);
     assert.deepEqual(g.data, gramCols(a).data, 'G is not changed');
     // ridge: (G + λI) X = C
     const x = solveRidge(g.data, c.data, 6, 2, { ridge: 5 });
     const shifted = Float64Array.from(g.data);
     for (let i = 0; i < 6; i++) shifted[i * 6 + i] += 5;
-    assert.ok(maxAbs(matmul({ rows: 6, cols: 6, data: shifted }, { rows: 6, cols: 2, data: x }).data, c.data) < 1e-6);
+    assert.ok(maxDiff(matmul({ rows: 6, cols: 6, data: shifted }, { rows: 6, cols: 2, data: x }).data, c.data) < 1e-6);
     // ridgeCount: the last feature (a bias) is not pulled toward 0
     const partial = solveRidge(g.data, c.data, 6, 2, { ridge: 5, ridgeCount: 5 });
     const shiftedPartial = Float64Array.from(g.data);
     for (let i = 0; i < 5; i++) shiftedPartial[i * 6 + i] += 5;
-    assert.ok(maxAbs(matmul({ rows: 6, cols: 6, data: shiftedPartial }, { rows: 6, cols: 2, data: partial }).data, c.data) < 1e-6);
+    assert.ok(maxDiff(matmul({ rows: 6, cols: 6, data: shiftedPartial }, { rows: 6, cols: 2, data: partial }).data, c.data) < 1e-6);
     // a feature that never fires: all-zero row and column; the others are still solved
     const dead = Float64Array.from(g.data);
     for (let i = 0; i < 6; i++) dead[i * 6 + 2] = dead[2 * 6 + i] = 0;

@@ -1,6 +1,6 @@
 // Symmetric eigendecomposition: Householder reduction to tridiagonal form, then the implicit QL
 // algorithm with Wilkinson-style shifts (the classic EISPACK tred2/tql2 scheme, O(n³)).
-import { matrix, type Matrix } from './matrix.js';
+import { matrix, transpose, type Matrix } from './matrix.js';
 
 export interface SymmetricEigen {
   /** Eigenvalues, largest first. */
@@ -13,13 +13,12 @@ export function symmetricEigen(a: Matrix): SymmetricEigen {
   const n = a.rows;
   if (a.cols !== n) throw new RangeError(`eigen of a non-square ${a.rows}×${a.cols} matrix`);
   if (n === 0) return { values: new Float64Array(0), vectors: matrix(0, 0) };
-  const V = Float64Array.from(a.data); // row-major, V[i*n+j]
+  // the transpose, so a not quite symmetric input reads the same triangle as the textbook order
+  const W = transpose(a).data;
   const d = new Float64Array(n);
   const e = new Float64Array(n);
-  tridiagonalize(n, V, d, e);
-  // QL updates pairs of columns of V: work on its transpose so they are contiguous rows
-  const W = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) W[j * n + i] = V[i * n + j]!;
+  tridiagonalize(n, W, d, e);
+  // QL rotates pairs of eigenvectors: as rows of W they are contiguous
   implicitQL(n, W, d, e);
   const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => d[y]! - d[x]!);
   const values = new Float64Array(n);
@@ -31,8 +30,13 @@ export function symmetricEigen(a: Matrix): SymmetricEigen {
   return { values, vectors };
 }
 
-function tridiagonalize(n: number, V: Float64Array, d: Float64Array, e: Float64Array): void {
-  for (let j = 0; j < n; j++) d[j] = V[(n - 1) * n + j]!;
+/**
+ * tred2 on T = Vᵀ: every index of the textbook V[a][b] reads T[b][a], so the inner loops walk rows
+ * (the textbook's walk down columns misses the cache on every step once n is a few hundred). On
+ * return T holds the transformation transposed: eigenvector k of the tridiagonal problem maps to row k.
+ */
+function tridiagonalize(n: number, T: Float64Array, d: Float64Array, e: Float64Array): void {
+  for (let j = 0; j < n; j++) d[j] = T[j * n + n - 1]!;
   for (let i = n - 1; i > 0; i--) {
     let scale = 0;
     let h = 0;
@@ -40,9 +44,9 @@ function tridiagonalize(n: number, V: Float64Array, d: Float64Array, e: Float64A
     if (scale === 0) {
       e[i] = d[i - 1]!;
       for (let j = 0; j < i; j++) {
-        d[j] = V[(i - 1) * n + j]!;
-        V[i * n + j] = 0;
-        V[j * n + i] = 0;
+        d[j] = T[j * n + i - 1]!;
+        T[j * n + i] = 0;
+        T[i * n + j] = 0;
       }
     } else {
       for (let k = 0; k < i; k++) {
@@ -58,11 +62,11 @@ function tridiagonalize(n: number, V: Float64Array, d: Float64Array, e: Float64A
       for (let j = 0; j < i; j++) e[j] = 0;
       for (let j = 0; j < i; j++) {
         f = d[j]!;
-        V[j * n + i] = f;
-        g = e[j]! + V[j * n + j]! * f;
+        T[i * n + j] = f;
+        g = e[j]! + T[j * n + j]! * f;
         for (let k = j + 1; k <= i - 1; k++) {
-          g += V[k * n + j]! * d[k]!;
-          e[k] += V[k * n + j]! * f;
+          g += T[j * n + k]! * d[k]!;
+          e[k] += T[j * n + k]! * f;
         }
         e[j] = g;
       }
@@ -76,33 +80,33 @@ function tridiagonalize(n: number, V: Float64Array, d: Float64Array, e: Float64A
       for (let j = 0; j < i; j++) {
         f = d[j]!;
         g = e[j]!;
-        for (let k = j; k <= i - 1; k++) V[k * n + j] -= f * e[k]! + g * d[k]!;
-        d[j] = V[(i - 1) * n + j]!;
-        V[i * n + j] = 0;
+        for (let k = j; k <= i - 1; k++) T[j * n + k] -= f * e[k]! + g * d[k]!;
+        d[j] = T[j * n + i - 1]!;
+        T[j * n + i] = 0;
       }
     }
     d[i] = h;
   }
   // accumulate the transformations
   for (let i = 0; i < n - 1; i++) {
-    V[(n - 1) * n + i] = V[i * n + i]!;
-    V[i * n + i] = 1;
+    T[i * n + n - 1] = T[i * n + i]!;
+    T[i * n + i] = 1;
     const h = d[i + 1]!;
     if (h !== 0) {
-      for (let k = 0; k <= i; k++) d[k] = V[k * n + i + 1]! / h;
+      for (let k = 0; k <= i; k++) d[k] = T[(i + 1) * n + k]! / h;
       for (let j = 0; j <= i; j++) {
         let g = 0;
-        for (let k = 0; k <= i; k++) g += V[k * n + i + 1]! * V[k * n + j]!;
-        for (let k = 0; k <= i; k++) V[k * n + j] -= g * d[k]!;
+        for (let k = 0; k <= i; k++) g += T[(i + 1) * n + k]! * T[j * n + k]!;
+        for (let k = 0; k <= i; k++) T[j * n + k] -= g * d[k]!;
       }
     }
-    for (let k = 0; k <= i; k++) V[k * n + i + 1] = 0;
+    for (let k = 0; k <= i; k++) T[(i + 1) * n + k] = 0;
   }
   for (let j = 0; j < n; j++) {
-    d[j] = V[(n - 1) * n + j]!;
-    V[(n - 1) * n + j] = 0;
+    d[j] = T[j * n + n - 1]!;
+    T[j * n + n - 1] = 0;
   }
-  V[(n - 1) * n + n - 1] = 1;
+  T[(n - 1) * n + n - 1] = 1;
   e[0] = 0;
 }
 

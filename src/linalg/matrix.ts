@@ -43,36 +43,85 @@ export function transpose(a: Matrix): Matrix {
 /** A · B. */
 export function matmul(a: Matrix, b: Matrix): Matrix {
   if (a.cols !== b.rows) throw new RangeError(`matmul: ${a.rows}×${a.cols} · ${b.rows}×${b.cols}`);
-  const m = a.rows;
-  const k = a.cols;
-  const n = b.cols;
-  const out = matrix(m, n);
-  const A = a.data;
-  const Bd = b.data;
-  const C = out.data;
+  const out = matrix(a.rows, b.cols);
+  gemmAccumulate(out.data, 0, a.data, 0, b.data, 0, a.rows, a.cols, b.cols);
+  return out;
+}
+
+// Panel sizes of gemmAccumulate: a KB×NB block of B (128×256 doubles, 256 KiB) stays in L2 while
+// every row of A passes over it. KB must be a multiple of 4 (the unrolled groups below).
+const KB = 128;
+const NB = 256;
+
+/**
+ * C += A · B on row-major blocks inside larger arrays: A (m×k) at aOff, B (k×n) at bOff, C (m×n) at
+ * cOff, all with rows packed (row length k, n, n). Four rows of C take four rows of B per sweep (16
+ * products per 8 loads); every element of C sums its products in the same order as the plain
+ * i-k-j loop in groups of four, so the blocking changes no result.
+ */
+export function gemmAccumulate(C: Float64Array, cOff: number, A: Float64Array, aOff: number, B: Float64Array, bOff: number, m: number, k: number, n: number): void {
   const k4 = k - (k % 4);
-  for (let i = 0; i < m; i++) {
-    const ci = i * n;
-    const ai = i * k;
-    // four rows of B per sweep over C's row: a quarter of the loads and stores of C
-    for (let p = 0; p < k4; p += 4) {
-      const a0 = A[ai + p]!;
-      const a1 = A[ai + p + 1]!;
-      const a2 = A[ai + p + 2]!;
-      const a3 = A[ai + p + 3]!;
-      const b0 = p * n;
-      const b1 = b0 + n;
-      const b2 = b1 + n;
-      const b3 = b2 + n;
-      for (let j = 0; j < n; j++) C[ci + j] += a0 * Bd[b0 + j]! + a1 * Bd[b1 + j]! + a2 * Bd[b2 + j]! + a3 * Bd[b3 + j]!;
-    }
-    for (let p = k4; p < k; p++) {
-      const aip = A[ai + p]!;
-      const bp = p * n;
-      for (let j = 0; j < n; j++) C[ci + j] += aip * Bd[bp + j]!;
+  for (let p0 = 0; p0 < k; p0 += KB) {
+    const pEnd = Math.min(k, p0 + KB);
+    const pEnd4 = Math.min(pEnd, k4);
+    for (let j0 = 0; j0 < n; j0 += NB) {
+      const jEnd = Math.min(n, j0 + NB);
+      let i = 0;
+      for (; i + 3 < m; i += 4) {
+        const c0 = cOff + i * n;
+        const c1 = c0 + n;
+        const c2 = c1 + n;
+        const c3 = c2 + n;
+        const r0 = aOff + i * k;
+        const r1 = r0 + k;
+        const r2 = r1 + k;
+        const r3 = r2 + k;
+        for (let p = p0; p < pEnd4; p += 4) {
+          const a00 = A[r0 + p]!, a01 = A[r0 + p + 1]!, a02 = A[r0 + p + 2]!, a03 = A[r0 + p + 3]!;
+          const a10 = A[r1 + p]!, a11 = A[r1 + p + 1]!, a12 = A[r1 + p + 2]!, a13 = A[r1 + p + 3]!;
+          const a20 = A[r2 + p]!, a21 = A[r2 + p + 1]!, a22 = A[r2 + p + 2]!, a23 = A[r2 + p + 3]!;
+          const a30 = A[r3 + p]!, a31 = A[r3 + p + 1]!, a32 = A[r3 + p + 2]!, a33 = A[r3 + p + 3]!;
+          const b0 = bOff + p * n;
+          const b1 = b0 + n;
+          const b2 = b1 + n;
+          const b3 = b2 + n;
+          for (let j = j0; j < jEnd; j++) {
+            const x0 = B[b0 + j]!;
+            const x1 = B[b1 + j]!;
+            const x2 = B[b2 + j]!;
+            const x3 = B[b3 + j]!;
+            C[c0 + j]! += a00 * x0 + a01 * x1 + a02 * x2 + a03 * x3;
+            C[c1 + j]! += a10 * x0 + a11 * x1 + a12 * x2 + a13 * x3;
+            C[c2 + j]! += a20 * x0 + a21 * x1 + a22 * x2 + a23 * x3;
+            C[c3 + j]! += a30 * x0 + a31 * x1 + a32 * x2 + a33 * x3;
+          }
+        }
+        if (pEnd4 < pEnd) for (let r = 0; r < 4; r++) tail(C, cOff + (i + r) * n, A, aOff + (i + r) * k, B, bOff, pEnd4, pEnd, n, j0, jEnd);
+      }
+      for (; i < m; i++) {
+        const ci = cOff + i * n;
+        const ai = aOff + i * k;
+        for (let p = p0; p < pEnd4; p += 4) {
+          const a0 = A[ai + p]!, a1 = A[ai + p + 1]!, a2 = A[ai + p + 2]!, a3 = A[ai + p + 3]!;
+          const b0 = bOff + p * n;
+          const b1 = b0 + n;
+          const b2 = b1 + n;
+          const b3 = b2 + n;
+          for (let j = j0; j < jEnd; j++) C[ci + j]! += a0 * B[b0 + j]! + a1 * B[b1 + j]! + a2 * B[b2 + j]! + a3 * B[b3 + j]!;
+        }
+        tail(C, ci, A, ai, B, bOff, pEnd4, pEnd, n, j0, jEnd);
+      }
     }
   }
-  return out;
+}
+
+/** One row of C over the last k % 4 rows of B, one at a time. */
+function tail(C: Float64Array, ci: number, A: Float64Array, ai: number, B: Float64Array, bOff: number, from: number, to: number, n: number, j0: number, jEnd: number): void {
+  for (let p = from; p < to; p++) {
+    const a = A[ai + p]!;
+    const bp = bOff + p * n;
+    for (let j = j0; j < jEnd; j++) C[ci + j]! += a * B[bp + j]!;
+  }
 }
 
 /** Aᵀ · B without forming Aᵀ. */

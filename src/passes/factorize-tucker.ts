@@ -3,10 +3,11 @@
 import { Type } from '@sinclair/typebox';
 import { factorizeSchema, factorizeStats, runFactorization } from '../factorize/driver.js';
 import { RANK_SELECTORS } from '../factorize/rank.js';
+import { HOOI_TOLERANCE } from '../linalg/index.js';
 import { definePass } from '../pipeline/pass.js';
 
 export const factorizeTuckerSchema = factorizeSchema('factorize.tucker', { rank: 'vbmf', opTypes: ['Conv'] }, {
-  iterations: Type.Integer({ minimum: 0, default: 10, description: 'HOOI iterations after the HOSVD start (0 = plain HOSVD).' }),
+  iterations: Type.Integer({ minimum: 0, default: 10, description: `Most HOOI sweeps after the HOSVD start; a sweep that lowers the weight error by less than ${HOOI_TOLERANCE} of itself is the last (0 = plain HOSVD).` }),
 });
 
 export const factorizeTuckerPass = definePass({
