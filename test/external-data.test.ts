@@ -3,7 +3,8 @@
 // writing puts large tensors in one aligned data file, and both round-trip through onnxruntime.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -14,13 +15,16 @@ import { DataType as DT } from '../src/onnx/dtypes.js';
 import { EXTERNAL_DATA_OVER_ENV, encodeProtoPart, writeModelWithExternalData } from '../src/onnx/external-write.js';
 import { locationProblem } from '../src/onnx/external-data.js';
 import { Model } from '../src/onnx/ir.js';
-import { decodeModel, decodeModelProto, decodeModelWithFiles, encodeModel } from '../src/onnx/model-io.js';
+import { decodeModel, decodeModelProto, decodeModelWithFiles, encodeModel, exportModel } from '../src/onnx/model-io.js';
+import { loadModelWithFiles } from '../src/onnx/model-files.js';
+import { isExternal } from '../src/onnx/tensor-data.js';
+import { batchesFromArrays, readArraysFile } from '../src/data/samples.js';
 import { forEachTensor } from '../src/onnx/safety.js';
-import { createSession, ort, runOnce } from '../src/runtime/ort.js';
+import { createSession, ort, runOnce, sessionRoutes } from '../src/runtime/ort.js';
 import { runPipeline } from '../src/pipeline/pipeline.js';
 import { parseRecipe } from '../src/pipeline/recipe.js';
 import { attr, bytesOf, graph, makeCanary, modelProto, node, valueInfo } from './crafted-models.js';
-import { ROOT, cli } from './helpers.js';
+import { FMNIST, ROOT, cli } from './helpers.js';
 
 const FMNIST_CNN = join(ROOT, 'test/fixtures/fmnist/fmnist-cnn.onnx');
 const PYTHON = '/usr/bin/python3';
@@ -125,7 +129,7 @@ describe('locations are confined to the model directory', () => {
       const before = canary.atime();
       const bytes = constantAt(entries);
       expectCode(() => decodeModelWithFiles(bytes, dir), code, pattern);
-      expectCode(() => decodeModelWithFiles(bytes, dir, { readExternalData: false }), code, pattern); // inspect's route checks the same
+      expectCode(() => decodeModelWithFiles(bytes, dir, { readExternalData: 'none' }), code, pattern); // inspect's route checks the same
       assert.equal(canary.atime(), before, 'the file outside was not read');
     });
   }
@@ -189,6 +193,34 @@ describe('models saved with external data', () => {
     const r = cli('inspect', join(cut, 'cnn.onnx'));
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /past the end of the file/);
+  });
+
+  it('a model from its files keeps its weights there: onnxruntime reads them from its directory, a pass from a copy, and the report is the embedded one\'s', async () => {
+    const loaded = loadModelWithFiles(readFileSync(join(pyDir, 'cnn.onnx')), pyDir);
+    const lazy = () => {
+      let n = 0;
+      forEachTensor(exportModel(loaded.model), (t) => void (isExternal(t) && n++));
+      return n;
+    };
+    assert.equal(loaded.source, loaded.model, 'the model itself runs, not bytes');
+    assert.equal(loaded.model.externalDataRoot, realpathSync(pyDir));
+    const kept = lazy();
+    assert.ok(kept >= 3, `${kept} large tensors left in w.data`);
+    assert.throws(() => encodeModel(loaded.model), /keeps tensors in its data files/, 'no bytes with a location in them');
+    const bytes = readFileSync(FMNIST_CNN);
+    const model = decodeModel(bytes);
+    const samples = [...batchesFromArrays(model, readArraysFile(FMNIST.inputs, model), { batchSize: 20, maxSamples: 40 })];
+    const recipe = parseRecipe({ steps: [{ pass: 'quantize.weights' }], benchmark: { batchSizes: [1], warmup: 1, runs: 1, rounds: 2 } });
+    Object.assign(sessionRoutes, { bytes: 0, largestBytes: 0, tempDir: 0, dataDir: 0 });
+    const viaFiles = await runPipeline(loaded.source, { recipe, samples });
+    // the baseline's fidelity, its MACs and the original's side of both benchmark rounds
+    assert.ok(sessionRoutes.dataDir >= 4, `${sessionRoutes.dataDir} sessions from the model's directory`);
+    assert.ok(sessionRoutes.largestBytes < bytes.length / 2, `the original never went to onnxruntime as bytes (largest ${sessionRoutes.largestBytes})`);
+    assert.equal(lazy(), kept, 'the pass read the weights into a copy: the loaded model still keeps them in their file');
+    const viaBytes = await runPipeline(bytes, { recipe, samples });
+    const same = (r: typeof viaFiles.report) => [r.input.sha256, r.baseline.sizeBytes, r.baseline.macs, r.baseline.fidelity, r.steps[0]!.fidelity, r.final.sha256, r.final.sizeBytes];
+    assert.deepEqual(same(viaFiles.report), same(viaBytes.report));
+    assert.equal(viaFiles.report.input.sha256, createHash('sha256').update(bytes).digest('hex'), 'streamed from the files, the sha256 of the embedded encoding');
   });
 
   for (const recipe of ['int8-dynamic', 'fp16']) {

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { ModelpressError } from '../src/errors.js';
 import { loadModelWithFiles } from '../src/onnx/model-files.js';
-import { ort } from '../src/runtime/ort.js';
+import { createSession, ort, type ModelSource } from '../src/runtime/ort.js';
 import { buildApp } from '../src/service/app.js';
 import { sniffUpload, unpackBundle, type UploadKind } from '../src/bundles/unpack.js';
 import { writeTar } from '../src/bundles/tar.js';
@@ -90,8 +90,8 @@ async function unpack(name: string) {
   return { root, ...(await unpackBundle(archives[name]!, kind as Exclude<UploadKind, 'onnx'>, root, LIMITS)) };
 }
 
-async function logits(model: Uint8Array | string): Promise<Float32Array> {
-  const session = typeof model === 'string' ? await ort.InferenceSession.create(model) : await ort.InferenceSession.create(model);
+async function logits(model: ModelSource | string): Promise<Float32Array> {
+  const session = typeof model === 'string' ? await ort.InferenceSession.create(model) : await createSession(model);
   try {
     const x = new ort.Tensor('float32', Float32Array.from({ length: 784 }, (_, i) => (i % 29) / 29), [1, 1, 28, 28]);
     return Object.values(await session.run({ input: x }))[0]!.data as Float32Array;
@@ -107,7 +107,8 @@ describe('bundle readers', () => {
       assert.deepEqual(files.sort(), ['cnn.onnx', 'w.data']);
       const loaded = loadModelWithFiles(readFileSync(modelFile), root);
       assert.ok(loaded.externalBytes > 1_000_000);
-      assert.deepEqual(await logits(loaded.source as Uint8Array), await logits(readFileSync(FMNIST_CNN)));
+      assert.equal(loaded.model.externalDataRoot, realpathSync(root), 'large tensors stay in the bundle, read from there');
+      assert.deepEqual(await logits(loaded.source), await logits(readFileSync(FMNIST_CNN)));
     });
   }
 

@@ -6,6 +6,7 @@ import { FidelityAccumulator } from '../metrics/fidelity.js';
 import { AgreementAccumulator, METRIC_NAMES, TaskAccumulator, type MetricName } from '../metrics/task.js';
 import type { EvaluationResult } from '../report/schema.js';
 import { createSession, itemsOf, rowsOf, tensorToFloat32, type Feeds, type ModelSource } from '../runtime/ort.js';
+import { ReferenceOutputs } from './reference-outputs.js';
 
 export interface EvaluateOptions {
   /** One label per sample, in sample order (integer classes or float targets). */
@@ -23,10 +24,10 @@ export interface EvaluateOptions {
   total?: number;
   /** Stop adding batches once this much time is spent (at least one batch runs); the result says where it stopped. */
   budgetMs?: number;
-  /** The reference's outputs on these batches, from an earlier evaluation (keepReferenceBytes): it need not run again. */
-  referenceOutputs?: readonly Feeds[];
-  /** Keep the reference's outputs (result.referenceOutputs) while they take at most this many bytes. */
-  keepReferenceBytes?: number;
+  /** The reference's outputs on these batches, from an earlier evaluation (keepReference): it need not run again. */
+  referenceOutputs?: ReferenceOutputs;
+  /** Keep the reference's outputs (result.referenceOutputs, the caller disposes it): this much in memory, the rest in a temp file up to `diskBytes`. */
+  keepReference?: { memoryBytes: number; diskBytes: number };
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
 }
@@ -41,7 +42,7 @@ export async function evaluateModels(
   candidate: ModelSource,
   batches: Iterable<Feeds>,
   opts: EvaluateOptions = {},
-): Promise<EvaluationResult & { referenceOutputs?: Feeds[] }> {
+): Promise<EvaluationResult & { referenceOutputs?: ReferenceOutputs }> {
   const metrics = opts.metrics ?? (opts.labels ? defaultMetrics(opts.labels) : []);
   for (const m of metrics) if (!METRIC_NAMES.includes(m)) throw new InvalidInputError(`unknown metric '${m}'; known: ${METRIC_NAMES.join(', ')}`);
   const total = opts.total ?? (Array.isArray(batches) ? itemsOf(batches as Feeds[]) : NaN);
@@ -53,8 +54,7 @@ export async function evaluateModels(
   const cachedRef = opts.referenceOutputs;
   const refSession = cachedRef && !same ? null : await createSession(reference);
   const candSession = same ? refSession! : await createSession(candidate);
-  let kept: Feeds[] | null = opts.keepReferenceBytes !== undefined && !cachedRef ? [] : null;
-  let keptBytes = 0;
+  let kept = opts.keepReference && !cachedRef ? new ReferenceOutputs(opts.keepReference.memoryBytes, opts.keepReference.diskBytes) : null;
   const started = performance.now();
   let batchCount = 0;
   let stoppedByBudget = false;
@@ -72,14 +72,12 @@ export async function evaluateModels(
         stoppedByBudget = true;
         break;
       }
-      if (cachedRef && batchCount >= cachedRef.length) throw new Error(`reference outputs cached for ${cachedRef.length} batches, asked for more`);
-      const ref = cachedRef ? cachedRef[batchCount]! : await runOn(refSession!, feeds, 'reference', opts.referenceHint);
+      const ref = cachedRef ? cachedRef.get(batchCount) : await runOn(refSession!, feeds, 'reference', opts.referenceHint);
       const cand = same ? ref : await runOn(candSession, feeds, 'candidate');
       batchCount++;
-      if (kept) {
-        keptBytes += Object.values(ref).reduce((s, t) => s + (ArrayBuffer.isView(t.data) ? t.data.byteLength : 0), 0);
-        if (keptBytes <= opts.keepReferenceBytes!) kept.push(ref);
-        else kept = null;
+      if (kept && !kept.add(ref)) {
+        kept.dispose(); // over both budgets: the reference runs again when needed
+        kept = null;
       }
       const rows = rowsOf(feeds);
       for (const [name, r] of Object.entries(ref)) {
@@ -112,11 +110,14 @@ export async function evaluateModels(
       done += rows;
       opts.onProgress?.(done, total);
     }
+  } catch (err) {
+    kept?.dispose();
+    throw err;
   } finally {
     await refSession?.release();
     if (!same) await candSession.release();
   }
-  const result: EvaluationResult & { referenceOutputs?: Feeds[] } = {
+  const result: EvaluationResult & { referenceOutputs?: ReferenceOutputs } = {
     samples: done,
     batches: batchCount,
     elapsedMs: performance.now() - started,

@@ -1,6 +1,8 @@
 // Loading a model whose tensors keep their bytes in files beside it (ONNX external data), reading
-// only regular files inside one root directory. After loading, every tensor holds its bytes in
-// raw_data, so nothing downstream — our passes, onnxruntime given bytes — ever sees a path.
+// only regular files inside one root directory. Read whole, every tensor holds its bytes in raw_data
+// and nothing downstream ever sees a path. Read lazily, the large tensors keep their checked
+// locations and the model records its root: onnxruntime is told that directory (and maps the data
+// file instead of taking a copy as bytes), and the weights are read when a pass needs them (withWeights).
 import { closeSync, constants as fsConstants, fstatSync, lstatSync, openSync, readSync, realpathSync, type Stats } from 'node:fs';
 import { isAbsolute, join, posix, sep, win32 } from 'node:path';
 import { TensorProto_DataLocation, type ModelProto, type TensorProto } from 'onnx-buf';
@@ -84,29 +86,70 @@ interface OpenFile {
   size: number;
 }
 
-/**
- * Resolves every external tensor of `proto` (in place: the proto was just decoded and is ours) from
- * files inside `root`, and returns the number of bytes read. Refuses, with a code and a message
- * naming the tensor and its location: absolute or non-normalized locations, `..`, anything that
- * resolves outside the root, symlinks, devices, FIFOs, directories, missing files, and offsets or
- * lengths outside the file or not matching the tensor's shape. With `read: false` every check runs
- * but the data stays where it is (the tensors stay external): enough for `inspect`, which needs
- * shapes and sizes only, in memory independent of the model's size.
- */
-export function loadExternalData(proto: ModelProto, root: string, opts: { read?: boolean } = {}): number {
-  let realRoot: string;
-  try {
-    realRoot = realpathSync(root);
-  } catch (err) {
-    throw new InvalidModelError(`the model's directory '${root}' cannot be read: ${(err as Error).message}`, { cause: err });
-  }
-  const files = new Map<string, OpenFile>();
-  let total = 0;
+/** How much of the external data a load reads: all of it, only tensors under LAZY_MIN_BYTES, or none. */
+export type ExternalRead = 'all' | 'small' | 'none';
 
-  const open = (t: TensorProto, where: () => string, location: string): OpenFile => {
-    const known = files.get(location);
+/**
+ * Tensors a `small` load leaves in their files: fixed-size types of at least this many bytes.
+ * Smaller ones (shapes, axes, norms' scales) are read, for the analyses that need their values.
+ */
+export const LAZY_MIN_BYTES = 64 * 1024;
+
+/**
+ * Opens and reads the data files of external tensors inside one root directory, with every check:
+ * refuses, with a code and a message naming the tensor and its location, absolute or
+ * non-normalized locations, `..`, anything that resolves outside the root, symlinks, devices,
+ * FIFOs, directories, missing files, and offsets or lengths outside the file or not matching the
+ * tensor's shape. `close()` when done.
+ */
+export class ExternalDataFiles {
+  /** The root as a real path: what a model that keeps tensors in their files records (Model.externalDataRoot). */
+  readonly root: string;
+  private readonly files = new Map<string, OpenFile>();
+
+  constructor(root: string) {
+    try {
+      this.root = realpathSync(root);
+    } catch (err) {
+      throw new InvalidModelError(`the model's directory '${root}' cannot be read: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** Checks where `t`'s bytes are and returns where to read them. */
+  locate(t: TensorProto, where: () => string): { file: OpenFile; location: string; offset: number; bytes: number } {
+    const { location, offset, length } = placementOf(t, where);
+    const file = this.open(t, where, location);
+    if (offset > file.size) throw refusal('invalid', t, where, location, `offset ${offset} is past the end of the file (${file.size} bytes)`);
+    const bytes = length ?? file.size - offset;
+    if (offset + bytes > file.size) throw refusal('invalid', t, where, location, `offset ${offset} + length ${bytes} is past the end of the file (${file.size} bytes)`);
+    const expected = expectedBytes(t);
+    if (expected !== undefined && expected !== bytes) {
+      throw refusal('invalid', t, where, location, `${bytes} bytes of data for a tensor of shape [${tensorDims(t).join(',')}] that needs ${expected}`);
+    }
+    return { file, location, offset, bytes };
+  }
+
+  /** `t`'s bytes, read from its file after every check. */
+  read(t: TensorProto, where: () => string): Uint8Array<ArrayBuffer> {
+    const { file, location, offset, bytes } = this.locate(t, where);
+    const data = new Uint8Array(bytes);
+    for (let done = 0; done < bytes; ) {
+      const n = readSync(file.fd, data, done, Math.min(READ_CHUNK, bytes - done), offset + done);
+      if (n === 0) throw refusal('invalid', t, where, location, 'the file ended early (it was truncated while being read)');
+      done += n;
+    }
+    return data;
+  }
+
+  close(): void {
+    for (const f of this.files.values()) closeSync(f.fd);
+    this.files.clear();
+  }
+
+  private open(t: TensorProto, where: () => string, location: string): OpenFile {
+    const known = this.files.get(location);
     if (known) return known;
-    const path = join(realRoot, location);
+    const path = join(this.root, location);
     let st: Stats;
     try {
       st = lstatSync(path);
@@ -119,7 +162,7 @@ export function loadExternalData(proto: ModelProto, root: string, opts: { read?:
     if (!st.isFile()) throw refusal('unsupported', t, where, location, 'the location is a device, FIFO or socket, not a regular file');
     // A directory on the way may be a symlink: what counts is where the file really is.
     const real = realpathSync(path);
-    if (!real.startsWith(realRoot + sep)) throw refusal('unsupported', t, where, location, "the file resolves outside the model's directory");
+    if (!real.startsWith(this.root + sep)) throw refusal('unsupported', t, where, location, "the file resolves outside the model's directory");
     // O_NOFOLLOW, and the same inode as checked: a swap between the checks and the open is refused.
     const fd = openSync(real, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
     const fst = fstatSync(fd);
@@ -128,39 +171,42 @@ export function loadExternalData(proto: ModelProto, root: string, opts: { read?:
       throw refusal('unsupported', t, where, location, 'the file changed while it was being opened');
     }
     const file = { fd, size: fst.size };
-    files.set(location, file);
+    this.files.set(location, file);
     return file;
-  };
+  }
+}
 
+/** Whether a `small` load leaves this tensor (`bytes` long) in its file. */
+const staysInFile = (t: TensorProto, bytes: number) => bytes >= LAZY_MIN_BYTES && expectedBytes(t) !== undefined;
+
+/**
+ * Resolves the external tensors of `proto` (in place: the proto was just decoded and is ours) from
+ * files inside `root`, with every check of ExternalDataFiles. `read` says which are read into
+ * raw_data; the others keep pointing at their files, checked: `none` is enough for `inspect`
+ * (shapes and sizes, in memory independent of the model's size), `small` for running the model in
+ * onnxruntime from its files and for the analyses, with the weights read only when a pass needs them.
+ * Returns the bytes of external data, how many tensors stay in their files, and the real root.
+ */
+export function loadExternalData(proto: ModelProto, root: string, opts: { read?: ExternalRead } = {}): { bytes: number; kept: number; root: string } {
+  const files = new ExternalDataFiles(root);
+  const read = opts.read ?? 'all';
+  let total = 0;
+  let kept = 0;
   try {
     forEachTensor(proto, (t, where) => {
       if (!isExternal(t)) return;
-      const { location, offset, length } = placementOf(t, where);
-      const file = open(t, where, location);
-      if (offset > file.size) throw refusal('invalid', t, where, location, `offset ${offset} is past the end of the file (${file.size} bytes)`);
-      const bytes = length ?? file.size - offset;
-      if (offset + bytes > file.size) throw refusal('invalid', t, where, location, `offset ${offset} + length ${bytes} is past the end of the file (${file.size} bytes)`);
-      const expected = expectedBytes(t);
-      if (expected !== undefined && expected !== bytes) {
-        throw refusal('invalid', t, where, location, `${bytes} bytes of data for a tensor of shape [${tensorDims(t).join(',')}] that needs ${expected}`);
-      }
-      if (opts.read === false) {
-        total += bytes;
+      const { bytes } = files.locate(t, where);
+      total += bytes;
+      if (read === 'none' || (read === 'small' && staysInFile(t, bytes))) {
+        kept++;
         return;
       }
-      const data = new Uint8Array(bytes);
-      for (let done = 0; done < bytes; ) {
-        const n = readSync(file.fd, data, done, Math.min(READ_CHUNK, bytes - done), offset + done);
-        if (n === 0) throw refusal('invalid', t, where, location, 'the file ended early (it was truncated while being read)');
-        done += n;
-      }
-      t.rawData = data;
+      t.rawData = files.read(t, where);
       t.externalData = [];
       delete (t as Partial<TensorProto>).dataLocation; // unset, as in a model saved with embedded data
-      total += bytes;
     });
   } finally {
-    for (const f of files.values()) closeSync(f.fd);
+    files.close();
   }
-  return total;
+  return { bytes: total, kept, root: files.root };
 }

@@ -2,14 +2,13 @@
 // cannot encode a message over 2 GB, so past that size this is the only way to save a model; below
 // it, it is a choice. The data file is written tensor by tensor with positioned writes, so no
 // buffer ever holds all the weights at once, and the proto part stays small.
-import { createHash } from 'node:crypto';
 import { closeSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { basename } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import { StringStringEntryProtoSchema, TensorProto_DataLocation, type ModelProto, type TensorProto } from 'onnx-buf';
 import { InvalidInputError } from '../errors.js';
 import { Model } from './ir.js';
-import { encodeModelProto, exportModel } from './model-io.js';
+import { encodeModelProto, exportModel, withWeights } from './model-io.js';
 import { forEachTensor } from './safety.js';
 import { isExternal } from './tensor-data.js';
 
@@ -58,20 +57,6 @@ export function tensorPayloadBytes(model: Model | ModelProto): number {
   return total;
 }
 
-/** The model's encoded size (embedded), measured without building the big buffer; exact up to a few bytes per large tensor. */
-export function encodedSize(model: Model | ModelProto): number {
-  const { proto, dataBytes } = encodeProtoPart(model, '', { minTensorBytes: 1 << 16, alignment: 1 });
-  return proto.length + dataBytes;
-}
-
-/** sha256 of the embedded encoding's content, streamed (proto part, then each large tensor's bytes): for models too large to encode. */
-export function contentSha256(model: Model | ModelProto): string {
-  const { proto, placed } = encodeProtoPart(model, '', { minTensorBytes: 1 << 16, alignment: 1 });
-  const hash = createHash('sha256').update(proto);
-  for (const { tensor } of placed) hash.update(tensor.rawData);
-  return hash.digest('hex');
-}
-
 /** Whether this model must (or, by the threshold, should) be written with external data. */
 export function needsExternalData(model: Model | ModelProto): boolean {
   return tensorPayloadBytes(model) > externalDataThreshold();
@@ -99,22 +84,32 @@ export function encodeProtoPart(model: Model | ModelProto, location: string, opt
     placed.push({ tensor: t, offset });
     end = offset + t.rawData.length;
   });
+  const part = encodeWithTensorsChanged(proto, placed.map((p) => p.tensor), (t, i) => {
+    const entry = (key: string, value: string) => create(StringStringEntryProtoSchema, { key, value });
+    t.externalData = [entry('location', location), entry('offset', String(placed[i]!.offset)), entry('length', String(t.rawData.length))];
+    t.dataLocation = TensorProto_DataLocation.EXTERNAL;
+    delete (t as Partial<TensorProto>).rawData; // unset: no raw_data field in the proto part
+  });
+  return { proto: part, placed, dataBytes: end };
+}
+
+/**
+ * Encodes `proto` with each of `tensors` changed by `change` for the duration of the (synchronous)
+ * encode only: their raw_data, external_data and data_location are put back as they were after it.
+ */
+export function encodeWithTensorsChanged(proto: ModelProto, tensors: readonly TensorProto[], change: (t: TensorProto, i: number) => void): Uint8Array {
   const own = (t: TensorProto, key: keyof TensorProto) => Object.prototype.hasOwnProperty.call(t, key);
-  const saved = placed.map(({ tensor: t }) => ({ raw: t.rawData, rawOwn: own(t, 'rawData'), loc: t.dataLocation, locOwn: own(t, 'dataLocation'), ext: t.externalData }));
+  const saved = tensors.map((t) => ({ raw: own(t, 'rawData') ? t.rawData : undefined, loc: own(t, 'dataLocation') ? t.dataLocation : undefined, ext: t.externalData }));
   try {
-    for (const [i, { tensor: t, offset }] of placed.entries()) {
-      const entry = (key: string, value: string) => create(StringStringEntryProtoSchema, { key, value });
-      t.externalData = [entry('location', location), entry('offset', String(offset)), entry('length', String(saved[i]!.raw.length))];
-      t.dataLocation = TensorProto_DataLocation.EXTERNAL;
-      delete (t as Partial<TensorProto>).rawData; // unset: no raw_data field in the proto part
-    }
-    return { proto: encodeModelProto(proto), placed, dataBytes: end };
+    tensors.forEach(change);
+    return encodeModelProto(proto);
   } finally {
-    for (const [i, { tensor: t }] of placed.entries()) {
+    for (const [i, t] of tensors.entries()) {
       const s = saved[i]!;
       t.externalData = s.ext;
-      if (s.rawOwn) t.rawData = s.raw;
-      if (s.locOwn) t.dataLocation = s.loc;
+      if (s.raw !== undefined) t.rawData = s.raw;
+      else delete (t as Partial<TensorProto>).rawData;
+      if (s.loc !== undefined) t.dataLocation = s.loc;
       else delete (t as Partial<TensorProto>).dataLocation;
     }
   }
@@ -146,7 +141,7 @@ export function writeModelWithExternalData(model: Model | ModelProto, outPath: s
  * otherwise with external data (`reason` says why, for the log).
  */
 export function writeModelFile(model: Model, outPath: string, opts: { externalData?: boolean } & ExternalDataOptions = {}): WrittenModel & { reason?: string } {
-  const proto = exportModel(model);
+  const proto = exportModel(withWeights(model)); // tensors still in the input's data files are written into ours
   const over = needsExternalData(proto);
   if (!opts.externalData && !over) {
     const bytes = encodeModelProto(proto);

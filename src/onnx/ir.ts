@@ -397,7 +397,8 @@ export class Model {
   private names = new NameTable();
   private nodeNames = new NameTable();
 
-  constructor(proto: ModelProto) {
+  /** externalDataRoot: set while large tensors still sit in their data files, the checked directory they are read from (withWeights, onnxruntime). */
+  constructor(proto: ModelProto, public externalDataRoot?: string) {
     this.proto = proto;
   }
 
@@ -439,7 +440,7 @@ export class Model {
    * (an analysis of this model points into the copy without looking anything up by name).
    */
   clone(): ModelClone {
-    const model = new Model(cloneMessage(ModelProtoSchema, this.proto));
+    const model = new Model(cloneMessage(ModelProtoSchema, this.proto), this.externalDataRoot);
     model.names = this.names.copy();
     model.nodeNames = this.nodeNames.copy();
     const nodes = new Map<Node, Node>();

@@ -1,33 +1,41 @@
 // A model that came with its files (a path on the command line, an unpacked bundle): decoded with
-// its external data read from inside its directory, and in the form onnxruntime will take.
+// its external data checked inside its directory, and in the form onnxruntime will take.
 import { needsExternalData } from './external-write.js';
 import type { Model } from './ir.js';
 import { decodeModel, decodeModelWithFiles, encodeModelProto, exportModel } from './model-io.js';
 
 export interface LoadedModel {
   model: Model;
-  /** What runs it: encoded bytes, or the model itself when it is too large for one protobuf. */
+  /**
+   * What runs it: encoded bytes, or the model itself — when it keeps its large tensors in their
+   * data files (onnxruntime reads them there), or is too large for one protobuf.
+   */
   source: Uint8Array | Model;
-  /** The .onnx file plus the external data read for it. */
+  /** The .onnx file plus its external data. */
   sizeBytes: number;
   externalBytes: number;
 }
 
-/** `bytes` of a .onnx file whose external data files (if any) sit inside `root`. */
+/**
+ * `bytes` of a .onnx file whose external data files (if any) sit inside `root`. Large tensors stay
+ * in their files (checked, not read): onnxruntime maps them from there rather than taking a copy of
+ * the model as bytes, and a pass reads them when it runs (withWeights), so a model is never held
+ * twice. Small ones are read, for the analyses that need their values.
+ */
 export function loadModelWithFiles(bytes: Uint8Array, root: string): LoadedModel {
-  const { model, externalBytes } = decodeModelWithFiles(bytes, root);
+  const { model, externalBytes } = decodeModelWithFiles(bytes, root, { readExternalData: 'small' });
   if (externalBytes === 0) return { model, source: bytes, sizeBytes: bytes.length, externalBytes };
   const sizeBytes = bytes.length + externalBytes;
   const proto = exportModel(model);
-  if (needsExternalData(proto)) return { model, source: model, sizeBytes, externalBytes };
-  // Encoded once for onnxruntime; the model is decoded again as views into those bytes, so the
-  // weights are held once, not twice.
+  if (model.externalDataRoot !== undefined || needsExternalData(proto)) return { model, source: model, sizeBytes, externalBytes };
+  // Only small tensors were external: encoded once for onnxruntime, and decoded again as views
+  // into those bytes, so the weights are held once, not twice.
   const encoded = encodeModelProto(proto);
   return { model: decodeModel(encoded), source: encoded, sizeBytes, externalBytes };
 }
 
-/** Shapes, types and sizes only: external data is checked (locations, bounds) but not read, so the model cannot be run. */
+/** Shapes, types and sizes only (for `inspect`): external data is checked (locations, bounds) but not read. */
 export function loadModelMetadata(bytes: Uint8Array, root: string): { model: Model; sizeBytes: number } {
-  const { model, externalBytes } = decodeModelWithFiles(bytes, root, { readExternalData: false });
+  const { model, externalBytes } = decodeModelWithFiles(bytes, root, { readExternalData: 'none' });
   return { model, sizeBytes: bytes.length + externalBytes };
 }

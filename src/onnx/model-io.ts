@@ -15,7 +15,7 @@ import {
 import { InvalidModelError, UnsupportedModelError } from '../errors.js';
 import { KNOWN_DOMAINS } from './domains.js';
 import { Graph, Model, Node, Value } from './ir.js';
-import { loadExternalData } from './external-data.js';
+import { loadExternalData, type ExternalRead } from './external-data.js';
 import { assertNoExternalData } from './safety.js';
 
 export interface DecodeOptions {
@@ -34,15 +34,35 @@ export function decodeModelProto(bytes: Uint8Array): ModelProto {
   return proto;
 }
 
-/** A model file's bytes with their external data read from files inside `root`; says how many bytes came from there. */
+/**
+ * A model file's bytes with their external data from files inside `root` (all of it read unless
+ * `readExternalData` says otherwise; see loadExternalData); says how many bytes are there. A model
+ * that keeps tensors in their files records the root (Model.externalDataRoot).
+ */
 export function decodeModelWithFiles(
   bytes: Uint8Array,
   root: string,
-  opts: DecodeOptions & { readExternalData?: boolean } = {},
+  opts: DecodeOptions & { readExternalData?: ExternalRead } = {},
 ): { model: Model; externalBytes: number } {
   const proto = parseModelProto(bytes);
-  const externalBytes = loadExternalData(proto, root, { read: opts.readExternalData !== false });
-  return { model: importModel(proto, opts), externalBytes };
+  const loaded = loadExternalData(proto, root, { read: opts.readExternalData ?? 'all' });
+  const model = importModel(proto, opts);
+  if (loaded.kept > 0) model.externalDataRoot = loaded.root;
+  return { model, externalBytes: loaded.bytes };
+}
+
+/**
+ * The model with every tensor in memory: a lazily loaded one (Model.externalDataRoot) is copied and
+ * the copy's tensors are read from their files, checked again; the lazy model stays as it was. Any
+ * other model is returned as it is.
+ */
+export function withWeights(model: Model): Model {
+  const root = model.externalDataRoot;
+  if (root === undefined) return model;
+  const { model: copy } = model.clone(); // new tensor messages: reading into them leaves the original's alone
+  loadExternalData(exportModel(copy), root);
+  copy.externalDataRoot = undefined;
+  return copy;
 }
 
 function parseModelProto(bytes: Uint8Array): ModelProto {
@@ -76,6 +96,8 @@ export function decodeModel(bytes: Uint8Array, opts: DecodeOptions = {}): Model 
 }
 
 export function encodeModel(model: Model): Uint8Array {
+  // bytes keep no directory: a location in them would be resolved against the cwd
+  if (model.externalDataRoot !== undefined) throw new Error('encodeModel: the model keeps tensors in its data files; read them first (withWeights)');
   return encodeModelProto(exportModel(model));
 }
 

@@ -2,8 +2,9 @@
 // model's directory (the process cwd when it is given bytes) and reads that file, so a model could
 // make us read — and hand back as a Constant's value — any file on the host. Bytes that arrive
 // alone may not point outside themselves at all; a model that comes with its files (a path on the
-// command line, an uploaded bundle) goes through external-data.ts, which reads only inside its root.
-// Both find the tensors with the one walk below.
+// command line, an uploaded bundle) goes through external-data.ts, which reads only inside its root,
+// and onnxruntime is given that root only for locations it has checked. Both find the tensors with
+// the one walk below.
 import type { AttributeProto, GraphProto, ModelProto, NodeProto, SparseTensorProto, TensorProto } from 'onnx-buf';
 import { UnsupportedModelError } from '../errors.js';
 import { isExternal } from './tensor-data.js';

@@ -4,7 +4,7 @@ import { CanceledError, ModelpressError, PassFailedError, UnsupportedModelError,
 import { countParameters } from '../onnx/constants.js';
 import { Model } from '../onnx/ir.js';
 import { assertModelFitsBudget } from '../onnx/budget.js';
-import { decodeModel } from '../onnx/model-io.js';
+import { decodeModel, withWeights } from '../onnx/model-io.js';
 import { repairOnImport } from '../onnx/import-repair.js';
 import { weightLayerTypes } from '../onnx/float-weights.js';
 import { verifyModel } from '../onnx/verify.js';
@@ -79,8 +79,12 @@ function assertTensorInterface(model: Model): void {
   }
 }
 
-/** The original's outputs on the fidelity samples are kept for the steps' comparisons up to this size. */
-const REFERENCE_CACHE_BYTES = 256 * 2 ** 20;
+/**
+ * The original's outputs on the fidelity samples are kept for the steps' comparisons: this much in
+ * memory, the rest in a temp file up to the second size (past it, the original runs again beside
+ * each step's model).
+ */
+const REFERENCE_KEEP = { memoryBytes: 256 * 2 ** 20, diskBytes: 4 * 2 ** 30 };
 
 /** The leading batches whose items take at most `budgetMs` at `msPerItem` (at least one batch). */
 export function cutToBudget(batches: readonly Feeds[], budgetMs: number, msPerItem: number): Feeds[] {
@@ -96,6 +100,15 @@ export function cutToBudget(batches: readonly Feeds[], budgetMs: number, msPerIt
 
 /** `input`: the model's bytes, or a model already loaded (with its external data, or too large to encode). */
 export async function runPipeline(input: ModelSource, opts: PipelineOptions): Promise<PipelineResult> {
+  const disposers: (() => void)[] = [];
+  try {
+    return await run(input, opts, disposers);
+  } finally {
+    for (const dispose of disposers) dispose();
+  }
+}
+
+async function run(input: ModelSource, opts: PipelineOptions, disposers: (() => void)[]): Promise<PipelineResult> {
   const started = Date.now();
   const { recipe, signal } = opts;
   const steps = recipe.steps;
@@ -169,8 +182,9 @@ export async function runPipeline(input: ModelSource, opts: PipelineOptions): Pr
   const baselineEval = await evaluateModels(input, input, samples, {
     ...evalOptions,
     budgetMs: recipe.evaluate.budgetSeconds * 1000,
-    keepReferenceBytes: REFERENCE_CACHE_BYTES,
+    keepReference: REFERENCE_KEEP,
   }).catch(explainBfloat16);
+  if (baselineEval.referenceOutputs) disposers.push(() => baselineEval.referenceOutputs!.dispose());
   const evalSamples = samples.slice(0, baselineEval.batches ?? samples.length);
   const referenceOutputs = baselineEval.referenceOutputs;
   const evaluateStage = (candidate: ModelSource) => evaluateModels(input, candidate, evalSamples, { ...evalOptions, ...(referenceOutputs ? { referenceOutputs } : {}) });
@@ -210,6 +224,11 @@ export async function runPipeline(input: ModelSource, opts: PipelineOptions): Pr
   if (bench.profile) {
     report({ step: 0, stepName: 'baseline', fraction: 0.8, message: 'profiling the original model' });
     baselineProfile = await profileOf(model);
+  }
+  // a model that keeps its weights in their data files ran from there so far; the passes need them in memory
+  if (model.externalDataRoot !== undefined) {
+    report({ step: 0, stepName: 'baseline', fraction: 0.9, message: 'reading the weights' });
+    model = withWeights(model);
   }
   report({ step: 0, stepName: 'baseline', fraction: 1 });
 

@@ -10,7 +10,8 @@ import { DataType as DT, ORT_TYPE_OF, dtypeFromOrtType, dtypeName } from '../onn
 import { Model, type Value } from '../onnx/ir.js';
 import { float32ToFloat16Bits } from '../onnx/float16.js';
 import { decodeModel, encodeModelProto, exportModel, exportModelWithOutputs } from '../onnx/model-io.js';
-import { contentSha256, encodedSize, needsExternalData, writeModelWithExternalData } from '../onnx/external-write.js';
+import { needsExternalData, writeModelWithExternalData } from '../onnx/external-write.js';
+import { embeddedSha256, embeddedSize } from '../onnx/embedded-encoding.js';
 import { HINTS, assertTensorFits, maxTensorBytes } from '../onnx/budget.js';
 import { dimRole, firstSize } from './dim-roles.js';
 
@@ -33,41 +34,52 @@ export interface SessionOptions {
 }
 
 /**
- * What a session is made from: encoded bytes, or a model. A model too large for one protobuf (2 GB)
- * is written with external data into a private temp dir — we wrote its locations, so onnxruntime
+ * What a session is made from: encoded bytes, or a model. A model that keeps its large tensors in
+ * their data files (read lazily, Model.externalDataRoot) goes to onnxruntime as its small proto part
+ * plus that directory, checked when the model was opened: onnxruntime maps the data file itself
+ * instead of taking a copy of the weights as bytes. A model too large for one protobuf (2 GB) is
+ * written with external data into a private temp dir — we wrote its locations, so onnxruntime
  * reading them is safe — and the session is created from that path; the dir is removed as soon as
- * onnxruntime has loaded it. Anything smaller is encoded to bytes.
+ * onnxruntime has loaded it. Anything else is encoded to bytes.
  */
 export type ModelSource = Uint8Array | Model;
 type ModelProto = ReturnType<typeof exportModel>;
 
 export const modelOf = (source: ModelSource): Model => (source instanceof Model ? source : decodeModel(source));
-export const sizeOf = (source: ModelSource): number => (source instanceof Model ? encodedSize(source) : source.length);
-export const sha256Of = (source: ModelSource): string => (source instanceof Model ? contentSha256(source) : createHash('sha256').update(source).digest('hex'));
+/** Bytes of the model's embedded encoding (a model is measured without encoding it). */
+export const sizeOf = (source: ModelSource): number => (source instanceof Model ? embeddedSize(source) : source.length);
+export const sha256Of = (source: ModelSource): string => (source instanceof Model ? embeddedSha256(source) : createHash('sha256').update(source).digest('hex'));
 
-/** What runs the model in onnxruntime: its bytes, or the model itself when it is too large to encode as one protobuf. */
+/** What runs the model in onnxruntime: its bytes, or the model itself when its tensors are in their data files or it is too large to encode as one protobuf. */
 export function runtimeSource(model: Model): ModelSource {
+  if (model.externalDataRoot !== undefined) return model;
   const proto = exportModel(model);
   return needsExternalData(proto) ? model : encodeModelProto(proto);
 }
 
+/** Sessions created so far, by what onnxruntime was given: tests read it to see which route a model took. */
+export const sessionRoutes = { bytes: 0, largestBytes: 0, tempDir: 0, dataDir: 0 };
+
 export async function createSession(source: ModelSource, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
   if (!(source instanceof Model)) return createFrom(source, opts);
-  return createFromProto(exportModel(source), opts);
+  return createFromProto(exportModel(source), opts, source.externalDataRoot);
 }
 
-async function createFromProto(proto: ModelProto, opts: SessionOptions): Promise<ort.InferenceSession> {
+async function createFromProto(proto: ModelProto, opts: SessionOptions, dataDir: string | undefined): Promise<ort.InferenceSession> {
+  if (dataDir !== undefined) return createFrom(encodeModelProto(proto), opts, dataDir);
   if (!needsExternalData(proto)) return createFrom(encodeModelProto(proto), opts);
   const dir = mkdtempSync(join(os.tmpdir(), 'modelpress-session-'));
   try {
     const { modelPath } = writeModelWithExternalData(proto, join(dir, 'model.onnx'));
+    sessionRoutes.tempDir++;
     return await createFrom(modelPath, opts);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-async function createFrom(model: Uint8Array | string, opts: SessionOptions): Promise<ort.InferenceSession> {
+/** `dataDir`: where the external data of `model` (bytes) is, for onnxruntime to read it from there. */
+async function createFrom(model: Uint8Array | string, opts: SessionOptions, dataDir?: string): Promise<ort.InferenceSession> {
   const options: ort.InferenceSession.SessionOptions = {
     intraOpNumThreads: opts.intraOpNumThreads ?? 0,
     interOpNumThreads: 1,
@@ -75,9 +87,15 @@ async function createFrom(model: Uint8Array | string, opts: SessionOptions): Pro
     executionMode: 'sequential',
     enableProfiling: opts.enableProfiling ?? false,
     ...(opts.profileFilePrefix ? { profileFilePrefix: opts.profileFilePrefix } : {}),
+    ...(dataDir !== undefined ? { extra: { session: { model_external_initializers_file_folder_path: dataDir } } } : {}),
     // fatal only: every error onnxruntime raises reaches us and is reported once, with a code
     logSeverityLevel: 4,
   };
+  if (dataDir !== undefined) sessionRoutes.dataDir++;
+  else if (typeof model !== 'string') {
+    sessionRoutes.bytes++;
+    sessionRoutes.largestBytes = Math.max(sessionRoutes.largestBytes, model.length);
+  }
   try {
     return await (typeof model === 'string' ? ort.InferenceSession.create(model, options) : ort.InferenceSession.create(model, options));
   } catch (err) {
@@ -220,9 +238,9 @@ export interface DiscoveredValue {
   maxAbs?: number;
 }
 
-/** A session of `model` with `extra` main-graph values exposed as outputs; past 2 GB it goes to onnxruntime by path, like createSession. */
+/** A session of `model` with `extra` main-graph values exposed as outputs, made by the same routes as createSession. */
 export async function createSessionWithOutputs(model: Model, extra: readonly Value[], opts: SessionOptions = {}): Promise<ort.InferenceSession> {
-  return createFromProto(exportModelWithOutputs(model, extra), opts);
+  return createFromProto(exportModelWithOutputs(model, extra), opts, model.externalDataRoot);
 }
 
 /**
