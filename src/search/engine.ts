@@ -165,6 +165,11 @@ export async function runSearch(input: ModelSource, opts: SearchOptions): Promis
   };
   let best: SearchTrialReport | null = null;
   const scoreOf = (t: SearchTrialReport) => (t.status === 'meets' ? objectiveScore(goal, latencyOf(t), t.sizeRatio ?? 1) : Infinity);
+  // strategies bisect on accuracy: a candidate that holds it but misses a speed or size bound is not "too aggressive"
+  const outcomeOf = (t: SearchTrialReport): TrialOutcome => {
+    const accurate = t.status === 'meets' || t.status === 'out-of-bounds';
+    return { meets: accurate, score: accurate ? objectiveScore(goal, latencyOf(t), t.sizeRatio ?? 1) : Infinity };
+  };
   const record = async (t: SearchTrialReport, model: Model): Promise<void> => {
     state.trials.push(t);
     await opts.onTrial?.(t);
@@ -205,7 +210,7 @@ export async function runSearch(input: ModelSource, opts: SearchOptions): Promis
     const key = pointKey(space, next.value);
     const prior = seen.get(key);
     if (prior) {
-      outcome = { meets: prior.status === 'meets', score: scoreOf(prior) };
+      outcome = outcomeOf(prior);
       if (++repeats > MAX_REPEATS) {
         state.stoppedBy = 'space-exhausted';
         break;
@@ -252,7 +257,7 @@ export async function runSearch(input: ModelSource, opts: SearchOptions): Promis
     }
     trialMs.push(t.durationMs);
     seen.set(key, t);
-    outcome = { meets: t.status === 'meets', score: scoreOf(t) };
+    outcome = outcomeOf(t);
   }
   if (state.stoppedBy === 'canceled') {
     // the best so far is already where onBest put it
