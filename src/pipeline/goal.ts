@@ -12,6 +12,11 @@ export const FIDELITY_METRICS = ['agreement', 'sqnr'] as const;
 export const GOAL_METRICS = [...METRIC_NAMES, ...FIDELITY_METRICS] as const;
 export type GoalMetric = (typeof GOAL_METRICS)[number];
 
+/** Task metrics are measured against labels; the fidelity metrics only against the original. */
+export function needsLabels(metric: GoalMetric): boolean {
+  return !(FIDELITY_METRICS as readonly string[]).includes(metric);
+}
+
 export const GoalSchema = Type.Object(
   {
     metric: Type.Union(

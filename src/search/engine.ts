@@ -12,7 +12,7 @@ import { Model } from '../onnx/ir.js';
 import { decodeModel } from '../onnx/model-io.js';
 import { repairOnImport } from '../onnx/import-repair.js';
 import { verifyModel } from '../onnx/verify.js';
-import { FIDELITY_METRICS } from '../pipeline/goal.js';
+import { needsLabels } from '../pipeline/goal.js';
 import type { Recipe, RecipeStep } from '../pipeline/recipe.js';
 import type { ProfileReport } from '../report/schema.js';
 import type { SearchReport, SearchTrialReport } from '../report/search.js';
@@ -68,7 +68,7 @@ export async function runSearch(input: ModelSource, opts: SearchOptions): Promis
   repairOnImport(original);
   verifyModel(original, 'input model');
   if (!opts.samples?.length) throw new InvalidInputError('a goal is judged on data: give evaluation samples (--data), split into a search part and a held-out part');
-  const isTask = !(FIDELITY_METRICS as readonly string[]).includes(goal.metric);
+  const isTask = needsLabels(goal.metric);
   if (isTask && !opts.labels) throw new InvalidInputError(`goal metric '${goal.metric}' is measured against labels: give --labels, or use a fidelity metric (agreement, sqnr)`);
 
   // the split: by sample, fixed seed; labels follow their samples

@@ -4,7 +4,7 @@
 // part for the report, every step served from the cache.
 import { evaluateModels } from '../eval/evaluate.js';
 import type { Model } from '../onnx/ir.js';
-import type { Goal } from '../pipeline/goal.js';
+import { needsLabels, type Goal } from '../pipeline/goal.js';
 import { runPipeline, type PipelineReport } from '../pipeline/pipeline.js';
 import type { Recipe, RecipeStep } from '../pipeline/recipe.js';
 import type { SearchFinalistReport, SearchReport, SearchTrialReport } from '../report/search.js';
@@ -42,7 +42,7 @@ export async function finalize(state: SearchState, opts: FinalizeOptions): Promi
   const finalTiming = finalTimingSeconds(state.settings);
   // the original on the held-out part, once, now that the search is over
   opts.progress({ phase: 'finalists', trial: 0, message: 'measuring the original on the held-out part' });
-  const isTask = goal.metric !== 'agreement' && goal.metric !== 'sqnr';
+  const isTask = needsLabels(goal.metric);
   const heldRef = await evaluateModels(data.original, data.original, state.heldOut, {
     keepReferenceBytes: 512 * 2 ** 20,
     ...(state.heldOutLabels && isTask ? { labels: state.heldOutLabels, metrics: [goal.metric as never] } : {}),
