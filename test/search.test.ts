@@ -232,7 +232,8 @@ describe('a real search on the fmnist CNN', () => {
     const out = join(dir, 'best.onnx');
     const report = join(dir, 'best.report.json');
     const frontier = join(dir, 'frontier');
-    const r = cli('compress', MODELS.fmnist, '--recipe', goal, '--out', out, '--report', report, '--data', FMNIST.inputs, '--labels', FMNIST.labels, '--calibration', FMNIST.calibration, '--max-samples', '400', '--frontier', frontier);
+    const html = join(dir, 'best.report.html');
+    const r = cli('compress', MODELS.fmnist, '--recipe', goal, '--out', out, '--report', report, '--report-html', html, '--data', FMNIST.inputs, '--labels', FMNIST.labels, '--calibration', FMNIST.calibration, '--max-samples', '400', '--frontier', frontier);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /\[search\] trial 1 of at most 8, .* elapsed, .* left; best so far: trial 0/);
     assert.match(r.stdout, /its recipe \(re-run it without search with --recipe\):\n\{"steps":/);
@@ -243,6 +244,11 @@ describe('a real search on the fmnist CNN', () => {
       assert.ok(files.includes(`trial-${n}.onnx`) && files.includes(`trial-${n}.recipe.json`), files.join(','));
     }
     assert.ok(existsSync(out));
+    // the HTML report tells the search's story above the chosen recipe's own report
+    const page = readFileSync(html, 'utf8');
+    assert.match(page, /<section id="search"><h2>Goal search<\/h2>/);
+    assert.match(page, /<svg data-chart="search-frontier"/);
+    assert.equal((page.match(/<tr class="[^"]*" data-trial="\d+"><th scope="row"/g) ?? []).length, rep.search.trials.length + rep.search.finalists.length);
     // calibrating on the samples the goal is judged on is refused, naming the way out
     const bad = cli('compress', MODELS.fmnist, '--recipe', goal, '--out', join(dir, 'bad.onnx'), '--data', FMNIST.inputs, '--labels', FMNIST.labels, '--calibration', FMNIST.inputs, '--max-samples', '400');
     assert.equal(bad.code, 2, bad.stderr);

@@ -4,9 +4,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { METRIC_NAMES } from '../metrics/task.js';
 
-/** Task metrics where larger is better; the others (errors) may grow by at most `maxDrop`. */
-export const HIGHER_IS_BETTER = new Set(['top1', 'top5', 'agreement', 'sqnr']);
-
 /** Fidelity metrics need no labels: the candidate against the original on the same inputs. */
 export const FIDELITY_METRICS = ['agreement', 'sqnr'] as const;
 export const GOAL_METRICS = [...METRIC_NAMES, ...FIDELITY_METRICS] as const;

@@ -1,5 +1,5 @@
 // The `search` section of a report: the goal, every trial, the frontier and the held-out verdict.
-import type { LatencyRatio } from './schema.js';
+import type { CompressionReport, LatencyRatio } from './schema.js';
 
 export interface SearchGoalReport {
   metric: string;
@@ -80,3 +80,11 @@ export interface SearchReport {
   /** Run overhead rather than compute dominates the original's latency in this regime: ratios near 1 are expected. */
   overheadNote?: string;
 }
+
+/** b/a latency of a trial: 1 for the original itself (the reference), else what was timed (nothing for the untimed). */
+export function latencyOf(t: SearchTrialReport): number | undefined {
+  return t.steps.length === 0 ? 1 : t.latency?.ratio;
+}
+
+/** A report that may carry a search (a goal run): the rest of it measures the chosen recipe on the held-out part. */
+export type ReportWithSearch = CompressionReport & { search?: SearchReport };

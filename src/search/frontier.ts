@@ -1,6 +1,7 @@
 // The goal's arithmetic: the loss of a metric against the original, whether a candidate meets the
 // goal, its objective score, and the Pareto frontier of measured candidates. Pure functions.
-import { HIGHER_IS_BETTER, type Goal } from '../pipeline/goal.js';
+import { HIGHER_IS_BETTER } from '../metrics/task.js';
+import type { Goal } from '../pipeline/goal.js';
 
 /** How much worse `value` is than `reference` in the metric's own units (negative: better). */
 export function lossOf(goal: Goal, value: number, reference: number): number {

@@ -44,10 +44,7 @@ export function finalTimingSeconds(settings: SearchSettings): number {
   return Math.min(30, Math.max(5, settings.budget.minutes * 60 * 0.02));
 }
 
-/** b/a latency of a trial: 1 for the original itself. */
-export function latencyOf(t: SearchTrialReport): number | undefined {
-  return t.steps.length === 0 ? 1 : t.latency?.ratio;
-}
+export { latencyOf } from '../report/search.js';
 
 /** The search section as it stands (a best-so-far report, or the final one with finalists filled in). */
 export function searchSection(state: SearchState, best: SearchTrialReport, extra: Partial<SearchReport> = {}): SearchReport {
