@@ -69,8 +69,8 @@ export class StepCache {
       this.remember(key, entry);
       return { ...entry, cached: true };
     }
-    this.stats.misses++;
     const built = await build();
+    this.stats.misses++; // counted once built: a build cut short leaves nothing in the cache
     this.remember(key, built);
     if (file) {
       const source = runtimeSource(built.model);

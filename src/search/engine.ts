@@ -219,6 +219,7 @@ export async function runSearch(input: ModelSource, opts: SearchOptions): Promis
     }
     repeats = 0;
     const n = state.trials.length;
+    const builtBefore = cache.stats.misses;
     if (n > settings.budget.trials) {
       state.stoppedBy = 'trials';
       break;
@@ -249,7 +250,7 @@ export async function runSearch(input: ModelSource, opts: SearchOptions): Promis
         state.stoppedBy = 'canceled';
         break;
       }
-      state.trials.push({ n, steps: [...state.fixed, ...steps], status: 'failed', reason: 'cut short: the time budget ran out', built: 0, cached: 0, durationMs: 0, atMs: elapsed() });
+      state.trials.push({ n, steps: [...state.fixed, ...steps], status: 'failed', reason: 'cut short: the time budget ran out', built: cache.stats.misses - builtBefore, cached: 0, durationMs: 0, atMs: elapsed() });
       state.stoppedBy = 'time';
       break;
     } finally {
