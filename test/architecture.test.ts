@@ -34,9 +34,10 @@ const MAY_IMPORT: Record<string, string[]> = {
   factorize: ['(root)', 'linalg', 'onnx', 'runtime', 'metrics', 'data', 'measure', 'eval', 'pipeline/pass'],
   passes: ['(root)', 'linalg', 'onnx', 'runtime', 'metrics', 'data', 'measure', 'eval', 'pipeline/pass', 'quant', 'prune', 'factorize'],
   pipeline: ['(root)', 'onnx', 'runtime', 'metrics', 'data', 'measure', 'eval', 'report', 'pipeline/pass', 'passes'],
-  service: ['(root)', 'bundles', 'onnx', 'runtime', 'metrics', 'data', 'measure', 'eval', 'report', 'pipeline/pass', 'passes', 'pipeline'],
-  cli: ['(root)', 'linalg', 'bundles', 'onnx', 'runtime', 'metrics', 'data', 'measure', 'eval', 'report', 'pipeline/pass', 'passes', 'pipeline', 'service'],
-  bench: ['(root)', 'linalg', 'bundles', 'onnx', 'runtime', 'metrics', 'data', 'measure', 'eval', 'report', 'pipeline/pass', 'passes', 'pipeline', 'quant', 'prune', 'factorize', 'service', 'cli'],
+  search: ['(root)', 'onnx', 'runtime', 'metrics', 'data', 'measure', 'eval', 'report', 'pipeline/pass', 'passes', 'pipeline'],
+  service: ['(root)', 'bundles', 'onnx', 'runtime', 'metrics', 'data', 'measure', 'eval', 'report', 'pipeline/pass', 'passes', 'pipeline', 'search'],
+  cli: ['(root)', 'linalg', 'bundles', 'onnx', 'runtime', 'metrics', 'data', 'measure', 'eval', 'report', 'pipeline/pass', 'passes', 'pipeline', 'search', 'service'],
+  bench: ['(root)', 'linalg', 'bundles', 'onnx', 'runtime', 'metrics', 'data', 'measure', 'eval', 'report', 'pipeline/pass', 'passes', 'pipeline', 'quant', 'prune', 'factorize', 'search', 'service', 'cli'],
 };
 
 /** Files allowed past the size limit: each is one cohesive table. */

@@ -1,12 +1,18 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
-import { inflateSync } from 'node:zlib';
+import { describe, it, type TestContext } from 'node:test';
+import { browserArgs, CHROMIUM, chromium, countColor, decodePng, measureLayout } from './browser.js';
+import { FMNIST, MODELS } from './helpers.js';
+import { openDataset, readLabelsFile } from '../src/data/samples.js';
+import { decodeModel } from '../src/onnx/model-io.js';
+import { parseRecipe } from '../src/pipeline/recipe.js';
 import { toJson } from '../src/report/environment.js';
 import { CHART_COLORS } from '../src/report/charts.js';
+import { SEARCH_CHART_COLORS } from '../src/report/search-html.js';
+import type { ReportWithSearch, SearchReport, SearchTrialReport } from '../src/report/search.js';
+import { runSearch } from '../src/search/engine.js';
 import {
   formatBytes,
   formatCount,
@@ -283,130 +289,17 @@ describe('report html: one formatter per quantity', () => {
 
 // ---- headless Chromium: the charts are really painted
 
-const CHROMIUM = '/usr/bin/chromium';
-
-interface Png {
-  width: number;
-  height: number;
-  channels: number;
-  pixels: Uint8Array;
-}
-
-/** Minimal PNG decoder: 8-bit RGB/RGBA, not interlaced (what Chromium writes). */
-function decodePng(buf: Buffer): Png {
-  assert.deepEqual([...buf.subarray(0, 8)], [137, 80, 78, 71, 13, 10, 26, 10], 'PNG signature');
-  let width = 0;
-  let height = 0;
-  let channels = 0;
-  const idat: Buffer[] = [];
-  for (let off = 8; off < buf.length; ) {
-    const len = buf.readUInt32BE(off);
-    const type = buf.toString('latin1', off + 4, off + 8);
-    const data = buf.subarray(off + 8, off + 8 + len);
-    if (type === 'IHDR') {
-      width = data.readUInt32BE(0);
-      height = data.readUInt32BE(4);
-      const [depth, colorType, , , interlace] = [data[8]!, data[9]!, data[10]!, data[11]!, data[12]!];
-      assert.equal(depth, 8, 'PNG bit depth 8');
-      assert.equal(interlace, 0, 'PNG not interlaced');
-      channels = colorType === 2 ? 3 : colorType === 6 ? 4 : 0;
-      assert.ok(channels, `PNG colour type ${colorType} (only RGB and RGBA are handled)`);
-    } else if (type === 'IDAT') idat.push(data);
-    else if (type === 'IEND') break;
-    off += 12 + len;
-  }
-  const raw = inflateSync(Buffer.concat(idat));
-  const stride = width * channels;
-  assert.equal(raw.length, height * (stride + 1), 'PNG data length');
-  const px = new Uint8Array(height * stride);
-  for (let y = 0; y < height; y++) {
-    const filter = raw[y * (stride + 1)]!;
-    const src = y * (stride + 1) + 1;
-    const row = y * stride;
-    const prev = row - stride;
-    for (let i = 0; i < stride; i++) {
-      const a = i >= channels ? px[row + i - channels]! : 0;
-      const b = y > 0 ? px[prev + i]! : 0;
-      const c = y > 0 && i >= channels ? px[prev + i - channels]! : 0;
-      let pred: number;
-      if (filter === 0) pred = 0;
-      else if (filter === 1) pred = a;
-      else if (filter === 2) pred = b;
-      else if (filter === 3) pred = (a + b) >> 1;
-      else if (filter === 4) {
-        const p = a + b - c;
-        const pa = Math.abs(p - a);
-        const pb = Math.abs(p - b);
-        const pc = Math.abs(p - c);
-        pred = pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
-      } else throw new Error(`PNG row ${y}: unknown filter ${filter}`);
-      px[row + i] = (raw[src + i]! + pred) & 0xff;
-    }
-  }
-  return { width, height, channels, pixels: px };
-}
-
-function countColor(png: Png, hex: string, tolerance = 6): number {
-  const [r, g, b] = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16)) as [number, number, number];
-  let n = 0;
-  for (let i = 0; i < png.pixels.length; i += png.channels) {
-    if (Math.abs(png.pixels[i]! - r) <= tolerance && Math.abs(png.pixels[i + 1]! - g) <= tolerance && Math.abs(png.pixels[i + 2]! - b) <= tolerance) n++;
-  }
-  return n;
-}
-
-function chromium(args: string[], timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    // Own process group, so a hung browser and its helpers can be killed together.
-    const child = spawn(CHROMIUM, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      try {
-        process.kill(-child.pid!, 'SIGKILL');
-      } catch {
-        child.kill('SIGKILL');
-      }
-      reject(new Error(`chromium timed out after ${timeoutMs / 1000} s\n${stderr.slice(-2000)}`));
-    }, timeoutMs);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-function browserArgs(dir: string, profileName: string): string[] {
-  return [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    `--user-data-dir=${join(dir, profileName)}`,
-    '--hide-scrollbars',
-    '--window-size=1280,2400',
-    // finish raster before capturing: without it a tile of the page can come out blank
-    '--run-all-compositor-stages-before-draw',
-  ];
+/** False (and the test skipped) without a browser, except on CI, where that fails. */
+function haveChromium(t: TestContext): boolean {
+  if (existsSync(CHROMIUM)) return true;
+  if (process.env.CI) assert.fail(`${CHROMIUM} is missing: CI must install it (scripts/setup.sh runs apt-get install chromium as root)`);
+  t.skip(`${CHROMIUM} not installed (run scripts/setup.sh as root); the HTML-report browser check is skipped`);
+  return false;
 }
 
 describe('report html: headless Chromium', () => {
   it('paints every chart (screenshot pixels) and keeps the SVGs in the DOM', async (t) => {
-    if (!existsSync(CHROMIUM)) {
-      if (process.env.CI) assert.fail(`${CHROMIUM} is missing: CI must install it (scripts/setup.sh runs apt-get install chromium as root)`);
-      t.skip(`${CHROMIUM} not installed (run scripts/setup.sh as root); the HTML-report browser check is skipped`);
-      return;
-    }
+    if (!haveChromium(t)) return;
     const dir = mkdtempSync(join(tmpdir(), 'modelpress-report-html-'));
     try {
       const html = renderReportHtml(fullReport());
@@ -438,6 +331,167 @@ describe('report html: headless Chromium', () => {
         mkdirSync(keep, { recursive: true });
         copyFileSync(page, join(keep, 'report-sample.html'));
         copyFileSync(shot, join(keep, 'report-sample.png'));
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+// ---- a goal search: a real one on the fmnist CNN, run once for the tests below
+
+let searchRun: Promise<ReportWithSearch> | undefined;
+
+/** A short real search (tiny explicit space, half a minute), its report as the CLI writes and a reader reads it. */
+function searchReport(): Promise<ReportWithSearch> {
+  searchRun ??= (async () => {
+    const model = decodeModel(readFileSync(MODELS.fmnist));
+    const space = [
+      { pass: 'prune.structured', ratio: { range: [0.1, 0.6] }, optional: true, recovery: { leastSquares: true, batchNorm: true } },
+      { pass: 'quantize.static', optional: true, calibrationMethod: { choices: ['percentile', 'minmax'] } },
+    ];
+    const recipe = parseRecipe({
+      goal: { metric: 'top1', maxDrop: 0.02, objective: 'latency', batchSize: 8, threads: 1 },
+      search: { budget: { minutes: 0.5, trials: 6 }, space, seed: 1 },
+      evaluate: { batchSize: 50, maxSamples: 300 },
+    });
+    const batches = (path: string, n: number) => [...openDataset(path, model).batches({ batchSize: 50, maxSamples: n })];
+    const result = await runSearch(readFileSync(MODELS.fmnist), { recipe, samples: batches(FMNIST.inputs, 300), labels: readLabelsFile(FMNIST.labels), calibration: batches(FMNIST.calibration, 100), inputName: 'fmnist-cnn.onnx' });
+    return JSON.parse(toJson(result.report)) as ReportWithSearch;
+  })();
+  return searchRun;
+}
+
+/**
+ * The same search with what a short run on a busy machine may not show: timed candidates on and off the
+ * frontier, a failure, a far-off early stop, hostile text, long reasons, and a goal not met.
+ */
+function withHardCases(r: ReportWithSearch): ReportWithSearch {
+  const s = structuredClone(r.search!);
+  const n = s.trials.length;
+  const ref = s.trials[0]!.value!;
+  const prune = (ratio: number) => ({ pass: 'prune.structured', ratio, recovery: { leastSquares: true, batchNorm: true } });
+  const timed = (k: number, steps: SearchTrialReport['steps'], loss: number, latency: number, sizeRatio: number): SearchTrialReport => ({
+    n: k, steps, status: 'meets', value: ref - loss, reference: ref, loss, samples: 180, latency: ratio(8, 2.3, latency, latency * 0.85, latency * 1.2, 'faster'), sizeRatio, built: 1, cached: 1, durationMs: 2000, atMs: 3000,
+  });
+  const long = 'the candidate does not run: onnxruntime could not create a session for the rewritten graph '.repeat(3);
+  s.trials.push(
+    timed(n, [prune(0.2), { pass: 'quantize.static', calibrationMethod: 'minmax' }], 0.004, 0.42, 0.2),
+    timed(n + 1, [prune(0.35)], 0.006, 0.5, 0.3), // dominated by the one before
+    { n: n + 2, steps: [prune(0.6)], status: 'stopped-early', reason: `on the 96-sample probe the metric is 0.1000 ${'and so on '.repeat(12)}`, probe: { samples: 96, value: 0.1, margin: 0.05 }, value: 0.1, reference: ref, loss: ref - 0.1, sizeRatio: 0.4, built: 1, cached: 0, durationMs: 900, atMs: 1000 },
+    { n: n + 3, steps: [{ pass: 'quantize.static', calibrationMethod: HOSTILE }], status: 'failed', reason: `${long}${HOSTILE}`, sizeRatio: 0.27, built: 1, cached: 1, durationMs: 400, atMs: 1500 },
+  );
+  s.frontier = [...s.frontier, n];
+  s.best = { ...s.best, goalMet: false, reason: `every finalist missed the goal on the held-out part ${HOSTILE}` };
+  return { ...r, search: s };
+}
+
+const svgOf = (html: string, chart: string): string => new RegExp(`<svg data-chart="${chart}"[\\s\\S]*?</svg>`).exec(html)?.[0] ?? '';
+const trialsOf = (svg: string, cls: string): number[] => [...svg.matchAll(new RegExp(`class="${cls}(?: [^"]*)?" data-trial="(\\d+)"`, 'g'))].map((m) => Number(m[1])).sort((a, b) => a - b);
+
+/** What the chart may place: timed trials (the original is 1× by definition); the rest have a value but no latency. */
+function expectedMarkers(s: SearchReport): { timed: number[]; untimed: number[] } {
+  const timed = s.trials.filter((t) => t.steps.length === 0 || t.latency).map((t) => t.n);
+  const untimed = s.trials.filter((t) => t.value !== undefined && !timed.includes(t.n)).map((t) => t.n);
+  return { timed, untimed };
+}
+
+describe('report html: a goal search', () => {
+  it('shows the goal and verdict, one marker per timed trial, the frontier joined, one row per trial and the finalists', async () => {
+    const report = await searchReport();
+    const s = report.search!;
+    const html = renderReportHtml(report, { title: 'modelpress: fmnist-cnn.onnx' });
+    assertWellFormed(html);
+    assert.equal(chartsIn(html)[0], 'search-frontier', 'the search chart comes first');
+    // the goal card: the goal, the held-out verdict, the chosen recipe to copy, both losses, how the search ran
+    assert.match(html, new RegExp(`<span class="verdict v-(faster|slower)">goal (met|NOT met)</span> on ${s.data.heldOutSamples} held-out samples`));
+    assert.ok(html.includes('top1 drops by at most 0.02 against the original; minimize latency; judged at batch 8 with 1 thread'));
+    assert.ok(html.includes(`<pre class="recipe">${JSON.stringify({ steps: s.best.steps }, null, 2).replace(/"/g, '&quot;')}</pre>`), 'the chosen recipe as JSON');
+    assert.match(html, /on the 180-sample search part → <b>[^<]+<\/b> on the 120 held-out samples/);
+    assert.match(html, new RegExp(`${s.trials.length - 1} by the staged strategy: .* stopped by (the time budget|the trial budget|the space running out)`));
+    assert.ok(html.includes(`<dd>${s.cache.hits} hits, ${s.cache.misses} builds</dd>`));
+    // the chart: a marker for each timed trial and only those, untimed ones beside the plot, the frontier joined
+    const svg = svgOf(html, 'search-frontier');
+    const { timed, untimed } = expectedMarkers(s);
+    assert.deepEqual(trialsOf(svg, 'pt'), timed, 'one marker per timed trial');
+    assert.deepEqual(trialsOf(svg, 'pt-untimed'), untimed, 'untimed trials in the strip, not at a latency');
+    assert.deepEqual(trialsOf(svg, 'pt frontier'), [...s.frontier].sort((a, b) => a - b), 'frontier points highlighted');
+    assert.ok(s.frontier.length >= 1, 'the original meets its own goal: the frontier is never empty');
+    const line = /<polyline class="frontier-line" points="([^"]*)"/.exec(svg);
+    assert.ok(line, 'the frontier polyline');
+    assert.equal(line[1]!.split(' ').length, s.frontier.length, 'one vertex per frontier point');
+    assert.match(svg, /data-trial="0"/, 'the original is marked');
+    assert.match(svg, /latency ratio b\/a at batch 8 \(×, lower is faster\)/);
+    // the tables
+    const trialRows = [...html.matchAll(/<tr class="[^"]*" data-trial="(\d+)"><th scope="row"/g)].map((m) => Number(m[1]));
+    assert.deepEqual(trialRows.slice(0, s.trials.length), s.trials.map((t) => t.n), 'one row per trial, in order');
+    assert.equal(trialRows.length, s.trials.length + s.finalists.length, 'then one row per finalist');
+    assert.match(html, new RegExp(`<tr class="[^"]*trial-chosen[^"]*" data-trial="${s.best.trial}">`));
+    for (const n of s.frontier) assert.match(html, new RegExp(`<tr class="trial-frontier[^"]*" data-trial="${n}">`));
+    // the rest of the page is the chosen recipe's report
+    assert.ok(html.includes(`The chosen recipe (trial ${s.best.trial}) on the held-out part`));
+  });
+
+  it('draws several timed candidates, failures, far-off early stops and a missed goal honestly, with every text escaped', async () => {
+    const report = withHardCases(await searchReport());
+    const s = report.search!;
+    const html = renderReportHtml(report);
+    assertWellFormed(html);
+    assert.ok(!html.includes(HOSTILE), 'hostile text never appears raw');
+    assert.match(html, /goal NOT met<\/span> on \d+ held-out samples: the result is the closest candidate/);
+    assert.ok(html.includes('<div class="banner bad">every finalist missed the goal on the held-out part &lt;script&gt;'));
+    const svg = svgOf(html, 'search-frontier');
+    const { timed, untimed } = expectedMarkers(s);
+    assert.ok(timed.length >= 3);
+    assert.deepEqual(trialsOf(svg, 'pt'), timed, 'one marker per timed trial');
+    assert.deepEqual(trialsOf(svg, 'pt frontier'), [...s.frontier].sort((a, b) => a - b));
+    assert.equal(/<polyline class="frontier-line" points="([^"]*)"/.exec(svg)![1]!.split(' ').length, s.frontier.length, 'the frontier joined');
+    const stopped = s.trials.length - 2;
+    assert.deepEqual(trialsOf(svg, 'pt-untimed'), untimed);
+    assert.ok(untimed.includes(stopped));
+    assert.match(svg, new RegExp(`class="pt-untimed off-scale" data-trial="${stopped}"`), 'a value far below the plot sits on its border');
+    assert.doesNotMatch(svg, new RegExp(`data-trial="${stopped + 1}"`), 'a failed trial has no metric: table only');
+    assert.match(html, /<td class="steps" title="[^"]*">prune.structured ratio 0.2 → quantize.static calibrationMethod minmax<\/td>/, 'steps in a few words: the knobs that vary');
+    assert.match(html, new RegExp(`data-trial="${stopped + 1}"><th scope="row" class="num">${stopped + 1}</th><td class="steps" title="[^"]*">quantize.static calibrationMethod &lt;script&gt;`));
+    assert.match(html, /<span class="verdict v-slower">failed<\/span><div class="why">the candidate does not run/);
+    // a size goal: x is the measured size ratio
+    const bySize = renderReportHtml({ ...report, search: { ...s, goal: { ...s.goal, objective: 'size' } } });
+    assert.match(svgOf(bySize, 'search-frontier'), /size ratio b\/a/);
+    assert.deepEqual(
+      trialsOf(svgOf(bySize, 'search-frontier'), 'pt'),
+      s.trials.filter((t) => t.value !== undefined && t.status !== 'stopped-early' && t.status !== 'failed').map((t) => t.n),
+      'every trial measured on the search part has a size',
+    );
+  });
+
+  it('in Chromium: the chart is painted and nothing scrolls sideways at 1280 px', async (t) => {
+    if (!haveChromium(t)) return;
+    const dir = mkdtempSync(join(tmpdir(), 'modelpress-report-search-'));
+    try {
+      for (const [name, report] of [['real', await searchReport()], ['hard cases', withHardCases(await searchReport())]] as const) {
+        const html = renderReportHtml(report);
+        const page = join(dir, 'search.html');
+        const shot = join(dir, 'search.png');
+        writeFileSync(page, html);
+        const run = await chromium([...browserArgs(dir, 'profile-search'), `--screenshot=${shot}`, `file://${page}`]);
+        assert.ok(existsSync(shot), `chromium wrote no screenshot (exit ${run.code})\n${run.stderr.slice(-2000)}`);
+        const png = decodePng(readFileSync(shot));
+        // the legend's swatches alone paint about 60 (frontier) and 75 (chosen ring) pixels: more is the chart's markers
+        for (const [key, least] of [['frontier', 100], ['chosen', 150]] as const) {
+          const n = countColor(png, SEARCH_CHART_COLORS[key]);
+          assert.ok(n >= least, `${name}: ${key} colour painted on ${n} pixels, want ≥ ${least}`);
+        }
+        const layout = await measureLayout(html, dir, '#search');
+        assert.equal(layout.innerWidth, 1280);
+        assert.ok(layout.scrollWidth <= 1280, `${name}: the page is ${layout.scrollWidth} px wide at 1280`);
+        assert.deepEqual(layout.scrollers, [], `${name}: boxes that scroll sideways`);
+        assert.ok(layout.tableRight <= 1280, `${name}: a search table ends at ${layout.tableRight} px`);
+        const keep = process.env.MODELPRESS_KEEP_REPORT_SAMPLE;
+        if (keep) {
+          mkdirSync(keep, { recursive: true });
+          copyFileSync(page, join(keep, `search-sample-${name.replace(' ', '-')}.html`));
+          copyFileSync(shot, join(keep, `search-sample-${name.replace(' ', '-')}.png`));
+        }
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });

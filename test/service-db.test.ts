@@ -12,6 +12,7 @@ import { createDb } from '../src/service/db/client.js';
 import { createApiKey, verifyApiKey } from '../src/service/db/keys.js';
 import { loadConfig } from '../src/service/config.js';
 import { claimJob, completeAttempt, finalizeCanceled, finishAttempt, nextAttempt, requeueAttempt, writeProgress } from '../src/service/db/jobs.js';
+import { insertTrial, recordBest, recordFrontierModel } from '../src/service/db/search.js';
 
 test('migrate applies every migration on a fresh database, records it like Prisma, and is idempotent', async () => {
   const database = await freshDatabase();
@@ -64,11 +65,22 @@ test('the generated Prisma client works against the migrated schema for every mo
         ownerId, modelId: model.id, recipe: { steps: [{ pass: 'convert.fp16' }] }, status: 'queued', progressPercent: 12.5, progressStep: 1, progressSteps: 2,
         progressStepName: 's', progressMessage: 'm', errorCode: 'x', errorMessage: 'y', attempt: 0, timeoutMs: 1000, calibrationKey: 'uploads/a.npz',
         evaluationKey: 'uploads/b.npz', labelsKey: 'uploads/c.npy', idempotencyKey: 'k', requestHash: 'h', metrics: { a: 1 }, report: { b: [1, 2] },
-        workerId: 'w', startedAt: now, finishedAt: now, cancelRequestedAt: now,
+        workerId: 'w', startedAt: now, finishedAt: now, cancelRequestedAt: now, progressSearch: { phase: 'searching', trial: 3 },
+        bestStorageKey: 'best/x/1-a.onnx', bestSha256: 'd'.repeat(64), bestSizeBytes: 7n, bestTrial: 2, bestAttempt: 1, bestReport: { kind: 'search-in-progress' },
+      },
+    });
+    await db.jobTrial.create({
+      data: {
+        jobId: job.id, attempt: 1, n: 0, steps: [], status: 'meets', reason: 'r', metricValue: 0.9, loss: 0, latencyRatio: 1, sizeRatio: 1, built: 0, cached: 0,
+        durationMs: 12, frontier: true, artifactKey: 'artifacts/t.onnx', artifactSha256: 'e'.repeat(64), artifactSizeBytes: 8n,
       },
     });
     await db.artifact.create({ data: { jobId: job.id, storageKey: 'artifacts/j.onnx', sha256: 'b'.repeat(64), sizeBytes: 10n } });
-    const back = await db.job.findUniqueOrThrow({ where: { id: job.id }, include: { artifact: true, model: true, owner: { include: { apiKeys: true } } } });
+    const back = await db.job.findUniqueOrThrow({ where: { id: job.id }, include: { artifact: true, model: true, trials: true, owner: { include: { apiKeys: true } } } });
+    assert.deepEqual(back.progressSearch, { phase: 'searching', trial: 3 });
+    assert.equal(back.bestSizeBytes, 7n);
+    assert.deepEqual(back.bestReport, { kind: 'search-in-progress' });
+    assert.deepEqual(back.trials.map((t) => [t.n, t.metricValue, t.frontier, t.artifactSizeBytes]), [[0, 0.9, true, 8n]]);
     assert.equal(back.model.sizeBytes, 5n * 1024n ** 3n);
     assert.deepEqual(back.report, { b: [1, 2] });
     assert.equal(back.artifact?.sizeBytes, 10n);
@@ -107,6 +119,47 @@ test('the generated Prisma client works against the migrated schema for every mo
     assert.equal(await claimJob(db, j4.id, 'w1', 0), null);
     assert.deepEqual(await finalizeCanceled(db, 60_000, j4.id), [j4.id]);
     assert.equal((await db.job.findUniqueOrThrow({ where: { id: j4.id } })).status, 'canceled');
+  } finally {
+    await close();
+    await database.drop();
+  }
+});
+
+test("a search's records are owned by one attempt: trials, the best so far and frontier models of a superseded attempt are neither stored nor recorded", async () => {
+  const database = await freshDatabase();
+  await migrate(database.url, MIGRATIONS);
+  const { db, close } = createDb(database.url);
+  try {
+    const { ownerId } = await createApiKey(db, 'search-records');
+    const model = await db.storedModel.create({ data: { ownerId, sha256: 'a'.repeat(64), sizeBytes: 1n, storageKey: 'models/x.onnx' } });
+    const job = await db.job.create({ data: { ownerId, modelId: model.id, recipe: {} } });
+    const trial = (n: number) => ({ n, steps: [{ pass: 'convert.fp16' }], status: 'meets', reason: null, metricValue: 0.9, loss: 0.001, latencyRatio: 0.8, sizeRatio: 0.5, built: 1, cached: 0, durationMs: 5 });
+    assert.equal(await insertTrial(db, job.id, 1, trial(0)), false, 'a queued job has no attempt to record for');
+    await claimJob(db, job.id, 'w1', 60_000);
+    assert.equal(await insertTrial(db, job.id, 1, trial(0)), true);
+    assert.equal(await insertTrial(db, job.id, 1, trial(0)), false, 'a duplicate is ignored');
+    let stored = 0;
+    const store = async () => void stored++;
+    assert.equal(await recordBest(db, job.id, 1, { key: 'best/j/1-a.onnx', sha256: 'a'.repeat(64), sizeBytes: 3, trial: 0, report: { kind: 'search-in-progress' } }, store), null, 'no best before');
+    assert.equal(await recordBest(db, job.id, 1, { key: 'best/j/1-b.onnx', sha256: 'b'.repeat(64), sizeBytes: 4, trial: 1, report: {} }, store), 'best/j/1-a.onnx');
+    // attempt 2 takes over (attempt 1's worker looked dead): attempt 1 records and stores nothing more
+    await db.$executeRaw`UPDATE jobs SET updated_at = now() - interval '2 minutes' WHERE id = ${job.id}::uuid`;
+    assert.deepEqual(await claimJob(db, job.id, 'w2', 60_000), { attempt: 2 });
+    assert.equal(await insertTrial(db, job.id, 1, trial(1)), false);
+    assert.equal(await recordBest(db, job.id, 1, { key: 'best/j/1-c.onnx', sha256: 'c'.repeat(64), sizeBytes: 5, trial: 1, report: {} }, store), undefined);
+    assert.equal(await recordFrontierModel(db, job.id, 1, 0, { key: 'artifacts/c.onnx', sha256: 'c'.repeat(64), sizeBytes: 5 }, store), false);
+    assert.equal(stored, 2);
+    assert.equal(await insertTrial(db, job.id, 2, trial(0)), true);
+    assert.equal(await recordFrontierModel(db, job.id, 2, 0, { key: 'artifacts/d.onnx', sha256: 'd'.repeat(64), sizeBytes: 6 }, store), true);
+    assert.equal(stored, 3);
+    const rows = await db.jobTrial.findMany({ where: { jobId: job.id }, orderBy: [{ attempt: 'asc' }, { n: 'asc' }] });
+    assert.deepEqual(rows.map((r) => [r.attempt, r.n, r.frontier, r.artifactKey]), [[1, 0, false, null], [2, 0, true, 'artifacts/d.onnx']]);
+    const back = await db.job.findUniqueOrThrow({ where: { id: job.id } });
+    assert.deepEqual([back.bestStorageKey, back.bestTrial, back.bestAttempt], ['best/j/1-b.onnx', 1, 1], "the last best of the attempt that owned the job");
+    // the final artifact replaces the best so far
+    assert.equal(await completeAttempt(db, job.id, 2, { sha256: 'e'.repeat(64), sizeBytes: 1, report: {}, progress: null }, 'artifacts/e.onnx', store), true);
+    const done = await db.job.findUniqueOrThrow({ where: { id: job.id } });
+    assert.deepEqual([done.bestStorageKey, done.bestReport], [null, null]);
   } finally {
     await close();
     await database.drop();

@@ -23,6 +23,7 @@ import type { SyntheticInputOptions } from '../runtime/ort.js';
 import { probeInputShapes } from '../runtime/input-shapes.js';
 import { PASSES } from '../passes/index.js';
 import { loadModelFile, loadModelFileMetadata, readBytes, writeModelOutput } from './model-files.js';
+import { runGoal } from './search.js';
 
 const USAGE = `modelpress — compress ONNX models for deployment
 
@@ -30,7 +31,7 @@ usage:
   modelpress inspect <model.onnx> [--json]
   modelpress compress <model.onnx> --recipe <recipe.json> --out <out.onnx> [--external-data] [--report <report.json>] [--report-html <report.html>]
                       [--data <inputs.npz>] [--calibration <inputs.npz>] [--labels <labels.npy>] [--max-samples N] [--batch N]
-                      [--shape name=d0,d1,...]... [--dim name=N]... [--value name=X]... [--quiet]
+                      [--shape name=d0,d1,...]... [--dim name=N]... [--value name=X]... [--quiet] [--frontier <dir>]
   modelpress bench <model.onnx> [<candidate.onnx>] [--batch 1,8,16] [--warmup 10] [--runs 32]
                       [--threads N] [--rounds N] [--budget 60] [--data inputs.npz] [--shape name=B,3,224,224]...
                       [--dim name=N]... [--value name=X]... [--json] [--out result.json]
@@ -58,7 +59,9 @@ options:
                or an ONNX test-data directory of input_<i>.pb files);
                used for fidelity after each step and by data-driven passes
   --calibration  inputs for data-driven passes (quantization ranges, pruning recovery), same
-               formats; default: --data
+               formats; default: --data (with a goal: the search part of --data, never the held-out part)
+  --frontier   with a goal recipe ({"goal": …, "search": …}): also write every model of the Pareto
+               frontier to this directory, each with its concrete recipe
   --shape      fix an input's shape for synthetic inputs (e.g. --shape x=1,3,48,320);
                in bench, B marks the batch dim (e.g. --shape state=2,B,128)
   --dim        give a symbolic dimension a size (e.g. --dim batch=8)
@@ -139,6 +142,7 @@ async function cmdCompress(argv: string[]): Promise<void> {
     value: { type: 'string', multiple: true },
     quiet: { type: 'boolean', short: 'q' },
     'external-data': { type: 'boolean' },
+    frontier: { type: 'string' },
   });
   if (positionals.length !== 1) throw new UsageError('compress takes exactly one model path');
   if (values.labels && !values.data) throw new UsageError('--labels needs --data');
@@ -146,6 +150,8 @@ async function cmdCompress(argv: string[]): Promise<void> {
   if (!values.out) throw new UsageError('compress needs --out <out.onnx>');
   // Everything is validated before any work starts.
   const recipe = parseRecipe(new TextDecoder().decode(readBytes(values.recipe as string, 'recipe')));
+  if (values.frontier && !recipe.goal) throw new UsageError('--frontier needs a recipe with a goal');
+  if (recipe.goal && !values.data) throw new UsageError('a goal is judged on data: give --data (and --labels for a task metric), split into a search part and a held-out part');
   const modelPath = positionals[0]!;
   const { model, source } = await loadModelFile(modelPath);
   const synthetic = syntheticOptions(values);
@@ -165,6 +171,25 @@ async function cmdCompress(argv: string[]): Promise<void> {
   const quiet = values.quiet === true;
   let lastLine = '';
   try {
+    if (recipe.goal) {
+      const { summary } = await runGoal(source, {
+        recipe,
+        modelPath,
+        ...(samples ? { samples } : {}),
+        ...(calibration ? { calibration } : {}),
+        ...(labels ? { labels } : {}),
+        ...(values['label-output'] ? { labelOutput: values['label-output'] as string } : {}),
+        out: values.out as string,
+        ...(values.report ? { report: values.report as string } : {}),
+        ...(values['report-html'] ? { reportHtml: values['report-html'] as string } : {}),
+        ...(values.frontier ? { frontierDir: values.frontier as string } : {}),
+        externalData: values['external-data'] === true || recipe.output?.externalData === true,
+        quiet,
+        signal: controller.signal,
+      });
+      process.stdout.write(`${summary}\n`);
+      return;
+    }
     const result = await runPipeline(source, {
       recipe,
       inputName: basename(modelPath),

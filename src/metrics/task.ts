@@ -43,6 +43,9 @@ export function ctcGreedyDecode(logits: ArrayLike<number>, offset: number, steps
 export type MetricName = 'top1' | 'top5' | 'mae' | 'rmse' | 'obo' | 'nmae';
 export const METRIC_NAMES: MetricName[] = ['top1', 'top5', 'mae', 'rmse', 'obo', 'nmae'];
 
+/** Metrics where larger is better (the accuracies and the goal's fidelity metrics); the others are errors. */
+export const HIGHER_IS_BETTER: ReadonlySet<string> = new Set(['top1', 'top5', 'agreement', 'sqnr']);
+
 /**
  * Streams task metrics over batches. Class metrics take [N, C] scores and integer labels; count
  * metrics take one prediction per sample. OBO (the seed case study's "off by one" error) is the

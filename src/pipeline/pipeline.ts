@@ -48,6 +48,8 @@ export interface PipelineOptions {
   labelOutput?: string;
   /** A name for the input model in the report (e.g. its file name). */
   inputName?: string;
+  /** A step's output built before (a search's cache): the pass does not run again, its log is reused. */
+  stepModel?: (index: number) => Promise<{ model: Model; changes: unknown; durationMs: number } | undefined>;
 }
 
 /** A report as the pipeline writes it: each step's statistics typed by its pass. */
@@ -84,7 +86,7 @@ function assertTensorInterface(model: Model): void {
  * memory, the rest in a temp file up to the second size (past it, the original runs again beside
  * each step's model).
  */
-const REFERENCE_KEEP = { memoryBytes: 256 * 2 ** 20, diskBytes: 4 * 2 ** 30 };
+export const REFERENCE_KEEP = { memoryBytes: 256 * 2 ** 20, diskBytes: 4 * 2 ** 30 };
 
 /** The leading batches whose items take at most `budgetMs` at `msPerItem` (at least one batch). */
 export function cutToBudget(batches: readonly Feeds[], budgetMs: number, msPerItem: number): Feeds[] {
@@ -242,10 +244,11 @@ async function run(input: ModelSource, opts: PipelineOptions, disposers: (() => 
     const t0 = Date.now();
     const at = (fraction: number, message?: string) => report({ step: i + 1, stepName: step.pass, fraction, ...(message ? { message } : {}) });
     at(0);
+    const prebuilt = await opts.stepModel?.(i);
     try {
       // a pass returns a new model and never changes its input: steps hand models on as they are,
       // and bytes are encoded only for onnxruntime and the result
-      model = await def.run(model, step as never, {
+      model = prebuilt ? prebuilt.model : await def.run(model, step as never, {
         ...(signal ? { signal } : {}),
         changes,
         progress: (fraction, message) => at(Math.min(0.7, fraction * 0.7), message),
@@ -266,7 +269,8 @@ async function run(input: ModelSource, opts: PipelineOptions, disposers: (() => 
       }
       throw e;
     }
-    const durationMs = Date.now() - t0;
+    const durationMs = prebuilt ? prebuilt.durationMs : Date.now() - t0;
+    const stepChanges = (prebuilt ? prebuilt.changes : changes.toJSON()) as ReturnType<typeof changes.toJSON>;
     at(0.75, 'measuring fidelity');
     let evaluation: Awaited<ReturnType<typeof evaluateStage>>;
     try {
@@ -285,7 +289,7 @@ async function run(input: ModelSource, opts: PipelineOptions, disposers: (() => 
       params: countParameters(model),
       nodes: countNodes(model),
       macs: await macsOf(model),
-      changes: changes.toJSON(),
+      changes: stepChanges,
       fidelity: evaluation.fidelity,
       ...(evaluation.task ? { task: evaluation.task.candidate } : {}),
     } as StepReport<PassStats>;
@@ -298,7 +302,7 @@ async function run(input: ModelSource, opts: PipelineOptions, disposers: (() => 
         if (r.verdict !== 'faster') warnings.push(`step ${i + 1} (${step.pass}): at batch ${r.batch} the model is ${r.verdict === 'slower' ? 'SLOWER' : 'not measurably faster'} than the original (b/a ${r.ratio.toFixed(2)}, spread ${r.low.toFixed(2)}–${r.high.toFixed(2)})`);
       }
     }
-    warnings.push(...changes.warnings.map((w) => `step ${i + 1} (${step.pass}): ${w}`));
+    warnings.push(...stepChanges.warnings.map((w) => `step ${i + 1} (${step.pass}): ${w}`));
     stepReports.push(stage);
     at(1);
   }

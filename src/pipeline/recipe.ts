@@ -4,6 +4,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { InvalidRecipeError, type RecipeProblem } from '../errors.js';
 import { PASSES } from '../passes/index.js';
+import { FIDELITY_METRICS, GoalSchema, SearchSchema, instantiateStep, knobsOf, type Goal, type SearchSettings, type SpaceStep } from './goal.js';
 
 export const BenchmarkSchema = Type.Object(
   {
@@ -64,7 +65,9 @@ export const RecipeEnvelopeSchema = Type.Object(
   {
     name: Type.Optional(Type.String({ maxLength: 200 })),
     description: Type.Optional(Type.String({ maxLength: 4000 })),
-    steps: Type.Array(StepEnvelope, { minItems: 1, maxItems: 64 }),
+    steps: Type.Optional(Type.Array(StepEnvelope, { maxItems: 64, description: 'Fixed steps, run in order (before the search when a goal is given).' })),
+    goal: Type.Optional(GoalSchema),
+    search: Type.Optional(SearchSchema),
     benchmark: Type.Optional(BenchmarkSchema),
     evaluate: Type.Optional(EvaluateSchema),
     output: Type.Optional(OutputSchema),
@@ -81,6 +84,10 @@ export interface Recipe {
   name?: string;
   description?: string;
   steps: RecipeStep[];
+  /** Present: search for the steps that meet it, after `steps` (src/search/). */
+  goal?: Goal;
+  /** The search's budget and space; filled with defaults whenever `goal` is given. */
+  search?: SearchSettings;
   benchmark: Static<typeof BenchmarkSchema>;
   evaluate: Static<typeof EvaluateSchema>;
   /** How the result is written (absent: embedded, unless over 2 GB). */
@@ -148,25 +155,73 @@ export function parseRecipe(input: string | unknown): Recipe {
   const doc = Value.Default(RecipeEnvelopeSchema, structuredClone(raw)) as Record<string, unknown>;
   const top = problemsOf(RecipeEnvelopeSchema, doc, '');
   if (top.length > 0) throw new InvalidRecipeError(top);
-  const steps = doc.steps as RecipeStep[];
+  const steps = (doc.steps ?? []) as RecipeStep[];
   const problems: RecipeProblem[] = [];
-  const validated: RecipeStep[] = steps.map((step, i) => {
-    const def = PASSES[step.pass];
-    if (!def) {
-      problems.push({ path: `/steps/${i}/pass`, message: `unknown pass '${step.pass}'; available: ${Object.keys(PASSES).join(', ')}` });
-      return step;
-    }
-    const withDefaults = Value.Default(def.schema, structuredClone(step)) as RecipeStep;
-    problems.push(...problemsOf(def.schema, withDefaults, `/steps/${i}`));
-    return withDefaults;
-  });
+  const goal = doc.goal as Goal | undefined;
+  if (steps.length === 0 && !goal) problems.push({ path: '/steps', message: 'a recipe needs steps, a goal, or both' });
+  if (doc.search !== undefined && !goal) problems.push({ path: '/search', message: 'search settings need a goal (/goal)' });
+  const validated: RecipeStep[] = steps.map((step, i) => validateStep(step, `/steps/${i}`, problems));
+  const search = goal ? (Value.Default(SearchSchema, structuredClone(doc.search ?? {})) as SearchSettings) : undefined;
+  if (goal) problems.push(...goalProblems(goal));
+  if (search && search.space !== 'auto') search.space.forEach((t, i) => validateTemplate(t, `/search/space/${i}`, problems));
   if (problems.length > 0) throw new InvalidRecipeError(problems);
   return {
     ...(doc.name !== undefined ? { name: doc.name as string } : {}),
     ...(doc.description !== undefined ? { description: doc.description as string } : {}),
     steps: validated,
+    ...(goal ? { goal, search: search! } : {}),
     benchmark: Value.Default(BenchmarkSchema, structuredClone(doc.benchmark ?? {})) as Recipe['benchmark'],
-    evaluate: Value.Default(EvaluateSchema, structuredClone(doc.evaluate ?? {})) as Recipe['evaluate'],
+    // a goal splits the evaluation data and judges on the held-out part: it reads every sample given unless told otherwise
+    evaluate: Value.Default(EvaluateSchema, structuredClone({ ...(goal ? { maxSamples: 100_000 } : {}), ...((doc.evaluate as object) ?? {}) })) as Recipe['evaluate'],
     ...(doc.output !== undefined ? { output: Value.Default(OutputSchema, structuredClone(doc.output)) as Recipe['output'] } : {}),
   };
+}
+
+function unknownPass(pass: string, path: string): RecipeProblem {
+  return { path, message: `unknown pass '${pass}'; available: ${Object.keys(PASSES).join(', ')}` };
+}
+
+/** A step with its pass's defaults filled in; its problems are added to `problems`. */
+function validateStep(step: RecipeStep, path: string, problems: RecipeProblem[]): RecipeStep {
+  const def = PASSES[step.pass];
+  if (!def) {
+    problems.push(unknownPass(step.pass, `${path}/pass`));
+    return step;
+  }
+  const withDefaults = Value.Default(def.schema, structuredClone(step)) as RecipeStep;
+  problems.push(...problemsOf(def.schema, withDefaults, path));
+  return withDefaults;
+}
+
+/** A space template is valid when every value each knob can take makes a valid step (ranges: both ends). */
+function validateTemplate(template: SpaceStep, path: string, problems: RecipeProblem[]): void {
+  if (!PASSES[template.pass]) {
+    problems.push(unknownPass(template.pass, `${path}/pass`));
+    return;
+  }
+  const knobs = knobsOf(template);
+  const probes: Record<string, unknown>[] = [{}];
+  for (const [key, k] of knobs) {
+    if (k.kind === 'range') probes.push({ [key]: k.lo }, { [key]: k.hi });
+    else for (const v of k.values) probes.push({ [key]: v });
+  }
+  const seen = new Set<string>();
+  for (const picks of probes) {
+    for (const p of problemsOf(PASSES[template.pass]!.schema, Value.Default(PASSES[template.pass]!.schema, instantiateStep(template, picks)), path)) {
+      const key = `${p.path}|${p.message}`;
+      if (!seen.has(key)) problems.push(p);
+      seen.add(key);
+    }
+  }
+}
+
+function goalProblems(goal: Goal): RecipeProblem[] {
+  const out: RecipeProblem[] = [];
+  const fidelity = (FIDELITY_METRICS as readonly string[]).includes(goal.metric);
+  if (goal.maxDrop === undefined && goal.min === undefined) out.push({ path: '/goal', message: 'give maxDrop (the largest allowed loss) or min (an absolute floor)' });
+  if (goal.maxDrop !== undefined && goal.min !== undefined) out.push({ path: '/goal/min', message: 'give maxDrop or min, not both' });
+  if (goal.min !== undefined && !fidelity) out.push({ path: '/goal/min', message: `min is for the fidelity metrics (${FIDELITY_METRICS.join(', ')}); for '${goal.metric}' give maxDrop` });
+  if (goal.metric === 'sqnr' && goal.maxDrop !== undefined) out.push({ path: '/goal/maxDrop', message: 'the original\'s SQNR against itself is infinite: give min (dB) for sqnr' });
+  if (goal.metric === 'agreement' && goal.min !== undefined && (goal.min < 0 || goal.min > 1)) out.push({ path: '/goal/min', message: 'agreement is a share of samples: min must be in 0..1' });
+  return out;
 }

@@ -59,5 +59,26 @@ table.kv th{font-weight:normal}
 table.kv th,table.kv td,table.list td,table.list th{padding:3px 8px}
 table.summary th,table.summary td{padding:6px 7px}
 table.list td{font-size:12px}
+#search h3{margin:18px 0 6px}
+.goalcard{border:1px solid var(--line);border-left:5px solid #2e7d4f;border-radius:6px;padding:10px 14px;margin:8px 0 14px}
+.goalcard.notmet{border-left-color:#b3261e}
+.goal-verdict{font-size:15px;margin:0 0 8px}
+.goal-verdict .verdict{font-size:13px;line-height:21px;padding:0 10px}
+.goalcard .meta dd{overflow-wrap:anywhere}
+pre.recipe{white-space:pre-wrap;overflow-wrap:anywhere;user-select:all;max-height:360px}
+figure.frontier{max-width:800px;margin:10px 0 4px}
+svg rect.edge{fill:#f1f3f5}
+svg .spread{stroke:#3b4a5a;stroke-width:1.2}
+table.trials th,table.trials td,table.finalists th,table.finalists td{padding:4px 6px}
+td.steps{font-family:ui-monospace,"SFMono-Regular",Menlo,Consolas,"Liberation Mono","DejaVu Sans Mono",monospace;font-size:12px;overflow-wrap:anywhere;min-width:200px}
+td.status{min-width:110px}
+td.lat{min-width:120px}
+.why{font-size:12px;color:var(--muted);margin-top:2px;overflow-wrap:anywhere}
+tr.trial-frontier{background:#eef3fc}
+tr.trial-chosen{background:#fff6d9;box-shadow:inset 4px 0 0 #c98f00}
+.tags{margin-top:2px}
+.tag{display:inline-block;font-size:10px;font-weight:600;line-height:15px;border-radius:8px;padding:0 6px;margin:1px 0;background:var(--panel);color:var(--muted);white-space:nowrap}
+.tag.t-frontier{color:#1e3a8a;background:#dbe5fb}
+.tag.t-chosen{color:#6b4e00;background:#fde9a8}
 @media print{.charts{grid-template-columns:1fr 1fr}details{display:block}}
 `;

@@ -23,6 +23,8 @@ import {
   formatTiming,
 } from '../format.js';
 import type { CompressionReport, LatencyRatio, StageMetrics, TaskMetrics } from './schema.js';
+import { searchSectionHtml } from './search-html.js';
+import type { ReportWithSearch, SearchReport } from './search.js';
 import { benchmarkSettings, paramsRatio, sizeRatio, stagesOf, type Stage } from './stages.js';
 
 /** Rows shown per list of changes before "… N more". */
@@ -51,7 +53,7 @@ function boldValue(text: string): string {
 
 // ---------------------------------------------------------------- header
 
-function headerSection(r: CompressionReport, title: string): string {
+function headerSection(r: ReportWithSearch, title: string): string {
   const env = r.environment ?? ({} as CompressionReport['environment']);
   const bench = benchmarkSettings(r);
   const samples = r.samples;
@@ -98,7 +100,7 @@ function headerSection(r: CompressionReport, title: string): string {
     ? `<div class="banner"><b>Changed on import</b><ul>${r.importNotes!.map((n) => `<li><span class="mono">${esc(n.kind)}</span>: ${esc(n.message)}</li>`).join('')}</ul></div>`
     : '';
   return (
-    `<header><h1>${esc(title)}</h1><p class="muted">modelpress compression report · schema v${esc(r.schemaVersion ?? '?')}</p>` +
+    `<header><h1>${esc(title)}</h1><p class="muted">modelpress ${r.search ? 'goal search' : 'compression'} report · schema v${esc(r.schemaVersion ?? '?')}</p>` +
     `<dl class="meta">${meta.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${v}</dd>`).join('')}</dl>${synthetic}${notes}${warnings}${jsonBlock('recipe', r.recipe)}</header>`
   );
 }
@@ -265,9 +267,18 @@ function stepsSection(r: CompressionReport): string {
 
 // ---------------------------------------------------------------- document
 
+/** After a search, the rest of the page is the chosen recipe's own report, measured on the held-out part. */
+function chosenHeading(r: CompressionReport, s: SearchReport): string {
+  return (
+    `<h2 id="chosen">The chosen recipe (trial ${esc(s.best.trial)}) on the held-out part</h2>` +
+    `<p class="muted note">Its steps run once more through the pipeline, served from the search's cache, and measured on the ${esc(formatCount(r.samples?.items ?? s.data.heldOutSamples))} held-out samples: ` +
+    'sizes, side-by-side latency, fidelity and task metrics against the original, as for any recipe.</p>'
+  );
+}
+
 /** One self-contained HTML document for a compression report (no scripts, nothing loaded from the network). */
-export function renderReportHtml(report: CompressionReport, opts: { title?: string } = {}): string {
-  const title = opts.title ?? `Compression report: ${report.input?.name ?? (report.input?.sha256 ? `${report.input.sha256.slice(0, 12)}…` : 'model')}`;
+export function renderReportHtml(report: ReportWithSearch, opts: { title?: string } = {}): string {
+  const title = opts.title ?? `${report.search ? 'Goal search' : 'Compression'} report: ${report.input?.name ?? (report.input?.sha256 ? `${report.input.sha256.slice(0, 12)}…` : 'model')}`;
   return [
     '<!DOCTYPE html>',
     '<html lang="en"><head><meta charset="utf-8">',
@@ -276,6 +287,7 @@ export function renderReportHtml(report: CompressionReport, opts: { title?: stri
     '<meta name="viewport" content="width=device-width, initial-scale=1">',
     `<title>${esc(title)}</title><style>${REPORT_CSS}</style></head><body><main>`,
     headerSection(report, title),
+    ...(report.search ? [searchSectionHtml(report.search), chosenHeading(report, report.search)] : []),
     keyFigures(report),
     summaryTable(report),
     chartsSection(report),

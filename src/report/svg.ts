@@ -1,6 +1,7 @@
-// The two chart shapes the report draws, as inline SVG strings: grouped vertical bars (with whiskers and a
-// reference line) and rows of horizontal bars. No report knowledge here: charts.ts decides what to plot.
-// Hand-made, not a chart library, because these two shapes fit in this small module, while the libraries that
+// The chart shapes the report draws, as inline SVG strings: grouped vertical bars (with whiskers and a
+// reference line), rows of horizontal bars, and a scatter of points (a search's trials). No report knowledge
+// here: charts.ts and search-html.ts decide what to plot.
+// Hand-made, not a chart library, because these shapes fit in this small module, while the libraries that
 // render SVG without a browser (ECharts' server-side renderer, Vega) would be a large runtime dependency of the
 // CLI and the service whose markup (namespace URLs, generated ids and inline styles) would need rewriting to
 // keep the report's no-network checks, its <title>-first charts and its one stylesheet.
@@ -58,6 +59,8 @@ export interface LegendItem {
   label: string;
   /** Drawn as a dashed line (a reference line) instead of a swatch. */
   line?: boolean;
+  /** Drawn as a scatter marker instead of a square swatch: filled, outlined only, or a ring. */
+  marker?: 'circle' | 'square' | 'hollow' | 'ring';
 }
 
 /** Legend items left to right, wrapping; returns the rows used so the plot can start below them. */
@@ -73,7 +76,12 @@ function legend(items: LegendItem[], x: number, y: number, maxX: number): { svg:
     }
     out += it.line
       ? `<line class="ref" x1="${r1(cx - 2)}" x2="${r1(cx + 12)}" y1="${r1(cy - 4)}" y2="${r1(cy - 4)}"/>`
-      : `<rect x="${r1(cx)}" y="${r1(cy - 9)}" width="10" height="10" rx="2" fill="${it.color}"/>`;
+      : it.marker
+        ? marker(it.marker === 'square' ? 'square' : 'circle', cx + 5, cy - 4, it.marker === 'ring' ? 6 : 5, it.marker === 'circle' || it.marker === 'square' ? it.color : it.marker === 'hollow' ? '#fff' : 'none', {
+            ...(it.marker === 'hollow' ? { stroke: it.color } : {}),
+            ...(it.marker === 'ring' ? { stroke: it.color, 'stroke-width': '3' } : {}),
+          })
+        : `<rect x="${r1(cx)}" y="${r1(cy - 9)}" width="10" height="10" rx="2" fill="${it.color}"/>`;
     out += `<text class="leg" x="${r1(cx + 15)}" y="${r1(cy)}">${esc(it.label)}</text>`;
     cx += w;
   }
@@ -82,11 +90,13 @@ function legend(items: LegendItem[], x: number, y: number, maxX: number): { svg:
 
 /** `data-chart` (and any `attrs`) let tests and readers find a chart; the <title> comes first for screen readers. */
 function svgOpen(chart: string, title: string, w: number, h: number, attrs: Record<string, string>): string {
-  const extra = Object.entries(attrs)
+  return `<svg data-chart="${esc(chart)}"${attrText(attrs)} role="img" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}"><title>${esc(title)}</title>`;
+}
+
+const attrText = (attrs: Record<string, string>): string =>
+  Object.entries(attrs)
     .map(([k, v]) => ` ${k}="${esc(v)}"`)
     .join('');
-  return `<svg data-chart="${esc(chart)}"${extra} role="img" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}"><title>${esc(title)}</title>`;
-}
 
 export interface Bar {
   value: number;
@@ -234,5 +244,166 @@ export function rowChart(c: RowChartSpec): string {
     });
   });
   out += `<line class="axisline" x1="${x0}" x2="${x0}" y1="${m.t - 4}" y2="${H - m.b}"/>`;
+  return `${out}</svg>`;
+}
+
+/** A circle or a square of "radius" r centred on (x, y); `extra` are further attributes. */
+function marker(shape: 'circle' | 'square', x: number, y: number, r: number, fill: string, extra: Record<string, string>, body = ''): string {
+  const attrs = attrText(extra);
+  const tag = shape === 'square' ? 'rect' : 'circle';
+  const geom = shape === 'square' ? `x="${r1(x - r)}" y="${r1(y - r)}" width="${r1(2 * r)}" height="${r1(2 * r)}"` : `cx="${r1(x)}" cy="${r1(y)}" r="${r1(r)}"`;
+  return body ? `<${tag} ${geom} fill="${fill}"${attrs}>${body}</${tag}>` : `<${tag} ${geom} fill="${fill}"${attrs}/>`;
+}
+
+export interface ScatterPoint {
+  x: number;
+  y: number;
+  /** Marker "radius" in px: the caller encodes a third quantity in it (by area). */
+  r: number;
+  shape: 'circle' | 'square';
+  color: string;
+  /** Drawn pale: context rather than the point of the chart. */
+  faint?: boolean;
+  /** A ring of this colour around the marker (the one chosen). */
+  ring?: string;
+  /** The spread of x, drawn as a horizontal whisker. */
+  xLow?: number;
+  xHigh?: number;
+  /** Printed beside the marker. */
+  label?: string;
+  tooltip: string;
+  /** Attributes of the marker element (`class`, `data-*`): how tests and readers find it. */
+  attrs: Record<string, string>;
+}
+
+/** A point with a y and no x: drawn in a strip beside the plot, never at an x it does not have. */
+export interface EdgePoint {
+  y: number;
+  tooltip: string;
+  ring?: string;
+  attrs: Record<string, string>;
+}
+
+export interface ScatterSpec {
+  chart: string;
+  title: string;
+  xLabel: string;
+  yLabel: string;
+  points: ScatterPoint[];
+  /** Points joined by a line in x order (indices into `points`). */
+  line?: { indices: number[]; color: string; attrs: Record<string, string> };
+  xRef?: { value: number; label: string };
+  yRef?: { value: number; label: string };
+  edge?: { label: string; color: string; points: EdgePoint[] };
+  legend: LegendItem[];
+  xFormat?: (v: number, decimals: number) => string;
+  yFormat?: (v: number, decimals: number) => string;
+}
+
+const SCATTER_W = 760;
+const SCATTER_H = 400;
+const EDGE_W = 80;
+
+/** A scale around the values, not from 0: the differences are the point. */
+function zoomedScale(vals: number[], target: number, nonNegative: boolean): Scale {
+  const lo = Math.min(...vals);
+  const hi = Math.max(...vals);
+  const span = hi - lo;
+  const pad = span > 0 ? span * 0.08 : Math.abs(lo) * 0.05 || 0.05;
+  return niceScale(nonNegative ? Math.max(0, lo - pad) : lo - pad, hi + pad, target);
+}
+
+/** Points on zoomed axes, optionally joined, with reference lines and a strip for points without an x. */
+export function scatterChart(c: ScatterSpec): string {
+  const W = SCATTER_W;
+  const H = SCATTER_H;
+  const edgeW = c.edge && c.edge.points.length ? EDGE_W : 0;
+  const leg = legend(c.legend, 62, 16, W - 16);
+  const m = { l: 62, r: 16 + edgeW, t: 20 + leg.rows * 16 + 10, b: 46 };
+  const pw = W - m.l - m.r;
+  const ph = H - m.t - m.b;
+  const finite = (xs: (number | undefined)[]) => xs.filter((v): v is number => v !== undefined && Number.isFinite(v));
+  const xs = finite([...c.points.flatMap((p) => [p.x, p.xLow, p.xHigh]), c.xRef?.value]);
+  const mainY = finite([...c.points.map((p) => p.y), c.yRef?.value]);
+  // edge points widen the y axis by at most its own span; beyond that they sit on the border, marked off-scale
+  const span = mainY.length ? Math.max(...mainY) - Math.min(...mainY) || Math.abs(mainY[0]!) * 0.05 || 0.05 : 1;
+  const [yLo, yHi] = mainY.length ? [Math.min(...mainY) - span, Math.max(...mainY) + span] : [-Infinity, Infinity];
+  const edgeY = finite((c.edge?.points ?? []).map((p) => p.y));
+  const sx = zoomedScale(xs.length ? xs : [0, 1], 8, xs.every((v) => v >= 0));
+  const sy = zoomedScale([...mainY, ...edgeY.filter((v) => v >= yLo && v <= yHi)].concat(mainY.length || edgeY.length ? [] : [0, 1]), 5, false);
+  const x = (v: number): number => m.l + ((v - sx.min) / (sx.max - sx.min)) * pw;
+  const y = (v: number): number => m.t + ((sy.max - v) / (sy.max - sy.min)) * ph;
+  const fmtX = c.xFormat ?? ((v: number, d: number) => v.toFixed(d));
+  const fmtY = c.yFormat ?? ((v: number, d: number) => v.toFixed(d));
+
+  let out = svgOpen(c.chart, c.title, W, H, {});
+  out += leg.svg;
+  for (const t of sy.ticks) {
+    out += `<line class="grid" x1="${m.l}" x2="${m.l + pw}" y1="${r1(y(t))}" y2="${r1(y(t))}"/>`;
+    out += `<text class="tick" x="${m.l - 6}" y="${r1(y(t) + 4)}" text-anchor="end">${esc(fmtY(t, sy.decimals))}</text>`;
+  }
+  for (const t of sx.ticks) {
+    out += `<line class="grid" x1="${r1(x(t))}" x2="${r1(x(t))}" y1="${m.t}" y2="${m.t + ph}"/>`;
+    out += `<text class="tick" x="${r1(x(t))}" y="${m.t + ph + 14}" text-anchor="middle">${esc(fmtX(t, sx.decimals))}</text>`;
+  }
+  out += `<line class="axisline" x1="${m.l}" x2="${m.l + pw}" y1="${m.t + ph}" y2="${m.t + ph}"/><line class="axisline" x1="${m.l}" x2="${m.l}" y1="${m.t}" y2="${m.t + ph}"/>`;
+  out += `<text class="axis" x="${r1(m.l + pw / 2)}" y="${H - 8}" text-anchor="middle">${esc(c.xLabel)}</text>`;
+  out += `<text class="axis" transform="translate(14 ${r1(m.t + ph / 2)}) rotate(-90)" text-anchor="middle">${esc(c.yLabel)}</text>`;
+  if (c.xRef && Number.isFinite(c.xRef.value)) {
+    const xr = r1(x(c.xRef.value));
+    out += `<line class="ref" x1="${xr}" x2="${xr}" y1="${m.t}" y2="${m.t + ph}"><title>${esc(c.xRef.label)}</title></line>`;
+  }
+  if (c.yRef && Number.isFinite(c.yRef.value)) {
+    const yr = y(c.yRef.value);
+    out += `<line class="ref goal" x1="${m.l}" x2="${m.l + pw}" y1="${r1(yr)}" y2="${r1(yr)}"><title>${esc(c.yRef.label)}</title></line>`;
+    out += `<text class="val" x="${m.l + pw - 4}" y="${r1(yr - 5)}" text-anchor="end">${esc(c.yRef.label)}</text>`;
+  }
+  // context first, so the highlighted points and the line are drawn over it
+  const order = [...c.points.keys()].sort((a, b) => Number(!c.points[a]!.faint) - Number(!c.points[b]!.faint));
+  for (const i of order) {
+    const p = c.points[i]!;
+    if (p.xLow !== undefined && p.xHigh !== undefined && Number.isFinite(p.xLow) && Number.isFinite(p.xHigh) && !p.faint) {
+      const yp = r1(y(p.y));
+      out += `<path class="whisker spread" d="M${r1(x(p.xLow))} ${yp}H${r1(x(p.xHigh))}M${r1(x(p.xLow))} ${r1(y(p.y) - 3)}V${r1(y(p.y) + 3)}M${r1(x(p.xHigh))} ${r1(y(p.y) - 3)}V${r1(y(p.y) + 3)}"/>`;
+    }
+  }
+  if (c.line && c.line.indices.length) {
+    const pts = c.line.indices
+      .map((i) => c.points[i]!)
+      .sort((a, b) => a.x - b.x)
+      .map((p) => `${r1(x(p.x))},${r1(y(p.y))}`)
+      .join(' ');
+    out += `<polyline${attrText(c.line.attrs)} points="${pts}" fill="none" stroke="${c.line.color}" stroke-width="2" stroke-linejoin="round"/>`;
+  }
+  for (const i of order) {
+    const p = c.points[i]!;
+    const cx = x(p.x);
+    const cy = y(p.y);
+    out += marker(p.shape, cx, cy, p.r, p.color, { ...p.attrs, ...(p.faint ? { 'fill-opacity': '0.35' } : { stroke: '#fff', 'stroke-width': '1' }) }, `<title>${esc(p.tooltip)}</title>`);
+    if (p.ring) out += `<circle cx="${r1(cx)}" cy="${r1(cy)}" r="${r1(p.r + 5)}" fill="none" stroke="${p.ring}" stroke-width="3"/>`;
+    if (p.label) out += `<text class="val" x="${r1(cx + p.r + 4)}" y="${r1(cy - p.r - 1)}">${esc(p.label)}</text>`;
+  }
+  if (edgeW && c.edge) {
+    // far enough right that its label clears the last tick's
+    const ex = W - m.r + 18;
+    const ew = edgeW - 22;
+    out += `<rect class="edge" x="${ex}" y="${m.t}" width="${ew}" height="${ph}"/>`;
+    out += `<text class="tick" x="${r1(ex + ew / 2)}" y="${m.t + ph + 14}" text-anchor="middle">${esc(c.edge.label)}</text>`;
+    c.edge.points.forEach((p, i) => {
+      const px = ex + ew / 2 + ((i % 3) - 1) * 10;
+      const off = p.y < sy.min || p.y > sy.max;
+      const py = off ? (p.y < sy.min ? m.t + ph - 6 : m.t + 6) : y(p.y);
+      if (p.ring) out += `<circle cx="${r1(px)}" cy="${r1(py)}" r="9" fill="none" stroke="${p.ring}" stroke-width="3"/>`;
+      if (off) {
+        // off the scale: a triangle on the border, pointing the way the value lies
+        const dir = p.y < sy.min ? 1 : -1;
+        const d = `M${r1(px - 5)} ${r1(py - 4 * dir)}H${r1(px + 5)}L${r1(px)} ${r1(py + 4 * dir)}Z`;
+        const attrs = attrText({ ...p.attrs, class: `${p.attrs.class ?? ''} off-scale`.trim() });
+        out += `<path${attrs} d="${d}" fill="#fff" stroke="${c.edge!.color}" stroke-width="1.5"><title>${esc(p.tooltip)}</title></path>`;
+      } else {
+        out += marker('circle', px, py, 4, '#fff', { ...p.attrs, stroke: c.edge!.color, 'stroke-width': '1.5' }, `<title>${esc(p.tooltip)}</title>`);
+      }
+    });
+  }
   return `${out}</svg>`;
 }

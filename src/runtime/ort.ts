@@ -78,8 +78,25 @@ async function createFromProto(proto: ModelProto, opts: SessionOptions, dataDir:
   }
 }
 
+let feedObserver: ((feeds: Feeds) => void) | null = null;
+
+/** Sees every feed any session runs from now on (null stops): tests prove which samples reached which step. */
+export function observeFeeds(observer: ((feeds: Feeds) => void) | null): void {
+  feedObserver = observer;
+}
+
 /** `dataDir`: where the external data of `model` (bytes) is, for onnxruntime to read it from there. */
 async function createFrom(model: Uint8Array | string, opts: SessionOptions, dataDir?: string): Promise<ort.InferenceSession> {
+  const session = await loadSession(model, opts, dataDir);
+  const run = session.run.bind(session);
+  session.run = ((feeds: Feeds, ...rest: unknown[]) => {
+    feedObserver?.(feeds);
+    return (run as (...args: unknown[]) => ReturnType<ort.InferenceSession['run']>)(feeds, ...rest);
+  }) as ort.InferenceSession['run'];
+  return session;
+}
+
+async function loadSession(model: Uint8Array | string, opts: SessionOptions, dataDir?: string): Promise<ort.InferenceSession> {
   const options: ort.InferenceSession.SessionOptions = {
     intraOpNumThreads: opts.intraOpNumThreads ?? 0,
     interOpNumThreads: 1,

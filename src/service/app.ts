@@ -15,6 +15,7 @@ import { ServiceError } from '../errors.js';
 import { jsonTextDepth, MAX_JSON_DEPTH } from '../pipeline/recipe.js';
 import jobRoutes from './routes/jobs.js';
 import modelRoutes from './routes/models.js';
+import trialRoutes from './routes/trials.js';
 
 export interface BuildOptions {
   config: ServiceConfig;
@@ -64,6 +65,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
       await v1.register(rateLimit, rateLimitOptions(app.redis)); // limits are per owner: after auth
       await v1.register(modelRoutes);
       await v1.register(jobRoutes);
+      await v1.register(trialRoutes);
     },
     { prefix: '/v1' },
   );

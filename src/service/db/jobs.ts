@@ -1,6 +1,6 @@
 // Job state changes, all guarded in SQL (`UPDATE … WHERE status IN (…)`), so at-least-once delivery,
 // concurrent cancels and stale workers can never move a finished job.
-import type { Db } from './client.js';
+import { Prisma, type Db } from './client.js';
 
 /**
  * Claims a job for a new attempt: queued → running, or running → running when the run's heartbeat
@@ -107,8 +107,16 @@ export async function completeAttempt(db: Db, jobId: string, attempt: number, ru
           finishedAt: new Date(),
           progressPercent: 100,
           ...(p ? { progressStep: p.step, progressSteps: p.steps, progressStepName: p.stepName, progressMessage: null } : {}),
+          ...(p?.search ? { progressSearch: p.search as never } : {}),
           report: run.report as never,
           metrics: metricsSummary(run.report) as never,
+          // the final artifact replaces a search's best so far (the worker sweeps its blobs)
+          bestStorageKey: null,
+          bestSha256: null,
+          bestSizeBytes: null,
+          bestTrial: null,
+          bestAttempt: null,
+          bestReport: Prisma.DbNull,
         },
       });
       await tx.artifact.create({ data: { jobId, storageKey: artifactKey, sha256: run.sha256, sizeBytes: BigInt(run.sizeBytes) } });
@@ -124,6 +132,8 @@ export interface ProgressFields {
   steps: number;
   stepName: string;
   message?: string | undefined;
+  /** A goal job's search state (SearchProgress), stored as it is. */
+  search?: unknown;
 }
 
 /** Writes progress and the heartbeat of one attempt; `owned` is false once another attempt (or a cancel) took the job. */
@@ -134,7 +144,8 @@ export async function writeProgress(db: Db, jobId: string, attempt: number, p: P
       progress_step = COALESCE(${p?.step ?? null}::integer, progress_step),
       progress_steps = COALESCE(${p?.steps ?? null}::integer, progress_steps),
       progress_step_name = COALESCE(${p?.stepName ?? null}::text, progress_step_name),
-      progress_message = CASE WHEN ${p !== null} THEN ${p?.message ?? null}::text ELSE progress_message END
+      progress_message = CASE WHEN ${p !== null} THEN ${p?.message ?? null}::text ELSE progress_message END,
+      progress_search = COALESCE(${p?.search ? JSON.stringify(p.search) : null}::jsonb, progress_search)
     WHERE id = ${jobId}::uuid AND status = 'running' AND attempt = ${attempt}
     RETURNING cancel_requested_at IS NOT NULL AS cancel`;
   return { owned: rows.length === 1, cancelRequested: rows[0]?.cancel ?? false };
@@ -153,5 +164,18 @@ function metricsSummary(report: any): Record<string, unknown> {
     ...(f.latency ? { latency: f.latency } : {}),
     warnings: Array.isArray(report?.warnings) ? report.warnings.length : 0,
     durationMs: report?.durationMs ?? null,
+    ...(report?.search ? { search: searchSummary(report.search) } : {}),
+  };
+}
+
+/** A goal job's verdict in one line of fields: which trial won, whether the goal held on the held-out part. */
+function searchSummary(search: any): Record<string, unknown> {
+  return {
+    goalMet: search.best?.goalMet ?? null,
+    bestTrial: search.best?.trial ?? null,
+    reason: search.best?.reason ?? null,
+    trials: Array.isArray(search.trials) ? search.trials.length - 1 : null,
+    frontier: Array.isArray(search.frontier) ? search.frontier : [],
+    stoppedBy: search.stoppedBy ?? null,
   };
 }

@@ -39,3 +39,20 @@ export function requestHash(r: { modelSha256: string; data: Record<string, strin
   for (const [field, sha256] of Object.entries(r.data)) digest.update(`${field}:${sha256}\n`);
   return digest.update(`recipe:${canonicalJson(r.recipe)}\ntimeout:${r.timeoutMs}\n`).digest('hex');
 }
+
+/** A trials cursor is (attempt, n) of the last trial of a page: the pages stay on that attempt's trials. */
+export function encodeTrialCursor(t: { attempt: number; n: number }): string {
+  return Buffer.from(JSON.stringify(['t', t.attempt, t.n])).toString('base64url');
+}
+
+export function decodeTrialCursor(cursor: string): { attempt: number; n: number } | null {
+  try {
+    const v = JSON.parse(Buffer.from(cursor, 'base64url').toString()) as unknown;
+    if (!Array.isArray(v) || v.length !== 3 || v[0] !== 't') return null;
+    const [, attempt, n] = v as [string, unknown, unknown];
+    const ok = (x: unknown): x is number => Number.isInteger(x) && (x as number) >= 0 && (x as number) < 2 ** 31;
+    return ok(attempt) && ok(n) ? { attempt, n } : null;
+  } catch {
+    return null;
+  }
+}

@@ -7,6 +7,7 @@ import type { Readable } from 'node:stream';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { ServiceError } from '../../errors.js';
+import { needsLabels } from '../../pipeline/goal.js';
 import type { Recipe } from '../../pipeline/recipe.js';
 import type { CompressionReport } from '../../report/schema.js';
 import type { ServiceConfig } from '../config.js';
@@ -68,13 +69,45 @@ export interface AttemptResult extends CompletedRun {
 }
 
 export interface ArtifactDownload {
+  /** `final`: the job's result; `best-so-far`: a search's best model until now (running, canceled or failed). */
+  kind?: 'final' | 'best-so-far';
   sha256: string;
   sizeBytes: number;
   filename: string;
   read(range?: { start: number; end: number }): Readable;
 }
 
-const artifactKey = (sha256: string, format: ArtifactFormat) => `artifacts/${sha256}.${format}`;
+export const artifactKey = (sha256: string, format: ArtifactFormat) => `artifacts/${sha256}.${format}`;
+
+/** `<model stem>.<what>.onnx`, or `.tar` for a model stored with its external data. */
+export function downloadName(modelFilename: string | null, what: string, storageKey: string): string {
+  const stem = modelFilename?.replace(/\.(onnx|zip|tar|tar\.gz|tgz)$/i, '') || 'model';
+  return `${stem}.${what}.${storageKey.endsWith('.tar') ? 'tar' : 'onnx'}`.replace(/[^\w.\-]+/g, '_');
+}
+
+/** A goal is judged on evaluation data (and labels, for task metrics): refused before anything is stored. */
+function assertGoalInputs(r: CreateJobRequest, timeoutMs: number): void {
+  const goal = r.recipe.goal;
+  if (!goal) return;
+  if (!r.data.evaluation) {
+    throw new ServiceError('invalid_input', 'a goal is judged on data: upload `evaluation` (samples keyed by input name; the search splits them into a search part and a held-out part)', {
+      details: [{ path: '/evaluation', message: 'required with a goal' }],
+    });
+  }
+  if (needsLabels(goal.metric) && !r.data.labels) {
+    throw new ServiceError('invalid_input', `goal metric '${goal.metric}' is measured against labels: upload \`labels\`, or use a fidelity metric (agreement, sqnr)`, {
+      details: [{ path: '/labels', message: `required with goal metric '${goal.metric}'` }],
+    });
+  }
+  // the search keeps its budget within 10%; a job stopped at its time limit keeps only its best so far
+  const budgetMs = r.recipe.search!.budget.minutes * 60_000;
+  if (budgetMs * 1.1 > timeoutMs) {
+    throw new ServiceError('invalid_recipe', `search.budget.minutes (${r.recipe.search!.budget.minutes}) does not fit the job's time limit of ${timeoutMs} ms with its 10% margin: lower the budget or raise timeoutMs`, {
+      details: [{ path: '/search/budget/minutes', message: `at most ${Math.floor(timeoutMs / 1.1 / 600) / 100} for a time limit of ${timeoutMs} ms` }],
+    });
+  }
+}
+
 const isActive = (job: Job) => job.status === 'queued' || job.status === 'running';
 
 export class JobService {
@@ -103,6 +136,7 @@ export class JobService {
    */
   async createJob(r: CreateJobRequest): Promise<{ job: Job; replayed: boolean }> {
     const { db, storage, config } = this.deps;
+    assertGoalInputs(r, Math.min(r.timeoutMs ?? config.jobTimeoutMs, config.jobTimeoutMs));
     const stored = 'id' in r.model ? await ownModel(db, r.ownerId, r.model.id) : null;
     const upload = 'upload' in r.model ? r.model.upload : null;
     const hash = requestHash({
@@ -199,27 +233,39 @@ export class JobService {
     return fresh;
   }
 
-  /** The compressed model of the owner's succeeded job. */
+  /**
+   * The compressed model of the owner's succeeded job; before that (or after a cancel or failure), a
+   * search's best model so far when it has one.
+   */
   async artifact(ownerId: string, id: string): Promise<ArtifactDownload> {
     const { db, storage } = this.deps;
     const job = await this.get(ownerId, id);
-    if (job.status !== 'succeeded') throw new ServiceError('conflict', `the job is ${job.status}; the artifact exists once it succeeded`, isActive(job) ? { retryAfterSec: 2 } : {});
+    const model = await db.storedModel.findUnique({ where: { id: job.modelId } });
+    if (job.status !== 'succeeded') {
+      const key = job.bestStorageKey;
+      if (key && job.bestSha256 && job.bestSizeBytes !== null) {
+        return { kind: 'best-so-far', sha256: job.bestSha256, sizeBytes: Number(job.bestSizeBytes), filename: downloadName(model?.filename ?? null, `best-so-far-trial-${job.bestTrial}`, key), read: (range) => storage.read(key, range) };
+      }
+      throw new ServiceError('conflict', `the job is ${job.status}; the artifact exists once it succeeded (a goal job's best so far once its first trial is measured)`, isActive(job) ? { retryAfterSec: 2 } : {});
+    }
     const artifact = await db.artifact.findUnique({ where: { jobId: id } });
     if (!artifact) throw new ServiceError('internal', 'the job succeeded but its artifact record is missing');
-    const model = await db.storedModel.findUnique({ where: { id: job.modelId } });
     return {
+      kind: 'final',
       sha256: artifact.sha256,
       sizeBytes: Number(artifact.sizeBytes),
       // a model written with external data is a .tar of the .onnx and its data file
-      filename: `${model?.filename?.replace(/\.(onnx|zip|tar|tar\.gz|tgz)$/i, '') || 'model'}.compressed.${artifact.storageKey.endsWith('.tar') ? 'tar' : 'onnx'}`.replace(/[^\w.\-]+/g, '_'),
+      filename: downloadName(model?.filename ?? null, 'compressed', artifact.storageKey),
       read: (range) => storage.read(artifact.storageKey, range),
     };
   }
 
-  async report(ownerId: string, id: string): Promise<CompressionReport> {
+  /** The report of a succeeded job; with `bestSoFar`, before that a search's report as it stood at its best so far. */
+  async report(ownerId: string, id: string, opts: { bestSoFar?: boolean } = {}): Promise<{ kind: 'final' | 'best-so-far'; report: CompressionReport }> {
     const job = await this.get(ownerId, id);
-    if (!job.report) throw new ServiceError('conflict', `the job is ${job.status}; the report exists once it succeeded`);
-    return job.report as unknown as CompressionReport;
+    if (job.report) return { kind: 'final', report: job.report as unknown as CompressionReport };
+    if (opts.bestSoFar && job.bestReport) return { kind: 'best-so-far', report: job.bestReport as unknown as CompressionReport };
+    throw new ServiceError('conflict', `the job is ${job.status}; the report exists once it succeeded`);
   }
 
   // ---- the worker's side: every call names the attempt, and only the attempt that owns the job moves it

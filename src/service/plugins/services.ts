@@ -2,12 +2,14 @@
 import fp from 'fastify-plugin';
 import type { FastifyInstance } from 'fastify';
 import { JobService } from '../jobs/service.js';
+import { TrialService } from '../jobs/trials.js';
 import { ModelService } from '../models/service.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
     jobs: JobService;
     models: ModelService;
+    trials: TrialService;
   }
 }
 
@@ -15,7 +17,10 @@ export default fp(
   async function services(app: FastifyInstance) {
     const { db, storage, queue, redis, config } = app;
     app.decorate('models', new ModelService({ db, storage, config }));
-    app.decorate('jobs', new JobService({ db, storage, queue, redis, config, log: (m) => app.log.warn(m) }));
+    const log = (m: string) => app.log.warn(m);
+    const jobs = new JobService({ db, storage, queue, redis, config, log });
+    app.decorate('jobs', jobs);
+    app.decorate('trials', new TrialService({ db, storage, jobs, log }));
   },
   { name: 'services', dependencies: ['infra'] },
 );

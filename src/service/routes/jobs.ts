@@ -8,9 +8,34 @@ import type { Job, JobStatus } from '../db/client.js';
 import { DATA_FILES, type CreateJobRequest } from '../jobs/service.js';
 import { perMinute } from '../plugins/rate-limit.js';
 import { IdParams, UUID_PATTERN } from '../ids.js';
+import { DOWNLOAD_RESPONSES, sendDownload } from './downloads.js';
 import { dataExtension, readMultipart, type MultipartBody } from './uploads.js';
 
 const STATUSES = ['queued', 'running', 'succeeded', 'failed', 'canceled'] as const;
+
+const SearchProgressSchema = {
+  type: ['object', 'null'],
+  description: "A goal job's search (null for a recipe job): trial i of at most maxTrials, time spent and left of its budget, and the best so far on the search part.",
+  properties: {
+    phase: { type: 'string', enum: ['preparing', 'searching', 'finalists', 'report'] },
+    trial: { type: 'integer' },
+    maxTrials: { type: 'integer' },
+    elapsedMs: { type: 'number' },
+    remainingMs: { type: 'number' },
+    percent: { type: 'number', description: 'Of the time budget.' },
+    best: {
+      type: 'object',
+      properties: {
+        trial: { type: 'integer' },
+        value: { type: 'number', description: "The goal's metric on the search part." },
+        loss: { type: 'number', description: "Against the original, in the metric's units." },
+        latencyRatio: { type: 'number', description: 'Candidate / original latency at the goal’s batch size and threads.' },
+        sizeRatio: { type: 'number' },
+      },
+    },
+    message: { type: 'string' },
+  },
+} as const;
 
 const JobSchema = {
   $id: 'Job',
@@ -27,7 +52,13 @@ const JobSchema = {
         steps: { type: 'integer' },
         stepName: { type: ['string', 'null'] },
         message: { type: ['string', 'null'] },
+        search: SearchProgressSchema,
       },
+    },
+    bestSoFar: {
+      type: ['object', 'null'],
+      description: "A goal job's best model so far, downloadable at links.artifact until the final one replaces it (null otherwise).",
+      properties: { trial: { type: 'integer' }, attempt: { type: 'integer' }, sha256: { type: 'string' }, sizeBytes: { type: 'integer' } },
     },
     attempt: { type: 'integer' },
     createdAt: { type: 'string', format: 'date-time' },
@@ -53,7 +84,12 @@ function jobView(job: Job) {
       steps: job.progressSteps,
       stepName: job.progressStepName,
       message: job.progressMessage,
+      search: (job.progressSearch as Record<string, unknown> | null) ?? null,
     },
+    bestSoFar:
+      job.bestStorageKey && job.bestSha256 && job.bestSizeBytes !== null
+        ? { trial: job.bestTrial, attempt: job.bestAttempt, sha256: job.bestSha256, sizeBytes: Number(job.bestSizeBytes) }
+        : null,
     attempt: job.attempt,
     createdAt: job.createdAt.toISOString(),
     startedAt: job.startedAt?.toISOString() ?? null,
@@ -61,7 +97,7 @@ function jobView(job: Job) {
     cancelRequested: job.cancelRequestedAt !== null,
     error: job.errorCode ? { code: job.errorCode, message: job.errorMessage ?? '' } : null,
     metrics: (job.metrics as Record<string, unknown> | null) ?? null,
-    links: { self, cancel: `${self}/cancel`, artifact: `${self}/artifact`, report: `${self}/report`, reportHtml: `${self}/report.html` },
+    links: { self, cancel: `${self}/cancel`, artifact: `${self}/artifact`, report: `${self}/report`, reportHtml: `${self}/report.html`, trials: `${self}/trials` },
   };
 }
 
@@ -212,49 +248,42 @@ export default async function jobRoutes(app: FastifyInstance) {
       schema: {
         ...common,
         summary: 'Download the compressed model (Range supported; ETag is its sha256)',
+        description:
+          'The final model once the job succeeded. A goal job serves its best model so far before that — while it runs, and after a cancel or failure — from its first measured trial on. The header X-Modelpress-Artifact says which: `final` or `best-so-far`.',
         params: IdParams,
         produces: ['application/octet-stream'],
-        response: { 200: { type: 'string', format: 'binary' }, 206: { type: 'string', format: 'binary' }, '4xx': { $ref: 'Problem#' } },
+        response: DOWNLOAD_RESPONSES,
       },
     },
     async (req, reply) => {
       const artifact = await jobs.artifact(req.ownerId, idOf(req));
-      const size = artifact.sizeBytes;
-      const etag = `"${artifact.sha256}"`;
-      reply.header('ETag', etag).header('Accept-Ranges', 'bytes').header('Content-Disposition', `attachment; filename="${artifact.filename}"`).type('application/octet-stream');
-      if (req.headers['if-none-match'] === etag) return reply.code(304).send();
-      const range = req.headers.range;
-      if (range && (!req.headers['if-range'] || req.headers['if-range'] === etag)) {
-        const m = /^bytes=(\d*)-(\d*)$/.exec(range.trim());
-        let start = m?.[1] ? Number(m[1]) : NaN;
-        let end = m?.[2] ? Number(m[2]) : NaN;
-        if (m && !m[1] && m[2]) {
-          start = Math.max(0, size - Number(m[2]));
-          end = size - 1;
-        } else if (m && m[1] && !m[2]) end = size - 1;
-        if (!m || Number.isNaN(start) || Number.isNaN(end) || start > end || start >= size) {
-          reply.header('Content-Range', `bytes */${size}`);
-          return reply.code(416).type('application/problem+json').send(JSON.stringify({ type: 'https://modelpress.dev/problems/invalid-input', title: 'Range not satisfiable', status: 416, code: 'invalid_input', detail: `range '${range}' is outside 0-${size - 1}` }));
-        }
-        end = Math.min(end, size - 1);
-        reply.header('Content-Range', `bytes ${start}-${end}/${size}`).header('Content-Length', String(end - start + 1));
-        return reply.code(206).send(artifact.read({ start, end }));
-      }
-      reply.header('Content-Length', String(size));
-      return reply.code(200).send(artifact.read());
+      reply.header('X-Modelpress-Artifact', artifact.kind ?? 'final');
+      return sendDownload(req, reply, artifact);
     },
   );
 
   app.get(
     '/jobs/:id/report',
-    { schema: { ...common, summary: 'The compression report (JSON)', params: IdParams, response: { 200: { type: 'object', additionalProperties: true }, '4xx': { $ref: 'Problem#' } } } },
-    async (req) => jobs.report(req.ownerId, idOf(req)),
+    {
+      schema: {
+        ...common,
+        summary: 'The compression report (JSON)',
+        description: "Once the job succeeded. Before that, a goal job's report as it stood at its best so far ({kind: 'search-in-progress', search}); X-Modelpress-Report says `final` or `best-so-far`.",
+        params: IdParams,
+        response: { 200: { type: 'object', additionalProperties: true }, '4xx': { $ref: 'Problem#' } },
+      },
+    },
+    async (req, reply) => {
+      const { kind, report } = await jobs.report(req.ownerId, idOf(req), { bestSoFar: true });
+      reply.header('X-Modelpress-Report', kind);
+      return report;
+    },
   );
   app.get(
     '/jobs/:id/report.html',
     { schema: { ...common, summary: 'The compression report (HTML)', params: IdParams, produces: ['text/html'], response: { '4xx': { $ref: 'Problem#' } } } },
     async (req, reply) => {
-      const report = await jobs.report(req.ownerId, idOf(req));
+      const { report } = await jobs.report(req.ownerId, idOf(req));
       return reply.type('text/html; charset=utf-8').send(renderReportHtml(report, { title: `modelpress job ${idOf(req)}` }));
     },
   );

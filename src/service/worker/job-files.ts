@@ -3,16 +3,16 @@
 // data is read from there only. A result with external data (asked for by the recipe, or past
 // 2 GB) leaves as one .tar of the .onnx and its data file.
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { decodeModel } from '../../onnx/model-io.js';
 import { writeModelFile } from '../../onnx/external-write.js';
 import { loadModelWithFiles, type LoadedModel } from '../../onnx/model-files.js';
 import { Model } from '../../onnx/ir.js';
-import type { PipelineResult } from '../../pipeline/pipeline.js';
+import type { ModelSource } from '../../runtime/ort.js';
 import { MAX_BUNDLE_ENTRIES, sniffUpload, unpackBundle } from '../../bundles/unpack.js';
 import { writeTar } from '../../bundles/tar.js';
-import type { ArtifactFormat } from '../jobs/service.js';
+import type { WrittenModel } from '../jobs/trials.js';
 import type { RunMessage } from './protocol.js';
 
 export async function openJobModel(msg: RunMessage): Promise<LoadedModel> {
@@ -34,16 +34,23 @@ function resultName(inputName: string | undefined): string {
   return `${stem && !stem.startsWith('.') ? stem : 'model'}.onnx`;
 }
 
-export async function writeJobResult(result: PipelineResult, msg: RunMessage, externalData: boolean): Promise<{ sha256: string; sizeBytes: number; format: ArtifactFormat }> {
-  if (!externalData && !(result.output instanceof Model)) {
-    const bytes = result.bytes;
-    writeFileSync(msg.outPath, bytes);
-    return { sha256: createHash('sha256').update(bytes).digest('hex'), sizeBytes: bytes.length, format: 'onnx' };
+/**
+ * Writes a model for the worker to store at `outPath`: its bytes as one .onnx, or (with external
+ * data, asked for or past 2 GB) one .tar of the .onnx and its data file.
+ */
+export async function writeJobModel(model: Model, output: ModelSource, outPath: string, msg: RunMessage, externalData: boolean): Promise<WrittenModel> {
+  if (!externalData && !(output instanceof Model)) {
+    writeFileSync(outPath, output);
+    return { path: outPath, sha256: createHash('sha256').update(output).digest('hex'), sizeBytes: output.length, format: 'onnx' };
   }
-  const dir = join(msg.workDir, 'result');
-  mkdirSync(dir);
-  const name = resultName(msg.inputName);
-  const written = writeModelFile(result.model, join(dir, name), { externalData: true });
-  const files = [{ name, path: written.modelPath }, ...(written.dataPath ? [{ name: basename(written.dataPath), path: written.dataPath }] : [])];
-  return { ...(await writeTar(msg.outPath, files)), format: 'tar' };
+  // a scratch folder per model: a search writes several
+  const dir = mkdtempSync(join(msg.workDir, 'result-'));
+  try {
+    const name = resultName(msg.inputName);
+    const written = writeModelFile(model, join(dir, name), { externalData: true });
+    const files = [{ name, path: written.modelPath }, ...(written.dataPath ? [{ name: basename(written.dataPath), path: written.dataPath }] : [])];
+    return { path: outPath, ...(await writeTar(outPath, files)), format: 'tar' };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

@@ -1,12 +1,14 @@
-// The child process that runs one job's pipeline. A crash or OOM here takes down this process
-// only; the worker sees the exit and decides. Exits as soon as its worker goes away, even while
+// The child process that runs one job's pipeline (or, for a goal, its search: search-run.ts). A
+// crash or OOM here takes down this process only; the worker sees the exit and decides. Exits as soon as its worker goes away, even while
 // its main thread is busy in synchronous code (a watchdog thread checks the parent).
 import { Worker } from 'node:worker_threads';
 import { openDataset, readLabelsFile } from '../../data/samples.js';
 import { MemoryLimitError, toModelpressError, type ModelpressError } from '../../errors.js';
 import { runPipeline, type PipelineProgress } from '../../pipeline/pipeline.js';
 import { parseRecipe } from '../../pipeline/recipe.js';
-import { openJobModel, writeJobResult } from './job-files.js';
+import type { SearchProgress } from '../../search/state.js';
+import { openJobModel, writeJobModel } from './job-files.js';
+import { runGoalJob } from './search-run.js';
 import type { ChildMessage, RunMessage } from './protocol.js';
 
 const controller = new AbortController();
@@ -28,36 +30,34 @@ async function run(msg: RunMessage): Promise<void> {
   const calibration = msg.calibrationPath ? feedsOf(msg.calibrationPath) : undefined;
   const labels = msg.labelsPath ? readLabelsFile(msg.labelsPath) : undefined;
   let last = 0;
-  let latest: PipelineProgress | null = null;
+  let latest: ChildMessage | null = null;
   let trailing: NodeJS.Timeout | null = null;
   const flush = () => {
     if (trailing) clearTimeout(trailing);
     trailing = null;
     last = Date.now();
-    if (latest) void send({ type: 'progress', progress: latest });
+    if (latest) void send(latest);
     latest = null;
   };
-  const result = await runPipeline(source, {
-    recipe,
-    signal: controller.signal,
-    ...(msg.inputName ? { inputName: msg.inputName } : {}),
-    ...(samples ? { samples } : {}),
-    ...(calibration ? { calibration } : {}),
-    ...(labels ? { labels } : {}),
-    onProgress: (progress) => {
-      // the worker throttles database writes; this only avoids flooding the IPC channel, and
-      // never drops the latest update (it may be the last one for a long while)
-      latest = progress;
-      const now = Date.now();
-      if (now - last >= 200) flush();
-      else trailing ??= setTimeout(flush, 200 - (now - last));
-    },
-  });
+  const onProgress = (progress: PipelineProgress, search?: SearchProgress) => {
+    // the worker throttles database writes; this only avoids flooding the IPC channel, and
+    // never drops the latest update (it may be the last one for a long while)
+    latest = { type: 'progress', progress, ...(search ? { search } : {}) };
+    const now = Date.now();
+    if (now - last >= 200) flush();
+    else trailing ??= setTimeout(flush, 200 - (now - last));
+  };
+  const data = { ...(samples ? { samples } : {}), ...(calibration ? { calibration } : {}), ...(labels ? { labels } : {}) };
+  const result = recipe.goal
+    ? await runGoalJob(source, { msg, recipe, ...data, signal: controller.signal, progress: onProgress, send })
+    : await runPipeline(source, { recipe, signal: controller.signal, ...(msg.inputName ? { inputName: msg.inputName } : {}), ...data, onProgress });
   flush();
-  const written = await writeJobResult(result, msg, recipe.output?.externalData === true);
+  const written = await writeJobModel(result.model, result.output, msg.outPath, msg, recipe.output?.externalData === true);
   await send({
     type: 'done',
-    ...written,
+    sha256: written.sha256,
+    sizeBytes: written.sizeBytes,
+    format: written.format,
     report: JSON.parse(JSON.stringify(result.report)),
   });
 }

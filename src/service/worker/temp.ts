@@ -12,14 +12,18 @@ export interface AttemptDir {
   cwd: string;
   /** Where the job process writes the compressed model. */
   result: string;
+  /** Where a goal job writes its best-so-far and frontier models for the worker to store. */
+  models: string;
   remove(): Promise<void>;
 }
 
 export async function attemptDir(jobId: string, attempt: number): Promise<AttemptDir> {
   const dir = await mkdtemp(join(tmpdir(), `${PREFIX}${jobId}-${attempt}-`));
   const cwd = join(dir, 'work');
+  const models = join(dir, 'models');
   await mkdir(cwd);
-  return { cwd, result: join(dir, 'result.onnx'), remove: () => rm(dir, { recursive: true, force: true }) };
+  await mkdir(models);
+  return { cwd, result: join(dir, 'result.onnx'), models, remove: () => rm(dir, { recursive: true, force: true }) };
 }
 
 /** Removes attempt folders last changed more than `maxAgeMs` ago; returns their names. */

@@ -7,11 +7,13 @@
 // it. Job state changes go through the job service; this file runs processes and decides outcomes.
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
+import { dirname, resolve } from 'node:path';
 import { Worker, type Job as BullJob } from 'bullmq';
 import type { ServiceConfig } from '../config.js';
 import { createDb, type DbHandle } from '../db/client.js';
 import type { ProgressFields } from '../db/jobs.js';
 import { JobService, type ArtifactFormat, type RunSpec } from '../jobs/service.js';
+import { TrialService, type WrittenModel } from '../jobs/trials.js';
 import { CANCEL_CHANNEL, createQueue, ensureNoEviction, redisConnection, type QueuePayload } from '../queue.js';
 import { LocalStorage, withLocalCopies } from '../storage/storage.js';
 import { classifyCrash, memoryLimitEnforced, startJobChild, type CrashKind } from './child.js';
@@ -59,6 +61,7 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
   const queue = createQueue(config, queueConnection);
   await ensureNoEviction(queueConnection, log);
   const jobs = new JobService({ db: dbh.db, storage, queue, redis: queueConnection, config, log, ...(opts.staleRunningMs ? { staleRunningMs: opts.staleRunningMs } : {}) });
+  const trials = new TrialService({ db: dbh.db, storage, jobs, log });
   const active = new Map<string, ActiveRun>();
   let shuttingDown = false;
   if (config.jobMemoryMb > 0 && !memoryLimitEnforced()) log(`WARNING: prlimit (util-linux) not found: JOB_MEMORY_MB=${config.jobMemoryMb} bounds the JavaScript heap only, not onnxruntime's memory`);
@@ -84,7 +87,7 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
   function runAttempt(spec: RunSpec, attempt: number, dir: AttemptDir): Promise<{ outcome: Outcome; progress: ProgressFields | null }> {
     const { calibration, evaluation, labels } = spec.dataKeys;
     return withLocalCopies(storage, [spec.modelKey, calibration ?? null, evaluation ?? null, labels ?? null], ([modelPath, calibrationPath, evaluationPath, labelsPath]) =>
-      runChild(attempt, spec.timeoutMs, dir.cwd, {
+      runChild(attempt, spec.timeoutMs, dir, {
         type: 'run',
         jobId: spec.jobId,
         modelPath: modelPath!,
@@ -94,6 +97,7 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
         ...(evaluationPath ? { evaluationPath } : {}),
         ...(labelsPath ? { labelsPath } : {}),
         outPath: dir.result,
+        modelsDir: dir.models,
         workDir: dir.cwd,
         maxUnpackedBytes: config.maxUnpackedBytes,
         memoryLimitMb: config.jobMemoryMb,
@@ -101,13 +105,23 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
     );
   }
 
-  async function runChild(attempt: number, timeoutMs: number, cwd: string, msg: RunMessage): Promise<{ outcome: Outcome; progress: ProgressFields | null }> {
+  async function runChild(attempt: number, timeoutMs: number, dir: AttemptDir, msg: RunMessage): Promise<{ outcome: Outcome; progress: ProgressFields | null }> {
     const { jobId } = msg;
     // one input or intermediate tensor may take at most half the job's memory
-    const child = startJobChild(jobId, cwd, { memoryMb: config.jobMemoryMb, maxTensorMb: config.jobMemoryMb > 0 ? Math.max(1, Math.floor(config.jobMemoryMb / 2)) : 0 });
+    const child = startJobChild(jobId, dir.cwd, { memoryMb: config.jobMemoryMb, maxTensorMb: config.jobMemoryMb > 0 ? Math.max(1, Math.floor(config.jobMemoryMb / 2)) : 0 });
 
     let pending: ProgressFields | null = null;
     let latest: ProgressFields | null = null;
+    // a goal job's trials, best so far and frontier models: recorded in order, each only by the attempt that owns the job
+    let writes = Promise.resolve();
+    const record = (what: string, fn: () => Promise<unknown>) => {
+      writes = writes.then(() => persist(`${jobId} ${what}`, fn)).then(
+        () => {},
+        (err: Error) => log(`job ${jobId}: ${what} not recorded (${err.message})`),
+      );
+    };
+    /** A model file the job process wrote: stored only from the attempt's own models folder. */
+    const ownFile = (m: WrittenModel): WrittenModel | null => (dirname(resolve(m.path)) === resolve(dir.models) ? m : null);
     const outcome = await new Promise<Outcome>((resolve) => {
       let settled = false;
       const timer = setTimeout(() => stop({ kind: 'timeout', ms: timeoutMs }), timeoutMs);
@@ -133,7 +147,13 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
       child.process.on('message', (m: ChildMessage) => {
         if (m.type === 'progress') {
           const p = m.progress;
-          pending = latest = { percent: p.percent, step: p.step, steps: p.steps, stepName: p.stepName, message: p.message };
+          pending = latest = { percent: p.percent, step: p.step, steps: p.steps, stepName: p.stepName, message: p.message, ...(m.search ? { search: m.search } : {}) };
+        } else if (m.type === 'trial') record(`trial ${m.trial.n}`, () => trials.recordTrial(jobId, attempt, m.trial));
+        else if (m.type === 'best' || m.type === 'frontier') {
+          const file = ownFile(m.model);
+          if (!file) log(`job ${jobId}: ignored a ${m.type} model outside the attempt's folder (${m.model.path})`);
+          else if (m.type === 'best') record(`best so far (trial ${m.trial})`, () => trials.recordBest(jobId, attempt, m.trial, file, m.report));
+          else record(`frontier model (trial ${m.trial})`, () => trials.recordFrontier(jobId, attempt, m.trial, file));
         } else if (m.type === 'done') stop({ kind: 'done', sha256: m.sha256, sizeBytes: m.sizeBytes, format: m.format, report: m.report as Record<string, unknown> });
         else if (m.type === 'error') stop({ kind: 'error', code: m.code, message: m.message });
       });
@@ -150,6 +170,7 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
     });
     active.delete(jobId);
     await child.stop();
+    await writes; // what the run reported is recorded before its end is
     return { outcome, progress: latest };
   }
 
@@ -221,6 +242,7 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
         await dir.remove();
       }
     }
+    await trials.sweepBest(jobId).catch((err: Error) => log(`job ${jobId}: best-so-far sweep failed (${err.message})`));
     return 'done';
   }
 
