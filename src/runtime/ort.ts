@@ -9,7 +9,7 @@ import { float16ArrayToFloat32 } from '../onnx/float16.js';
 import { DataType as DT, ORT_TYPE_OF, dtypeFromOrtType, dtypeName } from '../onnx/dtypes.js';
 import { Model, type Value } from '../onnx/ir.js';
 import { float32ToFloat16Bits } from '../onnx/float16.js';
-import { decodeModel, encodeModelProto, exportModel, exportModelWithOutputs } from '../onnx/model-io.js';
+import { decodeModel, encodeModelProto, exportModel, exportModelForValues, exportModelWithOutputs } from '../onnx/model-io.js';
 import { contentSha256, encodedSize, needsExternalData, writeModelWithExternalData } from '../onnx/external-write.js';
 import { HINTS, assertTensorFits, maxTensorBytes } from '../onnx/budget.js';
 import { dimRole, firstSize } from './dim-roles.js';
@@ -223,6 +223,11 @@ export interface DiscoveredValue {
 /** A session of `model` with `extra` main-graph values exposed as outputs; past 2 GB it goes to onnxruntime by path, like createSession. */
 export async function createSessionWithOutputs(model: Model, extra: readonly Value[], opts: SessionOptions = {}): Promise<ort.InferenceSession> {
   return createFromProto(exportModelWithOutputs(model, extra), opts);
+}
+
+/** A session that computes only `values` (its outputs) and runs only the nodes they need. */
+export async function createSessionForValues(model: Model, values: readonly Value[], opts: SessionOptions = {}): Promise<ort.InferenceSession> {
+  return createFromProto(exportModelForValues(model, values), opts);
 }
 
 /**
