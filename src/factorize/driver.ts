@@ -156,7 +156,7 @@ export async function runFactorization(method: FactorMethod, input: Model, confi
   }
 
   // ---- rewrite a copy: the plans reach its layers through the clone's maps
-  const original = config.refine && kept.length > 0 ? { model: input, outputs: kept.map((p) => p.layer.output) } : null;
+  const original = config.refine && kept.length > 0 ? input : null;
   const { model, nodes: nodeOf, values: valueOf } = input.clone();
   const targets: RefitTarget[] = [];
   let before = 0;
@@ -172,7 +172,7 @@ export async function runFactorization(method: FactorMethod, input: Model, confi
     before += plan.paramsBefore;
     after += plan.paramsAfter;
     const last = plan.steps[plan.steps.length - 1]!;
-    if (last.refitAxis !== undefined) targets.push({ node: nodes[nodes.length - 1]!, axis: last.refitAxis, output });
+    if (last.refitAxis !== undefined) targets.push({ node: nodes[nodes.length - 1]!, axis: last.refitAxis, output, reference: plan.layer.output });
   }
   model.graph.cleanup();
   log.stat('layersFactorized', kept.length);

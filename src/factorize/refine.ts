@@ -6,11 +6,10 @@ import { accumulateCross, accumulateGram, mirrorUpper, solveRidge } from '../lin
 import { addConstant, getConstant, setConstant } from '../onnx/constants.js';
 import type { Model, Node, Value } from '../onnx/ir.js';
 import { weightLayerOf } from '../onnx/weight-layers.js';
-import { sessionWithOutputs } from '../runtime/capture.js';
 import { tensorDims } from '../onnx/tensor-data.js';
 import { makeFloatTensor, type WeightFloatType } from '../onnx/float-weights.js';
 import { FidelityAccumulator, type Fidelity } from '../metrics/fidelity.js';
-import { createSession, tensorToFloat32, type Feeds } from '../runtime/ort.js';
+import { createSession, createSessionForValues, tensorToFloat32, type Feeds } from '../runtime/ort.js';
 
 export interface RefitTarget {
   /** The chain's last node (Conv 1×1 with weight [Cout, R, 1…] or MatMul with weight [R, N]). */
@@ -19,6 +18,8 @@ export interface RefitTarget {
   axis: number;
   /** The layer's output value in the factorized model (named as in the original). */
   output: Value;
+  /** The same layer's output in the original model: what the refit aims at. */
+  reference: Value;
 }
 
 /** Normal equations of one least-squares problem, accumulated batch by batch. */
@@ -69,6 +70,8 @@ function solve(eq: NormalEquations): Float64Array {
   return solveRidge(eq.gram, eq.cross, F, eq.targets, { ridge: (1e-6 * trace) / F });
 }
 
+const unique = (values: Value[]): Value[] => [...new Set(values)];
+
 export interface RefineResult {
   refitted: number;
   /** Fidelity of the model outputs to the original's on the calibration data, before and after. */
@@ -78,28 +81,31 @@ export interface RefineResult {
 
 /**
  * Refits the targets one after the other in graph order: each refit sees the features produced by
- * the already refitted layers before it, so errors do not compound.
- * @param original the model before the rewrite (passes never change their input) and the values it exposes: every target's output
+ * the already refitted layers before it, so errors do not compound. onnxruntime runs every node of a
+ * session, so each refit's two sessions are cut down to what it reads: the front of each network up
+ * to the layer (the first refit also computes the outputs, for the fidelity before).
+ * @param original the model before the rewrite (passes never change their input)
  */
-export async function refineChains(model: Model, original: { model: Model; outputs: Value[] }, targets: RefitTarget[], batches: Feeds[], signal?: AbortSignal): Promise<RefineResult> {
+export async function refineChains(model: Model, original: Model, targets: RefitTarget[], batches: Feeds[], signal?: AbortSignal): Promise<RefineResult> {
   const outputs = model.graph.outputs;
   const order = new Map(model.graph.nodes.map((n, i) => [n, i]));
   const sorted = [...targets].sort((a, b) => order.get(a.node)! - order.get(b.node)!);
-  const orig = await sessionWithOutputs(original.model, original.outputs, { graphOptimizationLevel: 'disabled' });
+  const disabled = { graphOptimizationLevel: 'disabled' } as const;
   let before: Fidelity | undefined;
-  try {
-    for (const t of sorted) {
-      const feature = t.node.inputs[0]!;
-      const layer = weightLayerOf(t.node)!;
-      const wValue = layer.weight!;
-      const dims = tensorDims(getConstant(wValue)!);
-      const dtype = getConstant(wValue)!.dataType as WeightFloatType; // the refit is written back in the layer's type
-      const hasBias = layer.biasInput !== null;
-      const R = dims[layer.inAxis!]!;
-      const T = dims[layer.outAxis!]!;
-      const eq = new NormalEquations(R + (hasBias ? 1 : 0), T);
-      const fid = before ? null : new FidelityAccumulator();
-      const fact = await sessionWithOutputs(model, [feature], { graphOptimizationLevel: 'disabled' });
+  for (const t of sorted) {
+    const feature = t.node.inputs[0]!;
+    const layer = weightLayerOf(t.node)!;
+    const wValue = layer.weight!;
+    const dims = tensorDims(getConstant(wValue)!);
+    const dtype = getConstant(wValue)!.dataType as WeightFloatType; // the refit is written back in the layer's type
+    const hasBias = layer.biasInput !== null;
+    const R = dims[layer.inAxis!]!;
+    const T = dims[layer.outAxis!]!;
+    const eq = new NormalEquations(R + (hasBias ? 1 : 0), T);
+    const fid = before ? null : new FidelityAccumulator();
+    const orig = await createSessionForValues(original, fid ? unique([t.reference, ...original.graph.outputs]) : [t.reference], disabled);
+    try {
+      const fact = await createSessionForValues(model, fid ? unique([feature, ...outputs]) : [feature], disabled);
       try {
         for (const feeds of batches) {
           if (signal?.aborted) throw signal.reason ?? new Error('aborted');
@@ -107,29 +113,34 @@ export async function refineChains(model: Model, original: { model: Model; outpu
           const rf = await fact.run(feeds);
           if (fid) for (const v of outputs) fid.add(tensorToFloat32(ro[v.name]!), tensorToFloat32(rf[v.name]!));
           const z = rf[feature.name]!;
-          const y = ro[t.output.name]!;
+          const y = ro[t.reference.name]!;
           accumulate(eq, tensorToFloat32(z), z.dims, tensorToFloat32(y), y.dims, t.axis, hasBias);
         }
       } finally {
         await fact.release();
       }
-      if (fid) before = fid.result();
-      const sol = solve(eq); // features × T
-      const weight = new Float32Array(R * T);
-      for (let o = 0; o < T; o++) {
-        // stored outputs first (Conv [Cout, R, 1…]) or inputs first (MatMul [R, N])
-        for (let r = 0; r < R; r++) weight[layer.outAxis === 0 ? o * R + r : r * T + o] = sol[r * T + o]!;
-      }
-      setConstant(wValue, makeFloatTensor(wValue.name, dtype, dims, weight));
-      if (hasBias) {
-        const b = Float32Array.from({ length: T }, (_, o) => sol[R * T + o]!);
-        if (layer.bias) setConstant(layer.bias, makeFloatTensor(layer.bias.name, dtype, [T], b));
-        else t.node.setInput(layer.biasInput!, addConstant(model.graph, `${t.node.name || 'refit'}_b`, makeFloatTensor('', dtype, [T], b)));
-      }
+    } finally {
+      await orig.release();
     }
-    // fidelity after, on the same batches
-    const after = new FidelityAccumulator();
-    const check = await createSession(model, { graphOptimizationLevel: 'disabled' });
+    if (fid) before = fid.result();
+    const sol = solve(eq); // features × T
+    const weight = new Float32Array(R * T);
+    for (let o = 0; o < T; o++) {
+      // stored outputs first (Conv [Cout, R, 1…]) or inputs first (MatMul [R, N])
+      for (let r = 0; r < R; r++) weight[layer.outAxis === 0 ? o * R + r : r * T + o] = sol[r * T + o]!;
+    }
+    setConstant(wValue, makeFloatTensor(wValue.name, dtype, dims, weight));
+    if (hasBias) {
+      const b = Float32Array.from({ length: T }, (_, o) => sol[R * T + o]!);
+      if (layer.bias) setConstant(layer.bias, makeFloatTensor(layer.bias.name, dtype, [T], b));
+      else t.node.setInput(layer.biasInput!, addConstant(model.graph, `${t.node.name || 'refit'}_b`, makeFloatTensor('', dtype, [T], b)));
+    }
+  }
+  // fidelity after, on the same batches
+  const after = new FidelityAccumulator();
+  const orig = await createSession(original, disabled);
+  try {
+    const check = await createSession(model, disabled);
     try {
       for (const feeds of batches) {
         const ro = await orig.run(feeds);
@@ -139,8 +150,8 @@ export async function refineChains(model: Model, original: { model: Model; outpu
     } finally {
       await check.release();
     }
-    return { refitted: sorted.length, before: before!, after: after.result() };
   } finally {
     await orig.release();
   }
+  return { refitted: sorted.length, before: before!, after: after.result() };
 }

@@ -108,6 +108,36 @@ export function exportModelWithOutputs(model: Model, extra: readonly Value[]): M
   return mp;
 }
 
+/**
+ * The model cut down to what computes `values` (main-graph values): they are its outputs, and only
+ * the nodes and initializers they depend on are left. onnxruntime runs every node of a graph whatever
+ * a run asks for, so a capture of early values this way runs only the front of the network. The
+ * inputs stay as they are, so the same feeds fit.
+ */
+export function exportModelForValues(model: Model, values: readonly Value[]): ModelProto {
+  const g = model.graph;
+  const needed = new Set<Node>();
+  const used = new Set<Value>();
+  const stack = [...values];
+  while (stack.length > 0) {
+    const v = stack.pop()!;
+    if (used.has(v)) continue;
+    used.add(v);
+    const n = v.producer;
+    if (!n || n.graph !== g || needed.has(n)) continue;
+    needed.add(n);
+    for (const i of [...n.inputs, ...n.implicitInputs()]) if (i) stack.push(i);
+  }
+  const mp = exportModel(model);
+  const gp = mp.graph!;
+  const declared = new Map(g.outputs.map((v, i) => [v, gp.output[i]!]));
+  gp.node = gp.node.filter((_, i) => needed.has(g.nodes[i]!));
+  gp.initializer = gp.initializer.filter((_, i) => used.has(g.initializers[i]!));
+  gp.valueInfo = gp.valueInfo.filter((_, i) => used.has(g.valueInfo[i]!));
+  gp.output = values.map((v) => declared.get(v) ?? valueInfoFor(v, undefined));
+  return mp;
+}
+
 /** Shallow copy that keeps proto2 field presence (unset fields stay on the prototype). */
 function copyMessage<T extends object>(schema: Parameters<typeof create>[0], msg: T): T {
   return Object.assign(create(schema) as object, msg) as T;

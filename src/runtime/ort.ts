@@ -9,7 +9,7 @@ import { float16ArrayToFloat32 } from '../onnx/float16.js';
 import { DataType as DT, ORT_TYPE_OF, dtypeFromOrtType, dtypeName } from '../onnx/dtypes.js';
 import { Model, type Value } from '../onnx/ir.js';
 import { float32ToFloat16Bits } from '../onnx/float16.js';
-import { decodeModel, encodeModelProto, exportModel, exportModelWithOutputs } from '../onnx/model-io.js';
+import { decodeModel, encodeModelProto, exportModel, exportModelForValues, exportModelWithOutputs } from '../onnx/model-io.js';
 import { needsExternalData, writeModelWithExternalData } from '../onnx/external-write.js';
 import { embeddedSha256, embeddedSize } from '../onnx/embedded-encoding.js';
 import { HINTS, assertTensorFits, maxTensorBytes } from '../onnx/budget.js';
@@ -258,6 +258,11 @@ export interface DiscoveredValue {
 /** A session of `model` with `extra` main-graph values exposed as outputs, made by the same routes as createSession. */
 export async function createSessionWithOutputs(model: Model, extra: readonly Value[], opts: SessionOptions = {}): Promise<ort.InferenceSession> {
   return createFromProto(exportModelWithOutputs(model, extra), opts, model.externalDataRoot);
+}
+
+/** A session that computes only `values` (its outputs) and runs only the nodes they need. */
+export async function createSessionForValues(model: Model, values: readonly Value[], opts: SessionOptions = {}): Promise<ort.InferenceSession> {
+  return createFromProto(exportModelForValues(model, values), opts, model.externalDataRoot);
 }
 
 /**
