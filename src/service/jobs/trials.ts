@@ -6,7 +6,7 @@ import { ServiceError } from '../../errors.js';
 import type { SearchTrialReport } from '../../report/search.js';
 import { latencyOf } from '../../search/state.js';
 import type { Db } from '../db/client.js';
-import { insertTrial, recordBest, recordFrontierModel } from '../db/search.js';
+import { insertTrial, recordBest, recordFrontierModel, type TrialFields } from '../db/search.js';
 import type { Storage } from '../storage/storage.js';
 import { decodeTrialCursor, encodeTrialCursor } from './encoding.js';
 import { artifactKey, downloadName, type ArtifactDownload, type ArtifactFormat, type JobService } from './service.js';
@@ -133,23 +133,7 @@ export class TrialService {
 
 const finite = (x: number | undefined): number | null => (x !== undefined && Number.isFinite(x) ? x : null);
 
-function trialView(t: {
-  attempt: number;
-  n: number;
-  steps: unknown;
-  status: string;
-  reason: string | null;
-  metricValue: number | null;
-  loss: number | null;
-  latencyRatio: number | null;
-  sizeRatio: number | null;
-  built: number;
-  cached: number;
-  durationMs: number;
-  frontier: boolean;
-  artifactSha256: string | null;
-  artifactSizeBytes: bigint | null;
-}): TrialView {
+function trialView(t: TrialFields & { attempt: number; frontier: boolean; artifactSha256: string | null; artifactSizeBytes: bigint | null }): TrialView {
   return {
     attempt: t.attempt,
     n: t.n,
