@@ -63,7 +63,7 @@ async function withUnpackedBundle<T>(path: string, kind: Exclude<UploadKind, 'on
 }
 
 /** A .onnx read from its directory, or a bundle (told apart by its bytes, as the API does) unpacked first. */
-function withModelFiles<T>(path: string, what: string, load: (bytes: Uint8Array, root: string) => T): Promise<T> {
+function withModelFiles<T>(path: string, what: string, load: (bytes: Uint8Array, root: string) => T, loadUnpacked = load): Promise<T> {
   // only a regular file is sniffed: a pipe (`<(cat m.onnx)`) would lose the bytes read
   const regular = (() => {
     try {
@@ -74,7 +74,7 @@ function withModelFiles<T>(path: string, what: string, load: (bytes: Uint8Array,
   })();
   const kind = regular ? sniffUpload(path) : 'onnx';
   if (kind === 'onnx') return Promise.resolve(load(readBytes(path, what), dirname(resolve(path))));
-  return withUnpackedBundle(path, kind, what, load);
+  return withUnpackedBundle(path, kind, what, loadUnpacked);
 }
 
 /**
@@ -82,7 +82,8 @@ function withModelFiles<T>(path: string, what: string, load: (bytes: Uint8Array,
  * directory (or the bundle) only (see src/onnx/external-data.ts for what is refused).
  */
 export function loadModelFile(path: string, what = 'model'): Promise<ModelFile> {
-  return withModelFiles(path, what, loadModelWithFiles);
+  // a bundle's directory is removed once the model is read: its tensors are read whole
+  return withModelFiles(path, what, loadModelWithFiles, (bytes, root) => loadModelWithFiles(bytes, root, { readAll: true }));
 }
 
 /** For `inspect`: the model's structure and sizes, external data checked but not read. */

@@ -22,8 +22,9 @@ export interface LoadedModel {
  * the model as bytes, and a pass reads them when it runs (withWeights), so a model is never held
  * twice. Small ones are read, for the analyses that need their values.
  */
-export function loadModelWithFiles(bytes: Uint8Array, root: string): LoadedModel {
-  const { model, externalBytes } = decodeModelWithFiles(bytes, root, { readExternalData: 'small' });
+export function loadModelWithFiles(bytes: Uint8Array, root: string, opts: { readAll?: boolean } = {}): LoadedModel {
+  // readAll: the directory goes away after loading (an unpacked bundle), so nothing may stay in it
+  const { model, externalBytes } = decodeModelWithFiles(bytes, root, { readExternalData: opts.readAll ? 'all' : 'small' });
   if (externalBytes === 0) return { model, source: bytes, sizeBytes: bytes.length, externalBytes };
   const sizeBytes = bytes.length + externalBytes;
   const proto = exportModel(model);
