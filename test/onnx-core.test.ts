@@ -139,6 +139,8 @@ describe('graph IR', () => {
     assert.equal(info.dims[0], 2);
     assert.equal(info.dims.length, 4);
     assert.ok(Number.isFinite(info.maxAbs));
+    // the graph input is described too (a stem layer reads it: the Tucker speed check needs its shape)
+    assert.deepEqual(found.get(conv.inputs[0]!)?.dims, [2, 3, 48, 192]);
     const types = inferElemTypes(model);
     for (const [v, d] of found) if (d.dtype !== undefined && types.has(v)) assert.equal(types.get(v), d.dtype, `type of ${v.name}`);
   });

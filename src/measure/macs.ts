@@ -65,11 +65,5 @@ export function countMacs(model: Model, shapes: Map<Value, DiscoveredValue>): { 
 
 /** Runs the model once with every intermediate value exposed and counts MACs for these inputs. */
 export async function estimateMacs(model: Model, feeds: Feeds): Promise<number> {
-  // graph inputs' shapes come from the feeds themselves
-  const shapes = await discoverValues(model, feeds);
-  for (const v of model.graph.inputs) {
-    const t = feeds[v.name];
-    if (t) shapes.set(v, { dtype: undefined, dims: [...t.dims] });
-  }
-  return countMacs(model, shapes).total;
+  return countMacs(model, await discoverValues(model, feeds)).total;
 }

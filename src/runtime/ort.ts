@@ -266,8 +266,9 @@ export async function createSessionForValues(model: Model, values: readonly Valu
 }
 
 /**
- * What onnxruntime tells about every intermediate value of the main graph: the model is run once
- * with all of them exposed as outputs (graph optimizations off so nothing is fused away).
+ * What onnxruntime tells about every value of the main graph: the model is run once with all
+ * intermediate values exposed as outputs (graph optimizations off so nothing is fused away); the
+ * graph inputs are described from the feeds themselves.
  */
 export async function discoverValues(model: Model, feedList: Feeds | Feeds[]): Promise<Map<Value, DiscoveredValue>> {
   const runs = Array.isArray(feedList) ? feedList : [feedList];
@@ -288,13 +289,14 @@ export async function discoverValues(model: Model, feedList: Feeds | Feeds[]): P
   try {
     for (const feeds of runs) {
       const results = await runTensorOutputs(session, feeds);
-      for (const v of [...original, ...extra]) {
-        const t = results[v.name];
-        if (!t) continue;
+      const seenIn = (v: Value, t: ort.Tensor | undefined): void => {
+        if (!t) return;
         const seen = out.get(v) ?? { dtype: dtypeFromOrtType(t.type), dims: [...t.dims] };
         if (t.type === 'float32' || t.type === 'float64') seen.maxAbs = Math.max(seen.maxAbs ?? 0, maxAbsOf(t.data as Float32Array));
         out.set(v, seen);
-      }
+      };
+      for (const v of [...original, ...extra]) seenIn(v, results[v.name]);
+      for (const v of g.inputs) seenIn(v, feeds[v.name]);
     }
   } finally {
     await session.release();
