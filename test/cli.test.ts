@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -77,6 +78,28 @@ describe('modelpress CLI', () => {
     r = cli('compress', MODELS.fmnist, '--recipe', join(ROOT, 'recipes/fp16.json'), '--out', join(dir, 'x.onnx'), '--shape', 'input=1,a');
     assert.equal(r.code, 2);
     assert.match(r.stderr, /--shape/);
+  });
+
+  it('every command answers --help with its own usage, exit 0 and no side effects', () => {
+    // the service commands point at a database and Redis that do not exist: a command that went on
+    // (listened, migrated, created a key named --help) would fail or never exit
+    const env = { ...process.env, DATABASE_URL: 'postgresql://nobody@127.0.0.1:1/none', REDIS_URL: 'redis://127.0.0.1:1', PORT: '1' };
+    const run = (...args: string[]) => spawnSync(process.execPath, [join(ROOT, 'dist/src/cli/main.js'), ...args], { encoding: 'utf8', timeout: 30_000, env });
+    for (const args of [['inspect'], ['compress', MODELS.fmnist], ['bench'], ['eval'], ['passes'], ['serve'], ['worker'], ['migrate'], ['keys', 'create'], ['keys', 'revoke']]) {
+      for (const flag of ['--help', '-h']) {
+        const r = run(...args, flag);
+        assert.equal(r.status, 0, `${args.join(' ')} ${flag}: ${r.stderr}`);
+        assert.match(r.stdout, new RegExp(`^usage:\\n  modelpress ${args[0]} `), `${args.join(' ')} ${flag} prints its own usage`);
+        assert.equal(r.stderr, '');
+      }
+    }
+    const keys = run('keys', 'create', '--help').stdout;
+    assert.match(keys, /keys list/);
+    assert.match(keys, /keys revoke <prefix>/);
+    assert.doesNotMatch(run('inspect', '--help').stdout, /--calibration/, 'only the options the command takes');
+    // after `--` a --help is an argument, not a request for help
+    const r = run('inspect', '--', '--help');
+    assert.equal(r.status, 2);
   });
 
   it('data that does not fit the model is rejected with the reason', () => {
