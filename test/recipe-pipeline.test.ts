@@ -50,6 +50,22 @@ describe('recipe validation', () => {
     const range = problems({ steps: [{ pass: 'convert.fp16', maxAbsActivation: 70000 }] });
     assert.equal(range[0]!.path, '/steps/0/maxAbsActivation');
   });
+
+  it('says what is allowed and suggests the nearest name', () => {
+    const [option] = problems({ steps: [{ pass: 'convert.fp16', keepIOTypes: true }] });
+    assert.match(option!.message, /unknown option "keepIOTypes"; did you mean "keepIoTypes"\?.*options: .*opBlockList/);
+    const [choice] = problems({ steps: [{ pass: 'quantize.static', calibrationMethod: 'percentil' }] });
+    assert.equal(choice!.path, '/steps/0/calibrationMethod');
+    assert.match(choice!.message, /"percentil" is not allowed: expected one of "minmax", "percentile", "entropy", "mse"; did you mean "percentile"\?/);
+    const [rank] = problems({ steps: [{ pass: 'factorize.tucker', rank: 'vbmff' }] });
+    assert.match(rank!.message, /expected one of "vbmf", .*a number > 0 and < 1.*did you mean "vbmf"/);
+    const [pass] = problems({ steps: [{ pass: 'quantize.statik' }] });
+    assert.match(pass!.message, /unknown pass 'quantize\.statik' \(did you mean 'quantize\.static'\?\)/);
+    // nothing near: no guess
+    const [far] = problems({ steps: [{ pass: 'quantize.static', calibrationMethod: 'kl-divergence' }] });
+    assert.doesNotMatch(far!.message, /did you mean/);
+    assert.match(far!.message, /expected one of "minmax"/);
+  });
 });
 
 describe('pipeline', () => {

@@ -4,6 +4,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { InvalidRecipeError, type RecipeProblem } from '../errors.js';
 import { PASSES } from '../passes/index.js';
+import { describeSchemaError, nearestName } from './schema-errors.js';
 import { FIDELITY_METRICS, GoalSchema, SearchSchema, instantiateStep, knobsOf, type Goal, type SearchSettings, type SpaceStep } from './goal.js';
 
 export const BenchmarkSchema = Type.Object(
@@ -98,10 +99,11 @@ function problemsOf(schema: TSchema, value: unknown, prefix: string): RecipeProb
   const seen = new Set<string>();
   const out: RecipeProblem[] = [];
   for (const e of Value.Errors(schema, value)) {
-    const key = `${e.path}|${e.message}`;
+    const message = describeSchemaError(e);
+    const key = `${e.path}|${message}`;
     if (seen.has(key)) continue;
     seen.add(key);
-    out.push({ path: `${prefix}${e.path}`, message: e.message });
+    out.push({ path: `${prefix}${e.path}`, message });
   }
   return out;
 }
@@ -177,8 +179,13 @@ export function parseRecipe(input: string | unknown): Recipe {
   };
 }
 
+function didYouMeanPass(pass: string): string {
+  const near = typeof pass === 'string' ? nearestName(pass, Object.keys(PASSES)) : undefined;
+  return near ? ` (did you mean '${near}'?)` : '';
+}
+
 function unknownPass(pass: string, path: string): RecipeProblem {
-  return { path, message: `unknown pass '${pass}'; available: ${Object.keys(PASSES).join(', ')}` };
+  return { path, message: `unknown pass '${pass}'${didYouMeanPass(pass)}; available: ${Object.keys(PASSES).join(', ')}` };
 }
 
 /** A step with its pass's defaults filled in; its problems are added to `problems`. */
