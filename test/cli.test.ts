@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FMNIST, MODELS, ROOT, cli, wireParameterCount } from './helpers.js';
 import { runOnce, ort } from '../src/runtime/ort.js';
+import { PASSES } from '../src/passes/index.js';
 
 describe('modelpress CLI', () => {
   const dir = mkdtempSync(join(tmpdir(), 'modelpress-cli-'));
@@ -100,6 +101,21 @@ describe('modelpress CLI', () => {
     // after `--` a --help is an argument, not a request for help
     const r = run('inspect', '--', '--help');
     assert.equal(r.status, 2);
+  });
+
+  it('passes <name> prints every option of the pass with what it accepts and its default', () => {
+    for (const def of Object.values(PASSES)) {
+      const r = cli('passes', def.name);
+      assert.equal(r.code, 0, r.stderr);
+      const keys = Object.keys((def.schema as { properties: Record<string, unknown> }).properties).filter((k) => k !== 'pass');
+      for (const k of keys) assert.match(r.stdout, new RegExp(`^  ${k}: `, 'm'), `${def.name} lists ${k}`);
+    }
+    const q = cli('passes', 'quantize.static').stdout;
+    assert.match(q, /^  calibrationMethod: "minmax" \| "percentile" \| "entropy" \| "mse"  \(default "percentile"\)$/m);
+    assert.match(q, /^  percentile: number ≥ 90, ≤ 100  \(default 99\.99\)$/m);
+    const wrong = cli('passes', 'factorize.tuker');
+    assert.equal(wrong.code, 2);
+    assert.match(wrong.stderr, /did you mean 'factorize\.tucker'/);
   });
 
   it('data that does not fit the model is rejected with the reason', () => {

@@ -22,6 +22,8 @@ import { formatBenchmark, formatComparison } from '../measure/format.js';
 import type { SyntheticInputOptions } from '../runtime/ort.js';
 import { probeInputShapes } from '../runtime/input-shapes.js';
 import { PASSES } from '../passes/index.js';
+import { formatPassHelp } from '../passes/describe.js';
+import { nearestName } from '../pipeline/schema-errors.js';
 import { loadModelFile, loadModelFileMetadata, readBytes, writeModelOutput } from './model-files.js';
 import { runGoal } from './search.js';
 
@@ -38,7 +40,7 @@ const COMMAND_USAGE: Record<string, string> = {
   eval: `  modelpress eval <reference.onnx> <candidate.onnx> --data <inputs> [--labels <labels>] [--batch N]
                       [--max-samples N] [--metrics top1,top5,mae,rmse,obo,nmae] [--label-output name]
                       [--ctc-blank 0] [--json]`,
-  passes: `  modelpress passes           list the passes a recipe can use`,
+  passes: `  modelpress passes [<name>]   list the passes a recipe can use, or one pass's options`,
   serve: `  modelpress serve            the HTTP API (docs at /docs)`,
   worker: `  modelpress worker           a job worker (run as many as needed)`,
   migrate: `  modelpress migrate          apply the database migrations`,
@@ -424,8 +426,19 @@ async function cmdEval(argv: string[]): Promise<void> {
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
-function cmdPasses(): void {
+function cmdPasses(argv: string[]): void {
+  if (argv.length > 1) throw new UsageError('passes takes at most one pass name');
+  if (argv.length === 1) {
+    const def = PASSES[argv[0]!];
+    if (!def) {
+      const near = nearestName(argv[0]!, Object.keys(PASSES));
+      throw new InvalidInputError(`unknown pass '${argv[0]}'${near ? ` (did you mean '${near}'?)` : ''}; available: ${Object.keys(PASSES).join(', ')}`);
+    }
+    process.stdout.write(formatPassHelp(def));
+    return;
+  }
   for (const def of Object.values(PASSES)) process.stdout.write(`${def.name.padEnd(20)} ${def.summary}\n`);
+  process.stdout.write('\nmodelpress passes <name> prints a pass\'s options, their defaults and allowed values\n');
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -449,7 +462,7 @@ export async function main(argv: string[]): Promise<number> {
         await cmdEval(rest);
         return 0;
       case 'passes':
-        cmdPasses();
+        cmdPasses(rest);
         return 0;
       case 'serve':
         await (await import('../service/commands.js')).cmdServe();
