@@ -5,7 +5,8 @@ import { runPipeline, type PipelineProgress } from '../src/pipeline/pipeline.js'
 import { InvalidRecipeError, ModelpressError } from '../src/errors.js';
 import { decodeModel } from '../src/onnx/model-io.js';
 import { runOnce } from '../src/runtime/ort.js';
-import { MODELS, feedsFor, readModel, syntheticOptionsFor } from './helpers.js';
+import { FMNIST, MODELS, feedsFor, readModel, syntheticOptionsFor } from './helpers.js';
+import { batchesFromArrays, readArraysFile } from '../src/data/samples.js';
 
 function problems(input: unknown): { path: string; message: string }[] {
   try {
@@ -69,6 +70,20 @@ describe('recipe validation', () => {
 });
 
 describe('pipeline', () => {
+  it('a step that calibrates on the evaluation data is reported as such; with calibration data it is not', async () => {
+    const bytes = readModel(MODELS.fmnist);
+    const recipe = parseRecipe({ steps: [{ pass: 'convert.fp16' }, { pass: 'quantize.dynamic' }, { pass: 'factorize.svd', rank: 0.5 }], benchmark: { enabled: false }, evaluate: { maxSamples: 16 } });
+    const model = decodeModel(bytes);
+    const batches = (file: string) => [...batchesFromArrays(model, readArraysFile(file, model), { batchSize: 8, maxSamples: 16 })];
+    const samples = batches(FMNIST.inputs);
+    const alone = await runPipeline(bytes, { recipe, samples });
+    const warning = alone.report.warnings.find((w) => /calibrated on the evaluation data/.test(w));
+    // convert.fp16 (its range check) and factorize.svd (its refit) read the inputs; quantize.dynamic does not
+    assert.match(warning ?? '', /^step 1 \(convert\.fp16\), step 3 \(factorize\.svd\) calibrated on the evaluation data/);
+    const separate = await runPipeline(bytes, { recipe, samples, calibration: batches(FMNIST.calibration) });
+    assert.ok(!separate.report.warnings.some((w) => /calibrated on the evaluation data/.test(w)));
+  });
+
   it('runs steps in order, reports progress and per-step metrics', async () => {
     const bytes = readModel(MODELS.ppocrCls);
     const events: PipelineProgress[] = [];

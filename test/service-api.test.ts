@@ -156,6 +156,29 @@ test('an invalid recipe → 400 with the JSON path of each problem; nothing is s
   assert.deepEqual(await tmpFiles(), []);
 });
 
+test('mistakes caught at the door: a file that is not ONNX, a truncated model, a step without its calibration data; nothing is stored or queued', async () => {
+  const a = client(await svc.newKey('door')); // its own owner: the job accepted at the end counts against no other test's limits
+  const before = await svc.dbh.db.job.count();
+  const modelsBefore = await svc.dbh.db.storedModel.count();
+  const text = new TextEncoder().encode('name,score\nalice,3\nbob,4\n');
+  let body = await problem(await a.post('/v1/jobs', jobForm(text, FAST_RECIPE)), 422, 'invalid_model');
+  assert.match(body.detail, /not an ONNX model/);
+  body = await problem(await a.post('/v1/jobs', jobForm(model.subarray(0, model.length - 1000), FAST_RECIPE)), 422, 'invalid_model');
+  assert.match(body.detail, /past the end of the \d+-byte file \(truncated upload\?\)/);
+  const upload = new FormData();
+  upload.append('model', new Blob([text]), 'model.onnx');
+  await problem(await a.post('/v1/models', upload), 422, 'invalid_model');
+  body = await problem(await a.post('/v1/jobs', jobForm(model, { steps: [{ pass: 'convert.fp16' }, { pass: 'quantize.static' }] })), 400, 'invalid_input');
+  assert.match(body.detail, /step 2 \(quantize\.static\) needs calibration data/);
+  assert.deepEqual(body.errors, [{ path: '/calibration', message: 'required by /steps/1' }]);
+  assert.equal(await svc.dbh.db.job.count(), before);
+  assert.equal(await svc.dbh.db.storedModel.count(), modelsBefore);
+  assert.deepEqual(await tmpFiles(), []);
+  // the same step with allowSynthetic is a job
+  const ok = await a.post('/v1/jobs', jobForm(model, { steps: [{ pass: 'quantize.static', allowSynthetic: true }], benchmark: { enabled: false } }));
+  assert.equal(ok.status, 202, await ok.clone().text());
+});
+
 test('the recipe may also come as a file part (curl -F recipe=@recipe.json)', async () => {
   const form = new FormData();
   form.append('recipe', new Blob([JSON.stringify(FAST_RECIPE)]), 'recipe.json');
@@ -237,11 +260,25 @@ test('rate limits: active jobs per owner and creations per minute → 429 with R
 /** A model upload of distinct bytes (the store takes any bytes; the worker is what parses them). */
 function modelForm(seed: number, size = model.length): FormData {
   const form = new FormData();
-  const bytes = new Uint8Array(size);
-  bytes.set(model.subarray(0, size));
-  bytes[bytes.length - 1] = seed; // distinct content, distinct model
-  form.append('model', new Blob([bytes]), `m${seed}.onnx`);
+  form.append('model', new Blob([modelBytes(seed, size)]), `m${seed}.onnx`);
   return form;
+}
+
+/** A model of `size` bytes, distinct per seed: the fixture with its last byte changed, or (smaller) a framed stand-in. */
+function modelBytes(seed: number, size = model.length): Uint8Array {
+  let bytes: Uint8Array;
+  if (size >= model.length) {
+    bytes = new Uint8Array(model);
+  } else {
+    // ir_version 8, an empty graph, then a doc_string filling the rest: a ModelProto's framing, as the door checks it
+    const head = [0x08, 0x08, 0x3a, 0x00, 0x32];
+    const docLength = size - head.length - 2;
+    assert.ok(docLength >= 128 && docLength < 16384, 'two length bytes');
+    bytes = new Uint8Array(size);
+    bytes.set([...head, (docLength & 0x7f) | 0x80, docLength >> 7]);
+  }
+  bytes[bytes.length - 1] = seed; // distinct content, distinct model
+  return bytes;
 }
 
 test('the active-jobs limit holds under a race: 50 concurrent creations by a fresh owner → exactly the limit accepted', async () => {
@@ -267,7 +304,7 @@ test('model quotas per owner (count and bytes), also under concurrent uploads; a
   assert.equal(again.status, 200, 'identical bytes: the stored model, no quota needed');
   // at the quota, a new model is refused, by itself or with a job
   await problem(await c.post('/v1/models', modelForm(99, 1000)), 409, 'quota_exceeded');
-  await problem(await c.post('/v1/jobs', jobForm(new Uint8Array(1000).fill(3), FAST_RECIPE)), 409, 'quota_exceeded');
+  await problem(await c.post('/v1/jobs', jobForm(modelBytes(3, 1000), FAST_RECIPE)), 409, 'quota_exceeded');
   // bytes: full-size models, 5 at once → the 3 that fit MAX_MODEL_BYTES_PER_OWNER
   const d = client(await svc.newKey('bytes'));
   const big = await Promise.all(Array.from({ length: 5 }, (_, i) => d.post('/v1/models', modelForm(40 + i))));

@@ -151,15 +151,15 @@ test('the pruning family through the service: structured (with recovery on the u
   await session.release();
 });
 
-test('garbage and truncated models → failed invalid_model, and the worker keeps serving', async () => {
-  const garbage = await create(jobForm(randomBytes(4096), FAST_RECIPE));
-  const truncated = await create(jobForm(model.subarray(0, Math.floor(model.length / 2)), FAST_RECIPE));
-  for (const id of [garbage, truncated]) {
-    const j = await until(id, finished, 'the bad job to fail');
-    assert.equal(j.status, 'failed');
-    assert.equal(j.error?.code, 'invalid_model', JSON.stringify(j.error));
-  }
-  const ok = await until(await create(jobForm(model, FAST_RECIPE)), finished, 'a good job after the bad ones');
+test('a model framed like ONNX but with a garbage graph → failed invalid_model, and the worker keeps serving', async () => {
+  // garbage and truncated files are refused at the door (service-api.test.ts); this one gets past it
+  const graph = randomBytes(4096);
+  const framed = Buffer.concat([Buffer.from([0x08, 0x08, 0x3a, (graph.length & 0x7f) | 0x80, graph.length >> 7]), graph]);
+  const id = await create(jobForm(framed, FAST_RECIPE));
+  const j = await until(id, finished, 'the bad job to fail');
+  assert.equal(j.status, 'failed');
+  assert.equal(j.error?.code, 'invalid_model', JSON.stringify(j.error));
+  const ok = await until(await create(jobForm(model, FAST_RECIPE)), finished, 'a good job after the bad one');
   assert.equal(ok.status, 'succeeded');
   assert.equal(worker.child.exitCode, null, 'the worker is still running');
 });

@@ -26,15 +26,20 @@ export function sniffUpload(path: string): UploadKind {
   const fd = openSync(path, 'r');
   try {
     const head = Buffer.alloc(512);
-    const n = readSync(fd, head, 0, 512, 0);
-    if (n >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'tar.gz';
-    if (n >= 4 && head.readUInt32LE(0) === 0x04034b50) return 'zip';
-    if (n >= 22 && head.readUInt32LE(0) === 0x06054b50) return 'zip'; // an empty zip
-    if (n === 512 && head.toString('latin1', 257, 262) === 'ustar') return 'tar';
-    return 'onnx';
+    return sniffHead(head.subarray(0, readSync(fd, head, 0, 512, 0)));
   } finally {
     closeSync(fd);
   }
+}
+
+/** The same, from a file's first (up to) 512 bytes. */
+export function sniffHead(head: Buffer): UploadKind {
+  const n = head.length;
+  if (n >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'tar.gz';
+  if (n >= 4 && head.readUInt32LE(0) === 0x04034b50) return 'zip';
+  if (n >= 22 && head.readUInt32LE(0) === 0x06054b50) return 'zip'; // an empty zip
+  if (n === 512 && head.toString('latin1', 257, 262) === 'ustar') return 'tar';
+  return 'onnx';
 }
 
 // ---------------------------------------------------------------- zip

@@ -175,6 +175,7 @@ interface Use {
 }
 
 export const convertFp16Pass = definePass({
+  calibration: (config) => (config.rangeCheck ? 'used' : undefined),
   name: 'convert.fp16',
   summary: 'float32 weights and compute → float16; float32 inputs/outputs kept with Casts at the boundary',
   schema: convertFp16Schema,

@@ -14,5 +14,6 @@ export const factorizeCpPass = definePass({
   summary: 'CP decomposition of convolutions: pointwise → depthwise per spatial axis → pointwise',
   schema: factorizeCpSchema,
   stats: factorizeStats,
+  calibration: (config) => (config.refine ? 'used' : undefined),
   run: (model, config, ctx) => runFactorization('cp', model, config, ctx),
 });

@@ -10,5 +10,6 @@ export const factorizeSvdPass = definePass({
   summary: 'Truncated SVD of MatMul/Gemm/1×1-Conv weights into two thinner layers',
   schema: factorizeSvdSchema,
   stats: factorizeStats,
+  calibration: (config) => (config.refine ? 'used' : undefined),
   run: (model, config, ctx) => runFactorization('svd', model, config, ctx),
 });

@@ -15,5 +15,6 @@ export const factorizeTuckerPass = definePass({
   summary: `Tucker-2 decomposition of convolutions: 1×1 → k×k core → 1×1, ranks per layer (${Object.keys(RANK_SELECTORS).join(', ')})`,
   schema: factorizeTuckerSchema,
   stats: factorizeStats,
+  calibration: (config) => (config.refine ? 'used' : undefined),
   run: (model, config, ctx) => runFactorization('tucker', model, config, ctx),
 });

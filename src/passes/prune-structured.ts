@@ -143,12 +143,17 @@ export const pruneStructuredPass = definePass({
   summary: 'structured channel pruning through a dependency graph, with least-squares / BatchNorm recovery on calibration data',
   schema: pruneStructuredSchema,
   stats: pruneStructuredStats,
+  calibration: (config) => {
+    const needsData = config.recovery.leastSquares || config.recovery.batchNorm || IMPORTANCES[config.importance].needsData;
+    return needsData ? (config.allowSynthetic ? 'used' : 'required') : undefined;
+  },
   async run(input, config, ctx) {
     const log = ctx.changes;
     const recover = config.recovery.leastSquares || config.recovery.batchNorm;
     const importance = IMPORTANCES[config.importance];
-    const needsData = recover || importance.needsData;
-    if (needsData && ctx.samplesAreSynthetic && !config.allowSynthetic) {
+    const need = pruneStructuredPass.calibration!(config);
+    const needsData = need !== undefined;
+    if (ctx.samplesAreSynthetic && need === 'required') {
       throw new InvalidInputError(
         'prune.structured needs calibration data for activation importance and recovery (job input `calibration`, CLI --calibration or --data); set allowSynthetic: true, or turn recovery off and use a weight-based importance',
       );

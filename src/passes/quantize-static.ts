@@ -124,9 +124,10 @@ export const quantizeStaticPass = definePass({
   summary: 'int8 QDQ: calibrated activations, per-channel int8 weights, int32 biases; per-layer SQNR; optional sensitivity loop',
   schema: quantizeStaticSchema,
   stats: quantizeStaticStats,
+  calibration: (config) => (config.allowSynthetic ? 'used' : 'required'),
   async run(input, config, ctx) {
     const log = ctx.changes;
-    if (ctx.samplesAreSynthetic && !config.allowSynthetic) {
+    if (ctx.samplesAreSynthetic && quantizeStaticPass.calibration!(config) === 'required') {
       throw new InvalidInputError('quantize.static needs calibration data (job input `calibration`, CLI --calibration or --data); set allowSynthetic: true to calibrate on synthetic inputs');
     }
     if (ctx.samplesAreSynthetic) log.warn('calibrated on SYNTHETIC inputs: activation ranges are not representative, accuracy may suffer');

@@ -48,6 +48,7 @@ export const quantizeWeightsStats = statsSchema({
 });
 
 export const quantizeWeightsPass = definePass({
+  calibration: (config) => (config.biasCorrection ? 'used' : undefined),
   name: 'quantize.weights',
   summary: 'weight-only: int8 per-channel behind DequantizeLinear, or int4 block-wise MatMul → MatMulNBits',
   schema: quantizeWeightsSchema,

@@ -140,9 +140,18 @@ export interface PassDefinition<C extends TObject = TObject, T extends TStats = 
   schema: C;
   /** Closed schema of the statistics the pass records (`statsSchema`): a description with the unit for every field. */
   stats: T;
+  /**
+   * Whether a step with this config reads representative inputs (`ctx.sampleInputs`), and what it does
+   * without real ones: 'required' refuses synthetic inputs, 'used' runs on them with
+   * a warning. The API refuses a job that a required step cannot run, and the pipeline warns when a step
+   * calibrates on the evaluation data. Undefined: the step reads no inputs.
+   */
+  calibration?(config: Static<C>): CalibrationNeed | undefined;
   /** Returns a new model (a `model.clone()` it rewrote) and never changes `model`: test/pass-purity.test.ts runs every pass on a frozen one. */
   run(model: Model, config: Static<C>, ctx: PassContext<Static<T>>): Promise<Model> | Model;
 }
+
+export type CalibrationNeed = 'required' | 'used';
 
 export function definePass<C extends TObject, T extends TStats, N extends string>(def: PassDefinition<C, T, N>): PassDefinition<C, T, N> {
   return def;

@@ -195,6 +195,13 @@ async function run(input: ModelSource, opts: PipelineOptions, disposers: (() => 
       `fidelity was measured on ${itemsOf(evalSamples)} of ${itemsOf(samples)} samples: the original model used up the ${recipe.evaluate.budgetSeconds} s budget (evaluate.budgetSeconds)`,
     );
   }
+  // a step that calibrates on the evaluation data is then judged on the data it was tuned on: say so
+  const tunedOnEvaluation = calibration || synthetic ? [] : steps.flatMap((step, i) => (PASSES[step.pass]!.calibration?.(step as never) ? [`step ${i + 1} (${step.pass})`] : []));
+  if (tunedOnEvaluation.length > 0) {
+    warnings.push(
+      `${tunedOnEvaluation.join(', ')} calibrated on the evaluation data, as no calibration data was given: the fidelity and accuracy reported for ${tunedOnEvaluation.length > 1 ? 'them' : 'it'} are measured on data the step was tuned on; give separate calibration data (CLI --calibration, job input \`calibration\`) for an independent measurement`,
+    );
+  }
   // calibration: as many batches as the original runs in the calibration budget, at the rate just measured
   const calibrationGiven = calibration ?? samples;
   const msPerItem = (baselineEval.elapsedMs ?? 0) / Math.max(1, baselineEval.samples);

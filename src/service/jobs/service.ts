@@ -8,6 +8,7 @@ import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { ServiceError } from '../../errors.js';
 import { needsLabels } from '../../pipeline/goal.js';
+import { PASSES } from '../../passes/index.js';
 import type { Recipe } from '../../pipeline/recipe.js';
 import type { CompressionReport } from '../../report/schema.js';
 import type { ServiceConfig } from '../config.js';
@@ -15,6 +16,7 @@ import type { Db, Job, JobStatus } from '../db/client.js';
 import { claimJob, completeAttempt, finalizeCanceled, finishAttempt, nextAttempt, requeueAttempt, writeProgress, type CompletedRun, type ProgressFields } from '../db/jobs.js';
 import { assertActiveJobsBelowLimit, storeModel, withOwnerLock, type UploadedModel } from '../db/owners.js';
 import { ownModel } from '../models/service.js';
+import { assertModelUpload } from '../models/check.js';
 import { CANCEL_CHANNEL, enqueue, withDeadline, type QueuePayload } from '../queue.js';
 import type { Storage, StoredObject } from '../storage/storage.js';
 import { decodeCursor, encodeCursor, requestHash } from './encoding.js';
@@ -85,6 +87,17 @@ export function downloadName(modelFilename: string | null, what: string, storage
   return `${stem}.${what}.${storageKey.endsWith('.tar') ? 'tar' : 'onnx'}`.replace(/[^\w.\-]+/g, '_');
 }
 
+/** A step that requires calibration data cannot run on synthetic inputs: refused before anything is stored. */
+function assertStepInputs(r: CreateJobRequest): void {
+  if (r.data.calibration || r.data.evaluation) return;
+  r.recipe.steps.forEach((step, i) => {
+    if (PASSES[step.pass]!.calibration?.(step as never) !== 'required') return;
+    throw new ServiceError('invalid_input', `step ${i + 1} (${step.pass}) needs calibration data: upload \`calibration\` (samples keyed by input name), or set allowSynthetic: true in the step to run on synthetic inputs`, {
+      details: [{ path: '/calibration', message: `required by /steps/${i}` }],
+    });
+  });
+}
+
 /** A goal is judged on evaluation data (and labels, for task metrics): refused before anything is stored. */
 function assertGoalInputs(r: CreateJobRequest, timeoutMs: number): void {
   const goal = r.recipe.goal;
@@ -136,7 +149,9 @@ export class JobService {
    */
   async createJob(r: CreateJobRequest): Promise<{ job: Job; replayed: boolean }> {
     const { db, storage, config } = this.deps;
+    assertStepInputs(r);
     assertGoalInputs(r, Math.min(r.timeoutMs ?? config.jobTimeoutMs, config.jobTimeoutMs));
+    if ('upload' in r.model) await assertModelUpload(storage, r.model.upload);
     const stored = 'id' in r.model ? await ownModel(db, r.ownerId, r.model.id) : null;
     const upload = 'upload' in r.model ? r.model.upload : null;
     const hash = requestHash({

@@ -6,6 +6,7 @@ import type { Db, StoredModel } from '../db/client.js';
 import { storeModel, withOwnerLock, type UploadedModel } from '../db/owners.js';
 import { UUID_RE } from '../ids.js';
 import type { Storage } from '../storage/storage.js';
+import { assertModelUpload } from './check.js';
 
 /** The owner's model; other owners' models look exactly like missing ones. */
 export async function ownModel(db: Db, ownerId: string, id: string): Promise<StoredModel> {
@@ -18,8 +19,9 @@ export class ModelService {
   constructor(private readonly deps: { db: Db; storage: Storage; config: ServiceConfig }) {}
 
   /** Stores an upload (a temporary object) for its owner; `created` is false for bytes the owner stored before. */
-  upload(ownerId: string, upload: UploadedModel): Promise<{ model: StoredModel; created: boolean }> {
+  async upload(ownerId: string, upload: UploadedModel): Promise<{ model: StoredModel; created: boolean }> {
     const { db, storage, config } = this.deps;
+    await assertModelUpload(storage, upload);
     return withOwnerLock(db, ownerId, (tx) => storeModel(tx, storage, config, ownerId, upload));
   }
 
