@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DEFAULT_TIMING, MIN_TIMING, planTiming } from '../src/measure/timing-plan.js';
+import { formatTiming } from '../src/format.js';
 import { parseRecipe } from '../src/pipeline/recipe.js';
 import { cutToBudget, runPipeline } from '../src/pipeline/pipeline.js';
 import { batchesFromArrays, readArraysFile } from '../src/data/samples.js';
@@ -54,6 +55,26 @@ describe('timing plan (single-run time → settings)', () => {
     const sizes = planTiming(4000, { batchSizes: [1, 4, 32] });
     assert.deepEqual(sizes.batchSizes, [1, 4, 32]);
     assert.deepEqual([sizes.rounds, sizes.runsPerRound], [MIN_TIMING.rounds, MIN_TIMING.runsPerRound]);
+  });
+
+  it('a model slower to load than the runs a session serves: one session per round for every batch size, and the loads count in the budget', () => {
+    const cheap = planTiming(40, {}, 30);
+    assert.equal(cheap.sessionPerRound, false, 'a load cheaper than its runs: a session per round and batch size, as before');
+    assert.equal(cheap.loadMs, 30);
+    // the 2.2 GB model of issue 17: a few hundred ms per run, seconds per load
+    const slow = planTiming(300, {}, 5000);
+    assert.equal(slow.sessionPerRound, true);
+    const sum = slow.batchSizes.reduce((s, b) => s + b, 0);
+    const runsSeconds = (2 * slow.rounds * (slow.warmupPerRound + slow.runsPerRound) * sum * 300) / 1000;
+    assert.ok(Math.abs(slow.estimatedSeconds! - (runsSeconds + 2 * slow.rounds * 5)) < 1e-9, 'each model loaded once per round');
+    assert.ok(slow.estimatedSeconds! <= slow.budgetSeconds);
+    assert.match(slow.note, /one run at batch 1 takes 300 ms, a session loads in 5\.0 s/);
+    assert.match(formatTiming(slow), /one session per model and round times every batch size \(a load takes 5\.00 s\)/);
+    const blind = planTiming(300);
+    assert.deepEqual(blind.batchSizes, [1, 8, 16], 'without the loads the plan fits batch 16 too');
+    assert.deepEqual(slow.batchSizes, [1, 8], 'with them, batch 16 goes');
+    assert.equal(blind.sessionPerRound, false);
+    assert.equal(planTiming(null, { rounds: 4 }).sessionPerRound, false, 'explicit settings measure nothing: sessions as before');
   });
 
   it('cuts calibration batches to the budget at the measured rate, keeping at least one', () => {

@@ -291,7 +291,8 @@ async function run(input: ModelSource, opts: PipelineOptions, disposers: (() => 
       sizeBytes: sizeOf(output),
       params: countParameters(model),
       nodes: countNodes(model),
-      macs: await macsOf(model),
+      // the same graph: its session reads the copy on disk too
+      macs: await macsOf(runnable.source instanceof Model ? runnable.source : model),
       changes: stepChanges,
       fidelity: evaluation.fidelity,
       ...(evaluation.task ? { task: evaluation.task.candidate } : {}),
