@@ -112,6 +112,10 @@ describe('benchmark', () => {
     };
     assert.equal(await sessions(plan), 2 * plan.rounds, 'one load per model and round');
     assert.equal(await sessions({ ...plan, sessionPerRound: false }), 2 * plan.rounds * 3, 'otherwise one per model, round and batch size');
+    const before = sessionRoutes.bytes;
+    const alone = await benchmarkModel(readModel(MODELS.fmnist), { plan });
+    assert.equal(sessionRoutes.bytes - before, 2, 'one model alone: one session for every batch size (and one that counts MACs)');
+    assert.deepEqual(alone.latency.map((l) => [l.batch, l.runs]), [1, 2, 4].map((b) => [b, plan.runs]));
   });
 
   it('the verdict: faster or slower only when the whole 10–90% spread of per-round ratios is on one side of 1', () => {

@@ -236,18 +236,33 @@ export function describeInputs(feeds: Feeds): BenchmarkResult['inputs'] {
 export async function benchmarkModel(bytes: ModelSource, opts: BenchmarkOptions = {}): Promise<BenchmarkResult> {
   const model = modelOf(bytes);
   assertBatchesFit(model, opts);
-  const timing = await resolveTimingPlan(model, bytes, opts);
-  const { warmup, runs } = timing;
   const threads = opts.intraOpThreads ?? 0;
-  const { sizes, fixed } = batchSizesFor(model, { ...opts, plan: timing });
   const latency: LatencyStats[] = [];
-  let inputs: BenchmarkResult['inputs'] = [];
-  for (const b of sizes) {
-    throwIfAborted(opts.signal);
-    opts.onProgress?.(`batch ${b}: ${warmup} warmup + ${runs} runs`);
-    const feeds = inputsForBatch(model, b, opts);
-    if (inputs.length === 0) inputs = describeInputs(feeds);
-    latency.push(latencyStats(b, warmup, (await timeSession(bytes, [feeds], warmup, runs, threads, opts.signal)).times[0]!));
+  const pinned = pinForSessions(bytes);
+  let timing: TimingPlan;
+  let sizes: number[];
+  let fixed: number | null;
+  let inputs: BenchmarkResult['inputs'];
+  try {
+    timing = await resolveTimingPlan(model, pinned.source, opts);
+    const { warmup, runs } = timing;
+    ({ sizes, fixed } = batchSizesFor(model, { ...opts, plan: timing }));
+    const feeds = sizes.map((b) => inputsForBatch(model, b, opts));
+    inputs = describeInputs(feeds[0]!);
+    if (timing.sessionPerRound) {
+      // a slow load (see sessionPerRound): one session times every batch size
+      opts.onProgress?.(`batch sizes ${sizes.join(', ')}: ${warmup} warmup + ${runs} runs each, one session`);
+      const { times } = await timeSession(pinned.source, feeds, warmup, runs, threads, opts.signal);
+      sizes.forEach((b, i) => latency.push(latencyStats(b, warmup, times[i]!)));
+    } else {
+      for (const [i, b] of sizes.entries()) {
+        throwIfAborted(opts.signal);
+        opts.onProgress?.(`batch ${b}: ${warmup} warmup + ${runs} runs`);
+        latency.push(latencyStats(b, warmup, (await timeSession(pinned.source, [feeds[i]!], warmup, runs, threads, opts.signal)).times[0]!));
+      }
+    }
+  } finally {
+    pinned.dispose();
   }
   return {
     sizeBytes: sizeOf(bytes),
