@@ -62,18 +62,22 @@ describe('timing plan (single-run time → settings)', () => {
     assert.equal(cheap.sessionPerRound, false, 'a load cheaper than its runs: a session per round and batch size, as before');
     assert.equal(cheap.loadMs, 30);
     // the 2.2 GB model of issue 17: a few hundred ms per run, seconds per load
-    const slow = planTiming(300, {}, 5000);
+    const slow = planTiming(150, {}, 5000);
     assert.equal(slow.sessionPerRound, true);
     const sum = slow.batchSizes.reduce((s, b) => s + b, 0);
-    const runsSeconds = (2 * slow.rounds * (slow.warmupPerRound + slow.runsPerRound) * sum * 300) / 1000;
+    const runsSeconds = (2 * slow.rounds * (slow.warmupPerRound + slow.runsPerRound) * sum * 150) / 1000;
     assert.ok(Math.abs(slow.estimatedSeconds! - (runsSeconds + 2 * slow.rounds * 5)) < 1e-9, 'each model loaded once per round');
     assert.ok(slow.estimatedSeconds! <= slow.budgetSeconds);
-    assert.match(slow.note, /one run at batch 1 takes 300 ms, a session loads in 5\.0 s/);
+    assert.match(slow.note, /one run at batch 1 takes 150 ms, a session loads in 5\.0 s/);
     assert.match(formatTiming(slow), /one session per model and round times every batch size \(a load takes 5\.00 s\)/);
-    const blind = planTiming(300);
-    assert.deepEqual(blind.batchSizes, [1, 8, 16], 'without the loads the plan fits batch 16 too');
-    assert.deepEqual(slow.batchSizes, [1, 8], 'with them, batch 16 goes');
+    const blind = planTiming(150);
     assert.equal(blind.sessionPerRound, false);
+    assert.deepEqual([slow.batchSizes, blind.batchSizes], [[1, 8, 16], [1, 8, 16]]);
+    assert.ok(slow.rounds < blind.rounds, `the loads cost rounds: ${slow.rounds} against ${blind.rounds}`);
+    // loads that alone take longer than the budget: the least settings, but no batch size dropped for them
+    const slower = planTiming(150, {}, 30_000);
+    assert.deepEqual([slower.rounds, slower.batchSizes, slower.sessionPerRound], [MIN_TIMING.rounds, [1, 8, 16], true]);
+    assert.match(slower.note, /even the least settings take longer than the budget/);
     assert.equal(planTiming(null, { rounds: 4 }).sessionPerRound, false, 'explicit settings measure nothing: sessions as before');
   });
 

@@ -96,11 +96,13 @@ export function planTiming(singleRunMs: number | null, req: TimingRequest = {}, 
     return plan({ ...given, scaled: false, note: explicit ? 'settings as given' : 'default settings' });
   }
   const fits = (p: RoundSettings, sizes: number[]) => estimate(p, sizes)! <= budgetSeconds;
-  // the largest default batch sizes go first when even the least settings do not fit
+  // the largest default batch sizes go first when even the least settings do not fit; the loads no
+  // setting can avoid (one per model in each of the least rounds) do not cost batch sizes
   const least = { rounds: MIN_TIMING.rounds, warmupPerRound: MIN_TIMING.warmupPerRound, runsPerRound: MIN_TIMING.runsPerRound };
+  const unavoidableLoads = (2 * MIN_TIMING.rounds * (loadMs ?? 0)) / 1000;
   const dropped: number[] = [];
   if (req.batchSizes === undefined) {
-    while (batchSizes.length > 1 && !fits(least, batchSizes)) dropped.unshift(batchSizes.pop()!);
+    while (batchSizes.length > 1 && estimate(least, batchSizes)! - unavoidableLoads > budgetSeconds) dropped.unshift(batchSizes.pop()!);
   }
   const step = COMPARE_LADDER.findIndex(([r, w, n]) => fits({ rounds: r, warmupPerRound: w, runsPerRound: n }, batchSizes));
   const at = step === -1 ? COMPARE_LADDER.length - 1 : step;
