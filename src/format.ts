@@ -150,11 +150,13 @@ export function formatTiming(p: {
   note: string;
   sessionPerRound?: boolean;
   loadMs?: number | null;
+  loadAverage?: number;
 }): string {
   const load = p.loadMs !== undefined && p.loadMs !== null ? ` (a load takes ${formatSeconds(p.loadMs)})` : '';
   const sessions = p.sessionPerRound ? `one session per model and round times every batch size${load}; ` : '';
   return (
     `batch sizes ${p.batchSizes.join(', ')}; ${p.rounds} side-by-side rounds of ${p.warmupPerRound} warmup + ${p.runsPerRound} runs per model ` +
-    `(one model alone: ${p.warmup} warmup + ${p.runs} runs); ${sessions}${p.note}`
+    `(one model alone: ${p.warmup} warmup + ${p.runs} runs); ${sessions}${p.note}` +
+    (p.loadAverage !== undefined ? `; load average ${p.loadAverage.toFixed(1)} when measured` : '')
   );
 }

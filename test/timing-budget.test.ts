@@ -107,6 +107,9 @@ describe('the report states the settings it used', () => {
     const t = report.timing!;
     assert.equal(t.scaled, true);
     assert.ok(t.singleRunMs! > 0);
+    assert.ok(t.loadMs! > 0, 'the load of that run\'s session is measured too');
+    assert.ok(t.loadAverage! >= 0);
+    assert.match(formatTiming(t), /; load average \d+\.\d when measured$/, 'the machine load is stated with the numbers it affects');
     assert.deepEqual(t.batchSizes, [1]);
     assert.deepEqual([t.rounds, t.warmupPerRound, t.runsPerRound], [2, 1, 1]);
     assert.match(t.note, /scaled to a 0.000001 s budget per step: one run at batch 1 takes/);

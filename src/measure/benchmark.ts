@@ -226,7 +226,7 @@ export async function resolveTimingPlan(model: Model, bytes: ModelSource, opts: 
   throwIfAborted(opts.signal);
   opts.onProgress?.('measuring one run to size the benchmark');
   const single = await measureLoadAndRun(bytes, inputsForBatch(model, sizes[0]!, opts), opts.intraOpThreads ?? 0, opts.signal);
-  return planTiming(single.runMs / sizes[0]!, request, single.loadMs);
+  return { ...planTiming(single.runMs / sizes[0]!, request, single.loadMs), loadAverage: os.loadavg()[0]! };
 }
 
 export function describeInputs(feeds: Feeds): BenchmarkResult['inputs'] {

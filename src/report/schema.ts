@@ -38,6 +38,8 @@ export interface TimingPlan {
   singleRunMs: number | null;
   /** The measured time to create that run's session (ms); null when nothing was measured. */
   loadMs: number | null;
+  /** The machine's 1-minute load average when that run was measured (other work on the cores slows every run). */
+  loadAverage?: number;
   /**
    * True when a session of the comparison is loaded once per round and times every batch size (a load
    * costs more than the runs it serves at one batch size); false: one session per round and batch size.
