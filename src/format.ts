@@ -152,7 +152,8 @@ export function formatTiming(p: {
   loadMs?: number | null;
   loadAverage?: number;
 }): string {
-  const load = p.loadMs !== undefined && p.loadMs !== null ? ` (a load takes ${formatSeconds(p.loadMs)})` : '';
+  // the note states the measured load when the plan was scaled from it
+  const load = p.loadMs !== undefined && p.loadMs !== null && !/a session loads in/.test(p.note) ? ` (a load takes ${formatSeconds(p.loadMs)})` : '';
   const sessions = p.sessionPerRound ? `one session per model and round times every batch size${load}; ` : '';
   return (
     `batch sizes ${p.batchSizes.join(', ')}; ${p.rounds} side-by-side rounds of ${p.warmupPerRound} warmup + ${p.runsPerRound} runs per model ` +

@@ -69,7 +69,8 @@ describe('timing plan (single-run time → settings)', () => {
     assert.ok(Math.abs(slow.estimatedSeconds! - (runsSeconds + 2 * slow.rounds * 5)) < 1e-9, 'each model loaded once per round');
     assert.ok(slow.estimatedSeconds! <= slow.budgetSeconds);
     assert.match(slow.note, /one run at batch 1 takes 150 ms, a session loads in 5\.0 s/);
-    assert.match(formatTiming(slow), /one session per model and round times every batch size \(a load takes 5\.00 s\)/);
+    assert.match(formatTiming(slow), /one session per model and round times every batch size; scaled to/);
+    assert.match(formatTiming({ ...slow, note: 'default settings' }), /one session per model and round times every batch size \(a load takes 5\.00 s\); default settings/);
     const blind = planTiming(150);
     assert.equal(blind.sessionPerRound, false);
     assert.deepEqual([slow.batchSizes, blind.batchSizes], [[1, 8, 16], [1, 8, 16]]);
