@@ -140,9 +140,24 @@ export function formatThreads(v: unknown): string {
 }
 
 /** What a benchmark's timing ran with (a report's `timing`), in one line. */
-export function formatTiming(p: { batchSizes: number[]; rounds: number; warmupPerRound: number; runsPerRound: number; warmup: number; runs: number; note: string }): string {
+export function formatTiming(p: {
+  batchSizes: number[];
+  rounds: number;
+  warmupPerRound: number;
+  runsPerRound: number;
+  warmup: number;
+  runs: number;
+  note: string;
+  sessionPerRound?: boolean;
+  loadMs?: number | null;
+  loadAverage?: number;
+}): string {
+  // the note states the measured load when the plan was scaled from it
+  const load = p.loadMs !== undefined && p.loadMs !== null && !/a session loads in/.test(p.note) ? ` (a load takes ${formatSeconds(p.loadMs)})` : '';
+  const sessions = p.sessionPerRound ? `one session per model and round times every batch size${load}; ` : '';
   return (
     `batch sizes ${p.batchSizes.join(', ')}; ${p.rounds} side-by-side rounds of ${p.warmupPerRound} warmup + ${p.runsPerRound} runs per model ` +
-    `(one model alone: ${p.warmup} warmup + ${p.runs} runs); ${p.note}`
+    `(one model alone: ${p.warmup} warmup + ${p.runs} runs); ${sessions}${p.note}` +
+    (p.loadAverage !== undefined ? `; load average ${p.loadAverage.toFixed(1)} when measured` : '')
   );
 }

@@ -8,6 +8,8 @@ import { decodeModel, encodeModel } from '../src/onnx/model-io.js';
 import { addConstant } from '../src/onnx/constants.js';
 import { makeTensor } from '../src/onnx/tensor-data.js';
 import { DataType as DT } from '../src/onnx/dtypes.js';
+import { planTiming } from '../src/measure/timing-plan.js';
+import { sessionRoutes } from '../src/runtime/ort.js';
 import { MODELS, ROOT, readModel } from './helpers.js';
 
 /** fmnist with a chain of extra 3×3 convs on the stem output: same interface, far more work. */
@@ -95,6 +97,25 @@ describe('benchmark', () => {
     assert.equal(r.a.runs, 12);
     assert.equal(r.b.runs, 12);
     assert.deepEqual(summarizeRoundRatios([r.ratio]).ratio, r.ratio);
+  });
+
+  it('side by side with a slow-loading plan: each model loaded once per round for every batch size, still alternating', async () => {
+    // a load far slower than a run: the least settings, one session per model and round
+    const plan = planTiming(1, { batchSizes: [1, 2, 4] }, 1e6);
+    assert.equal(plan.sessionPerRound, true);
+    const sessions = async (p: typeof plan) => {
+      const before = sessionRoutes.bytes;
+      const c = await compareModels(readModel(MODELS.fmnist), slowerFmnist(2), { plan: p });
+      assert.deepEqual(c.ratios.map((r) => [r.batch, r.rounds, r.a.runs, r.b.runs]), [1, 2, 4].map((b) => [b, p.rounds, p.rounds * p.runsPerRound, p.rounds * p.runsPerRound]));
+      for (const r of c.ratios) assert.ok(r.low <= r.ratio && r.ratio <= r.high && r.ratio > 0);
+      return sessionRoutes.bytes - before;
+    };
+    assert.equal(await sessions(plan), 2 * plan.rounds, 'one load per model and round');
+    assert.equal(await sessions({ ...plan, sessionPerRound: false }), 2 * plan.rounds * 3, 'otherwise one per model, round and batch size');
+    const before = sessionRoutes.bytes;
+    const alone = await benchmarkModel(readModel(MODELS.fmnist), { plan });
+    assert.equal(sessionRoutes.bytes - before, 2, 'one model alone: one session for every batch size (and one that counts MACs)');
+    assert.deepEqual(alone.latency.map((l) => [l.batch, l.runs]), [1, 2, 4].map((b) => [b, plan.runs]));
   });
 
   it('the verdict: faster or slower only when the whole 10–90% spread of per-round ratios is on one side of 1', () => {

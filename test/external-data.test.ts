@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -211,7 +211,7 @@ describe('models saved with external data', () => {
     const model = decodeModel(bytes);
     const samples = [...batchesFromArrays(model, readArraysFile(FMNIST.inputs, model), { batchSize: 20, maxSamples: 40 })];
     const recipe = parseRecipe({ steps: [{ pass: 'quantize.weights' }], benchmark: { batchSizes: [1], warmup: 1, runs: 1, rounds: 2 } });
-    Object.assign(sessionRoutes, { bytes: 0, largestBytes: 0, tempDir: 0, dataDir: 0 });
+    Object.assign(sessionRoutes, { bytes: 0, largestBytes: 0, tempDir: 0, dataDir: 0, tempWrites: 0 });
     const viaFiles = await runPipeline(loaded.source, { recipe, samples });
     // the baseline's fidelity, its MACs and the original's side of both benchmark rounds
     assert.ok(sessionRoutes.dataDir >= 4, `${sessionRoutes.dataDir} sessions from the model's directory`);
@@ -288,6 +288,29 @@ describe('past 2 GB (the threshold lowered to force the path)', () => {
       assert.throws(() => result.bytes, /too large for one protobuf/);
       assert.ok(result.report.final.sizeRatio < 0.6 && result.report.final.sizeRatio > 0.4);
     });
+  });
+
+  it('a result past 2 GB is written once for its fidelity and all its benchmark sessions, not once per session', async () => {
+    // the input from its files (as the CLI opens it), the pruned result in memory and past the lowered threshold
+    const pinned = () => readdirSync(os.tmpdir()).filter((f) => f.startsWith('modelpress-pinned-')).length;
+    const pinnedBefore = pinned();
+    const dir = mkdtempSync(join(tmp, 'pinned-'));
+    writeModelWithExternalData(decodeModel(readFileSync(FMNIST_CNN)), join(dir, 'cnn.onnx'));
+    const loaded = loadModelWithFiles(readFileSync(join(dir, 'cnn.onnx')), dir);
+    await withEnv(EXTERNAL_DATA_OVER_ENV, '100000', async () => {
+      const recipe = parseRecipe({ steps: [{ pass: 'prune.magnitude', sparsity: 0.3 }], benchmark: { batchSizes: [1, 2], warmup: 1, runs: 2, rounds: 2 } });
+      Object.assign(sessionRoutes, { bytes: 0, largestBytes: 0, tempDir: 0, dataDir: 0, tempWrites: 0 });
+      const result = await runPipeline(loaded.source, { recipe });
+      assert.ok(result.output instanceof Model, 'the result is past the threshold');
+      assert.equal(sessionRoutes.tempWrites, 1, 'written once');
+      assert.equal(sessionRoutes.tempDir, 0, 'no session wrote its own copy');
+      // fidelity, and 2 rounds × 2 batch sizes of the result's side of the benchmark, from that one copy
+      assert.ok(sessionRoutes.dataDir >= 1 + 4, `${sessionRoutes.dataDir} sessions from a directory`);
+      const lat = result.report.steps[0]!.latency!;
+      assert.deepEqual(lat.map((r) => [r.batch, r.rounds, r.b.runs]), [[1, 2, 2], [2, 2, 2]]);
+      assert.ok(Object.values(result.report.steps[0]!.fidelity).every((f) => Number.isFinite((f as { sqnrDb: number }).sqnrDb)), 'fidelity measured on the copy');
+    });
+    assert.equal(pinned(), pinnedBefore, 'the copy is removed');
   });
 
   it('every session a pass makes takes the same route: calibration capture, per-layer sensitivity, factor refits, the profile', async () => {

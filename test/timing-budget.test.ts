@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DEFAULT_TIMING, MIN_TIMING, planTiming } from '../src/measure/timing-plan.js';
+import { formatTiming } from '../src/format.js';
 import { parseRecipe } from '../src/pipeline/recipe.js';
 import { cutToBudget, runPipeline } from '../src/pipeline/pipeline.js';
 import { batchesFromArrays, readArraysFile } from '../src/data/samples.js';
@@ -56,6 +57,31 @@ describe('timing plan (single-run time → settings)', () => {
     assert.deepEqual([sizes.rounds, sizes.runsPerRound], [MIN_TIMING.rounds, MIN_TIMING.runsPerRound]);
   });
 
+  it('a model slower to load than the runs a session serves: one session per round for every batch size, and the loads count in the budget', () => {
+    const cheap = planTiming(40, {}, 30);
+    assert.equal(cheap.sessionPerRound, false, 'a load cheaper than its runs: a session per round and batch size, as before');
+    assert.equal(cheap.loadMs, 30);
+    // the 2.2 GB model of issue 17: a few hundred ms per run, seconds per load
+    const slow = planTiming(150, {}, 5000);
+    assert.equal(slow.sessionPerRound, true);
+    const sum = slow.batchSizes.reduce((s, b) => s + b, 0);
+    const runsSeconds = (2 * slow.rounds * (slow.warmupPerRound + slow.runsPerRound) * sum * 150) / 1000;
+    assert.ok(Math.abs(slow.estimatedSeconds! - (runsSeconds + 2 * slow.rounds * 5)) < 1e-9, 'each model loaded once per round');
+    assert.ok(slow.estimatedSeconds! <= slow.budgetSeconds);
+    assert.match(slow.note, /one run at batch 1 takes 150 ms, a session loads in 5\.0 s/);
+    assert.match(formatTiming(slow), /one session per model and round times every batch size; scaled to/);
+    assert.match(formatTiming({ ...slow, note: 'default settings' }), /one session per model and round times every batch size \(a load takes 5\.00 s\); default settings/);
+    const blind = planTiming(150);
+    assert.equal(blind.sessionPerRound, false);
+    assert.deepEqual([slow.batchSizes, blind.batchSizes], [[1, 8, 16], [1, 8, 16]]);
+    assert.ok(slow.rounds < blind.rounds, `the loads cost rounds: ${slow.rounds} against ${blind.rounds}`);
+    // loads that alone take longer than the budget: the least settings, but no batch size dropped for them
+    const slower = planTiming(150, {}, 30_000);
+    assert.deepEqual([slower.rounds, slower.batchSizes, slower.sessionPerRound], [MIN_TIMING.rounds, [1, 8, 16], true]);
+    assert.match(slower.note, /even the least settings take longer than the budget/);
+    assert.equal(planTiming(null, { rounds: 4 }).sessionPerRound, false, 'explicit settings measure nothing: sessions as before');
+  });
+
   it('cuts calibration batches to the budget at the measured rate, keeping at least one', () => {
     const batch = (n: number) => ({ x: new ort.Tensor('float32', new Float32Array(n), [n]) });
     const batches = [batch(8), batch(8), batch(8), batch(4)];
@@ -82,6 +108,9 @@ describe('the report states the settings it used', () => {
     const t = report.timing!;
     assert.equal(t.scaled, true);
     assert.ok(t.singleRunMs! > 0);
+    assert.ok(t.loadMs! > 0, 'the load of that run\'s session is measured too');
+    assert.ok(t.loadAverage! >= 0);
+    assert.match(formatTiming(t), /; load average \d+\.\d when measured$/, 'the machine load is stated with the numbers it affects');
     assert.deepEqual(t.batchSizes, [1]);
     assert.deepEqual([t.rounds, t.warmupPerRound, t.runsPerRound], [2, 1, 1]);
     assert.match(t.note, /scaled to a 0.000001 s budget per step: one run at batch 1 takes/);

@@ -13,7 +13,9 @@ import {
   assertInputsFit,
   createSession,
   modelOf,
+  pinForSessions,
   sizeOf,
+  type PinnedSource,
   type ModelSource,
   ort,
   syntheticInputSpecs,
@@ -149,8 +151,15 @@ function resizeBatch(feeds: Feeds, batch: number): Feeds {
   return out;
 }
 
-async function timeSession(bytes: ModelSource, feeds: Feeds, warmup: number, runs: number, threads: number, signal?: AbortSignal): Promise<number[]> {
-  const session = await createSession(bytes, { intraOpNumThreads: threads });
+/** A session of `source` and how long onnxruntime took to create it. */
+async function openSession(source: ModelSource, threads: number): Promise<{ session: ort.InferenceSession; loadMs: number }> {
+  const t0 = performance.now();
+  const session = await createSession(source, { intraOpNumThreads: threads });
+  return { session, loadMs: performance.now() - t0 };
+}
+
+/** Warms the session up on `feeds`, then times `runs` runs. */
+async function timeRuns(session: ort.InferenceSession, feeds: Feeds, warmup: number, runs: number, signal?: AbortSignal): Promise<number[]> {
   try {
     for (let i = 0; i < warmup; i++) await session.run(feeds);
     const times: number[] = [];
@@ -166,6 +175,16 @@ async function timeSession(bytes: ModelSource, feeds: Feeds, warmup: number, run
       throw new InvalidInputError(`the model does not run on the benchmark inputs (${err.message.split('\n')[0]}); fix input shapes with --shape name=B,3,224,224`, { cause: err });
     }
     throw err;
+  }
+}
+
+/** Loads the model, times it on each of `feeds` in turn (warmup + runs each), releases it. */
+async function timeSession(source: ModelSource, feeds: readonly Feeds[], warmup: number, runs: number, threads: number, signal?: AbortSignal): Promise<{ times: number[][]; loadMs: number }> {
+  const { session, loadMs } = await openSession(source, threads);
+  try {
+    const times: number[][] = [];
+    for (const f of feeds) times.push(await timeRuns(session, f, warmup, runs, signal));
+    return { times, loadMs };
   } finally {
     await session.release();
   }
@@ -179,8 +198,13 @@ function batchSizesFor(model: Model, opts: BenchmarkOptions): { sizes: number[];
 
 /** One run of the model at its smallest batch, timed after a first (allocating) run. */
 export async function measureSingleRun(bytes: ModelSource, feeds: Feeds, threads = 0, signal?: AbortSignal): Promise<number> {
-  const times = await timeSession(bytes, feeds, 1, 1, threads, signal);
-  return times[0]!;
+  return (await measureLoadAndRun(bytes, feeds, threads, signal)).runMs;
+}
+
+/** The time to create a session of the model, and of one run at its smallest batch after a first (allocating) one. */
+export async function measureLoadAndRun(bytes: ModelSource, feeds: Feeds, threads = 0, signal?: AbortSignal): Promise<{ loadMs: number; runMs: number }> {
+  const { times, loadMs } = await timeSession(bytes, [feeds], 1, 1, threads, signal);
+  return { loadMs, runMs: times[0]![0]! };
 }
 
 /**
@@ -201,8 +225,8 @@ export async function resolveTimingPlan(model: Model, bytes: ModelSource, opts: 
   if (explicit) return planTiming(null, request);
   throwIfAborted(opts.signal);
   opts.onProgress?.('measuring one run to size the benchmark');
-  const single = await measureSingleRun(bytes, inputsForBatch(model, sizes[0]!, opts), opts.intraOpThreads ?? 0, opts.signal);
-  return planTiming(single / sizes[0]!, request);
+  const single = await measureLoadAndRun(bytes, inputsForBatch(model, sizes[0]!, opts), opts.intraOpThreads ?? 0, opts.signal);
+  return { ...planTiming(single.runMs / sizes[0]!, request, single.loadMs), loadAverage: os.loadavg()[0]! };
 }
 
 export function describeInputs(feeds: Feeds): BenchmarkResult['inputs'] {
@@ -212,18 +236,33 @@ export function describeInputs(feeds: Feeds): BenchmarkResult['inputs'] {
 export async function benchmarkModel(bytes: ModelSource, opts: BenchmarkOptions = {}): Promise<BenchmarkResult> {
   const model = modelOf(bytes);
   assertBatchesFit(model, opts);
-  const timing = await resolveTimingPlan(model, bytes, opts);
-  const { warmup, runs } = timing;
   const threads = opts.intraOpThreads ?? 0;
-  const { sizes, fixed } = batchSizesFor(model, { ...opts, plan: timing });
   const latency: LatencyStats[] = [];
-  let inputs: BenchmarkResult['inputs'] = [];
-  for (const b of sizes) {
-    throwIfAborted(opts.signal);
-    opts.onProgress?.(`batch ${b}: ${warmup} warmup + ${runs} runs`);
-    const feeds = inputsForBatch(model, b, opts);
-    if (inputs.length === 0) inputs = describeInputs(feeds);
-    latency.push(latencyStats(b, warmup, await timeSession(bytes, feeds, warmup, runs, threads, opts.signal)));
+  const pinned = pinForSessions(bytes);
+  let timing: TimingPlan;
+  let sizes: number[];
+  let fixed: number | null;
+  let inputs: BenchmarkResult['inputs'];
+  try {
+    timing = await resolveTimingPlan(model, pinned.source, opts);
+    const { warmup, runs } = timing;
+    ({ sizes, fixed } = batchSizesFor(model, { ...opts, plan: timing }));
+    const feeds = sizes.map((b) => inputsForBatch(model, b, opts));
+    inputs = describeInputs(feeds[0]!);
+    if (timing.sessionPerRound) {
+      // a slow load (see sessionPerRound): one session times every batch size
+      opts.onProgress?.(`batch sizes ${sizes.join(', ')}: ${warmup} warmup + ${runs} runs each, one session`);
+      const { times } = await timeSession(pinned.source, feeds, warmup, runs, threads, opts.signal);
+      sizes.forEach((b, i) => latency.push(latencyStats(b, warmup, times[i]!)));
+    } else {
+      for (const [i, b] of sizes.entries()) {
+        throwIfAborted(opts.signal);
+        opts.onProgress?.(`batch ${b}: ${warmup} warmup + ${runs} runs`);
+        latency.push(latencyStats(b, warmup, (await timeSession(pinned.source, [feeds[i]!], warmup, runs, threads, opts.signal)).times[0]!));
+      }
+    }
+  } finally {
+    pinned.dispose();
   }
   return {
     sizeBytes: sizeOf(bytes),
@@ -238,46 +277,75 @@ export async function benchmarkModel(bytes: ModelSource, opts: BenchmarkOptions 
   };
 }
 
-/** b/a latency per batch size, measured side by side in rounds (A then B, then B then A, …). */
-export async function compareModels(aBytes: ModelSource, bBytes: ModelSource, opts: CompareOptions = {}): Promise<Comparison> {
-  const a = modelOf(aBytes);
-  const b = modelOf(bBytes);
+/**
+ * b/a latency per batch size, measured side by side in rounds (A then B, then B then A, …), one live
+ * session at a time. Each round loads a model once per batch size, or — when the plan says a load
+ * costs more than the runs it serves (sessionPerRound in timing-plan.ts) — once for all of them.
+ */
+export async function compareModels(aSource: ModelSource, bSource: ModelSource, opts: CompareOptions = {}): Promise<Comparison> {
+  const a = modelOf(aSource);
+  const b = modelOf(bSource);
   assertBatchesFit(a, opts);
-  const timing = await resolveTimingPlan(a, aBytes, opts);
-  // a fresh session pays its first-run costs again: each round warms its session up
-  const { rounds, warmupPerRound: warmPerRound, runsPerRound: perRound } = timing;
-  const threads = opts.intraOpThreads ?? 0;
-  const { sizes } = batchSizesFor(a, { ...opts, plan: timing });
-  if (!sameInterface(a, b)) assertBatchesFit(b, opts, sizes);
-  const ratios: LatencyRatio[] = [];
-  for (const batch of sizes) {
-    const feedsA = inputsForBatch(a, batch, opts);
-    const feedsB = sameInterface(a, b) ? feedsA : inputsForBatch(b, batch, opts);
-    const timesA: number[] = [];
-    const timesB: number[] = [];
-    const roundRatios: number[] = [];
-    for (let r = 0; r < rounds; r++) {
+  // a model past 2 GB held in memory is written to disk once for all the sessions below, not once each
+  const pinned: PinnedSource[] = [];
+  try {
+    const pinA = pinForSessions(aSource);
+    pinned.push(pinA);
+    const pinB = pinForSessions(bSource);
+    pinned.push(pinB);
+    const timing = await resolveTimingPlan(a, pinA.source, opts);
+    // a fresh session pays its first-run costs again: each round warms its session up
+    const { rounds, warmupPerRound: warmPerRound, runsPerRound: perRound } = timing;
+    const threads = opts.intraOpThreads ?? 0;
+    const { sizes } = batchSizesFor(a, { ...opts, plan: timing });
+    const same = sameInterface(a, b);
+    if (!same) assertBatchesFit(b, opts, sizes);
+    const feeds = sizes.map((batch) => {
+      const fa = inputsForBatch(a, batch, opts);
+      return { a: fa, b: same ? fa : inputsForBatch(b, batch, opts) };
+    });
+    const measured = sizes.map(() => ({ a: [] as number[], b: [] as number[], ratios: [] as number[] }));
+    // round r over the batch sizes at `at`: each model loaded once, A first in even rounds
+    const round = async (r: number, at: readonly number[]) => {
       throwIfAborted(opts.signal);
-      opts.onProgress?.(`batch ${batch}: round ${r + 1}/${rounds}`);
       // alternate who goes first so neither model always gets the warmer machine
       const order = r % 2 === 0 ? (['a', 'b'] as const) : (['b', 'a'] as const);
-      const got: Record<'a' | 'b', number[]> = { a: [], b: [] };
+      const got: Record<'a' | 'b', number[][]> = { a: [], b: [] };
       for (const who of order) {
-        got[who] = await timeSession(who === 'a' ? aBytes : bBytes, who === 'a' ? feedsA : feedsB, warmPerRound, perRound, threads, opts.signal);
+        const source = who === 'a' ? pinA.source : pinB.source;
+        got[who] = (await timeSession(source, at.map((i) => feeds[i]![who]), warmPerRound, perRound, threads, opts.signal)).times;
       }
-      timesA.push(...got.a);
-      timesB.push(...got.b);
-      roundRatios.push(median(got.b) / median(got.a));
+      at.forEach((i, k) => {
+        measured[i]!.a.push(...got.a[k]!);
+        measured[i]!.b.push(...got.b[k]!);
+        measured[i]!.ratios.push(median(got.b[k]!) / median(got.a[k]!));
+      });
+    };
+    if (timing.sessionPerRound) {
+      const all = sizes.map((_, i) => i);
+      for (let r = 0; r < rounds; r++) {
+        opts.onProgress?.(`round ${r + 1}/${rounds}: batch sizes ${sizes.join(', ')}`);
+        await round(r, all);
+      }
+    } else {
+      for (const [i, batch] of sizes.entries()) {
+        for (let r = 0; r < rounds; r++) {
+          opts.onProgress?.(`batch ${batch}: round ${r + 1}/${rounds}`);
+          await round(r, [i]);
+        }
+      }
     }
-    ratios.push({
+    const ratios: LatencyRatio[] = sizes.map((batch, i) => ({
       batch,
-      ...summarizeRoundRatios(roundRatios),
+      ...summarizeRoundRatios(measured[i]!.ratios),
       rounds,
-      a: latencyStats(batch, warmPerRound * rounds, timesA),
-      b: latencyStats(batch, warmPerRound * rounds, timesB),
-    });
+      a: latencyStats(batch, warmPerRound * rounds, measured[i]!.a),
+      b: latencyStats(batch, warmPerRound * rounds, measured[i]!.b),
+    }));
+    return { intraOpThreads: threads, ratios, timing };
+  } finally {
+    for (const p of pinned) p.dispose();
   }
-  return { intraOpThreads: threads, ratios, timing };
 }
 
 /**

@@ -47,12 +47,30 @@ export function perRound(warmup: number, runs: number, rounds: number): { warmup
 /** Runs of one model at batch 1 a comparison costs, per unit of batch size (both models). */
 const compareCost = (rounds: number, w: number, r: number) => 2 * rounds * (w + r);
 
+type RoundSettings = { rounds: number; warmupPerRound: number; runsPerRound: number };
+
 /**
- * The timing plan for a model whose single run at batch 1 takes `singleRunMs` (pure: the rule, testable
- * without a model). A run at batch b is taken to cost b × singleRunMs, which over-estimates for small
- * models and is about right for large ones, the ones the budget is for.
+ * Whether a comparison loads each model once per round and times every batch size with that session,
+ * instead of once per round and batch size: when the load (measured on the first session) takes longer
+ * than the runs it would serve at the first batch size. Sessions per batch size would then spend most
+ * of a step loading — the 2.2 GB model of issue 17 loads in seconds and runs in a fraction of one, and
+ * reloaded it about 14 times — while one load per round cuts the loads by the number of batch sizes.
+ * The pairing stays close: the time between a round's A and B runs is mostly the load either way, and
+ * at most doubles. Still one live session at a time (two steal CPU from each other on 2 cores, and
+ * past 2 GB two would hold the weights twice), and rounds still alternate A/B.
  */
-export function planTiming(singleRunMs: number | null, req: TimingRequest = {}): TimingPlan {
+export function sessionPerRound(loadMs: number | null, singleRunMs: number | null, p: RoundSettings, batchSizes: readonly number[]): boolean {
+  if (loadMs === null || singleRunMs === null || batchSizes.length < 2) return false;
+  return loadMs > (p.warmupPerRound + p.runsPerRound) * singleRunMs * batchSizes[0]!;
+}
+
+/**
+ * The timing plan for a model whose single run at batch 1 takes `singleRunMs` and whose session took
+ * `loadMs` to create (pure: the rule, testable without a model). A run at batch b is taken to cost
+ * b × singleRunMs, which over-estimates for small models and is about right for large ones, the ones
+ * the budget is for; every session a comparison creates is taken to cost loadMs.
+ */
+export function planTiming(singleRunMs: number | null, req: TimingRequest = {}, loadMs: number | null = null): TimingPlan {
   const budgetSeconds = req.budgetSeconds ?? DEFAULT_TIMING.budgetSeconds;
   const explicit = req.warmup !== undefined || req.runs !== undefined || req.rounds !== undefined;
   const warmup = req.warmup ?? DEFAULT_TIMING.warmup;
@@ -60,24 +78,31 @@ export function planTiming(singleRunMs: number | null, req: TimingRequest = {}):
   const rounds = Math.max(MIN_TIMING.rounds, req.rounds ?? DEFAULT_TIMING.rounds);
   const given = { warmup, runs, rounds, ...perRound(warmup, runs, rounds) };
   let batchSizes = req.batchSizes ?? [...DEFAULT_TIMING.batchSizes];
-  const estimate = (p: { rounds: number; warmupPerRound: number; runsPerRound: number }, sizes: number[]) =>
-    singleRunMs === null ? null : (compareCost(p.rounds, p.warmupPerRound, p.runsPerRound) * sizes.reduce((s, b) => s + b, 0) * singleRunMs) / 1000;
-  const plan = (p: Omit<TimingPlan, 'batchSizes' | 'singleRunMs' | 'budgetSeconds' | 'estimatedSeconds'>): TimingPlan => ({
+  const estimate = (p: RoundSettings, sizes: number[]) => {
+    if (singleRunMs === null) return null;
+    const loads = 2 * p.rounds * (sessionPerRound(loadMs, singleRunMs, p, sizes) ? 1 : sizes.length);
+    return (compareCost(p.rounds, p.warmupPerRound, p.runsPerRound) * sizes.reduce((s, b) => s + b, 0) * singleRunMs + loads * (loadMs ?? 0)) / 1000;
+  };
+  const plan = (p: Omit<TimingPlan, 'batchSizes' | 'singleRunMs' | 'loadMs' | 'sessionPerRound' | 'budgetSeconds' | 'estimatedSeconds'>): TimingPlan => ({
     ...p,
     batchSizes,
     singleRunMs,
+    loadMs,
+    sessionPerRound: sessionPerRound(loadMs, singleRunMs, p, batchSizes),
     budgetSeconds,
     estimatedSeconds: estimate(p, batchSizes),
   });
   if (singleRunMs === null || explicit) {
     return plan({ ...given, scaled: false, note: explicit ? 'settings as given' : 'default settings' });
   }
-  const fits = (p: { rounds: number; warmupPerRound: number; runsPerRound: number }, sizes: number[]) => estimate(p, sizes)! <= budgetSeconds;
-  // the largest default batch sizes go first when even the least settings do not fit
+  const fits = (p: RoundSettings, sizes: number[]) => estimate(p, sizes)! <= budgetSeconds;
+  // the largest default batch sizes go first when even the least settings do not fit; the loads no
+  // setting can avoid (one per model in each of the least rounds) do not cost batch sizes
   const least = { rounds: MIN_TIMING.rounds, warmupPerRound: MIN_TIMING.warmupPerRound, runsPerRound: MIN_TIMING.runsPerRound };
+  const unavoidableLoads = (2 * MIN_TIMING.rounds * (loadMs ?? 0)) / 1000;
   const dropped: number[] = [];
   if (req.batchSizes === undefined) {
-    while (batchSizes.length > 1 && !fits(least, batchSizes)) dropped.unshift(batchSizes.pop()!);
+    while (batchSizes.length > 1 && estimate(least, batchSizes)! - unavoidableLoads > budgetSeconds) dropped.unshift(batchSizes.pop()!);
   }
   const step = COMPARE_LADDER.findIndex(([r, w, n]) => fits({ rounds: r, warmupPerRound: w, runsPerRound: n }, batchSizes));
   const at = step === -1 ? COMPARE_LADDER.length - 1 : step;
@@ -85,7 +110,7 @@ export function planTiming(singleRunMs: number | null, req: TimingRequest = {}):
   const [r, w, n] = COMPARE_LADDER[at]!;
   const [sw, sn] = SINGLE_LADDER[Math.min(at, SINGLE_LADDER.length - 1)]!;
   const why = [
-    `scaled to a ${budgetSeconds} s budget per step: one run at batch 1 takes ${formatMs(singleRunMs)}`,
+    `scaled to a ${budgetSeconds} s budget per step: one run at batch 1 takes ${formatMs(singleRunMs)}${loadMs !== null ? `, a session loads in ${formatMs(loadMs)}` : ''}`,
     ...(dropped.length ? [`batch sizes ${dropped.join(', ')} dropped`] : []),
     ...(step === -1 ? ['even the least settings take longer than the budget'] : []),
   ];

@@ -8,7 +8,7 @@ import { decodeModel, withWeights } from '../onnx/model-io.js';
 import { repairOnImport } from '../onnx/import-repair.js';
 import { weightLayerTypes } from '../onnx/float-weights.js';
 import { verifyModel } from '../onnx/verify.js';
-import { itemsOf, runtimeSource, sha256Of, sizeOf, syntheticInputs, type Feeds, type ModelSource, type SyntheticInputOptions } from '../runtime/ort.js';
+import { itemsOf, pinForSessions, runtimeSource, sha256Of, sizeOf, syntheticInputs, type Feeds, type ModelSource, type SyntheticInputOptions } from '../runtime/ort.js';
 import { probeInputShapes } from '../runtime/input-shapes.js';
 import { environment } from '../report/environment.js';
 import type { CompressionReport, LatencyStats, StageMetrics, StepReport } from '../report/schema.js';
@@ -279,9 +279,12 @@ async function run(input: ModelSource, opts: PipelineOptions, disposers: (() => 
     const durationMs = prebuilt ? prebuilt.durationMs : Date.now() - t0;
     const stepChanges = (prebuilt ? prebuilt.changes : changes.toJSON()) as ReturnType<typeof changes.toJSON>;
     at(0.75, 'measuring fidelity');
+    // the fidelity and the benchmark sessions of a result past 2 GB read one copy of it on disk
+    const runnable = pinForSessions(output);
+    disposers.push(() => runnable.dispose());
     let evaluation: Awaited<ReturnType<typeof evaluateStage>>;
     try {
-      evaluation = await evaluateStage(output);
+      evaluation = await evaluateStage(runnable.source);
     } catch (err) {
       if (err instanceof ModelpressError && err.code === 'canceled') throw err;
       throw new PassFailedError(step.pass, `the rewritten model does not run in onnxruntime: ${(err as Error).message}`, { cause: err });
@@ -295,20 +298,22 @@ async function run(input: ModelSource, opts: PipelineOptions, disposers: (() => 
       sizeBytes: sizeOf(output),
       params: countParameters(model),
       nodes: countNodes(model),
-      macs: await macsOf(model),
+      // the same graph: its session reads the copy on disk too
+      macs: await macsOf(runnable.source instanceof Model ? runnable.source : model),
       changes: stepChanges,
       fidelity: evaluation.fidelity,
       ...(evaluation.task ? { task: evaluation.task.candidate } : {}),
     } as StepReport<PassStats>;
     if (bench.enabled) {
       at(0.8, 'timing against the original, side by side');
-      stage.latency = (await compareModels(input, output, benchOptions)).ratios;
+      stage.latency = (await compareModels(input, runnable.source, benchOptions)).ratios;
       // the original's absolute latency: its side of the first comparison (no separate benchmark run)
       baseline.latencyAbsolute ??= stage.latency.map((r) => r.a);
       for (const r of stage.latency) {
         if (r.verdict !== 'faster') warnings.push(`step ${i + 1} (${step.pass}): at batch ${r.batch} the model is ${r.verdict === 'slower' ? 'SLOWER' : 'not measurably faster'} than the original (b/a ${r.ratio.toFixed(2)}, spread ${r.low.toFixed(2)}–${r.high.toFixed(2)})`);
       }
     }
+    runnable.dispose();
     warnings.push(...stepChanges.warnings.map((w) => `step ${i + 1} (${step.pass}): ${w}`));
     stepReports.push(stage);
     at(1);

@@ -36,8 +36,17 @@ export interface TimingPlan {
   scaled: boolean;
   /** The measured time of one run at batch 1 (ms); null when nothing was scaled and nothing measured. */
   singleRunMs: number | null;
+  /** The measured time to create that run's session (ms); null when nothing was measured. */
+  loadMs: number | null;
+  /** The machine's 1-minute load average when that run was measured (other work on the cores slows every run). */
+  loadAverage?: number;
+  /**
+   * True when a session of the comparison is loaded once per round and times every batch size (a load
+   * costs more than the runs it serves at one batch size); false: one session per round and batch size.
+   */
+  sessionPerRound: boolean;
   budgetSeconds: number;
-  /** Estimated timing of one comparison step with these settings (s), from singleRunMs × batch. */
+  /** Estimated timing of one comparison step with these settings (s), from singleRunMs × batch and the loads at loadMs. */
   estimatedSeconds: number | null;
   note: string;
 }

@@ -1,6 +1,6 @@
 // The one place that talks to onnxruntime-node.
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
@@ -9,7 +9,7 @@ import { float16ArrayToFloat32 } from '../onnx/float16.js';
 import { DataType as DT, ORT_TYPE_OF, dtypeFromOrtType, dtypeName } from '../onnx/dtypes.js';
 import { Model, type Value } from '../onnx/ir.js';
 import { float32ToFloat16Bits } from '../onnx/float16.js';
-import { decodeModel, encodeModelProto, exportModel, exportModelForValues, exportModelWithOutputs } from '../onnx/model-io.js';
+import { decodeModel, decodeModelWithFiles, encodeModelProto, exportModel, exportModelForValues, exportModelWithOutputs } from '../onnx/model-io.js';
 import { needsExternalData, writeModelWithExternalData } from '../onnx/external-write.js';
 import { embeddedSha256, embeddedSize } from '../onnx/embedded-encoding.js';
 import { HINTS, assertTensorFits, maxTensorBytes } from '../onnx/budget.js';
@@ -57,8 +57,44 @@ export function runtimeSource(model: Model): ModelSource {
   return needsExternalData(proto) ? model : encodeModelProto(proto);
 }
 
-/** Sessions created so far, by what onnxruntime was given: tests read it to see which route a model took. */
-export const sessionRoutes = { bytes: 0, largestBytes: 0, tempDir: 0, dataDir: 0 };
+/**
+ * Sessions created so far, by what onnxruntime was given, and `tempWrites`: models written to a
+ * private temp dir (for one session, or pinned for many). Tests read it to see which route a model took.
+ */
+export const sessionRoutes = { bytes: 0, largestBytes: 0, tempDir: 0, dataDir: 0, tempWrites: 0 };
+
+/** A source for many sessions, and what removes anything written for them. */
+export interface PinnedSource {
+  source: ModelSource;
+  dispose(): void;
+}
+
+/**
+ * `source` ready for many sessions. A model that createSession would write to a private temp dir for
+ * every session (past 2 GB with its weights in memory: 2.2 GB written and read back per session) is
+ * written there once and reopened with its tensors left in that file, so each session takes the
+ * data-dir route (onnxruntime reads the file; nothing is encoded but the small proto part).
+ * `dispose` removes the dir; call it when the last of those sessions is created. Anything else is
+ * returned as it is.
+ */
+export function pinForSessions(source: ModelSource): PinnedSource {
+  const asIs = { source, dispose: () => {} };
+  if (!(source instanceof Model) || source.externalDataRoot !== undefined) return asIs;
+  const proto = exportModel(source);
+  if (!needsExternalData(proto)) return asIs;
+  const dir = mkdtempSync(join(os.tmpdir(), 'modelpress-pinned-'));
+  const dispose = () => rmSync(dir, { recursive: true, force: true });
+  try {
+    const { modelPath } = writeModelWithExternalData(proto, join(dir, 'model.onnx'));
+    sessionRoutes.tempWrites++;
+    // we wrote these locations; the model was imported before, so its domains are known to be acceptable
+    const { model } = decodeModelWithFiles(readFileSync(modelPath), dir, { readExternalData: 'small', allowUnknownDomains: true });
+    return { source: model, dispose };
+  } catch (err) {
+    dispose();
+    throw err;
+  }
+}
 
 export async function createSession(source: ModelSource, opts: SessionOptions = {}): Promise<ort.InferenceSession> {
   if (!(source instanceof Model)) return createFrom(source, opts);
@@ -72,6 +108,7 @@ async function createFromProto(proto: ModelProto, opts: SessionOptions, dataDir:
   try {
     const { modelPath } = writeModelWithExternalData(proto, join(dir, 'model.onnx'));
     sessionRoutes.tempDir++;
+    sessionRoutes.tempWrites++;
     return await createFrom(modelPath, opts);
   } finally {
     rmSync(dir, { recursive: true, force: true });
