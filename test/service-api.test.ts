@@ -9,6 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../src/service/app.js';
 import type { Infra } from '../src/service/plugins/infra.js';
 import { parseRecipe } from '../src/pipeline/recipe.js';
+import { PASSES } from '../src/passes/index.js';
 import { spawnSync } from 'node:child_process';
 import { MODELS, ROOT } from './helpers.js';
 import { FAST_RECIPE, injectClient, jobForm, testInfra, testService, type TestService } from './service-helpers.js';
@@ -61,6 +62,24 @@ test('health, readiness, OpenAPI and docs are public', async () => {
   const spec = (await (await c.get('/openapi.json')).json()) as { paths: Record<string, unknown> };
   for (const p of ['/v1/jobs', '/v1/jobs/{id}', '/v1/jobs/{id}/cancel', '/v1/jobs/{id}/artifact', '/v1/jobs/{id}/report', '/v1/models']) assert.ok(spec.paths[p], p);
   assert.equal((await c.get('/docs/')).status, 200);
+});
+
+test('GET /v1/passes (public): every pass with the step schema the recipe validator uses, its stats schema and data needs', async () => {
+  const res = await client().get('/v1/passes');
+  assert.equal(res.status, 200);
+  const { passes } = (await res.json()) as { passes: { name: string; summary: string; schema: unknown; stats: unknown; calibration: string }[] };
+  assert.deepEqual(passes.map((p) => p.name), Object.keys(PASSES));
+  for (const p of passes) {
+    assert.deepEqual(p.schema, JSON.parse(JSON.stringify(PASSES[p.name]!.schema)), `${p.name}: its schema, whole`);
+    assert.deepEqual(p.stats, JSON.parse(JSON.stringify(PASSES[p.name]!.stats)));
+  }
+  const byName = new Map(passes.map((p) => [p.name, p]));
+  assert.equal(byName.get('quantize.static')!.calibration, 'required');
+  assert.equal(byName.get('prune.structured')!.calibration, 'required');
+  assert.equal(byName.get('quantize.dynamic')!.calibration, 'none');
+  const method = (byName.get('quantize.static')!.schema as { properties: Record<string, { anyOf: { const: string }[]; default: string }> }).properties.calibrationMethod!;
+  assert.deepEqual(method.anyOf.map((o) => o.const), ['minmax', 'percentile', 'entropy', 'mse']);
+  assert.equal(method.default, 'percentile');
 });
 
 test('missing, malformed and unknown keys → 401 problem+json, before the upload is read', async () => {

@@ -11,6 +11,7 @@ import auth from './plugins/auth.js';
 import { rateLimitOptions } from './plugins/rate-limit.js';
 import services from './plugins/services.js';
 import healthRoutes from './routes/health.js';
+import passRoutes from './routes/passes.js';
 import { ServiceError } from '../errors.js';
 import { jsonTextDepth, MAX_JSON_DEPTH } from '../pipeline/recipe.js';
 import jobRoutes from './routes/jobs.js';
@@ -59,6 +60,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   await app.register(multipart, { limits: { fileSize: opts.config.maxUploadBytes } });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   await app.register(healthRoutes);
+  await app.register(passRoutes, { prefix: '/v1' }); // public: outside the authenticated scope below
   await app.register(
     async (v1) => {
       await v1.register(auth);
