@@ -60,7 +60,15 @@ test('health, readiness, OpenAPI and docs are public', async () => {
   const ready = (await (await c.get('/readyz')).json()) as { checks: Record<string, string> };
   assert.deepEqual(ready.checks, { postgres: 'ok', redis: 'ok' });
   const spec = (await (await c.get('/openapi.json')).json()) as { paths: Record<string, unknown> };
-  for (const p of ['/v1/jobs', '/v1/jobs/{id}', '/v1/jobs/{id}/cancel', '/v1/jobs/{id}/artifact', '/v1/jobs/{id}/report', '/v1/models']) assert.ok(spec.paths[p], p);
+  for (const p of ['/v1/jobs', '/v1/jobs/{id}', '/v1/jobs/{id}/cancel', '/v1/jobs/{id}/artifact', '/v1/jobs/{id}/report', '/v1/models', '/v1/passes']) assert.ok(spec.paths[p], p);
+  // uploads are described as typed multipart fields, so the docs' "Try it out" can send a model
+  type Body = { content: Record<string, { schema: { properties: Record<string, { type: string; format?: string }>; required: string[] } }> };
+  const post = (p: string) => (spec.paths[p] as { post: { requestBody: Body } }).post.requestBody.content;
+  const multipart = post('/v1/jobs')['multipart/form-data']!.schema;
+  assert.deepEqual(multipart.required, ['recipe', 'model']);
+  for (const f of ['model', 'calibration', 'evaluation', 'labels']) assert.equal(multipart.properties[f]!.format, 'binary', f);
+  assert.ok(post('/v1/jobs')['application/json'], 'the JSON form stays');
+  assert.equal(post('/v1/models')['multipart/form-data']!.schema.properties.model!.format, 'binary');
   assert.equal((await c.get('/docs/')).status, 200);
 });
 

@@ -2,7 +2,7 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import multipart from '@fastify/multipart';
 import rateLimit from '@fastify/rate-limit';
-import swagger from '@fastify/swagger';
+import swagger, { type SwaggerTransformObject } from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { ServiceConfig } from './config.js';
 import infra, { type Infra } from './plugins/infra.js';
@@ -14,9 +14,21 @@ import healthRoutes from './routes/health.js';
 import passRoutes from './routes/passes.js';
 import { ServiceError } from '../errors.js';
 import { jsonTextDepth, MAX_JSON_DEPTH } from '../pipeline/recipe.js';
-import jobRoutes from './routes/jobs.js';
-import modelRoutes from './routes/models.js';
+import jobRoutes, { JOB_MULTIPART_BODY } from './routes/jobs.js';
+import modelRoutes, { MODEL_MULTIPART_BODY } from './routes/models.js';
 import trialRoutes from './routes/trials.js';
+
+type OpenApiDocument = { paths?: Record<string, { post?: { requestBody?: { content?: Record<string, unknown> } } }> };
+
+/** Adds a multipart/form-data request body to the POST of each path. */
+function withMultipartBodies(doc: OpenApiDocument, bodies: Record<string, object>): OpenApiDocument {
+  for (const [path, schema] of Object.entries(bodies)) {
+    const post = doc.paths?.[path]?.post;
+    if (!post) continue;
+    post.requestBody = { ...post.requestBody, content: { ...post.requestBody?.content, 'multipart/form-data': { schema } } };
+  }
+  return doc;
+}
 
 export interface BuildOptions {
   config: ServiceConfig;
@@ -52,6 +64,11 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
       openapi: '3.1.0',
       info: { title: 'modelpress', version: '0.1.0', description: 'Compress ONNX models: POST a model and a recipe, poll the job, download the result and its report.' },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'API key from `modelpress keys create <name>`' } } },
+    },
+    // uploads are streamed, not parsed into a body Fastify could validate: their form is documented here
+    transformObject: (doc) => {
+      const openapi = (doc as { openapiObject: OpenApiDocument }).openapiObject;
+      return withMultipartBodies(openapi, { '/v1/jobs': JOB_MULTIPART_BODY, '/v1/models': MODEL_MULTIPART_BODY }) as ReturnType<SwaggerTransformObject>;
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });

@@ -114,6 +114,24 @@ const JsonCreateBody = {
 
 const common = { security: [{ bearer: [] }], tags: ['jobs'] };
 
+const file = (description: string) => ({ type: 'string', format: 'binary', description });
+/**
+ * The multipart form of POST /v1/jobs, for the OpenAPI document only (so "Try it out" can upload a
+ * model): the parts are streamed and checked in the handler, not validated as a parsed body.
+ */
+export const JOB_MULTIPART_BODY = {
+  type: 'object',
+  required: ['recipe', 'model'],
+  properties: {
+    recipe: { type: 'string', contentMediaType: 'application/json', description: 'The recipe as JSON text (steps, or a goal with search settings); GET /v1/passes lists the passes and their options', example: '{"steps":[{"pass":"quantize.dynamic"}]}' },
+    model: file('The .onnx to compress, or a .zip/.tar/.tar.gz bundle of one .onnx and its external data files'),
+    calibration: file('Optional calibration inputs (.npz keyed by input name, .npy for one-input models, .json) for data-driven passes'),
+    evaluation: file('Optional evaluation inputs (same formats): fidelity and task metrics after each step; a goal splits them into a search part and a held-out part'),
+    labels: file('Optional labels for the evaluation inputs (.npy or .json), one per sample'),
+    timeoutMs: { type: 'integer', minimum: 1, description: 'Optional time limit for this job (at most the server\'s JOB_TIMEOUT_MS)' },
+  },
+} as const;
+
 /** What a create request asks for, parsed and checked before anything is stored. */
 type JobContent = Omit<CreateJobRequest, 'ownerId' | 'idempotencyKey'>;
 

@@ -23,6 +23,13 @@ function modelView(m: StoredModel) {
   return { id: m.id, sha256: m.sha256, sizeBytes: Number(m.sizeBytes), filename: m.filename, createdAt: m.createdAt.toISOString() };
 }
 
+/** The multipart form of POST /v1/models, for the OpenAPI document (streamed in the handler). */
+export const MODEL_MULTIPART_BODY = {
+  type: 'object',
+  required: ['model'],
+  properties: { model: { type: 'string', format: 'binary', description: 'A .onnx, or a .zip/.tar/.tar.gz bundle of one .onnx and its external data files' } },
+} as const;
+
 export default async function modelRoutes(app: FastifyInstance) {
   app.addSchema(ModelSchema);
   const { models, config } = app;
