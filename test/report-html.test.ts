@@ -236,6 +236,13 @@ describe('report html: rendering', () => {
     assert.ok(html.includes('top1 <b>0.9215</b></span> <span class="muted nowrap">(ref 0.9275, −0.006)</span>'), 'task metric next to its reference');
     assert.ok(html.includes('<span class="mono">logits</span> <span class="nowrap"><b>31.7</b> dB · max 0.212 · top-1 98.1%</span>'), 'fidelity per output');
     assert.ok(!html.includes('Synthetic inputs.'), 'no synthetic banner on user data');
+    // the task metric's change is a key figure, in percentage points for accuracies
+    assert.match(html, /<div class="kf-k">top1 change<\/div><div class="kf-v">−0\.60 pt<\/div><div class="muted">0\.9275 → 0\.9215<\/div>/);
+    assert.match(html, /<div class="kf-k">top5 change<\/div><div class="kf-v">−0\.05 pt<\/div>/);
+    // the task chart's axis spans the data (0.92–0.93 would look equal from 0) and says where it starts
+    const accuracy = html.slice(html.indexOf('data-chart="accuracy"'), html.indexOf('</svg>', html.indexOf('data-chart="accuracy"')));
+    const from = /metric value \(axis from (0\.\d+)\)/.exec(accuracy);
+    assert.ok(from && Number(from[1]) > 0.8 && Number(from[1]) < 0.9215, `zoomed axis: ${from?.[0]}`);
   });
 
   it('non-finite numbers written as strings render like the numbers', () => {

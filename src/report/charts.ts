@@ -123,6 +123,7 @@ function taskChart(r: CompressionReport): string | null {
     chart: 'accuracy',
     title: 'Task metrics per step (against labels)',
     yLabel: 'metric value',
+    zoom: true,
     groups,
     legend: [
       { color: CHART_COLORS.baseline, label: 'baseline (reference)' },

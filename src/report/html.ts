@@ -109,6 +109,9 @@ function verdictBadge(v: LatencyRatio['verdict']): string {
   return `<span class="verdict ${VERDICT_CLASS[v] ?? 'v-nogain'}">${esc(v)}</span>`;
 }
 
+/** Task metrics that are shares of samples: their changes read as percentage points. */
+const ACCURACY_METRICS: ReadonlySet<string> = new Set(['top1', 'top5']);
+
 function keyFigures(r: CompressionReport): string {
   const f = r.final;
   if (!f) return '';
@@ -126,6 +129,14 @@ function keyFigures(r: CompressionReport): string {
   if (sq.length && (r.steps ?? []).length) {
     const worst = Math.min(...sq.map((x) => (Number.isNaN(x) ? -Infinity : x)));
     items.push(['worst SQNR', formatDb(worst), `over ${sq.length} output${sq.length > 1 ? 's' : ''}`]);
+  }
+  // the task metrics' change, final against baseline: the number a reader looks for first
+  for (const [name, value] of Object.entries(f.task ?? {})) {
+    const ref = r.baseline.task?.[name];
+    if (isMissing(ref) || isMissing(value) || !(r.steps ?? []).length) continue;
+    const delta = num(value) - num(ref);
+    const shown = ACCURACY_METRICS.has(name) ? `${delta > 0 ? '+' : delta < 0 ? '−' : '±'}${Math.abs(delta * 100).toFixed(2)} pt` : formatMetricDelta(delta);
+    items.push([`${name} change`, shown, `${formatMetric(ref)} → ${formatMetric(value)}`]);
   }
   const kf = items.map(([k, v, sub]) => `<div class="kf"><div class="kf-k">${esc(k)}</div><div class="kf-v">${esc(v)}</div><div class="muted">${esc(sub)}</div></div>`);
   return `<div class="kfs">${kf.join('')}${latency}</div>`;

@@ -124,6 +124,11 @@ export interface BarChartSpec {
   refLine?: { value: number; label: string };
   /** Tick labels of the value axis; `decimals` is what tells the ticks apart. */
   yFormat?: (v: number, decimals: number) => string;
+  /**
+   * The value axis spans the data, not 0 (bars then rise from the axis's low end): values close
+   * together (92.7% against 91.8%) differ visibly. The axis label says where it starts.
+   */
+  zoom?: boolean;
 }
 
 /** Vertical grouped bars with optional whiskers (low/high) and a reference line. */
@@ -138,14 +143,21 @@ export function barChart(c: BarChartSpec): string {
   const vals: number[] = [];
   for (const g of c.groups) for (const b of g.bars) for (const v of [b.value, b.low, b.high]) if (v !== undefined && Number.isFinite(v)) vals.push(v);
   if (c.refLine) vals.push(c.refLine.value);
-  let lo = Math.min(0, ...vals);
-  let hi = Math.max(0, ...vals);
-  if (hi === lo) hi = lo + 1;
+  let lo = c.zoom && vals.length ? Math.min(...vals) : Math.min(0, ...vals);
+  let hi = c.zoom && vals.length ? Math.max(...vals) : Math.max(0, ...vals);
+  if (hi === lo) {
+    const pad = c.zoom ? Math.max(Math.abs(hi) * 0.01, 1e-6) : 1;
+    lo -= c.zoom ? pad : 0;
+    hi += pad;
+  }
+  if (c.zoom) lo -= (hi - lo) * 0.6; // the smallest bar keeps a visible height
   hi += (hi - lo) * 0.12; // room for the value labels
-  if (lo < 0) lo -= (hi - lo) * 0.08;
+  if (!c.zoom && lo < 0) lo -= (hi - lo) * 0.08;
   const s = niceScale(lo, hi);
   const y = (v: number): number => m.t + ((s.max - Math.min(s.max, Math.max(s.min, v))) / (s.max - s.min)) * ph;
   const fmtY = c.yFormat ?? ((v: number, d: number) => v.toFixed(d));
+  const base = c.zoom ? s.min : 0; // where bars start
+  const yLabel = c.zoom && s.min !== 0 ? `${c.yLabel} (axis from ${fmtY(s.min, s.decimals)})` : c.yLabel;
 
   let out = svgOpen(c.chart, c.title, W, H, {});
   out += leg.svg;
@@ -153,7 +165,7 @@ export function barChart(c: BarChartSpec): string {
     out += `<line class="grid" x1="${m.l}" x2="${W - m.r}" y1="${r1(y(t))}" y2="${r1(y(t))}"/>`;
     out += `<text class="tick" x="${m.l - 6}" y="${r1(y(t) + 4)}" text-anchor="end">${esc(fmtY(t, s.decimals))}</text>`;
   }
-  out += `<text class="axis" transform="translate(14 ${r1(m.t + ph / 2)}) rotate(-90)" text-anchor="middle">${esc(c.yLabel)}</text>`;
+  out += `<text class="axis" transform="translate(14 ${r1(m.t + ph / 2)}) rotate(-90)" text-anchor="middle">${esc(yLabel)}</text>`;
 
   const slot = pw / Math.max(1, c.groups.length);
   c.groups.forEach((g, gi) => {
@@ -166,12 +178,12 @@ export function barChart(c: BarChartSpec): string {
       const gap = Math.min(6, bw * 0.18);
       const cx = x + bw / 2;
       const v = b.value;
-      const y0 = y(0);
+      const y0 = y(base);
       let top = y0;
       if (!Number.isNaN(v)) {
         const yv = y(v); // ±Infinity clamps to the plot edge
         top = Math.min(yv, y0);
-        const h = Math.max(Math.abs(y0 - yv), v === 0 ? 0 : 1);
+        const h = Math.max(Math.abs(y0 - yv), v === base ? 0 : 1);
         out += `<rect x="${r1(x + gap / 2)}" y="${r1(top)}" width="${r1(bw - gap)}" height="${r1(h)}" fill="${b.color}"><title>${esc(b.tooltip)}</title></rect>`;
       }
       if (b.low !== undefined && b.high !== undefined && Number.isFinite(b.low) && Number.isFinite(b.high)) {
@@ -183,14 +195,14 @@ export function barChart(c: BarChartSpec): string {
       }
       const labelFits = textWidth(b.label, 10) <= bw + 4 || (n === 1 && textWidth(b.label, 10) <= slot - 4);
       if (b.label && labelFits) {
-        const ly = v < 0 ? y(v) + 12 : top - 4;
+        const ly = v < base ? y(v) + 12 : top - 4;
         out += `<text class="val" x="${r1(cx)}" y="${r1(ly)}" text-anchor="middle">${esc(b.label)}</text>`;
       }
       if (b.tick) out += `<text class="tick" x="${r1(cx)}" y="${H - m.b + 14}" text-anchor="middle">${esc(fit(b.tick, bw + 2, 10))}</text>`;
     });
     out += `<text class="grp" x="${r1(m.l + gi * slot + slot / 2)}" y="${H - 8}" text-anchor="middle">${esc(fit(g.label, slot - 6, 11))}<title>${esc(g.label)}</title></text>`;
   });
-  out += `<line class="axisline" x1="${m.l}" x2="${W - m.r}" y1="${r1(y(0))}" y2="${r1(y(0))}"/>`;
+  out += `<line class="axisline" x1="${m.l}" x2="${W - m.r}" y1="${r1(y(base))}" y2="${r1(y(base))}"/>`;
   if (c.refLine) {
     const yr = r1(y(c.refLine.value));
     out += `<line class="ref" x1="${m.l}" x2="${W - m.r}" y1="${yr}" y2="${yr}"/>`;
