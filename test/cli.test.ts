@@ -45,6 +45,9 @@ describe('modelpress CLI', () => {
     assert.equal(rep.samples.labels, true);
     assert.ok(rep.baseline.task.top1 > 0.8 && rep.steps[0].task.top1 > 0.8, 'accuracy before and after the step');
     assert.match(r.stdout, /task: top1 0\.\d{4} → 0\.\d{4}/);
+    // where the reports are, and what to do next
+    assert.ok(r.stdout.includes(`report: ${html} (open it in a browser)`) && r.stdout.includes(`report (JSON): ${report}`), r.stdout);
+    assert.ok(r.stdout.includes(`InferenceSession.create('${out}')`) && r.stdout.includes('{ "input": tensor }'), 'how to run the result, with its input names');
     assert.equal(rep.steps[0].pass, 'convert.fp16');
     for (const k of ['sizeBytes', 'params', 'durationMs', 'changes', 'fidelity']) assert.ok(k in rep.steps[0], k);
     assert.ok(rep.steps[0].fidelity.logits.sqnrDb > 30);

@@ -170,6 +170,7 @@ async function cmdCompress(argv: string[]): Promise<void> {
     if (values.report) writeFile(values.report as string, `${toJson(result.report)}\n`);
     if (values['report-html']) writeFile(values['report-html'] as string, renderReportHtml(result.report, { title: `modelpress: ${basename(modelPath)}` }));
     process.stdout.write(`${formatResult(result.report, values.out as string)}\n`);
+    process.stdout.write(nextSteps(values.out as string, values.report as string | undefined, values['report-html'] as string | undefined, modelPath, result.model.graph.inputs.filter((v) => !result.model.graph.initializers.includes(v)).map((v) => v.name)));
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -198,6 +199,20 @@ function formatResult(r: PipelineReport, out: string): string {
   lines.push(`  fidelity measured on ${r.samples.items} ${r.samples.source} input(s)`);
   for (const w of r.warnings) lines.push(`  warning: ${w}`);
   return lines.join('\n');
+}
+
+/** Where the reports are, and how to run the result: what a user does next. */
+function nextSteps(out: string, report: string | undefined, reportHtml: string | undefined, original: string, names: string[]): string {
+  const lines = [''];
+  if (reportHtml) lines.push(`report: ${resolve(reportHtml)} (open it in a browser)`);
+  if (report) lines.push(`report (JSON): ${resolve(report)}`);
+  if (!report && !reportHtml) lines.push('no report written: add --report-html report.html (and/or --report report.json) to keep the measurements');
+  lines.push(
+    'next: run it in onnxruntime as you ran the original, e.g. in Node:',
+    `  const ort = require('onnxruntime-node'); const s = await ort.InferenceSession.create('${resolve(out)}'); const outputs = await s.run({ ${names.length ? names.map((n) => `${JSON.stringify(n)}: tensor`).join(', ') : '…'} });`,
+    `  or in Python: onnxruntime.InferenceSession('${resolve(out)}').run(None, {…}); compare speed side by side: modelpress bench ${original} ${out}`,
+  );
+  return `${lines.join('\n')}\n`;
 }
 
 function parseBatchList(v: unknown): number[] | undefined {
