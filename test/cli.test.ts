@@ -89,7 +89,7 @@ describe('modelpress CLI', () => {
     // (listened, migrated, created a key named --help) would fail or never exit
     const env = { ...process.env, DATABASE_URL: 'postgresql://nobody@127.0.0.1:1/none', REDIS_URL: 'redis://127.0.0.1:1', PORT: '1' };
     const run = (...args: string[]) => spawnSync(process.execPath, [join(ROOT, 'dist/src/cli/main.js'), ...args], { encoding: 'utf8', timeout: 30_000, env });
-    for (const args of [['inspect'], ['compress', MODELS.fmnist], ['bench'], ['eval'], ['passes'], ['serve'], ['worker'], ['migrate'], ['keys', 'create'], ['keys', 'revoke']]) {
+    for (const args of [['inspect'], ['compress', MODELS.fmnist], ['bench'], ['eval'], ['passes'], ['submit'], ['serve'], ['worker'], ['migrate'], ['keys', 'create'], ['keys', 'revoke']]) {
       for (const flag of ['--help', '-h']) {
         const r = run(...args, flag);
         assert.equal(r.status, 0, `${args.join(' ')} ${flag}: ${r.stderr}`);

@@ -366,6 +366,49 @@ async function cmdEval(argv: string[]): Promise<void> {
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
+async function cmdSubmit(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, {
+    recipe: { type: 'string' },
+    server: { type: 'string' },
+    key: { type: 'string' },
+    calibration: { type: 'string' },
+    data: { type: 'string' },
+    labels: { type: 'string' },
+    'timeout-ms': { type: 'string' },
+    job: { type: 'string' },
+    wait: { type: 'boolean' },
+    out: { type: 'string' },
+    report: { type: 'string' },
+    'report-html': { type: 'string' },
+    poll: { type: 'string' },
+    quiet: { type: 'boolean', short: 'q' },
+  });
+  const server = (values.server as string | undefined) ?? process.env.MODELPRESS_SERVER;
+  const key = (values.key as string | undefined) ?? process.env.MODELPRESS_API_KEY;
+  if (!server) throw new UsageError('submit needs --server URL (or MODELPRESS_SERVER), e.g. --server http://localhost:8080');
+  if (!key) throw new UsageError('submit needs an API key: --key K or MODELPRESS_API_KEY (create one with `modelpress keys create <name>` on the server)');
+  if (!/^https?:\/\//.test(server)) throw new UsageError(`--server must be an http(s) URL, got '${server}'`);
+  const job = values.job as string | undefined;
+  if (job ? positionals.length > 0 : positionals.length !== 1) throw new UsageError(job ? '--job follows an existing job: give no model' : 'submit takes one model (or --job <id>)');
+  if (!job && !values.recipe) throw new UsageError('submit needs --recipe <recipe.json>');
+  const wait = values.wait === true || values.out !== undefined || values.report !== undefined || values['report-html'] !== undefined;
+  return (await import('./submit.js')).submit({
+    ...(job ? { job } : { model: positionals[0]!, recipe: Buffer.from(readBytes(values.recipe as string, 'recipe')).toString('utf8') }),
+    server,
+    key,
+    ...(values.calibration ? { calibration: values.calibration as string } : {}),
+    ...(values.data ? { data: values.data as string } : {}),
+    ...(values.labels ? { labels: values.labels as string } : {}),
+    ...(values['timeout-ms'] ? { timeoutMs: positiveInt(values['timeout-ms'], '--timeout-ms', 1) } : {}),
+    wait,
+    ...(values.out ? { out: values.out as string } : {}),
+    ...(values.report ? { report: values.report as string } : {}),
+    ...(values['report-html'] ? { reportHtml: values['report-html'] as string } : {}),
+    quiet: values.quiet === true,
+    pollSeconds: values.poll === undefined ? 1 : Math.max(0.05, Number(values.poll)),
+  });
+}
+
 function cmdPasses(argv: string[]): void {
   if (argv.length > 1) throw new UsageError('passes takes at most one pass name');
   if (argv.length === 1) {
@@ -401,6 +444,8 @@ export async function main(argv: string[]): Promise<number> {
       case 'eval':
         await cmdEval(rest);
         return 0;
+      case 'submit':
+        return await cmdSubmit(rest);
       case 'passes':
         cmdPasses(rest);
         return 0;

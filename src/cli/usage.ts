@@ -12,6 +12,12 @@ export const COMMAND_USAGE: Record<string, string> = {
   eval: `  modelpress eval <reference.onnx> <candidate.onnx> --data <inputs> [--labels <labels>] [--batch N]
                       [--max-samples N] [--metrics top1,top5,mae,rmse,obo,nmae] [--label-output name]
                       [--ctc-blank 0] [--json]`,
+  submit: `  modelpress submit <model.onnx> --recipe <recipe.json> --server URL [--key K] [--calibration <inputs>] [--data <inputs>]
+                      [--labels <labels>] [--timeout-ms N] [--wait] [--out <out.onnx>] [--report <report.json>] [--report-html <report.html>]
+  modelpress submit --job <id> --server URL [--key K] --wait [--out …] [--report …] [--report-html …]
+               a job on a modelpress server: uploads (with a progress bar), follows its progress and time left,
+               downloads the result; exits 0/1/2 like compress; Ctrl-C asks whether to cancel the job.
+               --server defaults to MODELPRESS_SERVER, --key to MODELPRESS_API_KEY; --out implies --wait`,
   passes: `  modelpress passes [<name>]   list the passes a recipe can use, or one pass's options`,
   serve: `  modelpress serve            the HTTP API (docs at /docs)`,
   worker: `  modelpress worker           a job worker (run as many as needed)`,
@@ -25,7 +31,7 @@ const SERVICE_ENV = `service (configured by env: DATABASE_URL, REDIS_URL, PORT, 
 MAX_RECIPE_BYTES, JOB_TIMEOUT_MS, WORKER_CONCURRENCY, RATE_LIMIT_JOBS_PER_MINUTE, MAX_ACTIVE_JOBS_PER_OWNER):`;
 
 /** Option help: [the option, what it does, the commands it applies to]. */
-const MODEL_COMMANDS = ['inspect', 'compress', 'bench', 'eval'];
+const MODEL_COMMANDS = ['inspect', 'compress', 'bench', 'eval', 'submit'];
 const OPTION_HELP: Array<[string, string, string[]]> = [
   ['model.onnx', `its external data files (if any) are read from the model's directory only; or a bundle
                (.zip, .tar, .tar.gz: one .onnx at the top and its data files), unpacked into a
@@ -35,9 +41,9 @@ const OPTION_HELP: Array<[string, string, string[]]> = [
                also the recipe's "output": {"externalData": true})`, ['compress']],
   ['--data', `representative inputs (.npz keyed by input name, .npy for one-input models, .json,
                or an ONNX test-data directory of input_<i>.pb files);
-               used for fidelity after each step and by data-driven passes`, ['compress', 'bench', 'eval']],
+               used for fidelity after each step and by data-driven passes`, ['compress', 'bench', 'eval', 'submit']],
   ['--calibration', `inputs for data-driven passes (quantization ranges, pruning recovery), same
-               formats; default: --data (with a goal: the search part of --data, never the held-out part)`, ['compress']],
+               formats; default: --data (with a goal: the search part of --data, never the held-out part)`, ['compress', 'submit']],
   ['--frontier', `with a goal recipe ({"goal": …, "search": …}): also write every model of the Pareto
                frontier to this directory, each with its concrete recipe`, ['compress']],
   ['--shape', `fix an input's shape for synthetic inputs (e.g. --shape x=1,3,48,320);
