@@ -5,7 +5,6 @@ import { mkdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { basename, dirname, resolve } from 'node:path';
 import { renderReportHtml } from '../report/html.js';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { InvalidInputError, toModelpressError } from '../errors.js';
 import { formatSummary, summarizeModel } from '../onnx/inspect.js';
 import { formatBytes, formatCount } from '../format.js';
@@ -26,37 +25,16 @@ import { formatPassHelp } from '../passes/describe.js';
 import { nearestName } from '../pipeline/schema-errors.js';
 import { loadModelFile, loadModelFileMetadata, readBytes, writeModelOutput } from './model-files.js';
 import { runGoal } from './search.js';
+import { UsageError, nonNegativeInt, parse, parseBatchList, parseKeyList, positiveInt } from './args.js';
 import { COMMAND_USAGE, USAGE, asksForHelp, commandUsage } from './usage.js';
-
-class UsageError extends InvalidInputError {}
 
 function writeFile(path: string, data: Uint8Array | string): void {
   mkdirSync(dirname(resolve(path)), { recursive: true });
   writeFileSync(path, data);
 }
 
-function parse(argv: string[], options: ParseArgsConfig['options']) {
-  try {
-    return parseArgs({ args: argv, options: options ?? {}, allowPositionals: true, strict: true });
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-}
 
-const BATCH_TOKEN = /^[BN]$/;
 
-/** `name=1,2,3` lists. With allowBatch, a `B` entry marks the batch dim and travels as NaN. */
-function parseKeyList(items: string[] | undefined, flag: string, allowBatch = false): Record<string, number[]> {
-  const out: Record<string, number[]> = {};
-  for (const item of items ?? []) {
-    const m = /^([^=]+)=(.+)$/.exec(item);
-    const parts = m ? m[2]!.split(',').map((x) => x.trim()) : [];
-    const ok = parts.length > 0 && parts.every((x) => (allowBatch && BATCH_TOKEN.test(x)) || (x !== '' && Number.isFinite(Number(x))));
-    if (!m || !ok) throw new UsageError(`${flag} expects name=value[,value…], got '${item}'`);
-    out[m[1]!] = parts.map((x) => (BATCH_TOKEN.test(x) ? NaN : Number(x)));
-  }
-  return out;
-}
 
 function syntheticOptions(values: Record<string, unknown>): SyntheticInputOptions {
   const shapes = parseKeyList(values.shape as string[] | undefined, '--shape', true);
@@ -68,12 +46,6 @@ function syntheticOptions(values: Record<string, unknown>): SyntheticInputOption
   return { shapes, dims, values: fixed };
 }
 
-function positiveInt(v: unknown, flag: string, fallback: number): number {
-  if (v === undefined) return fallback;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} expects a positive integer, got '${String(v)}'`);
-  return n;
-}
 
 async function cmdInspect(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, { json: { type: 'boolean' } });
@@ -215,21 +187,7 @@ function nextSteps(out: string, report: string | undefined, reportHtml: string |
   return `${lines.join('\n')}\n`;
 }
 
-function parseBatchList(v: unknown): number[] | undefined {
-  if (v === undefined) return undefined;
-  const sizes = String(v)
-    .split(',')
-    .map((x) => Number(x.trim()));
-  if (sizes.length === 0 || sizes.some((x) => !Number.isInteger(x) || x < 1)) throw new UsageError(`--batch expects positive integers like 1,8,16, got '${String(v)}'`);
-  return sizes;
-}
 
-function nonNegativeInt(v: unknown, flag: string, fallback: number): number {
-  if (v === undefined) return fallback;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${flag} expects a whole number ≥ 0, got '${String(v)}'`);
-  return n;
-}
 
 async function cmdBench(argv: string[]): Promise<void> {
   const { values, positionals } = parse(argv, {
