@@ -1,7 +1,8 @@
 // Multiply-accumulate counts of the compute-heavy ops, from the shapes onnxruntime reports for one
 // run. FLOPs ≈ 2 × MACs. Nodes inside subgraphs are not counted (their shapes cannot be exposed).
 import type { Model, Node, Value } from '../onnx/ir.js';
-import { discoverValues, type DiscoveredValue, type Feeds } from '../runtime/ort.js';
+import { discoverShapes, type DiscoveredValue } from '../runtime/capture.js';
+import type { Feeds } from '../runtime/ort.js';
 import { getConstant } from '../onnx/constants.js';
 import { tensorDims } from '../onnx/tensor-data.js';
 import { weightLayerOf } from '../onnx/weight-layers.js';
@@ -63,10 +64,10 @@ export function countMacs(model: Model, shapes: Map<Value, DiscoveredValue>): { 
   return { total, byNode };
 }
 
-/** Runs the model once with every intermediate value exposed and counts MACs for these inputs. */
+/** Counts MACs for these inputs, with the shapes onnxruntime infers for them (discoverShapes). */
 export async function estimateMacs(model: Model, feeds: Feeds): Promise<number> {
   // graph inputs' shapes come from the feeds themselves
-  const shapes = await discoverValues(model, feeds);
+  const shapes = await discoverShapes(model, feeds);
   for (const v of model.graph.inputs) {
     const t = feeds[v.name];
     if (t) shapes.set(v, { dtype: undefined, dims: [...t.dims] });

@@ -81,7 +81,8 @@ export function refitFeatures(node: Node): number {
 export async function captureTargets(model: Model, samples: Feeds[], nodes: Node[], rowsFor: (node: Node) => number, seed = 7): Promise<Map<Node, LayerTarget>> {
   const out = new Map<Node, LayerTarget>();
   const perBatchOf = new Map(nodes.map((n) => [n, Math.max(1, Math.ceil(rowsFor(n) / Math.max(1, samples.length)))]));
-  const rand = seededRandom(seed);
+  // a stream per layer: which rows it samples must not depend on how the capture groups the layers
+  const rands = new Map(nodes.map((n, i) => [n, seededRandom(seed + i)]));
   const acc = new Map<Node, { pos: number[]; y: number[]; cout: number; spatial: number[] }>();
   await forEachCapture(model, samples, nodes.map((n) => n.outputs[0]!), (captured, b) => {
     for (const node of nodes) {
@@ -95,6 +96,7 @@ export async function captureTargets(model: Model, samples: Feeds[], nodes: Node
       const cout = dims[1]!;
       const spatial = dims.slice(2).reduce((p, q) => p * q, 1);
       const take = Math.min(perBatchOf.get(node)!, n * spatial);
+      const rand = rands.get(node)!;
       for (let r = 0; r < take; r++) {
         const idx = take === n * spatial ? r : Math.floor(rand() * n * spatial);
         const item = Math.floor(idx / spatial);
