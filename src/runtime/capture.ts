@@ -96,8 +96,13 @@ function valueSets(model: Model, request: CaptureRequest): Value[][] {
 
 type Metadata = readonly ort.InferenceSession.ValueMetadata[];
 
-/** Dtype and dims of the values onnxruntime's shape inference fully knows, by name: symbolic dims take the largest size the feeds give them. */
-function inferredShapes(model: Model, feedList: readonly Feeds[], metadata: Metadata): Map<string, { type: ort.Tensor.Type; dims: number[] }> {
+/**
+ * Dtype and dims of the values onnxruntime's shape inference fully knows, by name: symbolic dims
+ * take the largest size the feeds give them. An empty shape is a scalar or a value of unknown rank
+ * (onnxruntime reports both so): taken as a scalar with `emptyIsScalar` (sizing, where an unknown
+ * rank is rare and a scalar common), otherwise left out.
+ */
+function inferredShapes(model: Model, feedList: readonly Feeds[], metadata: Metadata, emptyIsScalar: boolean): Map<string, { type: ort.Tensor.Type; dims: number[] }> {
   const symbols = new Map<string, number>();
   for (const feeds of feedList) {
     for (const v of model.graph.inputs) {
@@ -109,8 +114,7 @@ function inferredShapes(model: Model, feedList: readonly Feeds[], metadata: Meta
   }
   const known = new Map<string, { type: ort.Tensor.Type; dims: number[] }>();
   for (const m of metadata) {
-    if (!m.isTensor) continue;
-    // an empty shape is a scalar (onnxruntime reports scalars so; values it knows nothing of are rare)
+    if (!m.isTensor || (m.shape.length === 0 && !emptyIsScalar)) continue;
     const dims = m.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : typeof d === 'string' ? symbols.get(d) : undefined));
     if (dims.every((d) => d !== undefined)) known.set(m.name, { type: m.type, dims: dims as number[] });
   }
@@ -119,7 +123,7 @@ function inferredShapes(model: Model, feedList: readonly Feeds[], metadata: Meta
 
 /** Per-batch bytes of the values whose shapes inference fully knows, by name. */
 function knownBytes(model: Model, feedList: readonly Feeds[], metadata: Metadata): Map<string, number> {
-  return new Map([...inferredShapes(model, feedList, metadata)].map(([name, s]) => [name, tensorBytes(s.type, s.dims)]));
+  return new Map([...inferredShapes(model, feedList, metadata, true)].map(([name, s]) => [name, tensorBytes(s.type, s.dims)]));
 }
 
 /**
@@ -295,7 +299,7 @@ export async function discoverShapes(model: Model, feeds: Feeds): Promise<Map<Va
   const session = await CaptureSession.open(model, values, { graphOptimizationLevel: 'disabled' });
   let inferred: ReturnType<typeof inferredShapes>;
   try {
-    inferred = inferredShapes(model, [feeds], session.metadata);
+    inferred = inferredShapes(model, [feeds], session.metadata, false);
   } finally {
     await session.release();
   }
