@@ -15,9 +15,9 @@ import { createSessionForValues, runTensorOutputs, type Feeds, type SessionOptio
 export const CAPTURE_BYTES_ENV = 'MODELPRESS_CAPTURE_MB';
 
 /**
- * Bytes of captured values one run may return. ResNet-50 static int8 (bench/scale.md) peaked at
- * 3.7 GB with its 0.8 GB of activations per batch in one group, and at 1.3 GB at 256 MB (4 groups,
- * a few seconds more per sweep).
+ * Bytes of captured values one run may return. ResNet-50 static int8 at batch 8 (bench/scale.md's
+ * resnet50-int8-static) peaked at 3.70 GB with its 0.8 GB of activations per batch in one group,
+ * and at 1.43 GB at 256 MB, for 17% more CPU time (each group's session recomputes its prefix).
  */
 export const CAPTURE_BYTES = 256e6;
 
