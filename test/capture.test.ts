@@ -8,7 +8,9 @@ import { calibrate } from '../src/quant/calibration.js';
 import { inferElemTypes } from '../src/onnx/elem-types.js';
 import { DataType as DT } from '../src/onnx/dtypes.js';
 import type { Model, Value } from '../src/onnx/ir.js';
-import { MODELS } from './helpers.js';
+import { join } from 'node:path';
+import { batchesFromArrays, readArraysFile } from '../src/data/samples.js';
+import { MODELS, ROOT } from './helpers.js';
 
 test('capture: intermediate values and outputs equal what onnxruntime computes, batch by batch', async () => {
   const bytes = readFileSync(MODELS.fmnist);
@@ -115,4 +117,15 @@ test('grouped capture: under a tiny budget the values come in several groups, wi
     }),
   );
   for (const v of [first!, third!, last]) assert.deepEqual(seen.get(v), [0, 1, 2], v.name);
+});
+
+test('grouped capture on a model whose shape arithmetic leaves dims open: sizes estimated, same ranges', async () => {
+  const dir = join(ROOT, 'test/fixtures/video-attn-dynamic');
+  const model = decodeModel(readFileSync(join(dir, 'video-attn-dynamic.onnx')));
+  const feeds = [...batchesFromArrays(model, readArraysFile(join(dir, 'calib-32.npz'), model), { batchSize: 8, maxSamples: 24 })];
+  const values = floatActivations(model);
+  const a = await calibrate(model, values, feeds, 'percentile', 99.9);
+  const b = await withBudget(0.01, () => calibrate(model, values, feeds, 'percentile', 99.9));
+  assert.ok(b.sessions > 3, `${b.sessions} sessions`);
+  assert.deepEqual([...b.result].map(([v, r]) => [v.name, r]).sort(), [...a].map(([v, r]) => [v.name, r]).sort());
 });

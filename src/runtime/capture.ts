@@ -194,9 +194,12 @@ export async function planCapture(model: Model, feedList: readonly Feeds[], requ
     const inputs = new Set(model.graph.inputs);
     let known = knownBytes(model, feedList, whole.metadata);
     if (sets.some((set) => set.some((v) => !inputs.has(v) && !known.has(v.name)))) {
-      const every = await CaptureSession.open(model, model.graph.nodes.flatMap((n) => n.outputs.filter((v): v is Value => !!v)), sessionOpts);
-      known = knownBytes(model, feedList, every.metadata);
-      await every.release();
+      const every = await CaptureSession.open(model, computedValues(model), sessionOpts);
+      try {
+        known = knownBytes(model, feedList, every.metadata);
+      } finally {
+        await every.release();
+      }
     }
     groups = packGroups(model, sets, estimatedBytes(model, feedList, known), opts.budgetBytes ?? captureBytes());
   } catch (err) {
