@@ -2,9 +2,10 @@
 // parameters, is it faster), then rewrite, then refine on calibration data.
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { InvalidInputError } from '../errors.js';
-import type { Model } from '../onnx/ir.js';
+import type { Model, Value } from '../onnx/ir.js';
 import { skipAlreadyQuantized, statsSchema, type PassContext } from '../pipeline/pass.js';
-import { discoverValues, rowsOf, type Feeds } from '../runtime/ort.js';
+import { discoverShapes, type DiscoveredValue } from '../runtime/capture.js';
+import { rowsOf, type Feeds } from '../runtime/ort.js';
 import { emitChain } from './chain.js';
 import { cpPlan, svdPlan, tuckerPlan, type ChainPlan } from './decompose.js';
 import { LAYER_RULES, type FactorMethod, type Layer } from './layers.js';
@@ -134,7 +135,7 @@ export async function runFactorization(method: FactorMethod, input: Model, confi
   let kept = plans;
   if (config.requireSpeedup && plans.length > 0) {
     const samples = await ctx.sampleInputs();
-    const shapes = await discoverValues(input, samples.slice(0, 1));
+    const shapes = samples[0] ? await discoverShapes(input, samples[0]) : new Map<Value, DiscoveredValue>();
     const opset = input.opset() ?? 13;
     kept = [];
     for (const [i, plan] of plans.entries()) {

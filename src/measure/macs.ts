@@ -1,7 +1,8 @@
 // Multiply-accumulate counts of the compute-heavy ops, from the shapes onnxruntime reports for one
 // run. FLOPs ≈ 2 × MACs. Nodes inside subgraphs are not counted (their shapes cannot be exposed).
 import type { Model, Node, Value } from '../onnx/ir.js';
-import { discoverValues, type DiscoveredValue, type Feeds } from '../runtime/ort.js';
+import { discoverShapes, type DiscoveredValue } from '../runtime/capture.js';
+import type { Feeds } from '../runtime/ort.js';
 import { getConstant } from '../onnx/constants.js';
 import { tensorDims } from '../onnx/tensor-data.js';
 import { weightLayerOf } from '../onnx/weight-layers.js';
@@ -63,7 +64,7 @@ export function countMacs(model: Model, shapes: Map<Value, DiscoveredValue>): { 
   return { total, byNode };
 }
 
-/** Runs the model once with every intermediate value exposed and counts MACs for these inputs. */
+/** Counts MACs for these inputs, with the shapes onnxruntime infers for them (discoverShapes). */
 export async function estimateMacs(model: Model, feeds: Feeds): Promise<number> {
-  return countMacs(model, await discoverValues(model, feeds)).total;
+  return countMacs(model, await discoverShapes(model, feeds)).total;
 }

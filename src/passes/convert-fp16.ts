@@ -8,7 +8,7 @@ import { carryAcross, type Graph, type Node, type Value } from '../onnx/ir.js';
 import { inferElemTypes } from '../onnx/elem-types.js';
 import { getConstant, setConstant, addConstant } from '../onnx/constants.js';
 import { makeTensor, readFloat32, readTensor, tensorDims } from '../onnx/tensor-data.js';
-import { discoverValues, type DiscoveredValue } from '../runtime/ort.js';
+import { discoverValues, type DiscoveredValue } from '../runtime/capture.js';
 import { FLOAT16_MAX, float32ToFloat16Bits } from '../onnx/float16.js';
 import { definePass, statsSchema } from '../pipeline/pass.js';
 import type { TensorProto } from 'onnx-buf';

@@ -6,7 +6,8 @@
 import type { Model, Node, Value } from '../onnx/ir.js';
 import { CHANNEL_RULES } from './channel-rules.js';
 import { RuleContext, type ChannelGroup, type Layout, type SliceEdit } from './layout.js';
-import { discoverValues, syntheticInputs, type Feeds } from '../runtime/ort.js';
+import { discoverShapes } from '../runtime/capture.js';
+import { syntheticInputs, type Feeds } from '../runtime/ort.js';
 
 export interface DependencyGraph {
   model: Model;
@@ -38,7 +39,7 @@ export async function discoverChannelShapes(model: Model, feeds?: Feeds): Promis
   });
   if (!missing) return undefined;
   try {
-    const found = await discoverValues(model, feeds ?? syntheticInputs(model));
+    const found = await discoverShapes(model, feeds ?? syntheticInputs(model));
     return new Map([...found].map(([v, d]) => [v, d.dims]));
   } catch {
     return undefined; // the rules then block what they cannot prove, with the reason

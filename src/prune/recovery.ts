@@ -81,31 +81,40 @@ export function refitFeatures(node: Node): number {
 export async function captureTargets(model: Model, samples: Feeds[], nodes: Node[], rowsFor: (node: Node) => number, seed = 7): Promise<Map<Node, LayerTarget>> {
   const out = new Map<Node, LayerTarget>();
   const perBatchOf = new Map(nodes.map((n) => [n, Math.max(1, Math.ceil(rowsFor(n) / Math.max(1, samples.length)))]));
-  const rand = seededRandom(seed);
-  const acc = new Map<Node, { pos: number[]; y: number[]; cout: number; spatial: number[] }>();
+  // a stream per layer: which rows it samples must not depend on how the capture groups the layers
+  const rands = new Map(nodes.map((n, i) => [n, seededRandom(seed + i)]));
+  // rows go straight into typed arrays sized for the most a layer can take: number arrays cost 8
+  // bytes a float and grow by copying, and ResNet-50's 53 refit layers take ~93M floats
+  const acc = new Map<Node, { pos: Int32Array; y: Float32Array; rows: number; cout: number; spatial: number[] }>();
   await forEachCapture(model, samples, nodes.map((n) => n.outputs[0]!), (captured, b) => {
     for (const node of nodes) {
       const t = captured.get(node.outputs[0]!);
       if (!t) continue;
       const dims = t.dims.map(Number);
       const x = tensorToFloat32(t);
-      const a = acc.get(node) ?? { pos: [], y: [], cout: dims[1]!, spatial: dims.slice(2) };
-      acc.set(node, a);
       const n = dims[0]!;
       const cout = dims[1]!;
+      const perBatch = perBatchOf.get(node)!;
+      let a = acc.get(node);
+      if (!a) acc.set(node, (a = { pos: new Int32Array(3 * perBatch * samples.length), y: new Float32Array(perBatch * samples.length * cout), rows: 0, cout, spatial: dims.slice(2) }));
       const spatial = dims.slice(2).reduce((p, q) => p * q, 1);
-      const take = Math.min(perBatchOf.get(node)!, n * spatial);
+      const take = Math.min(perBatch, n * spatial);
+      const rand = rands.get(node)!;
       for (let r = 0; r < take; r++) {
         const idx = take === n * spatial ? r : Math.floor(rand() * n * spatial);
         const item = Math.floor(idx / spatial);
         const sp = idx % spatial;
-        a.pos.push(b, item, sp);
-        for (let c = 0; c < cout; c++) a.y.push(x[(item * cout + c) * spatial + sp]!);
+        a.pos[3 * a.rows] = b;
+        a.pos[3 * a.rows + 1] = item;
+        a.pos[3 * a.rows + 2] = sp;
+        for (let c = 0; c < cout; c++) a.y[a.rows * cout + c] = x[(item * cout + c) * spatial + sp]!;
+        a.rows++;
       }
     }
   });
   for (const [node, a] of acc) {
-    out.set(node, { node, positions: Int32Array.from(a.pos), spatial: a.spatial, rows: a.pos.length / 3, cout: a.cout, y: Float32Array.from(a.y) });
+    const full = a.rows * a.cout === a.y.length;
+    out.set(node, { node, positions: full ? a.pos : a.pos.slice(0, 3 * a.rows), spatial: a.spatial, rows: a.rows, cout: a.cout, y: full ? a.y : a.y.slice(0, a.rows * a.cout) });
   }
   return out;
 }

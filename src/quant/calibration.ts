@@ -290,14 +290,14 @@ export async function calibrate(
   const calibrator = CALIBRATORS[method];
   const bins = calibrator.histogramBins;
   const stats = new Map(values.map((v) => [v, new TensorStats(bins)]));
-  await forEachCapture(model, feeds, values, (captured) => {
-    for (const [v, t] of captured) stats.get(v)?.addMinMax(tensorToFloat32(t));
-  }, signal ? { signal } : {});
-  if (bins > 0) {
-    await forEachCapture(model, feeds, values, (captured) => {
-      for (const [v, t] of captured) stats.get(v)?.addHistogram(tensorToFloat32(t));
-    }, signal ? { signal } : {});
-  }
+  // a value's histogram spans its own min/max: the second sweep of its group, on the same session
+  await forEachCapture(model, feeds, values, (captured, _b, _feeds, sweep) => {
+    for (const [v, t] of captured) {
+      const s = stats.get(v);
+      if (sweep === 0) s?.addMinMax(tensorToFloat32(t));
+      else s?.addHistogram(tensorToFloat32(t));
+    }
+  }, { sweeps: bins > 0 ? 2 : 1, ...(signal ? { signal } : {}) });
   const out = new Map<Value, [number, number]>();
   for (const [v, s] of stats) {
     // no histogram (minmax, or a value the second sweep never saw): min/max

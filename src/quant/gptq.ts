@@ -161,7 +161,8 @@ export function layerLayout(node: Node): LayerLayout | undefined {
  */
 export async function collectGrams(model: Model, feeds: Feeds[], layers: LayerLayout[], seed = 11): Promise<Map<Node, Float64Array[]>> {
   const grams = new Map(layers.map((l) => [l.node, Array.from({ length: l.groups }, () => new Float64Array(l.d * l.d))]));
-  const rand = seededRandom(seed);
+  // a stream per layer: which rows it samples must not depend on how the capture groups the layers
+  const rands = new Map(layers.map((l, i) => [l.node, seededRandom(seed + i)]));
   // enough rows for a well-conditioned d×d Gram matrix (2·d, damped), within a fixed budget
   const perBatchOf = (l: LayerLayout) => Math.max(1, Math.ceil(Math.min(4096, Math.max(512, 2 * l.d)) / Math.max(1, feeds.length)));
   const inputs = [...new Set(layers.map((l) => l.node.inputs[0]!))];
@@ -173,6 +174,7 @@ export async function collectGrams(model: Model, feeds: Feeds[], layers: LayerLa
       const dims = t.dims.map(Number);
       const G = grams.get(l.node)!;
       const perBatch = perBatchOf(l);
+      const rand = rands.get(l.node)!;
       if (l.convolution) convRows(l, x, dims, perBatch, rand, G);
       else {
         const K = l.d;

@@ -2,7 +2,7 @@
 // sensitivity loop uses to decide whether more layers must stay float.
 import type { Model, Node, Value } from '../onnx/ir.js';
 import { getConstant } from '../onnx/constants.js';
-import { sessionWithOutputs } from '../runtime/capture.js';
+import { CaptureSession, captureBytes, planCapture } from '../runtime/capture.js';
 import { FidelityAccumulator } from '../metrics/fidelity.js';
 import { measureAgainstReference } from '../eval/evaluate.js';
 import { tensorToFloat32, type Feeds } from '../runtime/ort.js';
@@ -15,25 +15,35 @@ export interface LayerPair {
 
 /**
  * SQNR (dB) of each pair's quantized value against its float value over all batches; the two
- * models run side by side batch by batch so memory stays bounded by one batch of activations.
+ * models run side by side batch by batch, a group of pairs at a time (planCapture, half the
+ * budget each), so memory stays bounded by the capture budget.
  */
 export async function layerSqnr(floatModel: Model, quantModel: Model, pairs: LayerPair[], feeds: Feeds[]): Promise<Map<string, number>> {
-  const fSession = await sessionWithOutputs(floatModel, pairs.map((p) => p.floatValue), { graphOptimizationLevel: 'disabled' });
-  const qSession = await sessionWithOutputs(quantModel, pairs.map((p) => p.quantValue), { graphOptimizationLevel: 'disabled' });
   const acc = new Map(pairs.map((p) => [p.key, new FidelityAccumulator()]));
-  try {
-    for (const f of feeds) {
-      const fr = await fSession.run(f);
-      const qr = await qSession.run(f);
-      for (const p of pairs) {
-        const a = fr[p.floatValue.name] ?? f[p.floatValue.name];
-        const b = qr[p.quantValue.name] ?? f[p.quantValue.name];
-        if (a && b) acc.get(p.key)!.add(tensorToFloat32(a), tensorToFloat32(b));
+  const opts = { graphOptimizationLevel: 'disabled' } as const;
+  const plan = await planCapture(floatModel, feeds, pairs.map((p) => p.floatValue), { ...opts, budgetBytes: captureBytes() / 2 });
+  for (const group of plan.groups) {
+    const inGroup = new Set(group);
+    const here = pairs.filter((p) => inGroup.has(p.floatValue));
+    const fSession = plan.session ?? (await CaptureSession.open(floatModel, group, opts));
+    try {
+      const qSession = await CaptureSession.open(quantModel, [...new Set(here.map((p) => p.quantValue))], opts);
+      try {
+        for (const f of feeds) {
+          const fr = await fSession.run(f);
+          const qr = await qSession.run(f);
+          for (const p of here) {
+            const a = fr.get(p.floatValue);
+            const b = qr.get(p.quantValue);
+            if (a && b) acc.get(p.key)!.add(tensorToFloat32(a), tensorToFloat32(b));
+          }
+        }
+      } finally {
+        await qSession.release();
       }
+    } finally {
+      await fSession.release();
     }
-  } finally {
-    await fSession.release();
-    await qSession.release();
   }
   return new Map([...acc].map(([k, a]) => [k, a.result().sqnrDb]));
 }

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { InvalidInputError, InvalidModelError, MemoryLimitError, OUT_OF_MEMORY_TEXT, UnsupportedModelError } from '../errors.js';
 import { float16ArrayToFloat32 } from '../onnx/float16.js';
-import { DataType as DT, ORT_TYPE_OF, dtypeFromOrtType, dtypeName } from '../onnx/dtypes.js';
+import { DataType as DT, ORT_TYPE_OF, dtypeName } from '../onnx/dtypes.js';
 import { Model, type Value } from '../onnx/ir.js';
 import { float32ToFloat16Bits } from '../onnx/float16.js';
 import { decodeModel, decodeModelWithFiles, encodeModelProto, exportModel, exportModelForValues, exportModelWithOutputs } from '../onnx/model-io.js';
@@ -172,7 +172,7 @@ export async function runOnce(model: ModelSource, feeds: Feeds, opts: SessionOpt
 
 /**
  * Runs the session fetching only its tensor outputs: onnxruntime-node cannot return sequences, maps or
- * optionals, and values exposed for analysis (discoverValues, capture) may be any of those.
+ * optionals, and values exposed for analysis (runtime/capture.ts) may be any of those.
  */
 export async function runTensorOutputs(session: ort.InferenceSession, feeds: Feeds): Promise<Record<string, ort.Tensor>> {
   const names = session.outputMetadata.filter((m) => m.isTensor).map((m) => m.name);
@@ -285,13 +285,6 @@ function fillTensor(dtype: number, dims: number[], rand: () => number, fixed: nu
   }
 }
 
-export interface DiscoveredValue {
-  dtype: DT | undefined;
-  dims: number[];
-  /** Largest |x| over all runs (float values only; Infinity if any run overflowed, NaN kept out). */
-  maxAbs?: number;
-}
-
 /** A session of `model` with `extra` main-graph values exposed as outputs, made by the same routes as createSession. */
 export async function createSessionWithOutputs(model: Model, extra: readonly Value[], opts: SessionOptions = {}): Promise<ort.InferenceSession> {
   return createFromProto(exportModelWithOutputs(model, extra), opts, model.externalDataRoot);
@@ -300,54 +293,6 @@ export async function createSessionWithOutputs(model: Model, extra: readonly Val
 /** A session that computes only `values` (its outputs) and runs only the nodes they need. */
 export async function createSessionForValues(model: Model, values: readonly Value[], opts: SessionOptions = {}): Promise<ort.InferenceSession> {
   return createFromProto(exportModelForValues(model, values), opts, model.externalDataRoot);
-}
-
-/**
- * What onnxruntime tells about every value of the main graph: the model is run once with all
- * intermediate values exposed as outputs (graph optimizations off so nothing is fused away); the
- * graph inputs are described from the feeds themselves.
- */
-export async function discoverValues(model: Model, feedList: Feeds | Feeds[]): Promise<Map<Value, DiscoveredValue>> {
-  const runs = Array.isArray(feedList) ? feedList : [feedList];
-  const g = model.graph;
-  const original = g.outputs;
-  const extra: Value[] = [];
-  const seen = new Set(original);
-  for (const n of g.nodes) {
-    for (const v of n.outputs) {
-      if (v && !seen.has(v)) {
-        seen.add(v);
-        extra.push(v);
-      }
-    }
-  }
-  const out = new Map<Value, DiscoveredValue>();
-  const session = await createSessionWithOutputs(model, extra, { graphOptimizationLevel: 'disabled' });
-  try {
-    for (const feeds of runs) {
-      const results = await runTensorOutputs(session, feeds);
-      const seenIn = (v: Value, t: ort.Tensor | undefined): void => {
-        if (!t) return;
-        const seen = out.get(v) ?? { dtype: dtypeFromOrtType(t.type), dims: [...t.dims] };
-        if (t.type === 'float32' || t.type === 'float64') seen.maxAbs = Math.max(seen.maxAbs ?? 0, maxAbsOf(t.data as Float32Array));
-        out.set(v, seen);
-      };
-      for (const v of [...original, ...extra]) seenIn(v, results[v.name]);
-      for (const v of g.inputs) seenIn(v, feeds[v.name]);
-    }
-  } finally {
-    await session.release();
-  }
-  return out;
-}
-
-function maxAbsOf(data: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < data.length; i++) {
-    const a = Math.abs(data[i]!);
-    if (a > m) m = a;
-  }
-  return m;
 }
 
 export function tensorToFloat32(t: ort.Tensor): Float32Array {
