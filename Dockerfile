@@ -8,6 +8,8 @@ COPY tsconfig.json ./
 COPY prisma ./prisma
 COPY src ./src
 COPY test ./test
+COPY web ./web
+COPY scripts/build-web.mjs ./scripts/build-web.mjs
 # generates the Prisma client (offline-safe, see DEVELOPERS.md), then compiles
 RUN npm run build
 
@@ -17,6 +19,7 @@ ENV NODE_ENV=production ONNXRUNTIME_NODE_INSTALL=skip MODELPRESS_DATA_DIR=/data
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist/src ./dist/src
+COPY --from=build /app/dist/web ./dist/web
 COPY prisma ./prisma
 COPY recipes ./recipes
 RUN mkdir -p /data && chown node:node /data

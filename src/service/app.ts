@@ -12,6 +12,9 @@ import { rateLimitOptions } from './plugins/rate-limit.js';
 import services from './plugins/services.js';
 import healthRoutes from './routes/health.js';
 import passRoutes from './routes/passes.js';
+import recipeRoutes from './routes/recipes.js';
+import eventRoutes from './routes/events.js';
+import webRoutes from './routes/web.js';
 import { ServiceError } from '../errors.js';
 import { jsonTextDepth, MAX_JSON_DEPTH } from '../pipeline/recipe.js';
 import jobRoutes, { JOB_MULTIPART_BODY } from './routes/jobs.js';
@@ -77,7 +80,10 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   await app.register(multipart, { limits: { fileSize: opts.config.maxUploadBytes } });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   await app.register(healthRoutes);
-  await app.register(passRoutes, { prefix: '/v1' }); // public: outside the authenticated scope below
+  // public: outside the authenticated scope below
+  await app.register(passRoutes, { prefix: '/v1' });
+  await app.register(recipeRoutes, { prefix: '/v1' });
+  await app.register(webRoutes);
   await app.register(
     async (v1) => {
       await v1.register(auth);
@@ -85,6 +91,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
       await v1.register(modelRoutes);
       await v1.register(jobRoutes);
       await v1.register(trialRoutes);
+      await v1.register(eventRoutes);
     },
     { prefix: '/v1' },
   );

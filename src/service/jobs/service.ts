@@ -121,6 +121,9 @@ function assertGoalInputs(r: CreateJobRequest, timeoutMs: number): void {
   }
 }
 
+/** Jobs are shown with their model's file name. */
+const WITH_MODEL_NAME = { model: { select: { filename: true } } } as const;
+
 const isActive = (job: Job) => job.status === 'queued' || job.status === 'running';
 
 export class JobService {
@@ -207,9 +210,14 @@ export class JobService {
 
   /** The owner's job; other owners' jobs look exactly like missing ones. */
   async get(ownerId: string, id: string): Promise<Job> {
-    const job = await this.deps.db.job.findFirst({ where: { id, ownerId } });
+    const job = await this.deps.db.job.findFirst({ where: { id, ownerId }, include: WITH_MODEL_NAME });
     if (!job) throw new ServiceError('not_found', `no job ${id}`);
     return job;
+  }
+
+  /** The owner's jobs changed after `since` (oldest change first), for live views. */
+  changedSince(ownerId: string, since: Date, limit = 100): Promise<Job[]> {
+    return this.deps.db.job.findMany({ where: { ownerId, updatedAt: { gt: since } }, orderBy: [{ updatedAt: 'asc' }, { id: 'asc' }], take: limit, include: WITH_MODEL_NAME });
   }
 
   /** The owner's jobs, newest first; `cursor` is the `nextCursor` of the page before. */
@@ -224,6 +232,7 @@ export class JobService {
       },
       orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
       take: q.limit + 1,
+      include: WITH_MODEL_NAME,
     });
     const items = rows.slice(0, q.limit);
     const last = items[items.length - 1];

@@ -44,6 +44,8 @@ const JobSchema = {
     id: { type: 'string', format: 'uuid' },
     status: { type: 'string', enum: STATUSES },
     modelId: { type: 'string' },
+    modelFilename: { type: ['string', 'null'], description: 'The uploaded model’s file name (in lists and single-job views).' },
+    recipeName: { type: ['string', 'null'], description: 'The recipe’s `name`, if it has one.' },
     progress: {
       type: 'object',
       properties: {
@@ -72,12 +74,14 @@ const JobSchema = {
   required: ['id', 'status', 'progress', 'createdAt', 'links'],
 } as const;
 
-function jobView(job: Job) {
+export function jobView(job: Job & { model?: { filename: string | null } }) {
   const self = `/v1/jobs/${job.id}`;
   return {
     id: job.id,
     status: job.status,
     modelId: job.modelId,
+    modelFilename: job.model?.filename ?? null,
+    recipeName: ((job.recipe as { name?: unknown } | null)?.name as string | undefined) ?? null,
     progress: {
       percent: job.progressPercent,
       step: job.progressStep,

@@ -60,6 +60,32 @@ export default async function modelRoutes(app: FastifyInstance) {
     },
   );
   app.get(
+    '/models',
+    {
+      schema: {
+        summary: 'Your models, newest first',
+        tags: ['models'],
+        security: [{ bearer: [] }],
+        querystring: { type: 'object', additionalProperties: false, properties: { limit: { type: 'integer', minimum: 1, maximum: 100, default: 50 } } },
+        response: { 200: { type: 'object', properties: { items: { type: 'array', items: { $ref: 'Model#' } } } }, '4xx': { $ref: 'Problem#' } },
+      },
+    },
+    async (req) => ({ items: (await models.list(req.ownerId, (req.query as { limit: number }).limit)).map(modelView) }),
+  );
+  app.get(
+    '/models/:id/summary',
+    {
+      schema: {
+        summary: 'What `modelpress inspect --json` says of a model you uploaded: inputs, outputs, ops, parameters',
+        tags: ['models'],
+        security: [{ bearer: [] }],
+        params: IdParams,
+        response: { 200: { type: 'object', additionalProperties: true }, '4xx': { $ref: 'Problem#' } },
+      },
+    },
+    async (req) => models.summary(req.ownerId, (req.params as { id: string }).id),
+  );
+  app.get(
     '/models/:id',
     {
       schema: {

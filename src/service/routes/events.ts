@@ -1,0 +1,71 @@
+// GET /v1/jobs/events: the owner's job changes as server-sent events, for live views (the web app's
+// jobs list and job page). Each `job` event is the job as GET /v1/jobs/{id} shows it; the event id
+// is its change time, so a client reconnecting with Last-Event-ID misses nothing. Polling the
+// database once a second per stream keeps workers and API decoupled (no pub/sub to keep in step).
+import type { FastifyInstance } from 'fastify';
+import { jobView } from './jobs.js';
+
+const POLL_MS = 1000;
+const HEARTBEAT_MS = 15_000;
+
+export default async function eventRoutes(app: FastifyInstance) {
+  const { jobs } = app;
+  const open = new Set<() => void>();
+  // streams never end by themselves: close them when the server closes
+  app.addHook('preClose', async () => {
+    for (const end of open) end();
+  });
+  app.get(
+    '/jobs/events',
+    {
+      schema: {
+        summary: 'Your job changes as server-sent events (event `job`: the job as GET /v1/jobs/{id} shows it)',
+        description: 'Send `Last-Event-ID` (or `?since=` an ISO time) to resume; without it the stream starts with changes from the last second. Comment lines keep idle connections open.',
+        tags: ['jobs'],
+        security: [{ bearer: [] }],
+        produces: ['text/event-stream'],
+        querystring: { type: 'object', additionalProperties: false, properties: { since: { type: 'string', format: 'date-time' } } },
+      },
+    },
+    async (req, reply) => {
+      const resume = (req.headers['last-event-id'] as string | undefined) ?? (req.query as { since?: string }).since;
+      let since = resume && !Number.isNaN(Date.parse(resume)) ? new Date(resume) : new Date(Date.now() - POLL_MS);
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache, no-transform', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+      res.write('retry: 3000\n\n');
+      let closed = false;
+      let wake: (() => void) | null = null;
+      const end = () => {
+        closed = true;
+        wake?.();
+      };
+      open.add(end);
+      req.raw.once('close', end);
+      let quietFor = 0;
+      try {
+        while (!closed) {
+          const changed = await jobs.changedSince(req.ownerId, since);
+          for (const job of changed) {
+            res.write(`event: job\nid: ${job.updatedAt.toISOString()}\ndata: ${JSON.stringify(jobView(job))}\n\n`);
+            since = job.updatedAt;
+          }
+          quietFor = changed.length > 0 ? 0 : quietFor + POLL_MS;
+          if (quietFor >= HEARTBEAT_MS) {
+            res.write(': still here\n\n');
+            quietFor = 0;
+          }
+          await new Promise<void>((r) => {
+            wake = r;
+            setTimeout(r, POLL_MS).unref();
+          });
+        }
+      } catch (err) {
+        req.log.warn({ err }, 'job event stream ended by an error');
+      } finally {
+        open.delete(end);
+        res.end();
+      }
+    },
+  );
+}
