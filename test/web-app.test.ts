@@ -14,7 +14,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { buildApp } from '../src/service/app.js';
 import { runOnce, ort } from '../src/runtime/ort.js';
 import { FMNIST, MODELS } from './helpers.js';
-import { SLOW_RECIPE, client, jobApi, jobForm, startWorkerProcess, testService, type TestService, type WorkerProcess } from './service-helpers.js';
+import { BUSY_RECIPE, SLOW_RECIPE, client, jobApi, jobForm, startWorkerProcess, testService, type TestService, type WorkerProcess } from './service-helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 let svc: TestService;
@@ -83,6 +83,8 @@ test('new job: upload with a progress bar, then the job page follows it live fro
   await page.goto(`${base}/#/new`);
   await page.waitForSelector('select');
   await page.selectOption('.recipe select', 'fp16.json');
+  // the fp16 template with a longer benchmark, so the job runs long enough to be seen moving
+  await page.fill('textarea', JSON.stringify({ ...BUSY_RECIPE, name: 'fp16' }));
   await page.setInputFiles('input[name=model]', MODELS.fmnist);
   await page.setInputFiles('input[name=evaluation]', FMNIST.inputs);
   await page.setInputFiles('input[name=labels]', FMNIST.labels);
@@ -111,6 +113,8 @@ test('new job: upload with a progress bar, then the job page follows it live fro
   assert.ok(statuses.has('succeeded'), `reached succeeded: ${[...statuses].join(' → ')}`);
   assert.ok(statuses.size >= 2, `saw it change live: ${[...statuses].join(' → ')}`);
   assert.equal(await page.evaluate('window.marker'), 42, 'no reload');
+  // the report's warnings are on the job: no calibration data was given, so the step tuned on the evaluation data
+  assert.match(await page.textContent('ul.warnings') ?? '', /calibrated on the evaluation data/);
   // the HTML report, shown in the page (a frame without scripts)
   const frame = await (await page.waitForSelector('iframe.report'))!.contentFrame();
   await frame!.waitForSelector('#summary', { timeout: 10_000 });

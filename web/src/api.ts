@@ -47,6 +47,7 @@ export interface Job {
   finishedAt: string | null;
   cancelRequested: boolean;
   error: { code: string; message: string } | null;
+  metrics: { warningMessages?: string[] } | null;
   links: Record<string, string>;
 }
 

@@ -303,6 +303,7 @@ function JobPage({ id }: { id: string }) {
       <button class="danger" onClick=${cancel} disabled=${job.cancelRequested}>${job.cancelRequested ? 'Cancel requested…' : 'Cancel job'}</button>
     </div>`}
     ${job.error && html`<div class="error" role="alert"><b>${job.error.code}</b>: ${job.error.message}</div>`}
+    ${(job.metrics?.warningMessages ?? []).length > 0 && html`<ul class="warn warnings">${job.metrics!.warningMessages!.map((w) => html`<li>${w}</li>`)}</ul>`}
     <div class="downloads">
       <button disabled=${!canDownload} onClick=${() => download(job.links.artifact!, 'model.onnx').catch((e) => setError(errorText(e)))}>Download ${job.status === 'succeeded' ? 'model' : 'best so far'}</button>
       <button disabled=${!canDownload} onClick=${() => download(job.links.report!, `${job.id}.report.json`).catch((e) => setError(errorText(e)))}>Download JSON report</button>

@@ -163,6 +163,8 @@ function metricsSummary(report: any): Record<string, unknown> {
     ...(f.task ? { task: f.task } : {}),
     ...(f.latency ? { latency: f.latency } : {}),
     warnings: Array.isArray(report?.warnings) ? report.warnings.length : 0,
+    // the texts too (a step calibrated on the evaluation data, a step not faster…), so the job says them
+    warningMessages: Array.isArray(report?.warnings) ? (report.warnings as unknown[]).slice(0, 20).map(String) : [],
     durationMs: report?.durationMs ?? null,
     ...(report?.search ? { search: searchSummary(report.search) } : {}),
   };
