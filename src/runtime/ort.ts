@@ -176,6 +176,8 @@ export async function runOnce(model: ModelSource, feeds: Feeds, opts: SessionOpt
  */
 export async function runTensorOutputs(session: ort.InferenceSession, feeds: Feeds): Promise<Record<string, ort.Tensor>> {
   const names = session.outputMetadata.filter((m) => m.isTensor).map((m) => m.name);
+  // a session whose outputs are all sequences or maps has no tensor to give (onnxruntime refuses empty fetches)
+  if (names.length === 0) return {};
   return names.length === session.outputNames.length ? session.run(feeds) : session.run(feeds, names);
 }
 
