@@ -28,19 +28,33 @@ export function choleskyInPlace(A: Float64Array, d: number, pivotFloor?: number)
   return true;
 }
 
-/** Solves L Lᵀ X = B in place on B (d×m, row-major) given the lower Cholesky factor L. */
+/**
+ * Solves L Lᵀ X = B in place on B (d×m, row-major) given the lower Cholesky factor L. All columns
+ * advance together, a row of B at a time, so the inner loops run along rows (contiguous); each
+ * entry sums its terms in the same order as a column-by-column solve.
+ */
 export function choleskySolveInPlace(L: Float64Array, B: Float64Array, d: number, m: number): void {
-  for (let c = 0; c < m; c++) {
-    for (let i = 0; i < d; i++) {
-      let t = B[i * m + c]!;
-      for (let k = 0; k < i; k++) t -= L[i * d + k]! * B[k * m + c]!;
-      B[i * m + c] = t / L[i * d + i]!;
+  for (let i = 0; i < d; i++) {
+    const bi = i * m;
+    for (let k = 0; k < i; k++) {
+      const lik = L[i * d + k]!;
+      if (lik === 0) continue;
+      const bk = k * m;
+      for (let c = 0; c < m; c++) B[bi + c]! -= lik * B[bk + c]!;
     }
-    for (let i = d - 1; i >= 0; i--) {
-      let t = B[i * m + c]!;
-      for (let k = i + 1; k < d; k++) t -= L[k * d + i]! * B[k * m + c]!;
-      B[i * m + c] = t / L[i * d + i]!;
+    const lii = L[i * d + i]!;
+    for (let c = 0; c < m; c++) B[bi + c] = B[bi + c]! / lii;
+  }
+  for (let i = d - 1; i >= 0; i--) {
+    const bi = i * m;
+    for (let k = i + 1; k < d; k++) {
+      const lki = L[k * d + i]!;
+      if (lki === 0) continue;
+      const bk = k * m;
+      for (let c = 0; c < m; c++) B[bi + c]! -= lki * B[bk + c]!;
     }
+    const lii = L[i * d + i]!;
+    for (let c = 0; c < m; c++) B[bi + c] = B[bi + c]! / lii;
   }
 }
 

@@ -11,7 +11,8 @@ import { isWeightFloatType, makeFloatTensor, type WeightFloatType } from '../onn
 import { weightLayerOf } from '../onnx/weight-layers.js';
 import { forEachCapture } from '../runtime/capture.js';
 import { seededRandom, tensorToFloat32, type Feeds } from '../runtime/ort.js';
-import { accumulateCross, accumulateGram, mirrorUpper, solveRidge } from '../linalg/index.js';
+import { solveRidge } from '../linalg/index.js';
+import { NormalEquations } from '../runtime/normal-equations.js';
 
 /** Kernel, strides, leading pads and dilations per spatial axis (1-D, 2-D and 3-D convs alike). */
 interface ConvGeometry {
@@ -123,7 +124,7 @@ export interface ReconstructionResult {
   node: Node;
   rows: number;
   features: number;
-  /** Relative error ‖XW−Y‖/‖Y‖ on the sampled rows before and after the solve. */
+  /** Relative error ‖XW−Y‖/‖Y‖ before and after the solve, on up to ERROR_ROWS of the sampled rows, evenly spread. */
   errorBefore: number;
   errorAfter: number;
 }
@@ -155,11 +156,10 @@ export async function reconstructLayer(model: Model, samples: Feeds[], target: L
     for (let f = 0; f < d; f++) W0[f * m + o] = outputsFirst ? w[o * d + f]! : w[f * m + o]!;
     W0[d * m + o] = bias ? (bias.length === 1 ? bias[0]! : bias[o]!) : 0;
   }
-  const G = new Float64Array(D * D);
-  const C = new Float64Array(D * m);
   const outIdx = keptOut ?? Array.from({ length: m }, (_, i) => i);
-  let errBefore = 0;
-  let norm = 0;
+  // the relative errors before and after are diagnostics: measured on an even spread of rows
+  const errorStride = Math.max(1, Math.ceil(target.rows / ERROR_ROWS));
+  const errorRows: { features: Float64Array; y: Float64Array }[] = [];
   const rowsByBatch = new Map<number, number[]>();
   for (let r = 0; r < target.rows; r++) {
     const b = target.positions[r * 3]!;
@@ -168,82 +168,64 @@ export async function reconstructLayer(model: Model, samples: Feeds[], target: L
     else rowsByBatch.set(b, [r]);
   }
   const inputValue = node.inputs[0]!;
-  await forEachCapture(model, samples, [inputValue], (captured, b) => {
-    const rowsHere = rowsByBatch.get(b);
-    if (!rowsHere) return;
-    const t = captured.get(inputValue)!;
-    const dims = t.dims.map(Number);
-    const x = tensorToFloat32(t);
-    const R = rowsHere.length;
-    const feats = new Float64Array(R * D);
-    const ys = new Float64Array(R * m);
-    const inSpatial = dims.slice(2);
-    const inSize = inSpatial.reduce((a, b) => a * b, 1);
-    const outCoord: number[] = [];
-    const kCoord: number[] = [];
-    rowsHere.forEach((r, i) => {
-      const item = target.positions[r * 3 + 1]!;
-      const row = feats.subarray(i * D, (i + 1) * D);
-      if (g) {
-        unflatten(target.positions[r * 3 + 2]!, target.spatial, outCoord);
-        // im2col of one output position: every kernel tap that lands inside the input
-        for (let kk = 0; kk < k; kk++) {
-          unflatten(kk, g.kernel, kCoord);
-          let offset = 0;
-          let inside = true;
-          for (let a = 0; a < inSpatial.length; a++) {
-            const pos = outCoord[a]! * g.strides[a]! - g.pads[a]! + kCoord[a]! * g.dilations[a]!;
-            if (pos < 0 || pos >= inSpatial[a]!) {
-              inside = false;
-              break;
+  const normal = await NormalEquations.open(D, m);
+  let G: Float64Array;
+  let C: Float64Array;
+  try {
+    await forEachCapture(model, samples, [inputValue], async (captured, b) => {
+      const rowsHere = rowsByBatch.get(b);
+      if (!rowsHere) return;
+      const t = captured.get(inputValue)!;
+      const dims = t.dims.map(Number);
+      const x = tensorToFloat32(t);
+      const R = rowsHere.length;
+      const feats = new Float64Array(R * D);
+      const ys = new Float64Array(R * m);
+      const inSpatial = dims.slice(2);
+      const inSize = inSpatial.reduce((a, b) => a * b, 1);
+      const outCoord: number[] = [];
+      const kCoord: number[] = [];
+      rowsHere.forEach((r, i) => {
+        const item = target.positions[r * 3 + 1]!;
+        const row = feats.subarray(i * D, (i + 1) * D);
+        if (g) {
+          unflatten(target.positions[r * 3 + 2]!, target.spatial, outCoord);
+          // im2col of one output position: every kernel tap that lands inside the input
+          for (let kk = 0; kk < k; kk++) {
+            unflatten(kk, g.kernel, kCoord);
+            let offset = 0;
+            let inside = true;
+            for (let a = 0; a < inSpatial.length; a++) {
+              const pos = outCoord[a]! * g.strides[a]! - g.pads[a]! + kCoord[a]! * g.dilations[a]!;
+              if (pos < 0 || pos >= inSpatial[a]!) {
+                inside = false;
+                break;
+              }
+              offset = offset * inSpatial[a]! + pos;
             }
-            offset = offset * inSpatial[a]! + pos;
+            if (!inside) continue;
+            for (let c = 0; c < cin; c++) row[c * k + kk] = x[(item * cin + c) * inSize + offset]!;
           }
-          if (!inside) continue;
-          for (let c = 0; c < cin; c++) row[c * k + kk] = x[(item * cin + c) * inSize + offset]!;
+        } else {
+          for (let c = 0; c < cin; c++) row[c] = x[item * cin + c]!;
         }
-      } else {
-        for (let c = 0; c < cin; c++) row[c] = x[item * cin + c]!;
-      }
-      row[d] = 1;
-      for (let o = 0; o < m; o++) {
-        const yv = target.y[r * target.cout + outIdx[o]!]!;
-        ys[i * m + o] = yv;
-        let pred = 0;
-        for (let f = 0; f < D; f++) pred += row[f]! * W0[f * m + o]!;
-        errBefore += (pred - yv) ** 2;
-        norm += yv * yv;
-      }
+        row[d] = 1;
+        const yRow = ys.subarray(i * m, (i + 1) * m);
+        for (let o = 0; o < m; o++) yRow[o] = target.y[r * target.cout + outIdx[o]!]!;
+        if (r % errorStride === 0) errorRows.push({ features: Float64Array.from(row), y: Float64Array.from(yRow) });
+      });
+      await normal.add(feats, ys, R);
     });
-    // sample by sample, in order
-    for (let i = 0; i < R; i++) {
-      const row = feats.subarray(i * D, (i + 1) * D);
-      accumulateGram(G, row, D);
-      accumulateCross(C, row, ys.subarray(i * m, (i + 1) * m), D, m);
-    }
-  });
-  mirrorUpper(G, D);
+    ({ G, C } = normal);
+  } finally {
+    await normal.release();
+  }
   // λ relative to the mean feature energy; pulls the solution toward the current weights
   let trace = 0;
   for (let i = 0; i < d; i++) trace += G[i * D + i]!;
   const lambda = ridge * (trace / d || 1);
   for (let f = 0; f < d; f++) for (let o = 0; o < m; o++) C[f * m + o]! += lambda * W0[f * m + o]!;
   const X = solveRidge(G, C, D, m, { ridge: lambda, ridgeCount: d });
-  // error after, from the normal equations: ‖XW−Y‖² = WᵀGW − 2WᵀC₀ + ‖Y‖²; recompute C₀ = C − λW0
-  let errAfter = norm;
-  for (let o = 0; o < m; o++) {
-    let quad = 0;
-    let cross = 0;
-    for (let i = 0; i < D; i++) {
-      const xi = X[i * m + o]!;
-      if (xi === 0) continue;
-      let gi = 0;
-      for (let j = 0; j < D; j++) gi += G[i * D + j]! * X[j * m + o]!;
-      quad += xi * gi;
-      cross += xi * (C[i * m + o]! - (i < d ? lambda * W0[i * m + o]! : 0));
-    }
-    errAfter += quad - 2 * cross;
-  }
   const newW = new Float32Array(m * d);
   for (let o = 0; o < m; o++) for (let f = 0; f < d; f++) newW[outputsFirst ? o * d + f : f * m + o] = X[f * m + o]!;
   setConstant(wv, makeFloatTensor(wt.name, dtype, wdims, newW));
@@ -259,9 +241,33 @@ export async function reconstructLayer(model: Model, samples: Feeds[], target: L
     node,
     rows: target.rows,
     features: D,
-    errorBefore: Math.sqrt(errBefore / (norm || 1)),
-    errorAfter: Math.sqrt(Math.max(0, errAfter) / (norm || 1)),
+    errorBefore: relativeError(errorRows, W0, m),
+    errorAfter: relativeError(errorRows, X, m),
   };
+}
+
+/** Rows the relative errors of a refit are measured on (each costs features × outputs). */
+const ERROR_ROWS = 256;
+
+/** ‖XW−Y‖/‖Y‖ over `rows`, W being features × outputs (row = feature); zero features skipped (ReLU inputs, padding taps). */
+function relativeError(rows: readonly { features: Float64Array; y: Float64Array }[], W: Float64Array, m: number): number {
+  let err = 0;
+  let norm = 0;
+  const pred = new Float64Array(m);
+  for (const { features, y } of rows) {
+    pred.fill(0);
+    for (let f = 0; f < features.length; f++) {
+      const v = features[f]!;
+      if (v === 0) continue;
+      const base = f * m;
+      for (let o = 0; o < m; o++) pred[o]! += v * W[base + o]!;
+    }
+    for (let o = 0; o < m; o++) {
+      err += (pred[o]! - y[o]!) ** 2;
+      norm += y[o]! ** 2;
+    }
+  }
+  return Math.sqrt(err / (norm || 1));
 }
 
 /** Recomputes a BatchNormalization's running mean and variance from its input on the samples. */

@@ -70,6 +70,19 @@ export class CaptureSession {
     return out;
   }
 
+  /** Only `values` (tensors among this session's values): the others are not handed back. */
+  async runFor(feeds: Feeds, values: readonly Value[]): Promise<Map<Value, ort.Tensor>> {
+    const tensors = new Set(this.metadata.filter((m) => m.isTensor).map((m) => m.name));
+    const names = values.filter((v) => tensors.has(v.name)).map((v) => v.name);
+    const results = this.session && names.length > 0 ? await this.session.run(feeds, names) : {};
+    const out = new Map<Value, ort.Tensor>();
+    for (const v of values) {
+      const t = results[v.name] ?? feeds[v.name];
+      if (t) out.set(v, t);
+    }
+    return out;
+  }
+
   async release(): Promise<void> {
     await this.session?.release();
   }
@@ -302,21 +315,27 @@ function computedValues(model: Model): Value[] {
  */
 export async function discoverShapes(model: Model, feeds: Feeds): Promise<Map<Value, DiscoveredValue>> {
   const values = computedValues(model);
+  // one session exposing every value: its metadata sizes most of them, and it runs for the rest
+  // (in groups under the capture budget), so the model is loaded once
   const session = await CaptureSession.open(model, values, { graphOptimizationLevel: 'disabled' });
-  let inferred: ReturnType<typeof inferredShapes>;
+  const out = new Map<Value, DiscoveredValue>();
   try {
-    inferred = inferredShapes(model, [feeds], session.metadata, false);
+    const inferred = inferredShapes(model, [feeds], session.metadata, false);
+    const open: Value[] = [];
+    for (const v of values) {
+      const s = inferred.get(v.name);
+      if (s) out.set(v, { dtype: dtypeFromOrtType(s.type), dims: s.dims });
+      else open.push(v);
+    }
+    if (open.length > 0) {
+      const bytes = estimatedBytes(model, [feeds], knownBytes(model, [feeds], session.metadata));
+      for (const group of packGroups(model, open.map((v) => [v]), bytes, captureBytes())) {
+        for (const [v, t] of await session.runFor(feeds, group)) out.set(v, { dtype: dtypeFromOrtType(t.type), dims: [...t.dims] });
+      }
+    }
   } finally {
     await session.release();
   }
-  const out = new Map<Value, DiscoveredValue>();
-  const open: Value[] = [];
-  for (const v of values) {
-    const s = inferred.get(v.name);
-    if (s) out.set(v, { dtype: dtypeFromOrtType(s.type), dims: s.dims });
-    else open.push(v);
-  }
-  if (open.length > 0) for (const [v, d] of await discoverValues(model, feeds, open)) out.set(v, { dtype: d.dtype, dims: d.dims });
   for (const v of model.graph.inputs) {
     const t = feeds[v.name];
     if (t) out.set(v, { dtype: dtypeFromOrtType(t.type), dims: [...t.dims] });
