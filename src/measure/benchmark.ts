@@ -183,7 +183,7 @@ async function timeSession(source: ModelSource, feeds: readonly Feeds[], warmup:
   const { session, loadMs } = await openSession(source, threads);
   try {
     // largest inputs first: the arena grown for them serves the smaller ones, where growing it
-    // smallest-first keeps every size's blocks (BERT-base at batch 1, 8, 16: +300 MB peak)
+    // smallest-first can keep blocks of every size
     const order = feeds.map((_, i) => i).sort((i, j) => feedBytes(feeds[j]!) - feedBytes(feeds[i]!));
     const times: number[][] = new Array(feeds.length);
     for (const i of order) times[i] = await timeRuns(session, feeds[i]!, warmup, runs, signal);
