@@ -12,7 +12,7 @@ import { parseRecipe } from '../src/pipeline/recipe.js';
 import { PASSES } from '../src/passes/index.js';
 import { spawnSync } from 'node:child_process';
 import { MODELS, ROOT } from './helpers.js';
-import { FAST_RECIPE, injectClient, jobForm, testInfra, testService, type TestService } from './service-helpers.js';
+import { expectProblem, FAST_RECIPE, injectClient, jobForm, testInfra, testService, type TestService } from './service-helpers.js';
 
 let svc: TestService;
 let infra: Infra;
@@ -43,16 +43,7 @@ async function tmpFiles(): Promise<string[]> {
   return (await infra.storage.list('tmp')).map((f) => f.key);
 }
 
-async function problem(res: Response, status: number, code: string) {
-  assert.equal(res.status, status, `expected ${status}, got ${res.status}: ${await res.clone().text()}`);
-  assert.match(res.headers.get('content-type') ?? '', /application\/problem\+json/);
-  const body = (await res.json()) as { code: string; status: number; detail: string; errors?: unknown; stack?: unknown };
-  assert.equal(body.code, code);
-  assert.equal(body.status, status);
-  assert.equal(body.stack, undefined);
-  assert.doesNotMatch(JSON.stringify(body), /at .*\.js:\d+/);
-  return body;
-}
+const problem = expectProblem;
 
 test('health, readiness, OpenAPI and docs are public', async () => {
   const c = client();

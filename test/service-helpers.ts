@@ -1,6 +1,7 @@
 // Service test helpers: a fresh database per run (dropped at the end), a private queue name and data
 // dir, the test's own infrastructure for an in-process API (app.inject), the API on a real port where
 // the port matters, and workers as real child processes (so they can be SIGKILLed).
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -239,6 +240,18 @@ export function injectClient(app: FastifyInstance, key?: string): Api {
     return new Response([204, 304].includes(res.statusCode) ? null : res.rawPayload, { status: res.statusCode, headers: out });
   }
   return { get: (path, headers = {}) => send('GET', path, undefined, headers), post: (path, body, headers = {}) => send('POST', path, body, headers) };
+}
+
+/** A problem+json response with this status and stable `code`, and nothing of the server's insides (no stack). */
+export async function expectProblem(res: Response, status: number, code: string): Promise<{ code: string; status: number; detail: string; errors?: unknown; stack?: unknown }> {
+  assert.equal(res.status, status, `expected ${status}, got ${res.status}: ${await res.clone().text()}`);
+  assert.match(res.headers.get('content-type') ?? '', /application\/problem\+json/);
+  const body = (await res.json()) as { code: string; status: number; detail: string; errors?: unknown; stack?: unknown };
+  assert.equal(body.code, code);
+  assert.equal(body.status, status);
+  assert.equal(body.stack, undefined);
+  assert.doesNotMatch(JSON.stringify(body), /at .*\.js:\d+/);
+  return body;
 }
 
 /** A job as the API shows it (the fields tests read). */

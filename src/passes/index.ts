@@ -26,8 +26,11 @@ const ALL_PASSES = [
   pruneStructuredPass,
 ] as const;
 
-/** The passes by the name recipes use. */
-export const PASSES: Record<string, PassDefinition> = Object.fromEntries(ALL_PASSES.map((p) => [p.name, p as unknown as PassDefinition]));
+/**
+ * The passes by the name recipes use. Without a prototype: a recipe's `"pass": "constructor"` (or
+ * `toString`, `__proto__`) is an unknown pass, not Object.prototype's member.
+ */
+export const PASSES: Record<string, PassDefinition> = Object.assign(Object.create(null) as Record<string, PassDefinition>, Object.fromEntries(ALL_PASSES.map((p) => [p.name, p as unknown as PassDefinition])));
 
 /** Each pass's statistics by its name: what `changes.stats` of a report step holds (`PipelineReport`). */
 export type PassStats = { [P in (typeof ALL_PASSES)[number] as P['name']]: StatsOf<P> };

@@ -7,6 +7,14 @@ import { jobView } from './jobs.js';
 
 const POLL_MS = 1000;
 const HEARTBEAT_MS = 15_000;
+/**
+ * Each poll reads changes again this far back from the newest one sent: a change stamped before
+ * another but committed after it (a transaction stamps its row, then commits; a process's clock a
+ * little behind the database's) would otherwise be older than the stream's position when it becomes
+ * visible, and never sent. What was sent already (the same job at the same change time) is not sent twice.
+ */
+const LOOKBACK_MS = 5000;
+const PAGE = 100;
 
 export default async function eventRoutes(app: FastifyInstance) {
   const { jobs } = app;
@@ -43,14 +51,28 @@ export default async function eventRoutes(app: FastifyInstance) {
       open.add(end);
       req.raw.once('close', end);
       let quietFor = 0;
+      // never before where the client asked to start; the change time last sent of each job in the lookback
+      const floor = since.getTime();
+      const sent = new Map<string, number>();
       try {
         while (!closed) {
-          const changed = await jobs.changedSince(req.ownerId, since);
-          for (const job of changed) {
-            res.write(`event: job\nid: ${job.updatedAt.toISOString()}\ndata: ${JSON.stringify(jobView(job))}\n\n`);
-            since = job.updatedAt;
+          let wrote = false;
+          // a full page is read on from its last change, so changes sent already cannot fill every page
+          for (let from = new Date(Math.max(floor, since.getTime() - LOOKBACK_MS)); ; ) {
+            const changed = await jobs.changedSince(req.ownerId, from, PAGE);
+            for (const job of changed) {
+              const at = job.updatedAt.getTime();
+              if ((sent.get(job.id) ?? -Infinity) >= at) continue;
+              res.write(`event: job\nid: ${job.updatedAt.toISOString()}\ndata: ${JSON.stringify(jobView(job))}\n\n`);
+              sent.set(job.id, at);
+              if (at > since.getTime()) since = job.updatedAt;
+              wrote = true;
+            }
+            if (changed.length < PAGE || closed) break;
+            from = changed[changed.length - 1]!.updatedAt;
           }
-          quietFor = changed.length > 0 ? 0 : quietFor + POLL_MS;
+          for (const [id, at] of sent) if (at < since.getTime() - LOOKBACK_MS) sent.delete(id);
+          quietFor = wrote ? 0 : quietFor + POLL_MS;
           if (quietFor >= HEARTBEAT_MS) {
             res.write(': still here\n\n');
             quietFor = 0;
