@@ -125,8 +125,20 @@ function trialTable(s: SearchReport): string[] {
   return lines;
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { minutes: { type: 'string' }, 'size-minutes': { type: 'string' }, 'ocr-minutes': { type: 'string' }, random: { type: 'boolean' }, out: { type: 'string' }, skip: { type: 'string' } } });
+export interface SearchBenchOptions {
+  /** Budget of the fmnist latency search (and of the others unless given): the issue's 20 minutes by default. */
+  minutes?: string | undefined;
+  'size-minutes'?: string | undefined;
+  'ocr-minutes'?: string | undefined;
+  /** Also run the latency search by random sampling, for the trials each strategy needs. */
+  random?: boolean | undefined;
+  out?: string | undefined;
+  /** Comma-separated parts to leave out: recipes, size, ppocr. */
+  skip?: string | undefined;
+}
+
+/** Runs the search cases, rewriting bench/search.md (or `out`) after each; returns its text. */
+export async function searchBench(values: SearchBenchOptions = {}, command = 'npm run bench:search'): Promise<string> {
   const minutes = Number(values.minutes ?? 20);
   const sizeMinutes = Number(values['size-minutes'] ?? minutes);
   const ocrMinutes = Number(values['ocr-minutes'] ?? minutes);
@@ -136,7 +148,7 @@ async function main(): Promise<void> {
   const out: string[] = [
     '# Goal-driven search',
     '',
-    `Measured ${new Date().toISOString().slice(0, 16)}Z by \`npm run bench:search\` on ${env.cpuModel} (${env.cores} cores), onnxruntime-node ${env.onnxruntime}, Node ${process.version}.`,
+    `Measured ${new Date().toISOString().slice(0, 16)}Z by \`${command}\` on ${env.cpuModel} (${env.cores} cores), onnxruntime-node ${env.onnxruntime}, Node ${process.version}.`,
     'The fmnist CNN fixture, its 2000 labelled test images split 60/40 (seed 0) into a search part and a held-out part; calibration on 512 training images (calib-512).',
     'Goal: top-1 drop ≤ 1 pt, latency judged at batch 8 with one intra-op thread. Ratios are side by side against the fp32 original in the same run.',
     '',
@@ -253,8 +265,12 @@ async function main(): Promise<void> {
     );
     write();
   }
-  process.stdout.write(`${out.join('\n')}\n`);
-  void pct;
+  return `${out.join('\n')}\n`;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { minutes: { type: 'string' }, 'size-minutes': { type: 'string' }, 'ocr-minutes': { type: 'string' }, random: { type: 'boolean' }, out: { type: 'string' }, skip: { type: 'string' } } });
+  process.stdout.write(await searchBench(values));
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

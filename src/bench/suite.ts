@@ -15,6 +15,7 @@ import type { SyntheticInputOptions } from '../runtime/ort.js';
 import { quantBench } from './quant.js';
 import { tensorBench } from './tensor.js';
 import { pruneBench } from './prune.js';
+import { searchBench } from './search.js';
 
 const ROOT = (() => {
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -170,9 +171,11 @@ async function main(): Promise<void> {
   }
   let table = renderTable(rows);
   if (values.families === 'reuse') {
-    for (const family of ['quant', 'tensor', 'prune']) table += `\n${readFileSync(join(outDir, `${family}.md`), 'utf8')}`;
+    for (const family of ['quant', 'tensor', 'prune', 'search']) table += `\n${readFileSync(join(outDir, `${family}.md`), 'utf8')}`;
   } else if (!values.quick) {
     table += `\n${await quantBench()}\n${await tensorBench()}\n${await pruneBench()}`;
+    // the goal-driven search (about 80 minutes: four searches of 20): also written to bench/search.md
+    table += `\n${await searchBench({ random: true, out: join(outDir, 'search.md') }, 'npm run bench')}`;
   }
   writeFileSync(join(outDir, 'RESULTS.md'), table);
   process.stdout.write(table);
