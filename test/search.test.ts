@@ -19,7 +19,7 @@ import { runSearch } from '../src/search/engine.js';
 import { StepCache } from '../src/search/cache.js';
 import { buildCandidate, type TrialData } from '../src/search/trial.js';
 import { paretoFrontier } from '../src/search/frontier.js';
-import { explicitSpace, recipeOf } from '../src/search/space.js';
+import { autoSpace, explicitSpace, recipeOf } from '../src/search/space.js';
 import { SEARCH_STRATEGIES } from '../src/search/strategies.js';
 
 function problemsOf(recipe: unknown): { path: string; message: string }[] {
@@ -108,6 +108,22 @@ describe('search arithmetic', () => {
     }
     assert.ok(trials <= 8, `${trials} trials`);
     assert.ok(best <= limit && limit - best <= (0.85 - 0.05) / 16 + 1e-9, `found ${best} for a limit of ${limit}`);
+  });
+});
+
+describe('the automatic space', () => {
+  const goal = parseRecipe({ goal: { metric: 'top1', maxDrop: 0.01, objective: 'latency', batchSize: 8, threads: 1 } }).goal!;
+  it('offers the seed order prune → factorize → quantize for a CNN with spatial kernels: Tucker for its 3×3 convs', () => {
+    const space = autoSpace(decodeModel(readFileSync(MODELS.fmnist)), { goal, canCalibrate: true, hasLabels: true });
+    assert.deepEqual(space.slots.map((s) => s.name), ['prune', 'factorize', 'quantize']);
+    assert.deepEqual(space.slots[1]!.alternatives.map((a) => a.pass), ['factorize.tucker']);
+    assert.match(space.notes.join('\n'), /factorize\.tucker: \d+ Conv layers with spatial kernels/);
+  });
+  it('without calibration data: no pruning (its recovery needs data), Tucker without refit, no static quantization', () => {
+    const space = autoSpace(decodeModel(readFileSync(MODELS.fmnist)), { goal, canCalibrate: false, hasLabels: true });
+    assert.deepEqual(space.slots.map((s) => s.name), ['factorize', 'quantize']);
+    assert.equal(space.slots[0]!.alternatives[0]!.refine, false);
+    assert.ok(space.slots[1]!.alternatives.every((a) => a.pass !== 'quantize.static'));
   });
 });
 

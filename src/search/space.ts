@@ -4,6 +4,8 @@
 import { instantiateStep, knobsOf, type Goal, type Knob, type SpaceStep } from '../pipeline/goal.js';
 import type { RecipeStep } from '../pipeline/recipe.js';
 import type { Model } from '../onnx/ir.js';
+import { getConstant } from '../onnx/constants.js';
+import { tensorDims } from '../onnx/tensor-data.js';
 import { weightLayerOf } from '../onnx/weight-layers.js';
 import type { ProfileReport } from '../report/schema.js';
 
@@ -107,8 +109,10 @@ export function autoSpace(model: Model, inputs: AutoSpaceInputs): Space {
     if (!layer) continue;
     if (node.opType === 'Conv') {
       convs++;
-      const w = node.inputs[1];
-      if (w?.shape && w.shape.length === 4 && w.shape.slice(2).some((d) => typeof d === 'number' && d > 1)) spatialConvs++;
+      // the kernel's dims from the weight tensor itself (an initializer's value carries no declared shape)
+      const w = getConstant(layer.weight);
+      const dims = w ? tensorDims(w) : [];
+      if (dims.length === 4 && dims.slice(2).some((d) => d > 1)) spatialConvs++;
     } else if (node.opType === 'MatMul' || node.opType === 'Gemm') matmuls++;
   }
   const convShare = timeShare(inputs.profile, ['Conv', 'FusedConv']);
