@@ -13,6 +13,7 @@ import { openDataset, readLabelsFile } from '../src/data/samples.js';
 import { gatherRows, splitIndices } from '../src/data/split.js';
 import { decodeModel } from '../src/onnx/model-io.js';
 import { parseRecipe } from '../src/pipeline/recipe.js';
+import { recipeTemplates } from '../src/pipeline/templates.js';
 import { InvalidRecipeError } from '../src/errors.js';
 import { itemsOf, observeFeeds, rowsOf, runOnce, type Feeds } from '../src/runtime/ort.js';
 import { runSearch } from '../src/search/engine.js';
@@ -204,6 +205,26 @@ describe('a real search on the fmnist CNN', () => {
     assert.equal(result.report.samples.items, 160, 'the report measures the held-out part');
     const out = await runOnce(result.output, { input: samples[0]!.input! });
     assert.deepEqual(out.logits!.dims, [50, 10]);
+  });
+
+  it('budget left after the strategy goes to the shipped recipes, each run as written', async () => {
+    const small = parseRecipe({
+      name: 'one-step',
+      goal: { metric: 'top1', maxDrop: 0.02, objective: 'latency', batchSize: 8, threads: 1 },
+      search: { budget: { minutes: 1, trials: 4 }, space: [{ pass: 'quantize.dynamic' }], seed: 1 },
+      evaluate: { batchSize: 50, maxSamples: 400 },
+    });
+    const result = await runSearch(readFileSync(MODELS.fmnist), { recipe: small, samples, labels, calibration });
+    const s = result.report.search;
+    assert.equal(s.trials.length - 1, 4, 'the trial budget is used');
+    assert.equal(s.trials[1]!.template, undefined, 'the strategy comes first');
+    const shipped = recipeTemplates().map((t) => ({ name: t.name, steps: parseRecipe(t.recipe).steps }));
+    const byTemplate = s.trials.filter((t) => t.template);
+    assert.equal(byTemplate.length, 3);
+    // in file order, each as written, none repeating a chain measured already
+    assert.deepEqual(byTemplate.map((t) => t.template), shipped.filter((t) => JSON.stringify(t.steps) !== JSON.stringify(s.trials[1]!.steps)).slice(0, 3).map((t) => t.name));
+    for (const t of byTemplate) assert.deepEqual(t.steps, shipped.find((x) => x.name === t.template)!.steps);
+    assert.equal(s.stoppedBy, 'trials');
   });
 
   it('a chain reuses the steps it shares with an earlier chain, from memory and from the cache directory', async () => {

@@ -118,7 +118,7 @@ function trialTable(s: SearchReport): string[] {
   const byDrop = s.goal.maxDrop !== undefined;
   const lines = [`| trial | steps | status | ${s.goal.metric}${byDrop ? ' drop' : ''} | latency | size | built/cached | s |`, '|---|---|---|---|---|---|---|---|'];
   for (const t of s.trials) {
-    const steps = t.steps.map((x) => `${x.pass}${x.ratio !== undefined ? ` ${x.ratio}` : ''}${x.rank !== undefined ? ` ${x.rank}` : ''}${x.calibrationMethod ? ` ${x.calibrationMethod as string}` : ''}${x.sensitivity ? ' +sensitivity' : ''}`).join(' → ') || '(original)';
+    const steps = (t.template ? `recipe ${t.template}: ` : '') + t.steps.map((x) => `${x.pass}${x.ratio !== undefined ? ` ${x.ratio}` : ''}${x.rank !== undefined ? ` ${x.rank}` : ''}${x.calibrationMethod ? ` ${x.calibrationMethod as string}` : ''}${x.sensitivity ? ' +sensitivity' : ''}`).join(' → ') || '(original)';
     const mark = s.frontier.includes(t.n) ? (t.n === s.best.trial ? ' **chosen**' : ' frontier') : '';
     lines.push(`| ${t.n}${mark} | ${steps} | ${t.status} | ${byDrop ? (t.loss !== undefined ? pt(t.loss) : '-') : t.value !== undefined ? pct(t.value) : '-'} | ${t.latency ? `${t.latency.ratio.toFixed(3)}×` : t.n === 0 ? '1×' : '-'} | ${t.sizeRatio?.toFixed(3) ?? '-'}× | ${t.built}/${t.cached} | ${(t.durationMs / 1000).toFixed(1)} |`);
   }

@@ -74,8 +74,9 @@ function stepsText(steps: readonly Step[], varying: Map<string, string[]>): stri
   return steps.map((s) => [s.pass, ...(varying.get(s.pass) ?? []).filter((k) => s[k] !== undefined).map((k) => `${k} ${compactValue(s[k])}`)].join(' ')).join(' → ');
 }
 
-const stepsCell = (steps: readonly Step[], varying: Map<string, string[]>): string =>
-  `<td class="steps" title="${esc(JSON.stringify(steps))}">${esc(stepsText(steps, varying))}</td>`;
+/** A trial's steps; a shipped recipe the search ran as it is is named. */
+const stepsCell = (steps: readonly Step[], varying: Map<string, string[]>, template?: string): string =>
+  `<td class="steps" title="${esc(JSON.stringify(steps))}">${template ? `recipe ${esc(template)}: ` : ''}${esc(stepsText(steps, varying))}</td>`;
 
 // ---------------------------------------------------------------- the goal's arithmetic, as the page needs it
 
@@ -278,7 +279,7 @@ function trialsTable(s: SearchReport, varying: Map<string, string[]>): string {
         : `${esc(formatMetric(t.value))}${t.status === 'stopped-early' && t.probe ? `<div class="muted">probe of ${esc(formatCount(t.probe.samples))}, margin ${esc(formatMetric(t.probe.margin))}</div>` : ''}`;
     return (
       `<tr class="${cls}" data-trial="${esc(t.n)}"><th scope="row" class="num">${esc(t.n)}${tags ? `<div class="tags">${tags}</div>` : ''}</th>` +
-      stepsCell(t.steps, varying) +
+      stepsCell(t.steps, varying, t.template) +
       `<td class="status">${badge(STATUS_CLASS[t.status] ?? 'v-nogain', t.status)}${t.reason ? `<div class="why">${esc(t.reason)}</div>` : ''}</td>` +
       `<td class="num">${metric}</td>` +
       `<td class="num">${esc(t.loss === undefined ? '—' : formatMetricDelta(num(t.loss)))}</td>` +
@@ -303,7 +304,7 @@ function finalistsTable(s: SearchReport, varying: Map<string, string[]>): string
     const held = f.heldOut;
     return (
       `<tr class="${f.trial === s.best.trial ? 'trial-chosen' : ''}" data-trial="${esc(f.trial)}"><th scope="row" class="num">${esc(f.trial)}${f.trial === s.best.trial ? '<div class="tags"><span class="tag t-chosen">chosen</span></div>' : ''}</th>` +
-      stepsCell(t?.steps ?? [], varying) +
+      stepsCell(t?.steps ?? [], varying, t?.template) +
       `<td class="lat">${latencyText(t?.latency, (t?.steps.length ?? 0) === 0)}</td>` +
       `<td class="lat">${latencyText(f.latency, (t?.steps.length ?? 0) === 0)}${f.latency ? `<div class="muted">${esc(f.latency.rounds)} rounds</div>` : ''}</td>` +
       `<td class="num">${esc(formatMetric(held.value))}<div class="muted">original ${esc(formatMetric(held.reference))}, n = ${esc(formatCount(held.samples))}</div></td>` +

@@ -16,6 +16,8 @@ export interface SearchTrialReport {
   /** 0 is the original model (no steps); trials count from 1. */
   n: number;
   steps: { pass: string; [key: string]: unknown }[];
+  /** The shipped recipe (recipes/) this trial ran as it is, tried after the strategy. */
+  template?: string;
   status: 'meets' | 'misses' | 'stopped-early' | 'failed' | 'out-of-bounds';
   /** Why it misses, stopped or failed. */
   reason?: string;

@@ -13,7 +13,8 @@ import { decodeModel } from '../onnx/model-io.js';
 import { repairOnImport } from '../onnx/import-repair.js';
 import { verifyModel } from '../onnx/verify.js';
 import { needsLabels } from '../pipeline/goal.js';
-import type { Recipe, RecipeStep } from '../pipeline/recipe.js';
+import { parseRecipe, type Recipe, type RecipeStep } from '../pipeline/recipe.js';
+import { recipeTemplates } from '../pipeline/templates.js';
 import { REFERENCE_KEEP } from '../pipeline/pipeline.js';
 import type { ProfileReport } from '../report/schema.js';
 import type { SearchReport, SearchTrialReport } from '../report/search.js';
@@ -181,11 +182,11 @@ export async function runSearch(input: ModelSource, opts: SearchOptions): Promis
   };
 
   // trial 0: the start itself (the original, or the fixed steps' result)
-  const measure = async (n: number, steps: RecipeStep[], signal?: AbortSignal): Promise<SearchTrialReport> => {
+  const measure = async (n: number, steps: RecipeStep[], signal?: AbortSignal, template?: string): Promise<SearchTrialReport> => {
     const chain = [...state.fixed, ...steps];
     const { model, stepStats: _s, ...rest } = await runTrial(data, chain, signal);
     void _s;
-    const t: SearchTrialReport = { n, steps: chain, ...rest, atMs: elapsed() };
+    const t: SearchTrialReport = { n, steps: chain, ...(template ? { template } : {}), ...rest, atMs: elapsed() };
     if (t.status === 'meets' && !meetsBounds(goal, latencyOf(t), t.sizeRatio ?? 1)) {
       t.status = 'out-of-bounds';
       t.reason = `meets the accuracy goal but not ${goal.minSpeedup !== undefined ? `minSpeedup ${goal.minSpeedup}` : ''}${goal.minSpeedup !== undefined && goal.maxSizeRatio !== undefined ? ' / ' : ''}${goal.maxSizeRatio !== undefined ? `maxSizeRatio ${goal.maxSizeRatio}` : ''}`;
@@ -204,10 +205,54 @@ export async function runSearch(input: ModelSource, opts: SearchOptions): Promis
     let repeats = 0;
     let outcome: TrialOutcome | undefined;
     const trialMs: number[] = [];
+    const tried = new Set<string>();
+    /** One trial within the budget; null when the budget (trials, time) or a cancel ends the search. */
+    const attempt = async (steps: RecipeStep[], template?: string): Promise<SearchTrialReport | null> => {
+      const n = state.trials.length;
+      const builtBefore = cache.stats.misses;
+      if (n > settings.budget.trials) {
+        state.stoppedBy = 'trials';
+        return null;
+      }
+      // stop before a trial that would not finish before the finalists' share of the budget
+      const reserve = finalistsReserveMs(state, heldOutEvalMs, budgetMs);
+      const typical = trialMs.length ? median(trialMs) : 0;
+      if (now() + typical > deadline - reserve) {
+        state.stoppedBy = 'time';
+        return null;
+      }
+      if (opts.signal?.aborted) {
+        state.stoppedBy = 'canceled';
+        return null;
+      }
+      progress({ phase: 'searching', trial: n, message: `${template ? `recipe ${template}: ` : ''}${steps.map((s) => describeTemplate(s as never)).join(' → ')}`, ...bestSummary(best) });
+      // a trial that outlives the budget is cut short (the loop then ends on time)
+      const cut = new AbortController();
+      const timer = setTimeout(() => cut.abort(), Math.max(0, deadline - reserve - now() + 0.03 * budgetMs));
+      const signal = opts.signal ? AbortSignal.any([opts.signal, cut.signal]) : cut.signal;
+      try {
+        const t = await measure(n, steps, signal, template);
+        trialMs.push(t.durationMs);
+        tried.add(JSON.stringify(steps));
+        return t;
+      } catch (err) {
+        if (!(err instanceof CanceledError)) throw err;
+        if (opts.signal?.aborted) {
+          state.stoppedBy = 'canceled';
+          return null;
+        }
+        state.trials.push({ n, steps: [...state.fixed, ...steps], status: 'failed', reason: 'cut short: the time budget ran out', built: cache.stats.misses - builtBefore, cached: 0, durationMs: 0, atMs: elapsed() });
+        state.stoppedBy = 'time';
+        return null;
+      } finally {
+        clearTimeout(timer);
+      }
+    };
+    let exhausted = false;
     for (;;) {
       const next = outcome === undefined ? gen.next() : gen.next(outcome);
       if (next.done) {
-        state.stoppedBy = 'space-exhausted';
+        exhausted = true;
         break;
       }
       const key = pointKey(space, next.value);
@@ -215,53 +260,25 @@ export async function runSearch(input: ModelSource, opts: SearchOptions): Promis
       if (prior) {
         outcome = outcomeOf(prior);
         if (++repeats > MAX_REPEATS) {
-          state.stoppedBy = 'space-exhausted';
+          exhausted = true;
           break;
         }
         continue;
       }
       repeats = 0;
-      const n = state.trials.length;
-      const builtBefore = cache.stats.misses;
-      if (n > settings.budget.trials) {
-        state.stoppedBy = 'trials';
-        break;
-      }
-      // stop before a trial that would not finish before the finalists' share of the budget
-      const reserve = finalistsReserveMs(state, heldOutEvalMs, budgetMs);
-      const typical = trialMs.length ? median(trialMs) : 0;
-      if (now() + typical > deadline - reserve) {
-        state.stoppedBy = 'time';
-        break;
-      }
-      if (opts.signal?.aborted) {
-        state.stoppedBy = 'canceled';
-        break;
-      }
-      const steps = recipeOf(space, next.value);
-      progress({ phase: 'searching', trial: n, message: steps.map((s) => describeTemplate(s as never)).join(' → '), ...bestSummary(best) });
-      // a trial that outlives the budget is cut short (the loop then ends on time)
-      const cut = new AbortController();
-      const timer = setTimeout(() => cut.abort(), Math.max(0, deadline - reserve - now() + 0.03 * budgetMs));
-      const signal = opts.signal ? AbortSignal.any([opts.signal, cut.signal]) : cut.signal;
-      let t: SearchTrialReport;
-      try {
-        t = await measure(n, steps, signal);
-      } catch (err) {
-        if (!(err instanceof CanceledError)) throw err;
-        if (opts.signal?.aborted) {
-          state.stoppedBy = 'canceled';
-          break;
-        }
-        state.trials.push({ n, steps: [...state.fixed, ...steps], status: 'failed', reason: 'cut short: the time budget ran out', built: cache.stats.misses - builtBefore, cached: 0, durationMs: 0, atMs: elapsed() });
-        state.stoppedBy = 'time';
-        break;
-      } finally {
-        clearTimeout(timer);
-      }
-      trialMs.push(t.durationMs);
+      const t = await attempt(recipeOf(space, next.value));
+      if (!t) break;
       seen.set(key, t);
       outcome = outcomeOf(t);
+    }
+    // budget left when the strategy is done: the shipped recipes that can run here, so the answer is
+    // never worse than a documented one (a chain measured already is not measured again)
+    if (exhausted) {
+      state.stoppedBy = 'space-exhausted';
+      for (const tpl of applicableTemplates()) {
+        if (tried.has(JSON.stringify(tpl.steps))) continue;
+        if (!(await attempt(tpl.steps, tpl.name))) break;
+      }
     }
     if (state.stoppedBy === 'canceled') {
       // the best so far is already where onBest put it
@@ -272,6 +289,25 @@ export async function runSearch(input: ModelSource, opts: SearchOptions): Promis
   } finally {
     searchRef.referenceOutputs?.dispose();
   }
+}
+
+/**
+ * The templates in recipes/ a search can try after its strategy: plain step lists with no goal of
+ * their own (a search always has calibration data: the user's, or the search part).
+ */
+function applicableTemplates(): { name: string; steps: RecipeStep[] }[] {
+  const out: { name: string; steps: RecipeStep[] }[] = [];
+  for (const tpl of recipeTemplates()) {
+    let recipe: Recipe;
+    try {
+      recipe = parseRecipe(tpl.recipe);
+    } catch {
+      continue; // a template this version cannot read is the templates test's concern, not a search's
+    }
+    if (recipe.goal || recipe.steps.length === 0) continue;
+    out.push({ name: tpl.name, steps: recipe.steps });
+  }
+  return out;
 }
 
 /**

@@ -1,30 +1,12 @@
 // Recipes for people writing them: the templates in recipes/ and a validation that is exactly the
 // one POST /v1/jobs applies (parseRecipe), with each problem at its JSON path and each step's data
 // needs, so an editor can check a recipe as it is typed. Public: nothing here is the owner's.
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { InvalidRecipeError } from '../../errors.js';
 import { PASSES } from '../../passes/index.js';
 import { parseRecipe } from '../../pipeline/recipe.js';
 import { needsLabels } from '../../pipeline/goal.js';
-
-const RECIPES_DIR = fileURLToPath(new URL('../../../../recipes/', import.meta.url));
-
-/** The templates, read once: { file, name, description?, recipe }. */
-function templates(): { file: string; name: string; description?: string; recipe: unknown }[] {
-  let files: string[] = [];
-  try {
-    files = readdirSync(RECIPES_DIR).filter((f) => f.endsWith('.json')).sort();
-  } catch {
-    return [];
-  }
-  return files.map((file) => {
-    const recipe = JSON.parse(readFileSync(join(RECIPES_DIR, file), 'utf8')) as { name?: string; description?: string };
-    return { file, name: recipe.name ?? file.replace(/\.json$/, ''), ...(recipe.description ? { description: recipe.description } : {}), recipe };
-  });
-}
+import { recipeTemplates } from '../../pipeline/templates.js';
 
 const Validation = {
   type: 'object',
@@ -38,7 +20,7 @@ const Validation = {
 } as const;
 
 export default async function recipeRoutes(app: FastifyInstance) {
-  const list = { items: templates() };
+  const list = { items: recipeTemplates() };
   app.get('/recipes', { schema: { summary: 'Recipe templates (the files in recipes/)', tags: ['recipes'], response: { 200: { type: 'object', properties: { items: { type: 'array', items: { type: 'object', additionalProperties: true } } } } } } }, async () => list);
   app.post(
     '/recipes/validate',
