@@ -19,7 +19,7 @@ export type ErrorCode =
   | 'rate_limited'
   | 'quota_exceeded' // the owner's stored models are at their count or byte quota
   | 'payload_too_large'
-  | 'unavailable'; // a dependency (Postgres, Redis) is unreachable
+  | 'unavailable'; // a dependency (Postgres, Redis, the object store) is unreachable
 
 interface CodeInfo {
   httpStatus: number;

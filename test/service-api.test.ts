@@ -49,7 +49,7 @@ test('health, readiness, OpenAPI and docs are public', async () => {
   const c = client();
   assert.equal((await c.get('/healthz')).status, 200);
   const ready = (await (await c.get('/readyz')).json()) as { checks: Record<string, string> };
-  assert.deepEqual(ready.checks, { postgres: 'ok', redis: 'ok' });
+  assert.deepEqual(ready.checks, { postgres: 'ok', redis: 'ok', storage: 'ok' });
   const spec = (await (await c.get('/openapi.json')).json()) as { paths: Record<string, unknown> };
   for (const p of ['/v1/jobs', '/v1/jobs/{id}', '/v1/jobs/{id}/cancel', '/v1/jobs/{id}/artifact', '/v1/jobs/{id}/report', '/v1/models', '/v1/passes']) assert.ok(spec.paths[p], p);
   // uploads are described as typed multipart fields, so the docs' "Try it out" can send a model

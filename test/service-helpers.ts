@@ -17,7 +17,7 @@ import { createDb, type DbHandle } from '../src/service/db/client.js';
 import { createApiKey } from '../src/service/db/keys.js';
 import type { Infra } from '../src/service/plugins/infra.js';
 import { createQueue, redisConnection } from '../src/service/queue.js';
-import { LocalStorage } from '../src/service/storage/storage.js';
+import { LocalStorage } from '../src/service/storage/local.js';
 
 export const PG_ADMIN_URL = process.env.TEST_PG_ADMIN_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
 export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';

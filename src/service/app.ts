@@ -105,13 +105,11 @@ export async function serve(config: ServiceConfig): Promise<FastifyInstance> {
   const stop = (signal: string) => {
     app.log.info(`${signal}: shutting down`);
     // uploads still running when the drain time is up are cut: their temp files go first
-    const force = setTimeout(() => {
-      app.storage.discardInFlight();
-      process.exit(1);
-    }, config.shutdownTimeoutMs).unref();
-    app.close().then(() => {
+    const discard = () => Promise.race([app.storage.discardInFlight().catch(() => {}), new Promise((r) => setTimeout(r, 5000).unref())]);
+    const force = setTimeout(() => void discard().then(() => process.exit(1)), config.shutdownTimeoutMs).unref();
+    app.close().then(async () => {
       clearTimeout(force);
-      app.storage.discardInFlight();
+      await discard();
       process.exit(0);
     });
   };

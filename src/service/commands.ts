@@ -46,8 +46,8 @@ export async function cmdKeys(argv: string[]): Promise<void> {
 export async function cmdServe(): Promise<void> {
   const config = loadConfig();
   const { serve } = await import('./app.js');
-  await serve(config);
-  process.stderr.write(`modelpress API on http://${config.host === '0.0.0.0' ? 'localhost' : config.host}:${config.port} — docs at /docs, OpenAPI at /openapi.json\n`);
+  const app = await serve(config);
+  process.stderr.write(`modelpress API on http://${config.host === '0.0.0.0' ? 'localhost' : config.host}:${config.port} — docs at /docs, OpenAPI at /openapi.json; store ${app.storage.describe()}\n`);
   await new Promise(() => {}); // until a signal
 }
 

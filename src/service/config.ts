@@ -10,8 +10,10 @@ export interface ServiceConfig {
   redisUrl: string;
   host: string;
   port: number;
-  /** Root of the local artifact/upload store. */
-  dataDir: string;
+  /** Where uploads and artifacts are stored: a local directory (the default) or an S3-compatible bucket. */
+  storage: StorageConfig;
+  /** Downloads answer with a 302 to a short-lived presigned URL instead of streaming (S3 only). */
+  presignDownloads: boolean;
   maxUploadBytes: number;
   /** The most an uploaded bundle (.tar, .tar.gz, .zip) may unpack to (zip bombs stop here). */
   maxUnpackedBytes: number;
@@ -43,6 +45,15 @@ export interface ServiceConfig {
   queueName: string;
 }
 
+/**
+ * The store, from MODELPRESS_STORAGE_URL (`s3://bucket/prefix`; unset: the local directory
+ * MODELPRESS_DATA_DIR), S3_ENDPOINT, S3_FORCE_PATH_STYLE and AWS_REGION. Credentials are never part of
+ * the config: the AWS SDK reads them (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile, an instance role).
+ */
+export type StorageConfig =
+  | { kind: 'local'; dir: string }
+  | { kind: 's3'; bucket: string; prefix: string; endpoint: string | null; forcePathStyle: boolean; region: string | null };
+
 const GiB = 1024 ** 3;
 
 type Env = Record<string, string | undefined>;
@@ -69,6 +80,39 @@ function urlVar(env: Env, name: string, fallback: string, protocols: string[], p
   return raw;
 }
 
+function flagVar(env: Env, name: string, problems: string[]): boolean {
+  const raw = (env[name] ?? '').trim().toLowerCase();
+  if (['', '0', 'false', 'no', 'off'].includes(raw)) return false;
+  if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
+  problems.push(`${name}=${JSON.stringify(env[name])}: expected 1 or 0 (true or false)`);
+  return false;
+}
+
+const BUCKET_RE = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+const PREFIX_SEGMENT_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+function storageVar(env: Env, problems: string[]): StorageConfig {
+  const raw = env.MODELPRESS_STORAGE_URL?.trim();
+  if (!raw) {
+    for (const name of ['S3_ENDPOINT', 'S3_FORCE_PATH_STYLE']) {
+      if (env[name]) problems.push(`${name} is set but MODELPRESS_STORAGE_URL is not: set MODELPRESS_STORAGE_URL=s3://bucket/prefix to use S3 (without it, the store is the local directory MODELPRESS_DATA_DIR)`);
+    }
+    return { kind: 'local', dir: resolve(env.MODELPRESS_DATA_DIR || 'data') };
+  }
+  const m = /^s3:\/\/([^/?#]+)(?:\/([^?#]*))?$/.exec(raw);
+  const bucket = m?.[1] ?? '';
+  const segments = (m?.[2] ?? '').split('/').filter((x) => x !== '');
+  if (!m) problems.push(`MODELPRESS_STORAGE_URL=${JSON.stringify(raw.replace(/\/\/[^/]*@/, '//…@'))}: expected s3://bucket or s3://bucket/prefix`);
+  else if (bucket.includes('@')) problems.push('MODELPRESS_STORAGE_URL: credentials do not belong in the URL; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY');
+  else if (!BUCKET_RE.test(bucket) || bucket.includes('..')) problems.push(`MODELPRESS_STORAGE_URL: '${bucket}' is not a valid bucket name (3-63 lowercase letters, digits, dots and hyphens)`);
+  else if (segments.some((x) => !PREFIX_SEGMENT_RE.test(x) || x.includes('..'))) problems.push(`MODELPRESS_STORAGE_URL: the prefix '${m[2]}' may hold only letters, digits, '.', '_', '-' and '/'`);
+  let endpoint: string | null = null;
+  if (env.S3_ENDPOINT) {
+    endpoint = urlVar(env, 'S3_ENDPOINT', '', ['http:', 'https:'], problems).replace(/\/+$/, '');
+  }
+  return { kind: 's3', bucket, prefix: segments.join('/'), endpoint, forcePathStyle: flagVar(env, 'S3_FORCE_PATH_STYLE', problems), region: env.AWS_REGION || env.AWS_DEFAULT_REGION || null };
+}
+
 export function loadConfig(env: Env = process.env): ServiceConfig {
   const problems: string[] = [];
   const config: ServiceConfig = {
@@ -76,7 +120,8 @@ export function loadConfig(env: Env = process.env): ServiceConfig {
     redisUrl: urlVar(env, 'REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:'], problems),
     host: env.HOST || '0.0.0.0',
     port: intVar(env, 'PORT', 8080, 0, 65535, problems),
-    dataDir: resolve(env.MODELPRESS_DATA_DIR || 'data'),
+    storage: storageVar(env, problems),
+    presignDownloads: flagVar(env, 'MODELPRESS_PRESIGN', problems),
     maxUploadBytes: intVar(env, 'MAX_UPLOAD_BYTES', 2 * GiB, 1, Number.MAX_SAFE_INTEGER, problems),
     maxUnpackedBytes: 0,
     maxRecipeBytes: intVar(env, 'MAX_RECIPE_BYTES', 256 * 1024, 64, 64 * 1024 * 1024, problems),

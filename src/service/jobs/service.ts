@@ -76,7 +76,14 @@ export interface ArtifactDownload {
   sha256: string;
   sizeBytes: number;
   filename: string;
-  read(range?: { start: number; end: number }): Readable;
+  read(range?: { start: number; end: number }): Promise<Readable>;
+  /** A short-lived URL the store serves the bytes from itself, or null when it has none (the local store). */
+  presignedUrl(): Promise<string | null>;
+}
+
+/** A stored object as a download: read (whole or a range) or presigned through the store, by key. */
+export function storedDownload(storage: Storage, key: string, d: Omit<ArtifactDownload, 'read' | 'presignedUrl'>): ArtifactDownload {
+  return { ...d, read: (range) => storage.read(key, range), presignedUrl: () => storage.presignedUrl(key, d.filename) };
 }
 
 export const artifactKey = (sha256: string, format: ArtifactFormat) => `artifacts/${sha256}.${format}`;
@@ -268,20 +275,19 @@ export class JobService {
     if (job.status !== 'succeeded') {
       const key = job.bestStorageKey;
       if (key && job.bestSha256 && job.bestSizeBytes !== null) {
-        return { kind: 'best-so-far', sha256: job.bestSha256, sizeBytes: Number(job.bestSizeBytes), filename: downloadName(model?.filename ?? null, `best-so-far-trial-${job.bestTrial}`, key), read: (range) => storage.read(key, range) };
+        return storedDownload(storage, key, { kind: 'best-so-far', sha256: job.bestSha256, sizeBytes: Number(job.bestSizeBytes), filename: downloadName(model?.filename ?? null, `best-so-far-trial-${job.bestTrial}`, key) });
       }
       throw new ServiceError('conflict', `the job is ${job.status}; the artifact exists once it succeeded (a goal job's best so far once its first trial is measured)`, isActive(job) ? { retryAfterSec: 2 } : {});
     }
     const artifact = await db.artifact.findUnique({ where: { jobId: id } });
     if (!artifact) throw new ServiceError('internal', 'the job succeeded but its artifact record is missing');
-    return {
+    return storedDownload(storage, artifact.storageKey, {
       kind: 'final',
       sha256: artifact.sha256,
       sizeBytes: Number(artifact.sizeBytes),
       // a model written with external data is a .tar of the .onnx and its data file
       filename: downloadName(model?.filename ?? null, 'compressed', artifact.storageKey),
-      read: (range) => storage.read(artifact.storageKey, range),
-    };
+    });
   }
 
   /** The report of a succeeded job; with `bestSoFar`, before that a search's report as it stood at its best so far. */

@@ -9,7 +9,7 @@ import type { Db } from '../db/client.js';
 import { insertTrial, recordBest, recordFrontierModel, type TrialFields } from '../db/search.js';
 import type { Storage } from '../storage/storage.js';
 import { decodeTrialCursor, encodeTrialCursor } from './encoding.js';
-import { artifactKey, downloadName, type ArtifactDownload, type ArtifactFormat, type JobService } from './service.js';
+import { artifactKey, downloadName, storedDownload, type ArtifactDownload, type ArtifactFormat, type JobService } from './service.js';
 
 export interface TrialServiceDeps {
   db: Db;
@@ -81,12 +81,11 @@ export class TrialService {
     }
     const model = await this.deps.db.storedModel.findUnique({ where: { id: job.modelId } });
     const key = trial.artifactKey;
-    return {
+    return storedDownload(this.deps.storage, key, {
       sha256: trial.artifactSha256,
       sizeBytes: Number(trial.artifactSizeBytes),
       filename: downloadName(model?.filename ?? null, `trial-${n}`, key),
-      read: (range) => this.deps.storage.read(key, range),
-    };
+    });
   }
 
   // ---- the worker's side: each call names the attempt; only the attempt that owns the job records

@@ -7,7 +7,7 @@ import type { Storage, StoredObject } from '../storage/storage.js';
 
 async function readRange(storage: Storage, key: string, position: number, length: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  for await (const chunk of storage.read(key, { start: position, end: position + length - 1 })) chunks.push(chunk as Buffer);
+  for await (const chunk of await storage.read(key, { start: position, end: position + length - 1 })) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
 }
 

@@ -7,7 +7,8 @@ import type { Queue } from 'bullmq';
 import type { ServiceConfig } from '../config.js';
 import { createDb, type Db } from '../db/client.js';
 import { createQueue, ensureNoEviction, redisConnection, type QueuePayload } from '../queue.js';
-import { LocalStorage, type Storage } from '../storage/storage.js';
+import { createStorage } from '../storage/create.js';
+import type { Storage } from '../storage/storage.js';
 
 export interface Infra {
   db: Db;
@@ -28,13 +29,14 @@ declare module 'fastify' {
 }
 
 /** The infrastructure a config names, its start-up check and how to close it. */
-function createInfra(config: ServiceConfig, log: (m: string) => void): { infra: Infra; check(): Promise<void>; close(): Promise<void> } {
+async function createInfra(config: ServiceConfig, log: (m: string) => void): Promise<{ infra: Infra; check(): Promise<void>; close(): Promise<void> }> {
   const dbh = createDb(config.databaseUrl, log);
   const redis = redisConnection(config.redisUrl, 'request');
   const queueConnection = redisConnection(config.redisUrl, 'blocking');
   const queue = createQueue(config, queueConnection);
+  const storage = await createStorage(config);
   return {
-    infra: { db: dbh.db, redis, queue, storage: new LocalStorage(config.dataDir) },
+    infra: { db: dbh.db, redis, queue, storage },
     check: () => ensureNoEviction(queueConnection, log),
     async close() {
       await Promise.race([queue.close(), new Promise((r) => setTimeout(r, 2000))]).catch(() => {});
@@ -49,7 +51,7 @@ export default fp(
   async function infra(app: FastifyInstance, opts: { config: ServiceConfig; infra?: Infra | undefined }) {
     const { config } = opts;
     const log = (m: string) => app.log.warn(m);
-    const owned = opts.infra ? null : createInfra(config, log);
+    const owned = opts.infra ? null : await createInfra(config, log);
     const { db, redis, queue, storage } = opts.infra ?? owned!.infra;
     app.decorate('config', config);
     app.decorate('db', db);
@@ -67,7 +69,7 @@ export default fp(
     const sweeper = setInterval(() => void sweepTemp().catch(() => {}), 10 * 60_000).unref();
     app.addHook('onReady', async () => {
       await owned?.check();
-      await sweepTemp();
+      await sweepTemp().catch((err: Error) => log(`temp sweep: ${err.message}`)); // a store that is down now does not stop the API
     });
     app.addHook('onClose', async () => {
       clearInterval(sweeper);

@@ -101,7 +101,11 @@ export default fp(
   async function problems(app: FastifyInstance) {
     app.addSchema(ProblemSchema);
     app.setErrorHandler((err: FastifyError, req, reply) => {
-      if (err instanceof ServiceError) return sendProblem(reply, err.code, err.message, { ...(err.details !== undefined ? { errors: err.details } : {}), ...(err.retryAfterSec !== undefined ? { retryAfterSec: err.retryAfterSec } : {}) });
+      if (err instanceof ServiceError) {
+        // a dependency's failure: the client gets the short reason, the operator the whole story
+        if (err.code === 'unavailable' && err.cause) req.log.warn({ err: err.cause }, err.message);
+        return sendProblem(reply, err.code, err.message, { ...(err.details !== undefined ? { errors: err.details } : {}), ...(err.retryAfterSec !== undefined ? { retryAfterSec: err.retryAfterSec } : {}) });
+      }
       if (err instanceof InvalidRecipeError) return sendProblem(reply, 'invalid_recipe', err.message, { errors: err.problems });
       if (err instanceof ModelpressError && err.code !== 'internal') {
         return sendProblem(reply, err.code, err.message, err.details !== undefined ? { errors: err.details } : {});

@@ -7,25 +7,29 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 
 const Health = {
   type: 'object',
-  properties: { status: { type: 'string' }, checks: { type: 'object', additionalProperties: { type: 'string' } } },
+  properties: { status: { type: 'string' }, checks: { type: 'object', additionalProperties: { type: 'string' } }, store: { type: 'string' } },
 } as const;
 
 export default async function healthRoutes(app: FastifyInstance) {
   app.get('/healthz', { schema: { summary: 'The process is up', tags: ['health'], response: { 200: Health } } }, async () => ({ status: 'ok' }));
   app.get(
     '/readyz',
-    { schema: { summary: 'Postgres and Redis are reachable', tags: ['health'], response: { 200: Health, 503: { $ref: 'Problem#' } } } },
+    { schema: { summary: 'Postgres, Redis and the object store are reachable', tags: ['health'], response: { 200: Health, 503: { $ref: 'Problem#' } } } },
     async (_req, reply) => {
-      const [pg, redis] = await Promise.allSettled([
-        withTimeout(app.db.$queryRaw`SELECT 1`, 1500, 'postgres'),
-        withTimeout(app.redis.ping(), 1500, 'redis'),
-      ]);
-      const checks = {
-        postgres: pg.status === 'fulfilled' ? 'ok' : String((pg.reason as Error).message),
-        redis: redis.status === 'fulfilled' ? 'ok' : String((redis.reason as Error).message),
+      const probes = {
+        postgres: withTimeout(app.db.$queryRaw`SELECT 1`, 1500, 'postgres'),
+        redis: withTimeout(app.redis.ping(), 1500, 'redis'),
+        storage: withTimeout(app.storage.check(), 1500, 'storage'),
       };
-      if (pg.status === 'fulfilled' && redis.status === 'fulfilled') return { status: 'ok', checks };
-      return sendProblem(reply, 'unavailable', `not ready: postgres ${checks.postgres}; redis ${checks.redis}`, { errors: checks, retryAfterSec: 5 });
+      const results = await Promise.allSettled(Object.values(probes));
+      const checks = Object.fromEntries(Object.keys(probes).map((name, i) => {
+        const r = results[i]!;
+        return [name, r.status === 'fulfilled' ? 'ok' : String((r.reason as Error).message || (r.reason as Error).name)];
+      }));
+      const store = app.storage.describe();
+      if (results.every((r) => r.status === 'fulfilled')) return { status: 'ok', checks, store };
+      const detail = Object.entries(checks).map(([name, v]) => `${name} ${name === 'storage' ? `(${store}) ` : ''}${v}`).join('; ');
+      return sendProblem(reply, 'unavailable', `not ready: ${detail}`, { errors: checks, retryAfterSec: 5 });
     },
   );
 }

@@ -15,7 +15,8 @@ import type { ProgressFields } from '../db/jobs.js';
 import { JobService, type ArtifactFormat, type RunSpec } from '../jobs/service.js';
 import { TrialService, type WrittenModel } from '../jobs/trials.js';
 import { CANCEL_CHANNEL, createQueue, ensureNoEviction, redisConnection, type QueuePayload } from '../queue.js';
-import { LocalStorage, withLocalCopies } from '../storage/storage.js';
+import { createStorage } from '../storage/create.js';
+import { withLocalCopies } from '../storage/storage.js';
 import { classifyCrash, memoryLimitEnforced, startJobChild, type CrashKind } from './child.js';
 import type { ChildMessage, RunMessage } from './protocol.js';
 import { attemptDir, sweepAttemptDirs, type AttemptDir } from './temp.js';
@@ -54,12 +55,14 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
   const log = opts.log ?? ((m: string) => process.stderr.write(`${new Date().toISOString()} worker: ${m}\n`));
   const workerId = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const dbh: DbHandle = createDb(config.databaseUrl, log);
-  const storage = new LocalStorage(config.dataDir);
+  const storage = await createStorage(config);
   const bullConnection = redisConnection(config.redisUrl, 'blocking');
   const subscriber = redisConnection(config.redisUrl, 'blocking');
   const queueConnection = redisConnection(config.redisUrl, 'blocking');
   const queue = createQueue(config, queueConnection);
   await ensureNoEviction(queueConnection, log);
+  // a store that does not answer yet does not stop the worker from starting; the log says so
+  await storage.check().catch((err: Error) => log(`WARNING: the store ${storage.describe()} is not reachable yet (${err.name}: ${err.message})`));
   const jobs = new JobService({ db: dbh.db, storage, queue, redis: queueConnection, config, log, ...(opts.staleRunningMs ? { staleRunningMs: opts.staleRunningMs } : {}) });
   const trials = new TrialService({ db: dbh.db, storage, jobs, log });
   const active = new Map<string, ActiveRun>();
@@ -270,7 +273,7 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
   }, opts.reconcileIntervalMs ?? 15_000);
 
   const memory = config.jobMemoryMb > 0 ? `job memory limit ${config.jobMemoryMb} MB${memoryLimitEnforced() ? ' (RLIMIT_AS)' : ' (JavaScript heap only)'}` : 'no job memory limit';
-  log(`${workerId} ready (queue '${config.queueName}', concurrency ${config.workerConcurrency}, ${memory})`);
+  log(`${workerId} ready (queue '${config.queueName}', concurrency ${config.workerConcurrency}, store ${storage.describe()}, ${memory})`);
 
   return {
     id: workerId,
