@@ -4,13 +4,16 @@ import multipart from '@fastify/multipart';
 import rateLimit from '@fastify/rate-limit';
 import swagger, { type SwaggerTransformObject } from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
+import type { Registry } from 'prom-client';
 import type { ServiceConfig } from './config.js';
 import infra, { type Infra } from './plugins/infra.js';
 import problems from './plugins/problems.js';
+import metrics from './plugins/metrics.js';
 import auth from './plugins/auth.js';
 import { rateLimitOptions } from './plugins/rate-limit.js';
 import services from './plugins/services.js';
 import healthRoutes from './routes/health.js';
+import metricsRoutes from './routes/metrics.js';
 import passRoutes from './routes/passes.js';
 import recipeRoutes from './routes/recipes.js';
 import eventRoutes from './routes/events.js';
@@ -38,6 +41,8 @@ export interface BuildOptions {
   /** Database, Redis, queue and storage to use instead of those the config names (the caller closes them). */
   infra?: Infra;
   logger?: boolean | object;
+  /** The registry /metrics serves (default: a new one with the process metrics; never prom-client's global one). */
+  metricsRegistry?: Registry;
   /** Destroy open connections on close (tests); the default closes idle ones and drains the rest. */
   forceCloseConnections?: boolean;
 }
@@ -54,6 +59,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array' } },
   });
   await app.register(problems);
+  await app.register(metrics, { registry: opts.metricsRegistry }); // before any route: it times them all
   // JSON bodies are checked for depth before they are parsed: nothing downstream may recurse 100k deep
   const parseJson = app.getDefaultJsonParser('error', 'error');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
@@ -80,6 +86,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   await app.register(multipart, { limits: { fileSize: opts.config.maxUploadBytes } });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   await app.register(healthRoutes);
+  await app.register(metricsRoutes);
   // public: outside the authenticated scope below
   await app.register(passRoutes, { prefix: '/v1' });
   await app.register(recipeRoutes, { prefix: '/v1' });

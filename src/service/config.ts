@@ -34,6 +34,10 @@ export interface ServiceConfig {
   requestTimeoutMs: number;
   /** A connection that sends nothing for this long is closed (a stalled upload). */
   idleTimeoutMs: number;
+  /** A worker serves its Prometheus metrics on this port (null: it serves none; the API serves /metrics on `port`). */
+  metricsPort: number | null;
+  /** When set, every /metrics endpoint (API and workers) requires `Authorization: Bearer <token>`. */
+  metricsToken: string | null;
   /** How many times a job may be started before it is failed (worker crashes, stalls). */
   maxJobStarts: number;
   /** How long a stalled (worker died) job keeps its lock before another worker takes it over. */
@@ -134,6 +138,8 @@ export function loadConfig(env: Env = process.env): ServiceConfig {
     maxModelBytesPerOwner: intVar(env, 'MAX_MODEL_BYTES_PER_OWNER', 50 * GiB, 1, Number.MAX_SAFE_INTEGER, problems),
     requestTimeoutMs: intVar(env, 'REQUEST_TIMEOUT_MS', 3600_000, 1000, 7 * 24 * 3600_000, problems),
     idleTimeoutMs: intVar(env, 'IDLE_TIMEOUT_MS', 30_000, 100, 3600_000, problems),
+    metricsPort: env.METRICS_PORT ? intVar(env, 'METRICS_PORT', 0, 0, 65535, problems) : null,
+    metricsToken: env.METRICS_TOKEN || null,
     maxJobStarts: intVar(env, 'MAX_JOB_STARTS', 3, 1, 100, problems),
     jobLockMs: intVar(env, 'JOB_LOCK_MS', 30_000, 1000, 3600_000, problems),
     shutdownTimeoutMs: intVar(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 0, 3600_000, problems),

@@ -18,6 +18,7 @@ import { assertActiveJobsBelowLimit, storeModel, withOwnerLock, type UploadedMod
 import { ownModel } from '../models/service.js';
 import { assertModelUpload } from '../models/check.js';
 import { CANCEL_CHANNEL, enqueue, withDeadline, type QueuePayload } from '../queue.js';
+import type { FinalStatus, JobMetrics } from '../metrics/registry.js';
 import type { Storage, StoredObject } from '../storage/storage.js';
 import { decodeCursor, encodeCursor, requestHash } from './encoding.js';
 
@@ -44,6 +45,8 @@ export interface JobServiceDeps {
   redis: Redis;
   config: ServiceConfig;
   log: (msg: string) => void;
+  /** Counts the state changes this service makes (each process counts its own: the API, every worker). */
+  metrics?: JobMetrics;
   /** A running job without a heartbeat for this long has no live worker (default: 3 lock times, at least 30 s). */
   staleRunningMs?: number;
 }
@@ -206,6 +209,7 @@ export class JobService {
       throw err;
     });
     if (!created.replayed) {
+      this.deps.metrics?.created();
       try {
         await withDeadline(enqueue(this.deps.queue, created.job.id), 3000, 'enqueue');
       } catch (err) {
@@ -257,7 +261,10 @@ export class JobService {
     if (!isActive(job)) throw new ServiceError('conflict', `the job already ${job.status}`);
     await db.job.updateMany({ where: { id, status: { in: ['queued', 'running'] }, cancelRequestedAt: null }, data: { cancelRequestedAt: new Date() } });
     const now = await db.job.updateMany({ where: { id, status: 'queued' }, data: { status: 'canceled', finishedAt: new Date() } });
-    if (now.count === 1) await withDeadline(queue.remove(id), 3000, 'dequeue').catch(() => {});
+    if (now.count === 1) {
+      await this.ended('canceled', [id]);
+      await withDeadline(queue.remove(id), 3000, 'dequeue').catch(() => {});
+    }
     else await redis.publish(CANCEL_CHANNEL, id).catch(() => {}); // the worker also polls the database
     const fresh = await db.job.findUniqueOrThrow({ where: { id } });
     if (fresh.status !== 'canceled' && !isActive(fresh)) throw new ServiceError('conflict', `the job already ${fresh.status}`);
@@ -310,14 +317,15 @@ export class JobService {
     const claimed = await claimJob(db, jobId, workerId, this.staleMs);
     if (!claimed) {
       // finished, unknown, running elsewhere with a live heartbeat, or canceled while no worker held it
-      await finalizeCanceled(db, this.staleMs, jobId);
+      await this.ended('canceled', await finalizeCanceled(db, this.staleMs, jobId));
       return { kind: 'skipped' };
     }
     if (claimed.attempt > config.maxJobStarts) {
-      await finishAttempt(db, jobId, claimed.attempt, 'failed', {
+      const failed = await finishAttempt(db, jobId, claimed.attempt, 'failed', {
         errorCode: 'internal',
         errorMessage: `the job was started ${claimed.attempt - 1} times and never finished (its worker died or was stopped each time); giving up`,
       });
+      if (failed) await this.ended('failed', [jobId], 'internal');
       return { kind: 'gave-up' };
     }
     const job = await db.job.findUniqueOrThrow({ where: { id: jobId }, include: { model: true } });
@@ -345,19 +353,28 @@ export class JobService {
   }
 
   /** Records a succeeded attempt; its file is stored (content-addressed) only if it still owns the job. Returns whether it did. */
-  complete(jobId: string, attempt: number, result: AttemptResult): Promise<boolean> {
+  async complete(jobId: string, attempt: number, result: AttemptResult): Promise<boolean> {
     const key = artifactKey(result.sha256, result.format);
     const { file, format: _format, ...run } = result;
-    return completeAttempt(this.deps.db, jobId, attempt, run, key, () => this.deps.storage.putFile(key, file));
+    const won = await completeAttempt(this.deps.db, jobId, attempt, run, key, () => this.deps.storage.putFile(key, file));
+    if (won) {
+      this.deps.metrics?.passes(result.report);
+      await this.ended('succeeded', [jobId]);
+    }
+    return won;
   }
 
-  fail(jobId: string, attempt: number, error: { code: string; message: string }): Promise<boolean> {
-    return finishAttempt(this.deps.db, jobId, attempt, 'failed', { errorCode: error.code, errorMessage: error.message });
+  async fail(jobId: string, attempt: number, error: { code: string; message: string }): Promise<boolean> {
+    const failed = await finishAttempt(this.deps.db, jobId, attempt, 'failed', { errorCode: error.code, errorMessage: error.message });
+    if (failed) await this.ended('failed', [jobId], error.code);
+    return failed;
   }
 
   /** The attempt stopped on a cancel request. */
-  finishCanceled(jobId: string, attempt: number): Promise<boolean> {
-    return finishAttempt(this.deps.db, jobId, attempt, 'canceled');
+  async finishCanceled(jobId: string, attempt: number): Promise<boolean> {
+    const canceled = await finishAttempt(this.deps.db, jobId, attempt, 'canceled');
+    if (canceled) await this.ended('canceled', [jobId]);
+    return canceled;
   }
 
   /** The next attempt of a crashed run, in place; null when this attempt lost the job or a cancel came. */
@@ -367,7 +384,7 @@ export class JobService {
 
   /** Gives a running attempt back to the queue (its worker shuts down); a job whose cancel was requested is canceled instead. */
   async handBack(jobId: string, attempt: number): Promise<void> {
-    await requeueAttempt(this.deps.db, jobId, { attempt });
+    if ((await requeueAttempt(this.deps.db, jobId, { attempt })) === 'canceled') await this.ended('canceled', [jobId]);
   }
 
   /**
@@ -377,7 +394,9 @@ export class JobService {
    */
   async reconcile(isLocal: (jobId: string) => boolean): Promise<void> {
     const { db, queue, log } = this.deps;
-    for (const id of await finalizeCanceled(db, this.staleMs)) log(`reconcile: job ${id} canceled (its cancel was requested while no worker held it)`);
+    const canceled = await finalizeCanceled(db, this.staleMs);
+    await this.ended('canceled', canceled);
+    for (const id of canceled) log(`reconcile: job ${id} canceled (its cancel was requested while no worker held it)`);
     const queued = await db.job.findMany({ where: { status: 'queued', createdAt: { lt: new Date(Date.now() - 5000) } }, select: { id: true }, take: 500 });
     for (const { id } of queued) {
       const bj = await queue.getJob(id);
@@ -393,11 +412,28 @@ export class JobService {
       const bj = await queue.getJob(id);
       const state = bj ? await bj.getState() : 'missing';
       if (state === 'active' || state === 'waiting' || state === 'delayed') continue; // BullMQ's stalled check owns it
-      if ((await requeueAttempt(db, id, { staleMs: this.staleMs })) === 'queued') {
+      const to = await requeueAttempt(db, id, { staleMs: this.staleMs });
+      if (to === 'queued') {
         await bj?.remove().catch(() => {});
         await enqueue(queue, id);
         log(`reconcile: job ${id} was running with no live worker (queue: ${state}); re-queued`);
-      }
+      } else if (to === 'canceled') await this.ended('canceled', [id]);
+    }
+  }
+
+  /**
+   * Counts jobs this call just moved to a final status, and their run time (first start to end; a job
+   * canceled before it started has none). Metrics never fail a state change.
+   */
+  private async ended(status: FinalStatus, ids: string[], code?: string): Promise<void> {
+    const metrics = this.deps.metrics;
+    if (!metrics || ids.length === 0) return;
+    for (const _ of ids) metrics.finished(status, code);
+    try {
+      const rows = await this.deps.db.job.findMany({ where: { id: { in: ids } }, select: { startedAt: true, finishedAt: true } });
+      for (const r of rows) if (r.startedAt && r.finishedAt) metrics.duration(status, (r.finishedAt.getTime() - r.startedAt.getTime()) / 1000);
+    } catch (err) {
+      this.deps.log(`metrics: job durations not read (${(err as Error).message})`);
     }
   }
 }

@@ -44,20 +44,27 @@ const TITLES: Partial<Record<ErrorCode, string>> = {
   internal: 'Internal error',
 };
 
-export function sendProblem(reply: FastifyReply, code: ErrorCode, detail: string, extra: { errors?: unknown; retryAfterSec?: number } = {}): FastifyReply {
-  const status = ERROR_CODES[code].httpStatus;
-  const problem: Problem = {
+/** The problem document for a code (also sent by the worker's metrics server, which has no Fastify). */
+export function problemOf(code: ErrorCode, detail: string, instance?: string, errors?: unknown): Problem {
+  return {
     type: `https://modelpress.dev/problems/${code.replace(/_/g, '-')}`,
     title: TITLES[code] ?? code,
-    status,
+    status: ERROR_CODES[code].httpStatus,
     code,
     detail,
-    instance: reply.request.url,
-    ...(extra.errors !== undefined ? { errors: extra.errors } : {}),
+    ...(instance !== undefined ? { instance } : {}),
+    ...(errors !== undefined ? { errors } : {}),
   };
-  if (code === 'unauthorized') reply.header('WWW-Authenticate', 'Bearer realm="modelpress"');
+}
+
+/** The WWW-Authenticate header every 401 carries. */
+export const BEARER_CHALLENGE = 'Bearer realm="modelpress"';
+
+export function sendProblem(reply: FastifyReply, code: ErrorCode, detail: string, extra: { errors?: unknown; retryAfterSec?: number } = {}): FastifyReply {
+  const problem = problemOf(code, detail, reply.request.url, extra.errors);
+  if (code === 'unauthorized') reply.header('WWW-Authenticate', BEARER_CHALLENGE);
   if (extra.retryAfterSec !== undefined) reply.header('Retry-After', String(Math.max(1, Math.ceil(extra.retryAfterSec))));
-  return reply.code(status).type('application/problem+json').send(JSON.stringify(problem));
+  return reply.code(problem.status).type('application/problem+json').send(JSON.stringify(problem));
 }
 
 function fromFastifyError(err: FastifyError): { code: ErrorCode; detail: string; errors?: unknown } | null {

@@ -18,9 +18,9 @@ export default fp(
     const { db, storage, queue, redis, config } = app;
     app.decorate('models', new ModelService({ db, storage, config }));
     const log = (m: string) => app.log.warn(m);
-    const jobs = new JobService({ db, storage, queue, redis, config, log });
+    const jobs = new JobService({ db, storage, queue, redis, config, log, metrics: app.metrics.jobs });
     app.decorate('jobs', jobs);
     app.decorate('trials', new TrialService({ db, storage, jobs, log }));
   },
-  { name: 'services', dependencies: ['infra'] },
+  { name: 'services', dependencies: ['infra', 'metrics'] },
 );

@@ -17,6 +17,9 @@ import { TrialService, type WrittenModel } from '../jobs/trials.js';
 import { CANCEL_CHANNEL, createQueue, ensureNoEviction, redisConnection, type QueuePayload } from '../queue.js';
 import { createStorage } from '../storage/create.js';
 import { withLocalCopies } from '../storage/storage.js';
+import { serveMetrics, type MetricsServer } from '../metrics/endpoint.js';
+import { JobMetrics, newRegistry, workerRunningJobs } from '../metrics/registry.js';
+import { startPresence } from '../presence.js';
 import { classifyCrash, memoryLimitEnforced, startJobChild, type CrashKind } from './child.js';
 import type { ChildMessage, RunMessage } from './protocol.js';
 import { attemptDir, sweepAttemptDirs, type AttemptDir } from './temp.js';
@@ -34,6 +37,8 @@ export interface WorkerOptions {
 
 export interface WorkerHandle {
   id: string;
+  /** The port of the worker's metrics server (METRICS_PORT; 0 there picks a free one), or null without one. */
+  metricsPort: number | null;
   close(): Promise<void>;
 }
 
@@ -63,9 +68,15 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
   await ensureNoEviction(queueConnection, log);
   // a store that does not answer yet does not stop the worker from starting; the log says so
   await storage.check().catch((err: Error) => log(`WARNING: the store ${storage.describe()} is not reachable yet (${err.name}: ${err.message})`));
-  const jobs = new JobService({ db: dbh.db, storage, queue, redis: queueConnection, config, log, ...(opts.staleRunningMs ? { staleRunningMs: opts.staleRunningMs } : {}) });
+  // the outcomes of the jobs this worker runs are counted here, where they happen, and served on METRICS_PORT
+  const registry = newRegistry();
+  const jobs = new JobService({ db: dbh.db, storage, queue, redis: queueConnection, config, log, metrics: new JobMetrics(registry), ...(opts.staleRunningMs ? { staleRunningMs: opts.staleRunningMs } : {}) });
   const trials = new TrialService({ db: dbh.db, storage, jobs, log });
   const active = new Map<string, ActiveRun>();
+  workerRunningJobs(registry, () => active.size);
+  // before any job is taken: a port in use stops the worker here
+  const metricsServer: MetricsServer | null = config.metricsPort === null ? null : await serveMetrics(registry, { host: config.host, port: config.metricsPort, token: config.metricsToken });
+  if (metricsServer) log(`metrics on http://${config.host}:${metricsServer.port}/metrics${config.metricsToken ? ' (METRICS_TOKEN required)' : ''}`);
   let shuttingDown = false;
   if (config.jobMemoryMb > 0 && !memoryLimitEnforced()) log(`WARNING: prlimit (util-linux) not found: JOB_MEMORY_MB=${config.jobMemoryMb} bounds the JavaScript heap only, not onnxruntime's memory`);
 
@@ -272,15 +283,20 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
       .finally(() => (reconciling = false));
   }, opts.reconcileIntervalMs ?? 15_000);
 
+  // the API's metrics count live workers by this heartbeat
+  const presence = startPresence(queueConnection, config.queueName, workerId, log);
+
   const memory = config.jobMemoryMb > 0 ? `job memory limit ${config.jobMemoryMb} MB${memoryLimitEnforced() ? ' (RLIMIT_AS)' : ' (JavaScript heap only)'}` : 'no job memory limit';
   log(`${workerId} ready (queue '${config.queueName}', concurrency ${config.workerConcurrency}, store ${storage.describe()}, ${memory})`);
 
   return {
     id: workerId,
+    metricsPort: metricsServer?.port ?? null,
     async close() {
       if (shuttingDown) return;
       shuttingDown = true;
       clearInterval(reconcileTimer);
+      await presence.stop();
       const closing = worker.close();
       const drained = await Promise.race([closing.then(() => true), sleep(config.shutdownTimeoutMs).then(() => false)]);
       if (!drained) {
@@ -289,6 +305,7 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
         await Promise.race([closing, sleep(5000)]);
       }
       await Promise.race([worker.close(true).catch(() => {}), sleep(2000)]);
+      await metricsServer?.close();
       await Promise.allSettled([queue.close(), subscriber.quit(), bullConnection.quit(), queueConnection.quit()]);
       await dbh.close();
     },
