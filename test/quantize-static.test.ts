@@ -78,6 +78,11 @@ describe('quantize.static on the Fashion-MNIST CNN', () => {
     const prof = await profileModel(model, { input: fmnistBatches[0]!.input! } as Feeds, { runs: 2, warmup: 1 });
     const kernels = new Set(prof.byOpType.map((e) => e.opType ?? e.name));
     for (const k of ['QLinearConv', 'QLinearAdd', 'QGemm']) assert.ok(kernels.has(k), `${k} missing from ${[...kernels].join(', ')}`);
+    // a Conv's weight and bias DequantizeLinear carry no zero point (0 is implied; QLinearConv is still formed above),
+    // the Gemm's keep theirs (QGemm is not formed without)
+    const dqInputs = (op: string) => model.graph.nodes.filter((n) => n.opType === op).map((n) => n.inputs[1]!.producer!.inputs.length);
+    assert.deepEqual(new Set(dqInputs('Conv')), new Set([2]));
+    assert.deepEqual(new Set(dqInputs('Gemm')), new Set([3]));
     for (const k of ['Conv', 'FusedConv', 'Add', 'Relu', 'DequantizeLinear']) assert.ok(!kernels.has(k), `float kernel ${k} still runs`);
   });
 

@@ -146,6 +146,8 @@ export interface DequantizedNames {
 }
 
 export const DEQUANTIZED_NAMES: DequantizedNames = { levels: '_quantized', scale: '_scale', zeroPoint: '_zero_point', output: '_dequantized', node: '_DequantizeLinear' };
+/** The same without the zero-point input (an omitted one means 0): smaller files where no kernel fusion needs it. */
+export const DEQUANTIZED_NAMES_NO_ZERO_POINT: DequantizedNames = { ...DEQUANTIZED_NAMES, zeroPoint: null };
 
 /**
  * A quantized constant behind a DequantizeLinear with zero point 0: int8 weights or int32 biases

@@ -5,7 +5,7 @@ import { narrowUntouchedIslands, noteIslands, widenHalfLayers } from '../quant/f
 import { Type, type Static } from '@sinclair/typebox';
 import { DataType as DT } from '../onnx/dtypes.js';
 import type { Model, Node } from '../onnx/ir.js';
-import { addConstant, addDequantizedConstant, DEQUANTIZED_NAMES, getConstant } from '../onnx/constants.js';
+import { addConstant, addDequantizedConstant, DEQUANTIZED_NAMES_NO_ZERO_POINT, getConstant } from '../onnx/constants.js';
 import { makeTensor, readFloat32, tensorDims } from '../onnx/tensor-data.js';
 import { requireOpsetImport, upgradeOpset } from '../onnx/opset-upgrade.js';
 import { weightLayerOf } from '../onnx/weight-layers.js';
@@ -131,7 +131,7 @@ export const quantizeWeightsPass = definePass({
         continue;
       }
       const { q, scales } = int8!;
-      n.setInput(slot, addDequantizedConstant(g, wv.name, q, dims, scales, axis, { ...DEQUANTIZED_NAMES, levels: '_int8' }));
+      n.setInput(slot, addDequantizedConstant(g, wv.name, q, dims, scales, axis, { ...DEQUANTIZED_NAMES_NO_ZERO_POINT, levels: '_int8' }));
       log.rewrite(n, `int8 weight${axis === null ? ' (per tensor)' : ` (per channel, axis ${axis})`}`);
       floatBytes += count * 4;
       quantBytes += count + scales.length * 5;

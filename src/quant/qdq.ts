@@ -5,7 +5,7 @@ import { alreadyQuantizedReason } from '../onnx/quantized-forms.js';
 import type { TensorProto } from 'onnx-buf';
 import { DataType as DT } from '../onnx/dtypes.js';
 import type { Model, Node, Value } from '../onnx/ir.js';
-import { addConstant, addDequantizedConstant, getConstant, readFloatConstant } from '../onnx/constants.js';
+import { addConstant, addDequantizedConstant, DEQUANTIZED_NAMES, DEQUANTIZED_NAMES_NO_ZERO_POINT, getConstant, readFloatConstant } from '../onnx/constants.js';
 import { inferElemTypes } from '../onnx/elem-types.js';
 import { elementCount, makeTensor, readFloat32, tensorDims } from '../onnx/tensor-data.js';
 import { weightLayerOf, type WeightLayer } from '../onnx/weight-layers.js';
@@ -352,12 +352,13 @@ export function quantizeQdq(model: Model, ranges: ReadonlyMap<Value, [number, nu
     if (!layer || !wv || !wt || wt.dataType !== DT.FLOAT) continue;
     const dims = tensorDims(wt);
     const axis = perChannel ? weightScaleAxis(layer) : null;
-    const key = `${wv.name}:${axis}`;
+    const names = rule.omitWeightZeroPoint ? DEQUANTIZED_NAMES_NO_ZERO_POINT : DEQUANTIZED_NAMES;
+    const key = `${wv.name}:${axis}:${names.zeroPoint}`;
     let hit = weightCache.get(key);
     if (!hit) {
       const pre = opts.weightLevels?.get(wv);
       const { q, scales } = pre && pre.axis === axis && pre.q.length === elementCount(dims) ? pre : quantizeWeightsSymmetric(readFloat32(wt), dims, axis, qmax);
-      hit = { dq: addDequantizedConstant(g, wv.name, q, dims, scales, axis), scales };
+      hit = { dq: addDequantizedConstant(g, wv.name, q, dims, scales, axis, names), scales };
       weightCache.set(key, hit);
     }
     n.setInput(layer.weightInput, hit.dq);
@@ -370,7 +371,7 @@ export function quantizeQdq(model: Model, ranges: ReadonlyMap<Value, [number, nu
       if (hit.scales.length === 1 || hit.scales.length === b.length) {
         const { q, scales } = quantizeBias(b, inP.scale, hit.scales);
         const perC = hit.scales.length > 1;
-        n.setInput(layer.biasInput!, addDequantizedConstant(g, bv.name, q, [b.length], perC ? scales : Float32Array.of(scales[0]!), perC ? 0 : null));
+        n.setInput(layer.biasInput!, addDequantizedConstant(g, bv.name, q, [b.length], perC ? scales : Float32Array.of(scales[0]!), perC ? 0 : null, names));
       }
     }
   }
@@ -387,7 +388,8 @@ export function quantizeQdq(model: Model, ranges: ReadonlyMap<Value, [number, nu
       const dims = tensorDims(wt);
       const axis = perChannel ? weightScaleAxis(layer) : null;
       const { q, scales } = quantizeWeightsSymmetric(readFloat32(wt), dims, axis, 127);
-      n.setInput(layer.weightInput, addDequantizedConstant(g, wv.name, q, dims, scales, axis));
+      // computed in float: no kernel needs the zero point
+      n.setInput(layer.weightInput, addDequantizedConstant(g, wv.name, q, dims, scales, axis, DEQUANTIZED_NAMES_NO_ZERO_POINT));
       weightOnly++;
     }
   }
