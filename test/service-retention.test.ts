@@ -14,6 +14,7 @@ import { lockBlobs, recordOrphans, releaseBlobs } from '../src/service/db/blobs.
 import type { Infra } from '../src/service/plugins/infra.js';
 import { RetentionService } from '../src/service/retention/service.js';
 import { FMNIST, MODELS } from './helpers.js';
+import { startS3 } from './s3-helpers.js';
 import { expectProblem, FAST_RECIPE, finished, injectClient, jobApi, jobForm, runnerPids, SLOW_RECIPE, startWorkerProcess, testInfra, testService, waitFor, type Api, type TestService, type WorkerProcess } from './service-helpers.js';
 
 let svc: TestService;
@@ -251,4 +252,33 @@ test('ARTIFACT_TTL_DAYS and UPLOAD_TTL_DAYS are validated at start, naming the v
   const c = loadConfig({});
   assert.equal(c.artifactTtlDays, 0);
   assert.equal(c.uploadTtlDays, 0);
+});
+
+test('on an S3 store: DELETE /v1/models/{id} keeps bytes another owner shares and deletes the last copy; the sweeper deletes expired bytes', async () => {
+  const s3 = await startS3();
+  const storage = s3.store('retention');
+  const s3App = await buildApp({ config: svc.config, infra: { ...infra, storage } });
+  await s3App.ready();
+  try {
+    const [sa, sb] = [injectClient(s3App, await svc.newKey('s3a')), injectClient(s3App, await svc.newKey('s3b'))];
+    const bytes = variant(50);
+    const mA = await uploadModel(sa, bytes);
+    const mB = await uploadModel(sb, bytes);
+    const key = (await modelRow(mA.id)).storageKey;
+    assert.equal(await storage.size(key), bytes.length);
+    assert.equal((await sa.delete(`/v1/models/${mA.id}`)).status, 204);
+    assert.equal(await storage.size(key), bytes.length, 'owner B still has these bytes');
+    assert.equal((await sb.delete(`/v1/models/${mB.id}`)).status, 204);
+    assert.equal(await storage.size(key), null);
+
+    const old = await uploadModel(sa, variant(51));
+    const oldKey = (await modelRow(old.id)).storageKey;
+    const sweeper = new RetentionService({ db: svc.dbh.db, storage, jobs: s3App.jobs, config: svc.config, log: () => {} });
+    const r = await sweeper.sweep(later(31));
+    assert.ok(r.models.includes(old.id));
+    assert.equal(await storage.size(oldKey), null);
+  } finally {
+    await s3App.close();
+    await s3.close();
+  }
 });

@@ -9,8 +9,9 @@
 // deletes the blob under the same lock. So a new upload of the same bytes either waits for the delete
 // and stores the blob again, or commits its row first and the release keeps the blob.
 import type { Storage } from '../storage/storage.js';
-import type { Db } from './client.js';
-import type { Tx } from './owners.js';
+import type { Db, Prisma } from './client.js';
+
+type Tx = Prisma.TransactionClient;
 
 /**
  * Every column that holds a storage key: the one list to change when a new column stores a key. `of`

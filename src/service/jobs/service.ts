@@ -278,7 +278,8 @@ export class JobService {
       await withDeadline(queue.remove(id), 3000, 'dequeue').catch(() => {});
     }
     else await redis.publish(CANCEL_CHANNEL, id).catch(() => {}); // the worker also polls the database
-    const fresh = await db.job.findUniqueOrThrow({ where: { id } });
+    const fresh = await db.job.findUnique({ where: { id } });
+    if (!fresh) throw new ServiceError('not_found', `no job ${id}`); // deleted meanwhile
     if (fresh.status !== 'canceled' && !isActive(fresh)) throw new ServiceError('conflict', `the job already ${fresh.status}`);
     return fresh;
   }
@@ -341,7 +342,8 @@ export class JobService {
       if (failed) await this.ended('failed', [jobId], 'internal');
       return { kind: 'gave-up' };
     }
-    const job = await db.job.findUniqueOrThrow({ where: { id: jobId }, include: { model: true } });
+    const job = await db.job.findUnique({ where: { id: jobId }, include: { model: true } });
+    if (!job) return { kind: 'skipped' }; // deleted since it was claimed
     const dataKeys: Partial<Record<DataFile, string>> = {};
     if (job.calibrationKey) dataKeys.calibration = job.calibrationKey;
     if (job.evaluationKey) dataKeys.evaluation = job.evaluationKey;
