@@ -19,6 +19,9 @@ export type ErrorCode =
   | 'rate_limited'
   | 'quota_exceeded' // the owner's stored models are at their count or byte quota
   | 'payload_too_large'
+  | 'model_in_use' // a model jobs still refer to cannot be deleted (queued/running ones; finished ones without ?cascade=jobs)
+  | 'model_expired' // the model's bytes were deleted after UPLOAD_TTL_DAYS without use: upload it again
+  | 'artifact_expired' // the job's result was deleted after ARTIFACT_TTL_DAYS (its report and metrics stay)
   | 'unavailable'; // a dependency (Postgres, Redis, the object store) is unreachable
 
 interface CodeInfo {
@@ -44,6 +47,9 @@ export const ERROR_CODES: Record<ErrorCode, CodeInfo> = {
   rate_limited: { httpStatus: 429, exitCode: 2 },
   quota_exceeded: { httpStatus: 409, exitCode: 2 },
   payload_too_large: { httpStatus: 413, exitCode: 2 },
+  model_in_use: { httpStatus: 409, exitCode: 2 },
+  model_expired: { httpStatus: 410, exitCode: 2 },
+  artifact_expired: { httpStatus: 410, exitCode: 2 },
   unavailable: { httpStatus: 503, exitCode: 2 },
 };
 

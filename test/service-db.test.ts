@@ -58,8 +58,10 @@ test('the generated Prisma client works against the migrated schema for every mo
     assert.equal(await verifyApiKey(db, key), ownerId);
     assert.equal(await verifyApiKey(db, key.slice(0, -1) + (key.endsWith('A') ? 'B' : 'A')), null);
     assert.equal(await verifyApiKey(db, 'not-a-key'), null);
-    const model = await db.storedModel.create({ data: { ownerId, sha256: 'a'.repeat(64), sizeBytes: 5n * 1024n ** 3n, storageKey: 'models/x.onnx', filename: 'x.onnx' } });
     const now = new Date();
+    const model = await db.storedModel.create({ data: { ownerId, sha256: 'a'.repeat(64), sizeBytes: 5n * 1024n ** 3n, storageKey: 'models/x.onnx', filename: 'x.onnx', lastUsedAt: now, expiredAt: null } });
+    await db.orphanBlob.create({ data: { key: 'artifacts/o.onnx' } });
+    assert.equal((await db.orphanBlob.findUniqueOrThrow({ where: { key: 'artifacts/o.onnx' } })).createdAt instanceof Date, true);
     const job = await db.job.create({
       data: {
         ownerId, modelId: model.id, recipe: { steps: [{ pass: 'convert.fp16' }] }, status: 'queued', progressPercent: 12.5, progressStep: 1, progressSteps: 2,
@@ -67,6 +69,7 @@ test('the generated Prisma client works against the migrated schema for every mo
         evaluationKey: 'uploads/b.npz', labelsKey: 'uploads/c.npy', idempotencyKey: 'k', requestHash: 'h', metrics: { a: 1 }, report: { b: [1, 2] },
         workerId: 'w', startedAt: now, finishedAt: now, cancelRequestedAt: now, progressSearch: { phase: 'searching', trial: 3 },
         bestStorageKey: 'best/x/1-a.onnx', bestSha256: 'd'.repeat(64), bestSizeBytes: 7n, bestTrial: 2, bestAttempt: 1, bestReport: { kind: 'search-in-progress' },
+        artifactExpiredAt: now, dataExpiredAt: now,
       },
     });
     await db.jobTrial.create({
@@ -86,6 +89,9 @@ test('the generated Prisma client works against the migrated schema for every mo
     assert.equal(back.artifact?.sizeBytes, 10n);
     assert.equal(back.owner.apiKeys.length, 1);
     assert.equal(back.cancelRequestedAt?.getTime(), now.getTime());
+    assert.equal(back.artifactExpiredAt?.getTime(), now.getTime());
+    assert.equal(back.dataExpiredAt?.getTime(), now.getTime());
+    assert.equal(back.model.lastUsedAt.getTime(), now.getTime());
     // (owner, idempotencyKey) is unique
     await assert.rejects(db.job.create({ data: { ownerId, modelId: model.id, recipe: {}, idempotencyKey: 'k' } }), (e: { code?: string }) => e.code === 'P2002');
     // guarded transitions: claim only queued jobs (or running ones with a stale heartbeat); only the

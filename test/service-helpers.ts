@@ -200,6 +200,7 @@ export interface Api {
   get(path: string, headers?: Record<string, string>): Promise<Response>;
   /** FormData goes as multipart, an object as JSON, a string as it is (JSON unless the headers say otherwise). */
   post(path: string, body?: FormData | object | string, headers?: Record<string, string>): Promise<Response>;
+  delete(path: string, headers?: Record<string, string>): Promise<Response>;
 }
 
 /** A real HTTP client for the API (multipart via FormData). */
@@ -217,13 +218,16 @@ export function client(base: string, key?: string): Api {
         ...(body ? { body: isForm || typeof body === 'string' ? body : JSON.stringify(body) } : {}),
       });
     },
+    async delete(path: string, headers: Record<string, string> = {}) {
+      return fetch(`${base}${path}`, { method: 'DELETE', headers: { ...auth, ...headers } });
+    },
   };
 }
 
 /** The same client over app.inject: no port, the bytes fetch would send. */
 export function injectClient(app: FastifyInstance, key?: string): Api {
   const auth: Record<string, string> = key ? { authorization: `Bearer ${key}` } : {};
-  async function send(method: 'GET' | 'POST', url: string, body: FormData | object | string | undefined, headers: Record<string, string>): Promise<Response> {
+  async function send(method: 'GET' | 'POST' | 'DELETE', url: string, body: FormData | object | string | undefined, headers: Record<string, string>): Promise<Response> {
     let payload: Buffer | string | undefined;
     let contentType: Record<string, string> = {};
     if (body instanceof FormData) {
@@ -239,7 +243,11 @@ export function injectClient(app: FastifyInstance, key?: string): Api {
     for (const [k, v] of Object.entries(res.headers)) for (const x of [v ?? []].flat()) out.append(k, String(x));
     return new Response([204, 304].includes(res.statusCode) ? null : res.rawPayload, { status: res.statusCode, headers: out });
   }
-  return { get: (path, headers = {}) => send('GET', path, undefined, headers), post: (path, body, headers = {}) => send('POST', path, body, headers) };
+  return {
+    get: (path, headers = {}) => send('GET', path, undefined, headers),
+    post: (path, body, headers = {}) => send('POST', path, body, headers),
+    delete: (path, headers = {}) => send('DELETE', path, undefined, headers),
+  };
 }
 
 /** A problem+json response with this status and stable `code`, and nothing of the server's insides (no stack). */

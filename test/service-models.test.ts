@@ -36,6 +36,7 @@ interface ModelBody {
   sizeBytes: number;
   filename: string | null;
   createdAt: string;
+  lastUsedAt: string;
 }
 
 interface SummaryBody {
@@ -120,7 +121,8 @@ function described(v: ValueInfoProto): { name: string; dtype: string; shape: (nu
 
 test('a model is listed for its owner only, newest first; another owner gets neither the entry, the model nor its summary', async () => {
   const a = await upload(keyA, fmnist, 'fmnist.onnx');
-  assert.deepEqual({ ...a, id: '', createdAt: '' }, { id: '', sha256: sha256(fmnist), sizeBytes: fmnist.length, filename: 'fmnist.onnx', createdAt: '' });
+  assert.deepEqual({ ...a, id: '', createdAt: '', lastUsedAt: '' }, { id: '', sha256: sha256(fmnist), sizeBytes: fmnist.length, filename: 'fmnist.onnx', createdAt: '', lastUsedAt: '', expiresAt: null, expiredAt: null });
+  assert.equal(a.lastUsedAt, a.createdAt, 'an upload is its first use');
   assert.ok(Math.abs(Date.parse(a.createdAt) - Date.now()) < 60_000, a.createdAt);
   assert.deepEqual(await list(keyA), [a]);
   const got = await client(keyA).get(`/v1/models/${a.id}`);

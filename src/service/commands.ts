@@ -57,6 +57,7 @@ export async function cmdWorker(): Promise<void> {
   const worker = await startWorker(config, {
     ...(process.env.RECONCILE_INTERVAL_MS ? { reconcileIntervalMs: Number(process.env.RECONCILE_INTERVAL_MS) } : {}),
     ...(process.env.STALE_RUNNING_MS ? { staleRunningMs: Number(process.env.STALE_RUNNING_MS) } : {}),
+    ...(process.env.RETENTION_INTERVAL_MS ? { retentionIntervalMs: Number(process.env.RETENTION_INTERVAL_MS) } : {}),
   });
   const stop = (signal: string) => {
     process.stderr.write(`worker: ${signal}: draining (up to ${config.shutdownTimeoutMs} ms)\n`);

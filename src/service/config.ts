@@ -47,6 +47,10 @@ export interface ServiceConfig {
   /** Memory limit of a job's child process (MB; RLIMIT_AS + V8 heap); 0 = none. */
   jobMemoryMb: number;
   queueName: string;
+  /** A finished job's artifact, best so far and frontier models are deleted this many days after it ended (0: kept until deleted). */
+  artifactTtlDays: number;
+  /** A model not used for this many days, and a finished job's data files this many days after it was created, are deleted (0: kept). */
+  uploadTtlDays: number;
 }
 
 /**
@@ -145,6 +149,8 @@ export function loadConfig(env: Env = process.env): ServiceConfig {
     shutdownTimeoutMs: intVar(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 0, 3600_000, problems),
     jobMemoryMb: 0,
     queueName: env.MODELPRESS_QUEUE || 'modelpress-jobs',
+    artifactTtlDays: intVar(env, 'ARTIFACT_TTL_DAYS', 0, 0, 36_500, problems),
+    uploadTtlDays: intVar(env, 'UPLOAD_TTL_DAYS', 0, 0, 36_500, problems),
   };
   // default: three quarters of this machine's memory, shared by the jobs one worker runs at once
   const defaultJobMemoryMb = Math.floor((0.75 * totalmem()) / 2 ** 20 / config.workerConcurrency);

@@ -1,5 +1,6 @@
 // Job state changes, all guarded in SQL (`UPDATE … WHERE status IN (…)`), so at-least-once delivery,
 // concurrent cancels and stale workers can never move a finished job.
+import { lockBlobs } from './blobs.js';
 import { Prisma, type Db } from './client.js';
 
 /**
@@ -97,7 +98,8 @@ export async function completeAttempt(db: Db, jobId: string, attempt: number, ru
     async (tx) => {
       const owned = await tx.$queryRaw<{ id: string }[]>`
         SELECT id::text FROM jobs WHERE id = ${jobId}::uuid AND status = 'running' AND attempt = ${attempt} FOR UPDATE`;
-      if (owned.length !== 1) return false;
+      if (owned.length !== 1) return false; // another attempt took it, it was canceled, or the job was deleted: nothing stored
+      await lockBlobs(tx, [artifactKey]); // a blob of the same content being released waits, or keeps it (db/blobs.ts)
       await store();
       const p = run.progress;
       await tx.job.update({

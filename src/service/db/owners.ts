@@ -4,6 +4,7 @@ import { ServiceError } from '../../errors.js';
 import type { Db, Prisma, StoredModel } from './client.js';
 import type { ServiceConfig } from '../config.js';
 import type { Storage } from '../storage/storage.js';
+import { lockBlobs } from './blobs.js';
 
 export type Tx = Prisma.TransactionClient;
 
@@ -27,7 +28,8 @@ export async function assertActiveJobsBelowLimit(db: Db | Tx, ownerId: string, c
 
 /** Refuses a new model of `sizeBytes` that would take the owner past the count or byte quota. */
 async function assertModelQuota(db: Db | Tx, ownerId: string, sizeBytes: number, config: ServiceConfig): Promise<void> {
-  const agg = await db.storedModel.aggregate({ where: { ownerId }, _count: { _all: true }, _sum: { sizeBytes: true } });
+  // an expired model holds no bytes
+  const agg = await db.storedModel.aggregate({ where: { ownerId, expiredAt: null }, _count: { _all: true }, _sum: { sizeBytes: true } });
   const count = agg._count._all;
   const bytes = Number(agg._sum.sizeBytes ?? 0n);
   if (count + 1 > config.maxModelsPerOwner) {
@@ -47,19 +49,31 @@ export interface UploadedModel {
 
 /**
  * Stores an uploaded model for its owner (call under `withOwnerLock`): identical bytes are one row
- * per owner and one blob (`models/<sha256>.onnx`) for everyone. A new model must fit the quota.
+ * per owner and one blob (`models/<sha256>.onnx`) for everyone. A new model must fit the quota. The
+ * same bytes again count as a use (UPLOAD_TTL_DAYS starts over), and revive a model whose bytes expired.
  */
 export async function storeModel(tx: Tx, storage: Storage, config: ServiceConfig, ownerId: string, upload: UploadedModel): Promise<{ model: StoredModel; created: boolean }> {
   const existing = await tx.storedModel.findUnique({ where: { ownerId_sha256: { ownerId, sha256: upload.sha256 } } });
-  if (existing) {
+  if (existing && (await touchModel(tx, existing.id))) {
     await storage.delete(upload.key);
-    return { model: existing, created: false };
+    return { model: await tx.storedModel.findUniqueOrThrow({ where: { id: existing.id } }), created: false };
   }
   await assertModelQuota(tx, ownerId, upload.sizeBytes, config);
   const key = `models/${upload.sha256}.onnx`;
-  // the blob exists before any row refers to it
+  // the blob exists before any row refers to it; a release of the same key waits for this row, or ends first (db/blobs.ts)
+  await lockBlobs(tx, [key]);
   await storage.promote(upload.key, key);
+  if (existing) return { model: await tx.storedModel.update({ where: { id: existing.id }, data: { expiredAt: null, lastUsedAt: new Date(), storageKey: key } }), created: false };
   const filename = upload.filename ? upload.filename.replace(/[^\w.\- ]+/g, '_').slice(0, 200) : null;
   const model = await tx.storedModel.create({ data: { ownerId, sha256: upload.sha256, sizeBytes: BigInt(upload.sizeBytes), storageKey: key, filename } });
   return { model, created: true };
+}
+
+/**
+ * Records a use of a model whose bytes are still stored (a job on it, a re-upload): false when they
+ * expired. A real row update, so a concurrent expiry waits and then re-checks `last_used_at`.
+ */
+export async function touchModel(tx: Tx, modelId: string): Promise<boolean> {
+  const n = await tx.storedModel.updateMany({ where: { id: modelId, expiredAt: null }, data: { lastUsedAt: new Date() } });
+  return n.count === 1;
 }

@@ -1,6 +1,7 @@
 // What a goal job's search leaves in the database: its trials as they finish, its best model so far
 // and its frontier models. Like every job write, each is owned by one attempt: a superseded attempt
 // records nothing and stores nothing (the blob is stored under the job's row lock, after the check).
+import { lockBlobs } from './blobs.js';
 import type { Db } from './client.js';
 import type { Tx } from './owners.js';
 
@@ -61,6 +62,7 @@ export async function recordBest(
 ): Promise<string | null | undefined> {
   const replaced = await whileOwned(db, jobId, attempt, async (tx) => {
     const before = await tx.job.findUniqueOrThrow({ where: { id: jobId }, select: { bestStorageKey: true } });
+    await lockBlobs(tx, [best.key]);
     await store();
     await tx.job.update({
       where: { id: jobId },
@@ -74,6 +76,7 @@ export async function recordBest(
 /** Marks a trial of the owning attempt as on the frontier, its model stored by `store` under `blob.key`. */
 export async function recordFrontierModel(db: Db, jobId: string, attempt: number, n: number, blob: StoredBlob, store: () => Promise<void>): Promise<boolean> {
   const done = await whileOwned(db, jobId, attempt, async (tx) => {
+    await lockBlobs(tx, [blob.key]); // content-addressed: another job's release of the same key waits or keeps it
     await store();
     await tx.jobTrial.updateMany({
       where: { jobId, attempt, n },

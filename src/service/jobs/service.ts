@@ -14,7 +14,7 @@ import type { CompressionReport } from '../../report/schema.js';
 import type { ServiceConfig } from '../config.js';
 import type { Db, Job, JobStatus } from '../db/client.js';
 import { claimJob, completeAttempt, finalizeCanceled, finishAttempt, nextAttempt, requeueAttempt, writeProgress, type CompletedRun, type ProgressFields } from '../db/jobs.js';
-import { assertActiveJobsBelowLimit, storeModel, withOwnerLock, type UploadedModel } from '../db/owners.js';
+import { assertActiveJobsBelowLimit, storeModel, touchModel, withOwnerLock, type UploadedModel } from '../db/owners.js';
 import { ownModel } from '../models/service.js';
 import { assertModelUpload } from '../models/check.js';
 import { CANCEL_CHANNEL, enqueue, withDeadline, type QueuePayload } from '../queue.js';
@@ -131,6 +131,15 @@ function assertGoalInputs(r: CreateJobRequest, timeoutMs: number): void {
   }
 }
 
+/** A job whose artifacts the retention sweeper deleted: 410, and the report stays. */
+export function artifactExpired(job: Job): ServiceError {
+  return new ServiceError('artifact_expired', `the job's models were deleted ${job.artifactExpiredAt!.toISOString()} (ARTIFACT_TTL_DAYS after it ended); its report and metrics stay`);
+}
+
+export function modelExpired(id: string, at: Date): ServiceError {
+  return new ServiceError('model_expired', `model ${id} was not used for UPLOAD_TTL_DAYS and its bytes were deleted (${at.toISOString()}); upload it again (the same bytes revive this model id)`);
+}
+
 /** Jobs are shown with their model's file name. */
 const WITH_MODEL_NAME = { model: { select: { filename: true } } } as const;
 
@@ -166,6 +175,7 @@ export class JobService {
     assertGoalInputs(r, Math.min(r.timeoutMs ?? config.jobTimeoutMs, config.jobTimeoutMs));
     if ('upload' in r.model) await assertModelUpload(storage, r.model.upload);
     const stored = 'id' in r.model ? await ownModel(db, r.ownerId, r.model.id) : null;
+    if (stored?.expiredAt) throw modelExpired(stored.id, stored.expiredAt);
     const upload = 'upload' in r.model ? r.model.upload : null;
     const hash = requestHash({
       modelSha256: stored?.sha256 ?? upload!.sha256,
@@ -183,6 +193,8 @@ export class JobService {
         }
       }
       await assertActiveJobsBelowLimit(tx, r.ownerId, config);
+      // a job is a use of its model: its bytes are kept UPLOAD_TTL_DAYS from now (and a concurrent expiry waits, then keeps them)
+      if (stored && !(await touchModel(tx, stored.id))) throw modelExpired(stored.id, new Date());
       const modelId = stored?.id ?? (await storeModel(tx, storage, config, r.ownerId, upload!)).model.id;
       for (const f of DATA_FILES) {
         const file = r.data[f];
@@ -266,7 +278,8 @@ export class JobService {
       await withDeadline(queue.remove(id), 3000, 'dequeue').catch(() => {});
     }
     else await redis.publish(CANCEL_CHANNEL, id).catch(() => {}); // the worker also polls the database
-    const fresh = await db.job.findUniqueOrThrow({ where: { id } });
+    const fresh = await db.job.findUnique({ where: { id } });
+    if (!fresh) throw new ServiceError('not_found', `no job ${id}`); // deleted meanwhile
     if (fresh.status !== 'canceled' && !isActive(fresh)) throw new ServiceError('conflict', `the job already ${fresh.status}`);
     return fresh;
   }
@@ -278,6 +291,7 @@ export class JobService {
   async artifact(ownerId: string, id: string): Promise<ArtifactDownload> {
     const { db, storage } = this.deps;
     const job = await this.get(ownerId, id);
+    if (job.artifactExpiredAt) throw artifactExpired(job);
     const model = await db.storedModel.findUnique({ where: { id: job.modelId } });
     if (job.status !== 'succeeded') {
       const key = job.bestStorageKey;
@@ -328,7 +342,8 @@ export class JobService {
       if (failed) await this.ended('failed', [jobId], 'internal');
       return { kind: 'gave-up' };
     }
-    const job = await db.job.findUniqueOrThrow({ where: { id: jobId }, include: { model: true } });
+    const job = await db.job.findUnique({ where: { id: jobId }, include: { model: true } });
+    if (!job) return { kind: 'skipped' }; // deleted since it was claimed
     const dataKeys: Partial<Record<DataFile, string>> = {};
     if (job.calibrationKey) dataKeys.calibration = job.calibrationKey;
     if (job.evaluationKey) dataKeys.evaluation = job.evaluationKey;

@@ -9,7 +9,7 @@ import type { Db } from '../db/client.js';
 import { insertTrial, recordBest, recordFrontierModel, type TrialFields } from '../db/search.js';
 import type { Storage } from '../storage/storage.js';
 import { decodeTrialCursor, encodeTrialCursor } from './encoding.js';
-import { artifactKey, downloadName, storedDownload, type ArtifactDownload, type ArtifactFormat, type JobService } from './service.js';
+import { artifactExpired, artifactKey, downloadName, storedDownload, type ArtifactDownload, type ArtifactFormat, type JobService } from './service.js';
 
 export interface TrialServiceDeps {
   db: Db;
@@ -45,7 +45,7 @@ export interface TrialView {
 }
 
 /** Best-so-far blobs live under the job's own prefix, one per attempt and content: swept when the job ends. */
-const bestPrefix = (jobId: string) => `best/${jobId}`;
+export const bestPrefix = (jobId: string) => `best/${jobId}`;
 const bestKey = (jobId: string, attempt: number, m: WrittenModel) => `${bestPrefix(jobId)}/${attempt}-${m.sha256}.${m.format}`;
 
 export class TrialService {
@@ -72,6 +72,7 @@ export class TrialService {
   /** A frontier trial's model (of the job's latest attempt); other trials' models are not kept. */
   async artifact(ownerId: string, jobId: string, n: number): Promise<ArtifactDownload> {
     const job = await this.deps.jobs.get(ownerId, jobId);
+    if (job.artifactExpiredAt) throw artifactExpired(job);
     const trial = await this.deps.db.jobTrial.findUnique({ where: { jobId_attempt_n: { jobId, attempt: job.attempt, n } } });
     if (!trial) throw new ServiceError('not_found', `job ${jobId} has no trial ${n}${job.status === 'queued' || job.status === 'running' ? ' (yet)' : ''}`);
     if (!trial.artifactKey || !trial.artifactSha256 || trial.artifactSizeBytes === null) {

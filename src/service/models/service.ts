@@ -50,6 +50,7 @@ export class ModelService {
    */
   async summary(ownerId: string, id: string): Promise<ModelSummary> {
     const m = await this.get(ownerId, id);
+    if (m.expiredAt) throw new ServiceError('model_expired', `model ${id} was not used for UPLOAD_TTL_DAYS and its bytes were deleted (${m.expiredAt.toISOString()}); upload it again`);
     const cached = this.summaries.get(m.sha256);
     if (cached) return cached;
     if (Number(m.sizeBytes) > SUMMARY_MAX_BYTES) {

@@ -4,12 +4,14 @@ import type { FastifyInstance } from 'fastify';
 import { JobService } from '../jobs/service.js';
 import { TrialService } from '../jobs/trials.js';
 import { ModelService } from '../models/service.js';
+import { RetentionService } from '../retention/service.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
     jobs: JobService;
     models: ModelService;
     trials: TrialService;
+    retention: RetentionService;
   }
 }
 
@@ -21,6 +23,7 @@ export default fp(
     const jobs = new JobService({ db, storage, queue, redis, config, log, metrics: app.metrics.jobs });
     app.decorate('jobs', jobs);
     app.decorate('trials', new TrialService({ db, storage, jobs, log }));
+    app.decorate('retention', new RetentionService({ db, storage, jobs, config, log }));
   },
   { name: 'services', dependencies: ['infra', 'metrics'] },
 );

@@ -63,7 +63,7 @@ export default async function eventRoutes(app: FastifyInstance) {
             for (const job of changed) {
               const at = job.updatedAt.getTime();
               if ((sent.get(job.id) ?? -Infinity) >= at) continue;
-              res.write(`event: job\nid: ${job.updatedAt.toISOString()}\ndata: ${JSON.stringify(jobView(job))}\n\n`);
+              res.write(`event: job\nid: ${job.updatedAt.toISOString()}\ndata: ${JSON.stringify(jobView(job, app.config))}\n\n`);
               sent.set(job.id, at);
               if (at > since.getTime()) since = job.updatedAt;
               wrote = true;

@@ -5,6 +5,8 @@ import { ServiceError } from '../../errors.js';
 import { parseRecipe } from '../../pipeline/recipe.js';
 import { renderReportHtml } from '../../report/html.js';
 import type { Job, JobStatus } from '../db/client.js';
+import type { ServiceConfig } from '../config.js';
+import { artifactExpiresAt } from '../retention/service.js';
 import { DATA_FILES, type CreateJobRequest } from '../jobs/service.js';
 import { perMinute } from '../plugins/rate-limit.js';
 import { IdParams, UUID_PATTERN } from '../ids.js';
@@ -69,12 +71,21 @@ const JobSchema = {
     cancelRequested: { type: 'boolean' },
     error: { type: ['object', 'null'], properties: { code: { type: 'string' }, message: { type: 'string' } } },
     metrics: { type: ['object', 'null'], additionalProperties: true },
+    retention: {
+      type: 'object',
+      description: 'What the retention sweeper did or will do (ARTIFACT_TTL_DAYS, UPLOAD_TTL_DAYS). The report and metrics are kept until the job is deleted.',
+      properties: {
+        artifactExpiresAt: { type: ['string', 'null'], format: 'date-time', description: 'When the artifact, best so far and frontier models will be deleted (null: not finished, kept until the job is deleted, or deleted already).' },
+        artifactExpiredAt: { type: ['string', 'null'], format: 'date-time', description: 'When they were deleted: downloads then answer 410 artifact_expired.' },
+        dataExpiredAt: { type: ['string', 'null'], format: 'date-time', description: 'When the calibration, evaluation and labels files were deleted.' },
+      },
+    },
     links: { type: 'object', additionalProperties: { type: 'string' } },
   },
   required: ['id', 'status', 'progress', 'createdAt', 'links'],
 } as const;
 
-export function jobView(job: Job & { model?: { filename: string | null } }) {
+export function jobView(job: Job & { model?: { filename: string | null } }, config: Pick<ServiceConfig, 'artifactTtlDays'>) {
   const self = `/v1/jobs/${job.id}`;
   return {
     id: job.id,
@@ -101,6 +112,11 @@ export function jobView(job: Job & { model?: { filename: string | null } }) {
     cancelRequested: job.cancelRequestedAt !== null,
     error: job.errorCode ? { code: job.errorCode, message: job.errorMessage ?? '' } : null,
     metrics: (job.metrics as Record<string, unknown> | null) ?? null,
+    retention: {
+      artifactExpiresAt: artifactExpiresAt(job, config)?.toISOString() ?? null,
+      artifactExpiredAt: job.artifactExpiredAt?.toISOString() ?? null,
+      dataExpiredAt: job.dataExpiredAt?.toISOString() ?? null,
+    },
     links: { self, cancel: `${self}/cancel`, artifact: `${self}/artifact`, report: `${self}/report`, reportHtml: `${self}/report.html`, trials: `${self}/trials` },
   };
 }
@@ -147,7 +163,7 @@ export default async function jobRoutes(app: FastifyInstance) {
 
   function sendJob(reply: FastifyReply, job: Job, status = 200) {
     if (job.status === 'queued' || job.status === 'running') reply.header('Retry-After', job.status === 'queued' ? '2' : '1');
-    return reply.code(status).send(jobView(job));
+    return reply.code(status).send(jobView(job, config));
   }
 
   function parseTimeout(text: string): number {
@@ -251,7 +267,7 @@ export default async function jobRoutes(app: FastifyInstance) {
     },
     async (req) => {
       const { items, nextCursor } = await jobs.list(req.ownerId, req.query as { limit: number; cursor?: string; status?: JobStatus });
-      return { items: items.map(jobView), nextCursor };
+      return { items: items.map((j) => jobView(j, config)), nextCursor };
     },
   );
 
@@ -264,6 +280,23 @@ export default async function jobRoutes(app: FastifyInstance) {
     },
   );
 
+  app.delete(
+    '/jobs/:id',
+    {
+      schema: {
+        ...common,
+        summary: 'Delete a job: its record, trials, report and the stored files only it refers to (a queued or running job is canceled first)',
+        description: 'Owner only (another owner gets 404, as for GET). The compressed model, best so far, frontier models and the uploaded calibration, evaluation and labels files are deleted unless another job or model refers to the same content. 204; a second DELETE is 404.',
+        params: IdParams,
+        response: { 204: { type: 'null', description: 'Deleted' }, '4xx': { $ref: 'Problem#' }, '5xx': { $ref: 'Problem#' } },
+      },
+    },
+    async (req, reply) => {
+      await app.retention.deleteJob(req.ownerId, idOf(req));
+      return reply.code(204).send();
+    },
+  );
+
   app.get(
     '/jobs/:id/artifact',
     {
@@ -271,7 +304,7 @@ export default async function jobRoutes(app: FastifyInstance) {
         ...common,
         summary: 'Download the compressed model (Range supported; ETag is its sha256)',
         description:
-          'The final model once the job succeeded. A goal job serves its best model so far before that — while it runs, and after a cancel or failure — from its first measured trial on. The header X-Modelpress-Artifact says which: `final` or `best-so-far`.',
+          'The final model once the job succeeded. A goal job serves its best model so far before that — while it runs, and after a cancel or failure — from its first measured trial on. The header X-Modelpress-Artifact says which: `final` or `best-so-far`. 410 `artifact_expired` once the retention sweeper deleted it (ARTIFACT_TTL_DAYS after the job ended).',
         params: IdParams,
         produces: ['application/octet-stream'],
         response: DOWNLOAD_RESPONSES,

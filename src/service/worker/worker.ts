@@ -14,6 +14,7 @@ import { createDb, type DbHandle } from '../db/client.js';
 import type { ProgressFields } from '../db/jobs.js';
 import { JobService, type ArtifactFormat, type RunSpec } from '../jobs/service.js';
 import { TrialService, type WrittenModel } from '../jobs/trials.js';
+import { RetentionService } from '../retention/service.js';
 import { CANCEL_CHANNEL, createQueue, ensureNoEviction, redisConnection, type QueuePayload } from '../queue.js';
 import { createStorage } from '../storage/create.js';
 import { withLocalCopies } from '../storage/storage.js';
@@ -33,6 +34,8 @@ export interface WorkerOptions {
   reconcileIntervalMs?: number;
   /** A running job without a heartbeat for this long has no live worker: it may be claimed again. */
   staleRunningMs?: number;
+  /** How often to sweep what outlived ARTIFACT_TTL_DAYS / UPLOAD_TTL_DAYS, and retry blob deletes a store refused (default 10 min). */
+  retentionIntervalMs?: number;
 }
 
 export interface WorkerHandle {
@@ -72,6 +75,7 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
   const registry = newRegistry();
   const jobs = new JobService({ db: dbh.db, storage, queue, redis: queueConnection, config, log, metrics: new JobMetrics(registry), ...(opts.staleRunningMs ? { staleRunningMs: opts.staleRunningMs } : {}) });
   const trials = new TrialService({ db: dbh.db, storage, jobs, log });
+  const retention = new RetentionService({ db: dbh.db, storage, jobs, config, log });
   const active = new Map<string, ActiveRun>();
   workerRunningJobs(registry, () => active.size);
   // before any job is taken: a port in use stops the worker here
@@ -207,7 +211,7 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
         log(`job ${jobId}: canceled`);
         return null;
       case 'superseded':
-        log(`job ${jobId}: attempt ${attempt} stopped: another attempt owns the job`);
+        log(`job ${jobId}: attempt ${attempt} stopped: another attempt owns the job, or the job was deleted`);
         return null;
       case 'timeout':
         await persist(jobId, () => jobs.fail(jobId, attempt, { code: 'timeout', message: `the job ran longer than its time limit (${outcome.ms} ms) and was stopped` }));
@@ -283,6 +287,28 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
       .finally(() => (reconciling = false));
   }, opts.reconcileIntervalMs ?? 15_000);
 
+  // every worker sweeps; concurrent sweeps share the work (rows taken with SKIP LOCKED, blob deletes under the key's lock)
+  let sweeping = false;
+  const sweep = () => {
+    if (sweeping || shuttingDown) return;
+    sweeping = true;
+    retention
+      .sweep()
+      .then((r) => {
+        const parts = [
+          r.artifactJobs.length ? `${r.artifactJobs.length} job(s)' models expired (ARTIFACT_TTL_DAYS=${config.artifactTtlDays})` : '',
+          r.dataJobs.length ? `${r.dataJobs.length} job(s)' data files expired (UPLOAD_TTL_DAYS=${config.uploadTtlDays})` : '',
+          r.models.length ? `${r.models.length} model(s) expired (UPLOAD_TTL_DAYS=${config.uploadTtlDays})` : '',
+          r.blobs.deleted.length || r.blobs.failed.length ? `${r.blobs.deleted.length} blob(s) deleted, ${r.blobs.kept.length} kept (shared), ${r.blobs.failed.length} left for the next sweep` : '',
+        ].filter(Boolean);
+        if (parts.length) log(`retention: ${parts.join('; ')}`);
+      })
+      .catch((err: Error) => log(`retention: sweep failed (${err.message})`))
+      .finally(() => (sweeping = false));
+  };
+  const retentionTimer = setInterval(sweep, opts.retentionIntervalMs ?? 10 * 60_000);
+  const firstSweep = setTimeout(sweep, 5000);
+
   // the API's metrics count live workers by this heartbeat
   const presence = startPresence(queueConnection, config.queueName, workerId, log);
 
@@ -296,6 +322,8 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
       if (shuttingDown) return;
       shuttingDown = true;
       clearInterval(reconcileTimer);
+      clearInterval(retentionTimer);
+      clearTimeout(firstSweep);
       await presence.stop();
       const closing = worker.close();
       const drained = await Promise.race([closing.then(() => true), sleep(config.shutdownTimeoutMs).then(() => false)]);
