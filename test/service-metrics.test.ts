@@ -10,7 +10,7 @@ import { buildApp } from '../src/service/app.js';
 import type { Infra } from '../src/service/plugins/infra.js';
 import { PRESENCE_TTL_MS, startPresence } from '../src/service/presence.js';
 import { MODELS } from './helpers.js';
-import { expectProblem, FAST_RECIPE, finished, injectClient, jobApi, jobForm, startWorkerProcess, testInfra, testService, waitFor, type TestService, type WorkerProcess } from './service-helpers.js';
+import { expectProblem, FAST_RECIPE, finished, SLOW_RECIPE, injectClient, jobApi, jobForm, startWorkerProcess, testInfra, testService, waitFor, type TestService, type WorkerProcess } from './service-helpers.js';
 
 let svc: TestService;
 let infra: Infra;
@@ -213,9 +213,25 @@ test('a worker process counts the outcomes of its jobs and serves them on METRIC
     assert.equal(w.value('modelpress_pass_duration_seconds_sum', { pass: 'convert.fp16' }), report.steps[0]!.durationMs / 1000, "the report's own step time");
     assert.equal(w.value('modelpress_worker_running_jobs'), 0);
 
+    // the pass is timed in the job's process and reaches the worker's registry as it ends, while the job still runs
+    // (here for minutes, timing the models): a job canceled afterwards has its pass counted all the same
+    const slow = await create(jobForm(model, SLOW_RECIPE));
+    const during = await waitFor('the slow job\'s pass to be counted while it runs', async () => {
+      const now = await workerScrape();
+      return now.value('modelpress_pass_duration_seconds_count', { pass: 'convert.fp16' }) === 2 ? now : null;
+    }, 60_000, 250);
+    assert.equal((await jobApi(injectClient(app, key)).job(slow)).status, 'running', 'counted before the job ended');
+    assert.equal(during.value('modelpress_worker_running_jobs'), 1);
+    assert.equal((await injectClient(app, key).post(`/v1/jobs/${slow}/cancel`)).status, 202);
+    assert.equal((await until(slow, finished, 'the slow job to be canceled')).status, 'canceled');
+    const afterCancel = await workerScrape();
+    assert.equal(afterCancel.value('modelpress_jobs_canceled_total'), 1, 'a running job canceled by its worker counts there');
+    assert.equal(afterCancel.value('modelpress_job_duration_seconds_count', { status: 'canceled' }), 1);
+    assert.equal(afterCancel.value('modelpress_pass_duration_seconds_count', { pass: 'convert.fp16' }), 2);
+
     const api = await scrape();
     const delta = (name: string, labels: Record<string, string> = {}) => (api.value(name, labels) ?? 0) - (apiBefore.value(name, labels) ?? 0);
-    assert.equal(delta('modelpress_jobs_created_total'), 2);
+    assert.equal(delta('modelpress_jobs_created_total'), 3);
     assert.equal(delta('modelpress_jobs_succeeded_total'), 0, 'counted once, by the worker');
     assert.equal(delta('modelpress_jobs_failed_total', { code: 'invalid_model' }), 0);
     assert.equal(api.value('modelpress_queue_jobs', { state: 'waiting' }), 0);

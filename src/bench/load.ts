@@ -7,19 +7,18 @@
 // wait is bounded; child processes are stopped (process group, SIGTERM then SIGKILL) even on error.
 // Exit 0 when the service worked (targets missed or not: it is a benchmark), 1 when it failed
 // (5xx answers, the API died, a step of the service did not work) or the run could not be set up.
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import pg from 'pg';
-import { Redis } from 'ioredis';
 import { loadConfig } from '../service/config.js';
 import { fmtMB, renderLoadReport, type LoadReport, type PollResult, type UploadRound } from './load-report.js';
 import { rssBytes, startProc, stopAll, stopProc, type Proc } from './processes.js';
+import { dropRedisKeys, freePort, runCli as runCliAt } from './service-setup.js';
+import { writeSection } from './sections.js';
 
 const ROOT = (() => {
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -85,26 +84,7 @@ async function until<T>(what: string, timeoutMs: number, everyMs: number, fn: ()
   throw new ServiceFailure(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-function runCli(args: string[], env: Record<string, string>, timeoutMs = 60_000): Promise<{ stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, timeout: timeoutMs, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`modelpress ${args.join(' ')} failed: ${err.message}\n${stderr}`));
-      else resolve({ stdout, stderr });
-    });
-  });
-}
+const runCli = (args: string[], env: Record<string, string>, timeoutMs = 60_000) => runCliAt(CLI, args, env, timeoutMs);
 
 let api: Proc | null = null;
 let worker: Proc | null = null;
@@ -376,29 +356,10 @@ async function main(): Promise<number> {
   rep.finishedAt = new Date();
   rep.loadAfter = loadavg();
   const md = renderLoadReport(rep, SETTINGS, TARGETS, serviceFailed);
-  mkdirSync(dirname(OUT), { recursive: true });
-  writeFileSync(OUT, md);
+  // bench/service.md is shared: this run rewrites its own section only (`npm run bench:service` writes another)
+  writeSection(OUT, 'load', md);
   process.stdout.write(`${md}\nwritten to ${OUT}\n`);
   return serviceFailed ? 1 : 0;
-}
-
-async function dropRedisKeys(url: string, patterns: string[]): Promise<void> {
-  const redis = new Redis(url, { maxRetriesPerRequest: 1, connectTimeout: 2000, lazyConnect: true });
-  redis.on('error', () => {});
-  try {
-    await redis.connect();
-    for (const pattern of patterns) {
-      let cursor = '0';
-      let rounds = 0;
-      do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
-        cursor = next;
-        if (keys.length) await redis.del(...keys);
-      } while (cursor !== '0' && ++rounds < 10_000);
-    }
-  } finally {
-    redis.disconnect();
-  }
 }
 
 let interrupted = false;

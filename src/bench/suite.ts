@@ -16,6 +16,8 @@ import { quantBench } from './quant.js';
 import { tensorBench } from './tensor.js';
 import { pruneBench } from './prune.js';
 import { searchBench } from './search.js';
+import { readSection } from './sections.js';
+import { serviceStorageBench, STORAGE_SECTION } from './service-storage.js';
 
 const ROOT = (() => {
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -172,10 +174,13 @@ async function main(): Promise<void> {
   let table = renderTable(rows);
   if (values.families === 'reuse') {
     for (const family of ['quant', 'tensor', 'prune', 'search']) table += `\n${readFileSync(join(outDir, `${family}.md`), 'utf8')}`;
+    table += `\n${readSection(join(outDir, 'service.md'), STORAGE_SECTION) ?? ''}`;
   } else if (!values.quick) {
     table += `\n${await quantBench()}\n${await tensorBench()}\n${await pruneBench()}`;
     // the goal-driven search (about 80 minutes: four searches of 20): also written to bench/search.md
     table += `\n${await searchBench({ random: true, out: join(outDir, 'search.md') }, 'npm run bench')}`;
+    // the service's storage: S3 against the local disk through the API, 100 MB (also its section of bench/service.md)
+    table += `\n${await serviceStorageBench({ mb: 100, rounds: 4, out: join(outDir, 'service.md') })}`;
   }
   writeFileSync(join(outDir, 'RESULTS.md'), table);
   process.stdout.write(table);

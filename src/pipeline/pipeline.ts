@@ -50,6 +50,8 @@ export interface PipelineOptions {
   inputName?: string;
   /** A step's output built before (a search's cache): the pass does not run again, its log is reused. */
   stepModel?: (index: number) => Promise<{ model: Model; changes: unknown; durationMs: number } | undefined>;
+  /** A step's pass ran (not a prebuilt step) and took `durationMs`, as its report step will say: called as it ends. */
+  onPassDone?: (pass: string, durationMs: number) => void;
 }
 
 /** A report as the pipeline writes it: each step's statistics typed by its pass. */
@@ -277,6 +279,7 @@ async function run(input: ModelSource, opts: PipelineOptions, disposers: (() => 
       throw e;
     }
     const durationMs = prebuilt ? prebuilt.durationMs : Date.now() - t0;
+    if (!prebuilt) opts.onPassDone?.(step.pass, durationMs);
     const stepChanges = (prebuilt ? prebuilt.changes : changes.toJSON()) as ReturnType<typeof changes.toJSON>;
     at(0.75, 'measuring fidelity');
     // the fidelity and the benchmark sessions of a result past 2 GB read one copy of it on disk

@@ -372,10 +372,7 @@ export class JobService {
     const key = artifactKey(result.sha256, result.format);
     const { file, format: _format, ...run } = result;
     const won = await completeAttempt(this.deps.db, jobId, attempt, run, key, () => this.deps.storage.putFile(key, file));
-    if (won) {
-      this.deps.metrics?.passes(result.report);
-      await this.ended('succeeded', [jobId]);
-    }
+    if (won) await this.ended('succeeded', [jobId]);
     return won;
   }
 

@@ -54,7 +54,7 @@ export class JobMetrics {
     });
     this.passSeconds = new Histogram({
       name: `${p}pass_duration_seconds`,
-      help: "Time a pass took to rewrite the model, per step of a succeeded job's report (a goal job: the chosen recipe's steps).",
+      help: "Time a pass took to rewrite the model in a job's process: each recipe step as it ends (whatever becomes of the job); a goal job's chosen steps when it succeeds.",
       labelNames: ['pass'],
       buckets: PASS_SECONDS,
       registers,
@@ -75,12 +75,17 @@ export class JobMetrics {
     if (Number.isFinite(seconds) && seconds >= 0) this.jobSeconds.observe({ status }, seconds);
   }
 
-  /** The steps of a job's report (`steps[].pass`, `steps[].durationMs`). */
+  /** One pass that ran in a job's process, as it ended. */
+  pass(pass: string, durationMs: number): void {
+    if (Number.isFinite(durationMs) && durationMs >= 0) this.passSeconds.observe({ pass }, durationMs / 1000);
+  }
+
+  /** The steps of a job's report (`steps[].pass`, `steps[].durationMs`): a goal job's chosen recipe. */
   passes(report: unknown): void {
     const steps = (report as { steps?: unknown } | null)?.steps;
     if (!Array.isArray(steps)) return;
     for (const s of steps as { pass?: unknown; durationMs?: unknown }[]) {
-      if (typeof s?.pass === 'string' && typeof s.durationMs === 'number' && Number.isFinite(s.durationMs)) this.passSeconds.observe({ pass: s.pass }, s.durationMs / 1000);
+      if (typeof s?.pass === 'string' && typeof s.durationMs === 'number') this.pass(s.pass, s.durationMs);
     }
   }
 }

@@ -31,6 +31,8 @@ export interface RunMessage {
 
 export type ChildMessage =
   | { type: 'progress'; progress: PipelineProgress; search?: SearchProgress }
+  /** A recipe step's pass finished (for the worker's pass_duration_seconds, whatever becomes of the job). */
+  | { type: 'pass'; pass: string; durationMs: number }
   /** A goal job's search: a trial finished; a new best so far (with the search report as it stands); a frontier model at the end. */
   | { type: 'trial'; trial: SearchTrialReport }
   | { type: 'best'; trial: number; model: WrittenModel; report: unknown }

@@ -50,7 +50,14 @@ async function run(msg: RunMessage): Promise<void> {
   const data = { ...(samples ? { samples } : {}), ...(calibration ? { calibration } : {}), ...(labels ? { labels } : {}) };
   const result = recipe.goal
     ? await runGoalJob(source, { msg, recipe, ...data, signal: controller.signal, progress: onProgress, send })
-    : await runPipeline(source, { recipe, signal: controller.signal, ...(msg.inputName ? { inputName: msg.inputName } : {}), ...data, onProgress });
+    : await runPipeline(source, {
+        recipe,
+        signal: controller.signal,
+        ...(msg.inputName ? { inputName: msg.inputName } : {}),
+        ...data,
+        onProgress,
+        onPassDone: (pass, durationMs) => void send({ type: 'pass', pass, durationMs }),
+      });
   flush();
   const written = await writeJobModel(result.model, result.output, msg.outPath, msg, recipe.output?.externalData === true);
   await send({

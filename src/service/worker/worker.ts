@@ -73,7 +73,8 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
   await storage.check().catch((err: Error) => log(`WARNING: the store ${storage.describe()} is not reachable yet (${err.name}: ${err.message})`));
   // the outcomes of the jobs this worker runs are counted here, where they happen, and served on METRICS_PORT
   const registry = newRegistry();
-  const jobs = new JobService({ db: dbh.db, storage, queue, redis: queueConnection, config, log, metrics: new JobMetrics(registry), ...(opts.staleRunningMs ? { staleRunningMs: opts.staleRunningMs } : {}) });
+  const metrics = new JobMetrics(registry);
+  const jobs = new JobService({ db: dbh.db, storage, queue, redis: queueConnection, config, log, metrics, ...(opts.staleRunningMs ? { staleRunningMs: opts.staleRunningMs } : {}) });
   const trials = new TrialService({ db: dbh.db, storage, jobs, log });
   const retention = new RetentionService({ db: dbh.db, storage, jobs, config, log });
   const active = new Map<string, ActiveRun>();
@@ -140,6 +141,9 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
     };
     /** A model file the job process wrote: stored only from the attempt's own models folder. */
     const ownFile = (m: WrittenModel): WrittenModel | null => (dirname(resolve(m.path)) === resolve(dir.models) ? m : null);
+    // a recipe job's passes are timed as each ends (its job may still fail or be canceled); a goal job's
+    // search reports none, and its chosen steps come from the report when it succeeds
+    let passesTimed = false;
     const outcome = await new Promise<Outcome>((resolve) => {
       let settled = false;
       const timer = setTimeout(() => stop({ kind: 'timeout', ms: timeoutMs }), timeoutMs);
@@ -166,14 +170,19 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
         if (m.type === 'progress') {
           const p = m.progress;
           pending = latest = { percent: p.percent, step: p.step, steps: p.steps, stepName: p.stepName, message: p.message, ...(m.search ? { search: m.search } : {}) };
+        } else if (m.type === 'pass') {
+          passesTimed = true;
+          metrics.pass(m.pass, m.durationMs);
         } else if (m.type === 'trial') record(`trial ${m.trial.n}`, () => trials.recordTrial(jobId, attempt, m.trial));
         else if (m.type === 'best' || m.type === 'frontier') {
           const file = ownFile(m.model);
           if (!file) log(`job ${jobId}: ignored a ${m.type} model outside the attempt's folder (${m.model.path})`);
           else if (m.type === 'best') record(`best so far (trial ${m.trial})`, () => trials.recordBest(jobId, attempt, m.trial, file, m.report));
           else record(`frontier model (trial ${m.trial})`, () => trials.recordFrontier(jobId, attempt, m.trial, file));
-        } else if (m.type === 'done') stop({ kind: 'done', sha256: m.sha256, sizeBytes: m.sizeBytes, format: m.format, report: m.report as Record<string, unknown> });
-        else if (m.type === 'error') stop({ kind: 'error', code: m.code, message: m.message });
+        } else if (m.type === 'done') {
+          if (!passesTimed) metrics.passes(m.report);
+          stop({ kind: 'done', sha256: m.sha256, sizeBytes: m.sizeBytes, format: m.format, report: m.report as Record<string, unknown> });
+        } else if (m.type === 'error') stop({ kind: 'error', code: m.code, message: m.message });
       });
       child.process.on('error', (err) => stop({ kind: 'crashed', crash: 'crashed', detail: err.message }));
       child.process.on('exit', (code, signal) => {
