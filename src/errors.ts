@@ -22,6 +22,7 @@ export type ErrorCode =
   | 'model_in_use' // a model jobs still refer to cannot be deleted (queued/running ones; finished ones without ?cascade=jobs)
   | 'model_expired' // the model's bytes were deleted after UPLOAD_TTL_DAYS without use: upload it again
   | 'artifact_expired' // the job's result was deleted after ARTIFACT_TTL_DAYS (its report and metrics stay)
+  | 'stored_object_missing' // a row names a blob the store does not have (deleted outside modelpress, or the store was switched under the database): upload it again
   | 'unavailable'; // a dependency (Postgres, Redis, the object store) is unreachable
 
 interface CodeInfo {
@@ -50,6 +51,7 @@ export const ERROR_CODES: Record<ErrorCode, CodeInfo> = {
   model_in_use: { httpStatus: 409, exitCode: 2 },
   model_expired: { httpStatus: 410, exitCode: 2 },
   artifact_expired: { httpStatus: 410, exitCode: 2 },
+  stored_object_missing: { httpStatus: 410, exitCode: 2 },
   unavailable: { httpStatus: 503, exitCode: 2 },
 };
 

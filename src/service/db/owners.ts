@@ -54,11 +54,13 @@ export interface UploadedModel {
  */
 export async function storeModel(tx: Tx, storage: Storage, config: ServiceConfig, ownerId: string, upload: UploadedModel): Promise<{ model: StoredModel; created: boolean }> {
   const existing = await tx.storedModel.findUnique({ where: { ownerId_sha256: { ownerId, sha256: upload.sha256 } } });
-  if (existing && (await touchModel(tx, existing.id))) {
+  // a row whose bytes left the store (removed outside modelpress, or a store switched under the database) takes these
+  const intact = existing !== null && (await storage.size(existing.storageKey)) !== null;
+  if (existing && intact && (await touchModel(tx, existing.id))) {
     await storage.delete(upload.key);
     return { model: await tx.storedModel.findUniqueOrThrow({ where: { id: existing.id } }), created: false };
   }
-  await assertModelQuota(tx, ownerId, upload.sizeBytes, config);
+  if (!existing || existing.expiredAt) await assertModelQuota(tx, ownerId, upload.sizeBytes, config);
   const key = `models/${upload.sha256}.onnx`;
   // the blob exists before any row refers to it; a release of the same key waits for this row, or ends first (db/blobs.ts)
   await lockBlobs(tx, [key]);

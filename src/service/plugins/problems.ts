@@ -40,6 +40,7 @@ const TITLES: Partial<Record<ErrorCode, string>> = {
   model_in_use: 'Model in use',
   model_expired: 'Model expired',
   artifact_expired: 'Artifact expired',
+  stored_object_missing: 'Stored object missing',
   invalid_recipe: 'Invalid recipe',
   invalid_input: 'Invalid input',
   idempotency_mismatch: 'Idempotency-Key reused with a different request',

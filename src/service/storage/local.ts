@@ -77,8 +77,11 @@ export class LocalStorage implements Storage {
   }
 
   /** The stored file itself: the runner only reads it. */
-  withLocalCopy<T>(key: string, fn: (path: string) => Promise<T>): Promise<T> {
-    return fn(this.pathOf(key));
+  async withLocalCopy<T>(key: string, fn: (path: string) => Promise<T>): Promise<T> {
+    const path = this.pathOf(key);
+    // as S3's copy would: a missing object is said before fn sees a path to nothing
+    if ((await this.size(key)) === null) throw new ModelpressError('stored_object_missing', `stored object '${key}' is missing from the store`);
+    return fn(path);
   }
 
   async list(prefix: string): Promise<{ key: string; modifiedAt: Date }[]> {
@@ -110,7 +113,7 @@ export class LocalStorage implements Storage {
     try {
       file = await open(this.pathOf(key));
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new ModelpressError('internal', `stored object '${key}' is missing`, { cause: err });
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new ModelpressError('stored_object_missing', `stored object '${key}' is missing from the store`, { cause: err });
       throw err;
     }
     return file.createReadStream(range ? { start: range.start, end: range.end } : {});

@@ -166,7 +166,7 @@ export class S3Storage implements Storage {
       return;
     }
     const size = await this.size(from);
-    if (size === null) throw new ModelpressError('internal', `stored object '${from}' is missing`);
+    if (size === null) throw new ModelpressError('stored_object_missing', `stored object '${from}' is missing from the store`);
     await this.call('store the object', () => (size <= MAX_COPY_BYTES ? this.copy(from, to) : this.copyInParts(from, to, size)));
     await this.delete(from);
   }
@@ -241,7 +241,7 @@ export class S3Storage implements Storage {
       const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.nameOf(key), ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}) }));
       return res.Body as Readable;
     } catch (err) {
-      if (isNotFound(err)) throw new ModelpressError('internal', `stored object '${key}' is missing`, { cause: err });
+      if (isNotFound(err)) throw new ModelpressError('stored_object_missing', `stored object '${key}' is missing from the store`, { cause: err });
       throw this.failure(err, 'read the object');
     }
   }

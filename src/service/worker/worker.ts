@@ -18,6 +18,7 @@ import { RetentionService } from '../retention/service.js';
 import { CANCEL_CHANNEL, createQueue, ensureNoEviction, redisConnection, type QueuePayload } from '../queue.js';
 import { createStorage } from '../storage/create.js';
 import { withLocalCopies } from '../storage/storage.js';
+import { ModelpressError } from '../../errors.js';
 import { serveMetrics, type MetricsServer } from '../metrics/endpoint.js';
 import { JobMetrics, newRegistry, workerRunningJobs } from '../metrics/registry.js';
 import { startPresence } from '../presence.js';
@@ -53,7 +54,14 @@ type Outcome =
   | { kind: 'superseded' }
   | { kind: 'timeout'; ms: number }
   | { kind: 'crashed'; crash: CrashKind; detail: string }
+  /** the store did not hand over the job's inputs (down, or failing): retried like a crash, then `unavailable` */
+  | { kind: 'unfetched'; detail: string }
   | { kind: 'shutdown' };
+
+interface AttemptEnd {
+  outcome: Outcome;
+  progress: ProgressFields | null;
+}
 
 interface ActiveRun {
   stop(outcome: Outcome): void;
@@ -103,10 +111,12 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
   }
 
   /** Runs one attempt in a child process, on local copies of its inputs, and returns how it ended; touches no job state. */
-  function runAttempt(spec: RunSpec, attempt: number, dir: AttemptDir): Promise<{ outcome: Outcome; progress: ProgressFields | null }> {
+  function runAttempt(spec: RunSpec, attempt: number, dir: AttemptDir): Promise<AttemptEnd> {
     const { calibration, evaluation, labels } = spec.dataKeys;
-    return withLocalCopies(storage, [spec.modelKey, calibration ?? null, evaluation ?? null, labels ?? null], ([modelPath, calibrationPath, evaluationPath, labelsPath]) =>
-      runChild(attempt, spec.timeoutMs, dir, {
+    let started = false;
+    return withLocalCopies(storage, [spec.modelKey, calibration ?? null, evaluation ?? null, labels ?? null], ([modelPath, calibrationPath, evaluationPath, labelsPath]) => {
+      started = true;
+      return runChild(attempt, spec.timeoutMs, dir, {
         type: 'run',
         jobId: spec.jobId,
         modelPath: modelPath!,
@@ -120,11 +130,17 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
         workDir: dir.cwd,
         maxUnpackedBytes: config.maxUnpackedBytes,
         memoryLimitMb: config.jobMemoryMb,
-      }),
-    );
+      });
+    }).catch((err: unknown): AttemptEnd => {
+      // an input the store does not have fails the job with the reason at once (retrying cannot bring it
+      // back); a store that is down goes back to the queue like a crash, boundedly
+      if (started) throw err;
+      if (err instanceof ModelpressError && err.code === 'stored_object_missing') return { outcome: { kind: 'error', code: err.code, message: `${err.message}: the job's input is gone; upload it again and resubmit` }, progress: null };
+      return { outcome: { kind: 'unfetched', detail: (err as Error).message }, progress: null };
+    });
   }
 
-  async function runChild(attempt: number, timeoutMs: number, dir: AttemptDir, msg: RunMessage): Promise<{ outcome: Outcome; progress: ProgressFields | null }> {
+  async function runChild(attempt: number, timeoutMs: number, dir: AttemptDir, msg: RunMessage): Promise<AttemptEnd> {
     const { jobId } = msg;
     // one input or intermediate tensor may take at most half the job's memory
     const child = startJobChild(jobId, dir.cwd, { memoryMb: config.jobMemoryMb, maxTensorMb: config.jobMemoryMb > 0 ? Math.max(1, Math.floor(config.jobMemoryMb / 2)) : 0 });
@@ -226,17 +242,25 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
         await persist(jobId, () => jobs.fail(jobId, attempt, { code: 'timeout', message: `the job ran longer than its time limit (${outcome.ms} ms) and was stopped` }));
         log(`job ${jobId}: timed out`);
         return null;
+      case 'unfetched':
       case 'crashed': {
+        const unfetched = outcome.kind === 'unfetched';
         const limit = config.jobMemoryMb > 0 ? `the job's memory limit is ${config.jobMemoryMb} MB (JOB_MEMORY_MB)` : 'no job memory limit is set (JOB_MEMORY_MB)';
         // running out of V8's heap is deterministic; a kill from outside (the kernel's OOM killer under
         // pressure from other processes) or an unknown crash may not recur: retried, boundedly
-        if (outcome.crash !== 'out_of_memory' && attempt < config.maxJobStarts && !shuttingDown) {
+        if ((unfetched || outcome.crash !== 'out_of_memory') && attempt < config.maxJobStarts && !shuttingDown) {
           const next = await persist(jobId, () => jobs.retry(jobId, attempt, workerId));
           if (next !== null) {
-            log(`job ${jobId}: attempt ${attempt}'s process died (${outcome.detail}); retrying as attempt ${next}`);
+            log(`job ${jobId}: attempt ${attempt}${unfetched ? ' could not fetch its inputs' : "'s process died"} (${outcome.detail}); retrying as attempt ${next}`);
             await sleep(CRASH_RETRY_DELAY_MS);
             return next;
           }
+          return null;
+        }
+        if (unfetched) {
+          const message = `the job's inputs could not be fetched from the store on ${attempt} start${attempt > 1 ? 's' : ''} (${outcome.detail}); resubmit once the store is reachable`;
+          await persist(jobId, () => jobs.fail(jobId, attempt, { code: 'unavailable', message }));
+          log(`job ${jobId}: failed: ${message}`);
           return null;
         }
         const oom = outcome.crash !== 'crashed';
