@@ -10,8 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import autocannon from 'autocannon';
 import pg from 'pg';
 import { loadConfig } from '../service/config.js';
@@ -19,16 +18,9 @@ import { fmtMB, renderLoadReport, type LoadReport, type PollResult, type UploadR
 import { rssBytes, startProc, stopAll, stopProc, type Proc } from './processes.js';
 import { dropRedisKeys, freePort, runCli as runCliAt } from './service-setup.js';
 import { writeSection } from './sections.js';
+import { REPO_ROOT } from './repo-root.js';
 
-const ROOT = (() => {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const up = dirname(dir);
-    if (up === dir) return process.cwd();
-    dir = up;
-  }
-  return dir;
-})();
+const ROOT = REPO_ROOT;
 const CLI = join(ROOT, 'dist/src/cli/main.js');
 const MODEL = join(ROOT, 'test/fixtures/fmnist/fmnist-cnn.onnx');
 const OUT = join(ROOT, 'bench/service.md');

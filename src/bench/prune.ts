@@ -1,8 +1,8 @@
 // Unstructured and 2:4 pruning on the fmnist CNN: accuracy on the 2000 labelled images (no fine-tuning),
 // exact sparsity, file and gzip size ratios, batch-8 latency ratio side by side.
 // Runnable alone: `node dist/src/bench/prune.js` writes bench/prune.md.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { Value as TBValue } from '@sinclair/typebox/value';
@@ -20,12 +20,9 @@ import { environment } from '../report/environment.js';
 import { countParameters } from '../onnx/constants.js';
 import type { Feeds } from '../runtime/ort.js';
 import { syntheticInputs } from '../runtime/ort.js';
+import { REPO_ROOT } from './repo-root.js';
 
-const ROOT = (() => {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) dir = dirname(dir);
-  return dir;
-})();
+const ROOT = REPO_ROOT;
 
 const FMNIST = {
   model: 'test/fixtures/fmnist/fmnist-cnn.onnx',

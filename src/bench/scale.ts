@@ -15,12 +15,9 @@ import { formatSeconds, formatTiming } from '../format.js';
 const fmtGB = (bytes: number) => (bytes < 0.1 * GB ? `${(bytes / 1e6).toFixed(1)} MB` : `${(bytes / GB).toFixed(2)} GB`);
 import { environment } from '../report/environment.js';
 import type { CompressionReport } from '../report/schema.js';
+import { REPO_ROOT } from './repo-root.js';
 
-const ROOT = (() => {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) dir = dirname(dir);
-  return dir;
-})();
+const ROOT = REPO_ROOT;
 const CLI = join(ROOT, 'dist/src/cli/main.js');
 const PYTHON = '/usr/bin/python3';
 const GB = 1e9;

@@ -3,7 +3,7 @@
 // hand-written recipes in recipes/ measured on the same held-out images and side by side against
 // the search's answer; PP-OCRv4 rec with no labels (≥ 98% of held-out lines read as by fp32);
 // optionally the same fmnist goal by random search, for the number of trials each needs.
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -20,12 +20,9 @@ import { itemsOf, runtimeSource, type Feeds, type ModelSource } from '../runtime
 import { runSearch } from '../search/engine.js';
 import { objectiveScore } from '../search/frontier.js';
 import { latencyOf } from '../search/state.js';
+import { REPO_ROOT } from './repo-root.js';
 
-const ROOT = (() => {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) dir = dirname(dir);
-  return dir;
-})();
+const ROOT = REPO_ROOT;
 const at = (p: string) => join(ROOT, p);
 const pt = (x: number) => `${(x * 100).toFixed(2)} pt`;
 const pct = (x: number) => `${(x * 100).toFixed(2)}%`;

@@ -12,7 +12,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, openAsBlob, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
@@ -22,16 +22,9 @@ import { metadataTail, writeMatMulChain, type ChainModel } from './big-onnx.js';
 import { rssBytes, startProc, stopProc, type Proc } from './processes.js';
 import { writeSection } from './sections.js';
 import { dropRedisKeys, freePort, runCli } from './service-setup.js';
+import { REPO_ROOT } from './repo-root.js';
 
-const ROOT = (() => {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const up = dirname(dir);
-    if (up === dir) return process.cwd();
-    dir = up;
-  }
-  return dir;
-})();
+const ROOT = REPO_ROOT;
 const CLI = join(ROOT, 'dist/src/cli/main.js');
 const S3RVER_MAIN = fileURLToPath(new URL('./s3rver-main.js', import.meta.url));
 export const SERVICE_MD = join(ROOT, 'bench/service.md');

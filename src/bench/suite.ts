@@ -1,8 +1,8 @@
 // `npm run bench`: the standard suite — the real fixture models × the recipes that exist — run through
 // the same pipeline users run, written as a markdown table (bench/RESULTS.md) plus the raw reports.
 // Latency ratios are measured side by side in one run (A/B rounds, one session alive at a time).
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { decodeModel } from '../onnx/model-io.js';
@@ -18,12 +18,9 @@ import { pruneBench } from './prune.js';
 import { searchBench } from './search.js';
 import { readSection } from './sections.js';
 import { serviceStorageBench, STORAGE_SECTION } from './service-storage.js';
+import { REPO_ROOT } from './repo-root.js';
 
-const ROOT = (() => {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) dir = dirname(dir);
-  return dir;
-})();
+const ROOT = REPO_ROOT;
 
 interface SuiteModel {
   id: string;

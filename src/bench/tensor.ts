@@ -2,7 +2,7 @@
 // bench/tensor.md; the standard suite appends the same section. Latency ratios come from
 // compareModels (A/B rounds, one live session, median of per-round ratios).
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Value as TBValue } from '@sinclair/typebox/value';
 import { batchesFromArrays, readArraysFile, readLabelsFile } from '../data/samples.js';
@@ -20,12 +20,9 @@ import { factorizeCpPass } from '../passes/factorize-cp.js';
 import { factorizeSvdPass } from '../passes/factorize-svd.js';
 import { factorizeTuckerPass } from '../passes/factorize-tucker.js';
 import type { Feeds } from '../runtime/ort.js';
+import { REPO_ROOT } from './repo-root.js';
 
-const ROOT = (() => {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) dir = dirname(dir);
-  return dir;
-})();
+const ROOT = REPO_ROOT;
 
 const PATHS = {
   fmnist: join(ROOT, 'test/fixtures/fmnist/fmnist-cnn.onnx'),

@@ -5,12 +5,13 @@
 // (the one it happened on is recorded as internal), not the run.
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { environment } from '../report/environment.js';
 import { BACKEND_TEST_ROOT, NPM_MODELS, backendModels, everyKth, type ZooModel } from './zoo-models.js';
 import { STEPS, runZooModel, type Outcome, type StepName, type StepResult } from './zoo-steps.js';
+import { REPO_ROOT } from './repo-root.js';
 
 export interface ZooRow {
   model: string;
@@ -190,12 +191,7 @@ async function main(): Promise<void> {
     },
   });
   const md = renderZoo(rows, `every ${values.every === '1' ? '' : `${values.every}th `}backend model, steps ${steps.join(', ')}, ${values.jobs} processes`, Date.now() - t0);
-  const root = (() => {
-    let dir = dirname(WORKER);
-    while (!existsSync(join(dir, 'package.json'))) dir = dirname(dir);
-    return dir;
-  })();
-  writeFileSync(values.out ?? join(root, 'bench/zoo.md'), md);
+  writeFileSync(values.out ?? join(REPO_ROOT, 'bench/zoo.md'), md);
   process.stdout.write(md.split('\n## ')[0]!);
   if (rows.some((r) => r.results.some((s) => FAILING.includes(s.outcome)))) process.exitCode = 1;
 }
