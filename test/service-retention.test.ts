@@ -217,7 +217,7 @@ test('DELETE /v1/jobs/{id} of a running job cancels it first; its worker stops a
 test('a model whose bytes left the store behind modelpress\u2019s back: its job fails at once with stored_object_missing and says what to do (not internal, not stuck running)', async () => {
   await startWorker();
   const { until } = jobApi(a);
-  const m = await uploadModel(a, variant(40));
+  const m = await uploadModel(a, variant(45));
   await infra.storage.delete((await modelRow(m.id)).storageKey); // an operator's cleanup, or a store switched under the database
   const id = ((await (await createOn(a, m.id)).json()) as { id: string }).id;
   const job = await until(id, finished, 'the job to fail', 30_000);
@@ -228,7 +228,7 @@ test('a model whose bytes left the store behind modelpress\u2019s back: its job 
   // the summary of the model reads the same missing bytes: a 410 with the same code
   await expectProblem(await a.get(`/v1/models/${m.id}/summary`), 410, 'stored_object_missing');
   // uploading the bytes again stores them again under the same model, and a job on it runs
-  assert.equal((await uploadModel(a, variant(40), 200)).id, m.id);
+  assert.equal((await uploadModel(a, variant(45), 200)).id, m.id);
   assert.ok(await stored((await modelRow(m.id)).storageKey));
   const again = ((await (await createOn(a, m.id)).json()) as { id: string }).id;
   assert.equal((await until(again, finished, 'the job on the re-uploaded model', 60_000)).status, 'succeeded');

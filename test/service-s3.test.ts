@@ -15,7 +15,7 @@ import { createSession, syntheticInputs } from '../src/runtime/ort.js';
 import { decodeModel } from '../src/onnx/model-io.js';
 import { FMNIST, MODELS } from './helpers.js';
 import { startS3, type TestS3 } from './s3-helpers.js';
-import { expectProblem, FAST_RECIPE, finished, injectClient, jobApi, jobForm, startWorkerProcess, testInfra, testService, type TestService, type WorkerProcess } from './service-helpers.js';
+import { BUSY_RECIPE, expectProblem, FAST_RECIPE, finished, injectClient, jobApi, jobForm, startWorkerProcess, testInfra, testService, waitFor, type TestService, type WorkerProcess } from './service-helpers.js';
 
 const PREFIX = 'svc/run1';
 let s3: TestS3;
@@ -177,5 +177,56 @@ test('a worker with an empty data directory runs a job from the bucket; the arti
     await worker?.stop();
     rmSync(workerData, { recursive: true, force: true });
     rmSync(workerTmp, { recursive: true, force: true });
+  }
+});
+
+test('S3 down while a job runs: the finished result waits for the store (retried), then is stored whole; a job whose inputs cannot be fetched goes back to the queue and runs once the store is back', async () => {
+  const workerData = mkdtempSync(join(tmpdir(), 'mp-worker-data-'));
+  let worker: WorkerProcess | null = null;
+  try {
+    worker = await startWorkerProcess({ ...svc.env, MODELPRESS_DATA_DIR: workerData });
+    const { create, until } = jobApi(api());
+    const other = new Uint8Array(model);
+    other[other.length - 1] ^= 2; // bytes of its own: a new artifact, not one stored by an earlier test
+    // (1) the store goes down while the job computes: its result cannot be stored until the store is back
+    const id = await create(jobForm(other, { ...BUSY_RECIPE, name: 's3-outage' }));
+    await until(id, (j) => j.status === 'running' && j.progress.percent > 0, 'the job to run', 60_000);
+    await s3.stop();
+    let outage = true;
+    try {
+      await waitFor('the worker to retry recording the result', async () => new RegExp(`job ${id}: recording failed.*retrying`).test(worker!.output()), 120_000).catch((err: Error) => {
+        throw new Error(`${err.message}\n${worker!.output()}`);
+      });
+      assert.equal((await svc.dbh.db.job.findUniqueOrThrow({ where: { id } })).status, 'running', 'not failed, not succeeded without its file');
+      await s3.start();
+      outage = false;
+    } finally {
+      if (outage) await s3.start();
+    }
+    const done = await until(id, finished, 'the job to finish', 120_000);
+    assert.equal(done.status, 'succeeded', `${JSON.stringify(done.error)}\n${worker.output()}`);
+    const res = await api().get(`/v1/jobs/${id}/artifact`);
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    assert.equal(res.headers.get('etag'), `"${sha256(bytes)}"`, 'stored whole: the bytes are those the key names');
+    assert.ok((await keysUnder('artifacts')).includes(`artifacts/${sha256(bytes)}.onnx`));
+    assert.deepEqual(await keysUnder('tmp'), [], 'no temporary object left');
+
+    // (2) the store is down when a worker takes the job: the inputs cannot be fetched, so the job is handed back and retried
+    await worker.stop();
+    worker = null;
+    const queued = await create(jobForm(other, { ...FAST_RECIPE, name: 's3-outage-2' }));
+    await s3.stop();
+    try {
+      worker = await startWorkerProcess({ ...svc.env, MODELPRESS_DATA_DIR: workerData });
+      await waitFor('the worker to fail fetching the inputs', async () => new RegExp(`job ${queued}: attempt 1 could not fetch its inputs`).test(worker!.output()), 60_000);
+    } finally {
+      await s3.start();
+    }
+    const second = await until(queued, finished, 'the retried job to finish', 120_000);
+    assert.equal(second.status, 'succeeded', `${JSON.stringify(second.error)}\n${worker?.output()}`);
+    assert.deepEqual(readdirSync(workerData), [], "nothing in the worker's data directory");
+  } finally {
+    await worker?.stop();
+    rmSync(workerData, { recursive: true, force: true });
   }
 });

@@ -84,7 +84,7 @@ for (const [name, make] of STORES) {
     assert.deepEqual(await bytesOf(await store.read(key, { start: 10, end: 109 })), bytes.subarray(10, 110));
     assert.deepEqual(await bytesOf(await store.read(key, { start: bytes.length - 1, end: bytes.length - 1 })), bytes.subarray(bytes.length - 1));
     assert.equal(await store.size('models/absent.onnx'), null);
-    await assert.rejects(store.read('models/absent.onnx'), (err: ModelpressError) => err.code === 'internal' && /missing/.test(err.message));
+    await assert.rejects(store.read('models/absent.onnx'), (err: ModelpressError) => err.code === 'stored_object_missing' && /missing/.test(err.message));
     await assert.rejects(store.read('../outside'), /invalid storage key/);
     await store.delete(key);
     assert.equal(await store.size(key), null);

@@ -84,7 +84,8 @@ test('new job: upload with a progress bar, then the job page follows it live fro
   await page.waitForSelector('select');
   await page.selectOption('.recipe select', 'fp16.json');
   // the fp16 template with a longer benchmark, so the job runs long enough to be seen moving
-  await page.fill('textarea', JSON.stringify({ ...BUSY_RECIPE, name: 'fp16' }));
+  // long enough (~10 s) that the job page, however slow to render on a loaded machine, sees it before it ends
+  await page.fill('textarea', JSON.stringify({ ...BUSY_RECIPE, benchmark: { ...BUSY_RECIPE.benchmark, runs: 1200 }, name: 'fp16' }));
   await page.setInputFiles('input[name=model]', MODELS.fmnist);
   await page.setInputFiles('input[name=evaluation]', FMNIST.inputs);
   await page.setInputFiles('input[name=labels]', FMNIST.labels);

@@ -97,14 +97,14 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
   // (re)subscribes on every reconnect: ioredis restores subscriptions itself, this covers the first connect
   await subscriber.subscribe(CANCEL_CHANNEL).catch((err: Error) => log(`redis: subscribe failed (${err.message}); cancel falls back to polling`));
 
-  /** A database write that records a finished run: retried through a Postgres outage, since the result exists. */
+  /** A write that records a finished run (its row, and its file in the store): retried through a Postgres or store outage, since the result exists. */
   async function persist<T>(what: string, fn: () => Promise<T>): Promise<T> {
     for (let i = 0; ; i++) {
       try {
         return await fn();
       } catch (err) {
         if (i >= 60 || shuttingDown) throw err;
-        log(`job ${what}: database write failed (${(err as Error).message}); retrying`);
+        log(`job ${what}: recording failed (${(err as Error).message}); retrying`);
         await sleep(Math.min(500 * (i + 1), 5000));
       }
     }
