@@ -190,6 +190,7 @@ test('a worker process counts the outcomes of its jobs and serves them on METRIC
     assert.equal(idle.value('modelpress_jobs_succeeded_total'), 0);
     assert.ok((idle.value('modelpress_process_resident_memory_bytes') ?? 0) > 0, 'the worker has the process metrics too');
     assert.equal(idle.value('modelpress_worker_running_jobs'), 0);
+    assert.equal(idle.value('modelpress_store_info', { store: `local:${svc.dataDir}` }), 1, 'the worker says which store it uses');
     await waitFor('the API to see the worker', async () => (await scrape()).value('modelpress_workers_active') === 1, 10_000);
 
     const ok = await until(await create(jobForm(model, FAST_RECIPE)), finished, 'the job to finish');

@@ -147,3 +147,8 @@ export function workerRunningJobs(registry: Registry, running: () => number): vo
     },
   });
 }
+
+/** Which store this process reads and writes (an info metric: value 1, the store in its label; never a secret). */
+export function storeInfo(registry: Registry, store: string): void {
+  new Gauge({ name: `${METRICS_PREFIX}store_info`, help: 'The object store this process uses (local:<dir> or s3://bucket/prefix @ endpoint).', labelNames: ['store'], registers: [registry] }).set({ store }, 1);
+}

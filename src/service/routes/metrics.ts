@@ -2,11 +2,12 @@
 import type { FastifyInstance } from 'fastify';
 import { ServiceError } from '../../errors.js';
 import { metricsAuthProblem } from '../metrics/endpoint.js';
-import { clusterGauges } from '../metrics/registry.js';
+import { clusterGauges, storeInfo } from '../metrics/registry.js';
 
 export default async function metricsRoutes(app: FastifyInstance) {
   const { registry } = app.metrics;
   clusterGauges(registry, { queue: app.queue, redis: app.redis, queueName: app.config.queueName, log: (m) => app.log.warn(m) });
+  storeInfo(registry, app.storage.describe());
   const token = app.config.metricsToken;
   app.get(
     '/metrics',

@@ -20,7 +20,7 @@ import { createStorage } from '../storage/create.js';
 import { withLocalCopies } from '../storage/storage.js';
 import { ModelpressError } from '../../errors.js';
 import { serveMetrics, type MetricsServer } from '../metrics/endpoint.js';
-import { JobMetrics, newRegistry, workerRunningJobs } from '../metrics/registry.js';
+import { JobMetrics, newRegistry, storeInfo, workerRunningJobs } from '../metrics/registry.js';
 import { startPresence } from '../presence.js';
 import { classifyCrash, memoryLimitEnforced, startJobChild, type CrashKind } from './child.js';
 import type { ChildMessage, RunMessage } from './protocol.js';
@@ -87,6 +87,7 @@ export async function startWorker(config: ServiceConfig, opts: WorkerOptions = {
   const retention = new RetentionService({ db: dbh.db, storage, jobs, config, log });
   const active = new Map<string, ActiveRun>();
   workerRunningJobs(registry, () => active.size);
+  storeInfo(registry, storage.describe());
   // before any job is taken: a port in use stops the worker here
   const metricsServer: MetricsServer | null = config.metricsPort === null ? null : await serveMetrics(registry, { host: config.host, port: config.metricsPort, token: config.metricsToken });
   if (metricsServer) log(`metrics on http://${config.host}:${metricsServer.port}/metrics${config.metricsToken ? ' (METRICS_TOKEN required)' : ''}`);
