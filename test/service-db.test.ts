@@ -139,7 +139,7 @@ test("a search's records are owned by one attempt: trials, the best so far and f
     const { ownerId } = await createApiKey(db, 'search-records');
     const model = await db.storedModel.create({ data: { ownerId, sha256: 'a'.repeat(64), sizeBytes: 1n, storageKey: 'models/x.onnx' } });
     const job = await db.job.create({ data: { ownerId, modelId: model.id, recipe: {} } });
-    const trial = (n: number) => ({ n, steps: [{ pass: 'convert.fp16' }], status: 'meets', reason: null, metricValue: 0.9, loss: 0.001, latencyRatio: 0.8, sizeRatio: 0.5, built: 1, cached: 0, durationMs: 5 });
+    const trial = (n: number) => ({ n, steps: [{ pass: 'convert.fp16' }], status: 'meets', reason: null, metricValue: 0.9, loss: 0.001, latencyRatio: 0.8, sizeRatio: 0.5, built: 1, cached: 0, durationMs: 5, template: n === 0 ? null : 'fp16' });
     assert.equal(await insertTrial(db, job.id, 1, trial(0)), false, 'a queued job has no attempt to record for');
     await claimJob(db, job.id, 'w1', 60_000);
     assert.equal(await insertTrial(db, job.id, 1, trial(0)), true);
@@ -156,10 +156,12 @@ test("a search's records are owned by one attempt: trials, the best so far and f
     assert.equal(await recordFrontierModel(db, job.id, 1, 0, { key: 'artifacts/c.onnx', sha256: 'c'.repeat(64), sizeBytes: 5 }, store), false);
     assert.equal(stored, 2);
     assert.equal(await insertTrial(db, job.id, 2, trial(0)), true);
+    assert.equal(await insertTrial(db, job.id, 2, trial(1)), true);
+    assert.deepEqual((await db.jobTrial.findMany({ where: { jobId: job.id, attempt: 2 }, orderBy: { n: 'asc' }, select: { template: true } })).map((t) => t.template), [null, 'fp16'], 'a trial that ran a shipped recipe names it');
     assert.equal(await recordFrontierModel(db, job.id, 2, 0, { key: 'artifacts/d.onnx', sha256: 'd'.repeat(64), sizeBytes: 6 }, store), true);
     assert.equal(stored, 3);
     const rows = await db.jobTrial.findMany({ where: { jobId: job.id }, orderBy: [{ attempt: 'asc' }, { n: 'asc' }] });
-    assert.deepEqual(rows.map((r) => [r.attempt, r.n, r.frontier, r.artifactKey]), [[1, 0, false, null], [2, 0, true, 'artifacts/d.onnx']]);
+    assert.deepEqual(rows.map((r) => [r.attempt, r.n, r.frontier, r.artifactKey]), [[1, 0, false, null], [2, 0, true, 'artifacts/d.onnx'], [2, 1, false, null]]);
     const back = await db.job.findUniqueOrThrow({ where: { id: job.id } });
     assert.deepEqual([back.bestStorageKey, back.bestTrial, back.bestAttempt], ['best/j/1-b.onnx', 1, 1], "the last best of the attempt that owned the job");
     // the final artifact replaces the best so far

@@ -17,6 +17,8 @@ export interface TrialFields {
   built: number;
   cached: number;
   durationMs: number;
+  /** The shipped recipe (recipes/) the trial ran as written, if it was one. */
+  template: string | null;
 }
 
 export interface StoredBlob {
@@ -28,9 +30,9 @@ export interface StoredBlob {
 /** Records a finished trial of the attempt that owns the running job; false when it does not (nothing written). */
 export async function insertTrial(db: Db, jobId: string, attempt: number, t: TrialFields): Promise<boolean> {
   const n = await db.$executeRaw`
-    INSERT INTO job_trials (job_id, attempt, n, steps, status, reason, metric_value, loss, latency_ratio, size_ratio, built, cached, duration_ms)
+    INSERT INTO job_trials (job_id, attempt, n, steps, status, reason, metric_value, loss, latency_ratio, size_ratio, built, cached, duration_ms, template)
     SELECT ${jobId}::uuid, ${attempt}, ${t.n}, ${JSON.stringify(t.steps)}::jsonb, ${t.status}, ${t.reason}, ${t.metricValue}::double precision,
-      ${t.loss}::double precision, ${t.latencyRatio}::double precision, ${t.sizeRatio}::double precision, ${t.built}, ${t.cached}, ${Math.round(t.durationMs)}
+      ${t.loss}::double precision, ${t.latencyRatio}::double precision, ${t.sizeRatio}::double precision, ${t.built}, ${t.cached}, ${Math.round(t.durationMs)}, ${t.template}
     WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ${jobId}::uuid AND status = 'running' AND attempt = ${attempt})
     ON CONFLICT (job_id, attempt, n) DO NOTHING`;
   return n === 1;

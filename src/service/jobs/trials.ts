@@ -39,6 +39,8 @@ export interface TrialView {
   built: number;
   cached: number;
   durationMs: number;
+  /** The shipped recipe it ran as written (recipes/<name>.json), or null for the strategy's own candidates. */
+  template: string | null;
   frontier: boolean;
   /** The stored model (frontier trials only). */
   artifact: { sha256: string; sizeBytes: number } | null;
@@ -104,6 +106,7 @@ export class TrialService {
       built: t.built,
       cached: t.cached,
       durationMs: t.durationMs,
+      template: t.template ?? null,
     });
   }
 
@@ -147,6 +150,7 @@ function trialView(t: TrialFields & { attempt: number; frontier: boolean; artifa
     built: t.built,
     cached: t.cached,
     durationMs: t.durationMs,
+    template: t.template,
     frontier: t.frontier,
     artifact: t.artifactSha256 && t.artifactSizeBytes !== null ? { sha256: t.artifactSha256, sizeBytes: Number(t.artifactSizeBytes) } : null,
   };

@@ -21,6 +21,7 @@ const TrialSchema = {
     built: { type: 'integer', description: 'Steps built for this trial.' },
     cached: { type: 'integer', description: 'Steps the step cache already had.' },
     durationMs: { type: 'integer' },
+    template: { type: ['string', 'null'], description: 'The shipped recipe (GET /v1/recipes) this trial ran as written, after the strategy; null for the strategy’s own candidates.' },
     frontier: { type: 'boolean', description: 'On the final frontier: its model is kept (links.artifact).' },
     artifact: { type: ['object', 'null'], properties: { sha256: { type: 'string' }, sizeBytes: { type: 'integer' } } },
     links: { type: 'object', additionalProperties: { type: 'string' } },
