@@ -12,11 +12,10 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
-import pg from 'pg';
 import { loadConfig } from '../service/config.js';
 import { fmtMB, renderLoadReport, type LoadReport, type PollResult, type UploadRound } from './load-report.js';
 import { rssBytes, startProc, stopAll, stopProc, type Proc } from './processes.js';
-import { dropRedisKeys, freePort, runCli as runCliAt } from './service-setup.js';
+import { adminQuery, dropRedisKeys, freePort, runCli as runCliAt } from './service-setup.js';
 import { writeSection } from './sections.js';
 import { REPO_ROOT } from './repo-root.js';
 
@@ -190,24 +189,13 @@ async function main(): Promise<number> {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first (or use \`npm run load\`)`);
   const model = readFileSync(MODEL);
   const defaults = loadConfig({ DATABASE_URL: process.env.DATABASE_URL, REDIS_URL: process.env.REDIS_URL });
-  const adminUrl = new URL(defaults.databaseUrl);
-  adminUrl.pathname = '/postgres';
   const dbName = `modelpress_load_${randomBytes(6).toString('hex')}`;
   const dbUrl = new URL(defaults.databaseUrl);
   dbUrl.pathname = `/${dbName}`;
   const queue = `mpload-${randomBytes(4).toString('hex')}`;
   const redisUrl = defaults.redisUrl;
 
-  const admin = async (sql: string) => {
-    const c = new pg.Client({ connectionString: adminUrl.toString(), connectionTimeoutMillis: 10_000 });
-    c.on('error', () => {});
-    await c.connect();
-    try {
-      await c.query(sql);
-    } finally {
-      await c.end().catch(() => {});
-    }
-  };
+  const admin = (sql: string) => adminQuery(defaults.databaseUrl, sql);
 
   const rep: LoadReport = { startedAt: new Date(), loadBefore: loadavg(), apiRssStart: null, uploads: [], failures: [] };
   let dataDir: string | null = null;

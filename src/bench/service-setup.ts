@@ -3,6 +3,7 @@
 import { execFile } from 'node:child_process';
 import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
+import pg from 'pg';
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -14,6 +15,20 @@ export function freePort(): Promise<number> {
       srv.close(() => resolve(port));
     });
   });
+}
+
+/** Runs one statement (CREATE/DROP DATABASE) on the server of `databaseUrl`, connected to its `postgres` database. */
+export async function adminQuery(databaseUrl: string, sql: string): Promise<void> {
+  const url = new URL(databaseUrl);
+  url.pathname = '/postgres';
+  const c = new pg.Client({ connectionString: url.toString(), connectionTimeoutMillis: 10_000 });
+  c.on('error', () => {});
+  await c.connect();
+  try {
+    await c.query(sql);
+  } finally {
+    await c.end().catch(() => {});
+  }
 }
 
 /** `node <cli> ...args` to completion, with `env` over this process's environment. */

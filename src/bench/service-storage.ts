@@ -15,13 +15,12 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
 import { loadConfig } from '../service/config.js';
 import { environment } from '../report/environment.js';
 import { metadataTail, writeMatMulChain, type ChainModel } from './big-onnx.js';
 import { rssBytes, startProc, stopProc, type Proc } from './processes.js';
 import { writeSection } from './sections.js';
-import { dropRedisKeys, freePort, runCli } from './service-setup.js';
+import { adminQuery, dropRedisKeys, freePort, runCli } from './service-setup.js';
 import { REPO_ROOT } from './repo-root.js';
 
 const ROOT = REPO_ROOT;
@@ -146,8 +145,6 @@ export async function serviceStorageBench(opts: StorageBenchOptions): Promise<st
   const started = new Date();
   const loadBefore = loadavg();
   const defaults = loadConfig({ DATABASE_URL: process.env.DATABASE_URL, REDIS_URL: process.env.REDIS_URL });
-  const adminUrl = new URL(defaults.databaseUrl);
-  adminUrl.pathname = '/postgres';
   const hex = randomBytes(5).toString('hex');
   // a database per store: the service deduplicates models by content, and a model row of one store names no object in the other
   const dbNames: Record<StoreId, string> = { local: `modelpress_bench_${hex}_local`, s3: `modelpress_bench_${hex}_s3` };
@@ -157,16 +154,7 @@ export async function serviceStorageBench(opts: StorageBenchOptions): Promise<st
     return u.toString();
   };
   const queues: Record<StoreId, string> = { local: `mpbench-local-${hex}`, s3: `mpbench-s3-${hex}` };
-  const admin = async (sql: string) => {
-    const c = new pg.Client({ connectionString: adminUrl.toString(), connectionTimeoutMillis: 10_000 });
-    c.on('error', () => {});
-    await c.connect();
-    try {
-      await c.query(sql);
-    } finally {
-      await c.end().catch(() => {});
-    }
-  };
+  const admin = (sql: string) => adminQuery(defaults.databaseUrl, sql);
 
   const dir = mkdtempSync(join(tmpdir(), 'modelpress-bench-storage-'));
   const procs: Proc[] = [];
