@@ -83,9 +83,8 @@ test('new job: upload with a progress bar, then the job page follows it live fro
   await page.goto(`${base}/#/new`);
   await page.waitForSelector('select');
   await page.selectOption('.recipe select', 'fp16.json');
-  // the fp16 template with a longer benchmark, so the job runs long enough to be seen moving
-  // long enough (~10 s) that the job page, however slow to render on a loaded machine, sees it before it ends
-  await page.fill('textarea', JSON.stringify({ ...BUSY_RECIPE, benchmark: { ...BUSY_RECIPE.benchmark, runs: 1200 }, name: 'fp16' }));
+  // the fp16 template with a benchmark, so the job takes a few seconds once a worker has it
+  await page.fill('textarea', JSON.stringify({ ...BUSY_RECIPE, name: 'fp16' }));
   await page.setInputFiles('input[name=model]', MODELS.fmnist);
   await page.setInputFiles('input[name=evaluation]', FMNIST.inputs);
   await page.setInputFiles('input[name=labels]', FMNIST.labels);
@@ -94,6 +93,8 @@ test('new job: upload with a progress bar, then the job page follows it live fro
   const cdp = await page.context().newCDPSession(page);
   await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 1024 * 1024 });
   const seen = new Set<number>();
+  // no worker until the page shows the job queued: the test holds the job still instead of racing it
+  await worker.stop();
   await page.click('button.primary');
   while (!/#\/jobs\//.test(page.url())) {
     const v = await page.getAttribute('.upload [role=progressbar]', 'aria-valuenow').catch(() => null);
@@ -105,6 +106,9 @@ test('new job: upload with a progress bar, then the job page follows it live fro
   // live: statuses arrive without a reload
   await page.evaluate('window.marker = 42');
   const statuses = new Set<string>();
+  await page.waitForSelector('.job .toolbar .status[data-status=queued]', { timeout: 30_000 });
+  statuses.add('queued');
+  worker = await startWorkerProcess(svc.env);
   for (let i = 0; i < 600; i++) {
     const s = await page.getAttribute('.job .toolbar .status', 'data-status').catch(() => null);
     if (s) statuses.add(s);
