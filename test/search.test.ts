@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { FMNIST, MODELS, cli } from './helpers.js';
 import { openDataset, readLabelsFile } from '../src/data/samples.js';
-import { gatherRows, splitIndices } from '../src/data/split.js';
+import { gatherLabels, gatherRows, splitIndices } from '../src/data/split.js';
 import { decodeModel } from '../src/onnx/model-io.js';
 import { parseRecipe } from '../src/pipeline/recipe.js';
 import { recipeTemplates } from '../src/pipeline/templates.js';
@@ -19,8 +19,10 @@ import { itemsOf, observeFeeds, rowsOf, runOnce, type Feeds } from '../src/runti
 import { runSearch } from '../src/search/engine.js';
 import { StepCache } from '../src/search/cache.js';
 import { buildCandidate, type TrialData } from '../src/search/trial.js';
+import { finalize } from '../src/search/finalize.js';
+import type { SearchState } from '../src/search/state.js';
 import { paretoFrontier } from '../src/search/frontier.js';
-import { autoSpace, explicitSpace, recipeOf } from '../src/search/space.js';
+import { autoSpace, explicitSpace, recipeOf, type Space } from '../src/search/space.js';
 import { SEARCH_STRATEGIES } from '../src/search/strategies.js';
 
 function problemsOf(recipe: unknown): { path: string; message: string }[] {
@@ -109,6 +111,29 @@ describe('search arithmetic', () => {
     }
     assert.ok(trials <= 8, `${trials} trials`);
     assert.ok(best <= limit && limit - best <= (0.85 - 0.05) / 16 + 1e-9, `found ${best} for a limit of ${limit}`);
+  });
+
+  it('staged: quantization variants whose scores tie within timing noise all go into the combinations, else the best two', () => {
+    const space: Space = {
+      slots: [
+        { name: 'prune', optional: true, alternatives: [{ pass: 'prune.structured', ratio: { range: [0.05, 0.85] } }] },
+        { name: 'quantize', optional: true, alternatives: [{ pass: 'quantize.static', calibrationMethod: { choices: ['percentile', 'minmax', 'entropy'] } }] },
+      ],
+      notes: [],
+    };
+    const combined = (scores: Record<string, number>) => {
+      const gen = SEARCH_STRATEGIES.staged.propose({ space, goal: parseRecipe({ goal: { metric: 'top1', maxDrop: 0.01 } }).goal!, seed: 0 });
+      const methods = new Set<string>();
+      for (let next = gen.next(); !next.done; ) {
+        const steps = recipeOf(space, next.value);
+        const method = steps.find((x) => x.pass === 'quantize.static')?.calibrationMethod as string | undefined;
+        if (method && steps.length === 2) methods.add(method);
+        next = gen.next({ meets: true, score: method ? scores[method]! : 1 });
+      }
+      return [...methods].sort();
+    };
+    assert.deepEqual(combined({ percentile: 0.331, minmax: 0.329, entropy: 0.335 }), ['entropy', 'minmax', 'percentile']);
+    assert.deepEqual(combined({ percentile: 0.331, minmax: 0.329, entropy: 0.4 }), ['minmax', 'percentile']);
   });
 });
 
@@ -225,6 +250,64 @@ describe('a real search on the fmnist CNN', () => {
     assert.deepEqual(byTemplate.map((t) => t.template), shipped.filter((t) => JSON.stringify(t.steps) !== JSON.stringify(s.trials[1]!.steps)).slice(0, 3).map((t) => t.name));
     for (const t of byTemplate) assert.deepEqual(t.steps, shipped.find((x) => x.name === t.template)!.steps);
     assert.equal(s.stoppedBy, 'trials');
+  });
+
+  it('when the finalists miss on the held-out part, the next frontier candidates are tried in turn, while the budget lasts', async () => {
+    // the search part's verdicts are given (trials 1 and 2 "met" there); the held-out part is measured for real:
+    // pruning 80% of the channels cannot hold 1 pt of top-1 there, fp16 does
+    const goalRecipe = parseRecipe({
+      goal: { metric: 'top1', maxDrop: 0.01, objective: 'size', batchSize: 8, threads: 1 },
+      search: { budget: { minutes: 1, trials: 4 }, finalists: 1, space: [{ pass: 'convert.fp16' }] },
+      evaluate: { batchSize: 50, maxSamples: 400 },
+    });
+    const split = splitIndices(itemsOf(samples), goalRecipe.search!.heldOutFraction, goalRecipe.search!.seed);
+    const searchPart = gatherRows(samples, split.search, 50);
+    const stateAt = (started: number): SearchState => ({
+      goal: goalRecipe.goal!,
+      settings: goalRecipe.search!,
+      space: explicitSpace([{ pass: 'convert.fp16' }]),
+      data: {
+        goal: goalRecipe.goal!,
+        original: readFileSync(MODELS.fmnist),
+        originalSize: readFileSync(MODELS.fmnist).length,
+        start: model,
+        startKey: 'fmnist',
+        dataKey: 'walk',
+        calibration,
+        calibrationIsUsers: true,
+        search: searchPart,
+        probeBatches: 1,
+        timingSeconds: 0.3,
+        cache: walkCache,
+      },
+      trials: [
+        { n: 0, steps: [], status: 'meets', loss: 0, sizeRatio: 1, built: 0, cached: 0, durationMs: 0, atMs: 0 },
+        { n: 1, steps: [{ pass: 'prune.structured', ratio: 0.8 }], status: 'meets', loss: 0.005, sizeRatio: 0.1, built: 1, cached: 0, durationMs: 0, atMs: 0 },
+        { n: 2, steps: [{ pass: 'convert.fp16' }], status: 'meets', loss: 0, sizeRatio: 0.5, built: 1, cached: 0, durationMs: 0, atMs: 0 },
+      ],
+      fixed: [],
+      heldOut: gatherRows(samples, split.heldOut, 50),
+      heldOutLabels: gatherLabels(labels, split.heldOut),
+      started,
+      stoppedBy: 'space-exhausted',
+      calibration: { source: 'given', samples: itemsOf(calibration), overlapsHeldOut: 0 },
+      split: { search: split.search.length, heldOut: split.heldOut.length, probe: 50 },
+      recipe: goalRecipe,
+    });
+    const walkCache = new StepCache();
+    const noProgress = () => {};
+    const walked = await finalize(stateAt(Date.now()), { progress: noProgress, best: () => null, cacheStats: walkCache.stats });
+    const s = walked.report.search;
+    assert.ok([1, 2].every((n) => s.frontier.includes(n)), `frontier ${s.frontier.join(',')}`);
+    assert.deepEqual(s.finalists.map((f) => [f.trial, f.heldOut.meets]), [[1, false], [2, true]]);
+    assert.equal(s.best.trial, 2);
+    assert.equal(s.best.goalMet, true);
+    assert.match(s.best.reason ?? '', /ranked above it missed .* trial 1/);
+    // past the budget the walk stops at the finalists: the closest is kept, with the reason
+    const late = await finalize(stateAt(Date.now() - 2 * 60_000), { progress: noProgress, best: () => null, cacheStats: walkCache.stats });
+    assert.deepEqual(late.report.search.finalists.map((f) => f.trial), [1]);
+    assert.equal(late.report.search.best.goalMet, false);
+    assert.match(late.report.search.best.reason ?? '', /every finalist missed the goal on the held-out part/);
   });
 
   it('a chain reuses the steps it shares with an earlier chain, from memory and from the cache directory', async () => {

@@ -76,7 +76,7 @@ export const SearchSchema = Type.Object(
     heldOutFraction: Type.Number({ minimum: 0.1, maximum: 0.9, default: 0.4, description: 'Share of the evaluation samples held out: the goal is judged on them, never searched or calibrated on.' }),
     seed: Type.Integer({ default: 0, description: 'Seed of the search/held-out split and of random choices.' }),
     probeFraction: Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 0.25, description: 'A candidate is first measured on this share of the search part and stopped there when it is clearly off the goal.' }),
-    finalists: Type.Integer({ minimum: 1, maximum: 32, default: 4, description: 'Frontier candidates re-timed with more rounds and measured on the held-out part.' }),
+    finalists: Type.Integer({ minimum: 1, maximum: 32, default: 4, description: 'Frontier candidates re-timed with more rounds and measured on the held-out part; when all of them miss there, the next frontier candidates are tried in turn while the budget lasts.' }),
     calibrateOnEvaluation: Type.Boolean({
       default: false,
       description: 'Allow calibration data identical to the evaluation data (refused otherwise); the report flags it.',

@@ -26,6 +26,8 @@ interface FinalizeOptions {
   best: () => SearchTrialReport | null;
   cacheStats: CacheStats;
   onFrontierModel?: (trial: SearchTrialReport, model: Model) => void | Promise<void>;
+  /** The search's clock (tests). */
+  now?: () => number;
 }
 
 export async function finalize(state: SearchState, opts: FinalizeOptions): Promise<SearchResult> {
@@ -36,8 +38,11 @@ export async function finalize(state: SearchState, opts: FinalizeOptions): Promi
   const ranked = frontier
     .map((p) => p.t)
     .filter((t) => meetsBounds(goal, latencyOf(t), t.sizeRatio ?? 1))
-    .sort((a, b) => score(a) - score(b) || a.loss! - b.loss!)
-    .slice(0, state.settings.finalists);
+    .sort((a, b) => score(a) - score(b) || a.loss! - b.loss!);
+  // the first `finalists` of the frontier; when every one of them misses on the held-out part, the
+  // next frontier candidates in turn while the budget (plus 5%) lasts, until one meets the goal
+  const now = opts.now ?? Date.now;
+  const overtime = () => now() - state.started > state.settings.budget.minutes * 60_000 * 1.05;
 
   const finalTiming = finalTimingSeconds(state.settings);
   // the original on the held-out part, once, now that the search is over
@@ -66,7 +71,9 @@ export async function finalize(state: SearchState, opts: FinalizeOptions): Promi
 
     const finalists: (SearchFinalistReport & { model: Model })[] = [];
     for (const [i, t] of ranked.entries()) {
-      opts.progress({ phase: 'finalists', trial: t.n, message: `finalist ${i + 1} of ${ranked.length}: re-timing and measuring on the held-out part` });
+      if (i >= state.settings.finalists && (finalists.some((f) => f.heldOut.meets) || overtime())) break;
+      const which = i < state.settings.finalists ? `finalist ${i + 1} of ${Math.min(ranked.length, state.settings.finalists)}` : `frontier candidate ${i + 1} of ${ranked.length} (the finalists before it missed on the held-out part)`;
+      opts.progress({ phase: 'finalists', trial: t.n, message: `${which}: re-timing and measuring on the held-out part` });
       const held = await heldOutOf(t);
       const latency = t.steps.length === 0 ? undefined : await timeAgainstOriginal(data, runtimeSource(held.model), finalTiming, opts.signal);
       const { model, ...heldOut } = held;
@@ -85,7 +92,7 @@ export async function finalize(state: SearchState, opts: FinalizeOptions): Promi
         model: w.model,
         heldOutLoss: w.heldOut.loss,
         goalMet: true,
-        ...(skipped.length ? { reason: `faster finalists missed the goal on the held-out part: trial${skipped.length > 1 ? 's' : ''} ${skipped.join(', ')}` } : {}),
+        ...(skipped.length ? { reason: `finalists ranked above it missed the goal on the held-out part: trial${skipped.length > 1 ? 's' : ''} ${skipped.join(', ')}` } : {}),
       };
     } else {
       // never nothing: the closest candidate, and why it is not enough

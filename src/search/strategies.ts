@@ -67,8 +67,11 @@ function pointWith(space: Space, set: Map<number, { alternative: number; picks: 
 const BISECT_STEPS = 4;
 /** Steps of the joint scale-back of a combination. */
 const SCALE_STEPS = 3;
-/** Variants of a multi-alternative slot (quantization) carried into combinations. */
+/** Variants of a multi-alternative slot (quantization) carried into combinations: the best two, and more that tie with the best. */
 const CARRIED_VARIANTS = 2;
+const MAX_CARRIED_VARIANTS = 3;
+/** Scores within this relative distance of the best are a tie (side-by-side timing varies by ~2%; equal sizes tie exactly). */
+const SCORE_TIE = 0.02;
 
 /**
  * staged: (1) every variant of the multi-alternative slots alone (the quantization variants);
@@ -93,7 +96,9 @@ const staged: SearchStrategy = {
         if (r.meets) good.push({ v, score: r.score });
       }
       good.sort((a, b) => a.score - b.score);
-      goodVariants.set(slot, good.slice(0, CARRIED_VARIANTS));
+      // variants whose scores differ by no more than timing noise are equals: all of them go on
+      const carried = good.filter((g, i) => i < CARRIED_VARIANTS || (i < MAX_CARRIED_VARIANTS && g.score <= good[0]!.score * (1 + SCORE_TIE)));
+      goodVariants.set(slot, carried);
     }
     // (2) each knob alone: the most aggressive value that meets the goal
     const limit = new Map<Axis, number>();
