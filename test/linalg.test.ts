@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
   accumulateCross, accumulateGram, choleskyInPlace, choleskySolveInPlace, cpAls, frobeniusNorm, gaussianMatrix, gemmAccumulate, gramCols, gramRows, hooi, hosvd,
-  inverseUpperCholesky, matmul, matmulNT, matmulTN, mirrorUpper, qr, randomizedSvd, reconstruct, reconstructTucker, singularValues, solveRidge,
+  inverseUpperCholesky, matmul, reducedRankRegression, matmulNT, matmulTN, mirrorUpper, qr, randomizedSvd, reconstruct, reconstructTucker, singularValues, solveRidge,
   sliceCols, subtract, symmetricEigen, tensor, transpose, truncatedSvd, unfold, fold, modeProduct, type Matrix, type Tensor,
 } from '../src/linalg/index.js';
 
@@ -312,6 +312,60 @@ describe('linalg: Gram matrices, Cholesky, least squares', () => {
     const identity = matmul(a, matmulTN(um, um)); // A · UᵀU
     for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) assert.ok(Math.abs(identity.data[i * n + j]! - (i === j ? 1 : 0)) < 1e-10);
     assert.equal(inverseUpperCholesky(Float64Array.from([1, 2, 2, 1]), 2), undefined);
+  });
+
+  it('reducedRankRegression: recovers an exact rank-r map and its intercept; at full rank it is least squares; on noisy data it beats truncating the least-squares map', () => {
+    const n = 200;
+    const d = 7;
+    const m = 5;
+    const z = gaussianMatrix(n, d, 41);
+    const sums = (y: Matrix) => {
+      const zSum = new Float64Array(d);
+      const ySum = new Float64Array(y.cols);
+      for (let r = 0; r < n; r++) {
+        for (let k = 0; k < d; k++) zSum[k] += z.data[r * d + k]!;
+        for (let j = 0; j < y.cols; j++) ySum[j] += y.data[r * y.cols + j]!;
+      }
+      return { zSum, ySum };
+    };
+    const fitOf = (y: Matrix, r: number) => {
+      const { zSum, ySum } = sums(y);
+      return reducedRankRegression(gramCols(z).data, matmulTN(z, y).data, zSum, ySum, n, d, y.cols, r);
+    };
+    const predict = (f: { A: Float64Array; B: Float64Array; intercept: Float64Array }, r: number) => {
+      const p = matmul(matmul(z, { rows: d, cols: r, data: f.A }), { rows: r, cols: m, data: f.B });
+      for (let i = 0; i < n; i++) for (let j = 0; j < m; j++) p.data[i * m + j] += f.intercept[j]!;
+      return p;
+    };
+    // exact: Y = Z·(rank-2 W) + c
+    const w = matmul(gaussianMatrix(d, 2, 42), gaussianMatrix(2, m, 43));
+    const c = [0.5, -1, 2, 0, 3];
+    const y = matmul(z, w);
+    for (let i = 0; i < n; i++) for (let j = 0; j < m; j++) y.data[i * m + j] += c[j]!;
+    const exact = fitOf(y, 2);
+    assert.ok(maxDiff(matmul({ rows: d, cols: 2, data: exact.A }, { rows: 2, cols: m, data: exact.B }).data, w.data) < 1e-6);
+    assert.ok(maxDiff(exact.intercept, Float64Array.from(c)) < 1e-6);
+    assert.ok(orthonormalityError(transpose({ rows: 2, cols: m, data: exact.B })) < 1e-9, 'B has orthonormal rows');
+    // noisy full-rank data: rank 2 is never worse than the least-squares map truncated by its own SVD (the wrong metric)
+    const noisy = matmul(z, gaussianMatrix(d, m, 44));
+    const g = gaussianMatrix(n, m, 45);
+    for (let i = 0; i < n * m; i++) noisy.data[i] += 0.3 * g.data[i]!;
+    const rrr = fitOf(noisy, 2);
+    const full = fitOf(noisy, m);
+    const ls = solveRidge(gramCols(z).data, matmulTN(z, noisy).data, d, m); // no intercept needed: zero-mean columns up to noise
+    const svd = truncatedSvd({ rows: d, cols: m, data: ls }, 2);
+    const truncated = reconstruct(svd);
+    const residual = (p: Matrix) => frobeniusNorm(subtract(noisy, p));
+    const { zSum, ySum } = sums(noisy);
+    const truncPred = matmul(z, truncated);
+    // give the truncated map its best intercept too
+    for (let j = 0; j < m; j++) {
+      let zt = 0;
+      for (let k = 0; k < d; k++) zt += zSum[k]! * truncated.data[k * m + j]!;
+      for (let i = 0; i < n; i++) truncPred.data[i * m + j] += (ySum[j]! - zt) / n;
+    }
+    assert.ok(residual(predict(rrr, 2)) <= residual(truncPred) + 1e-9, `${residual(predict(rrr, 2))} vs ${residual(truncPred)}`);
+    assert.ok(residual(predict(full, m)) <= residual(predict(rrr, 2)));
   });
 
   it('solveRidge: the least-squares solution, the ridge solution, a free bias, and a finite answer for a singular Gram', () => {

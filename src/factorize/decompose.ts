@@ -66,6 +66,7 @@ export function tuckerPlan(layer: Layer, opts: RankOptions & { iterations: numbe
     weight: f32(dec.core.data),
     ...(!splitOut && bias ? { bias } : {}),
     attrs: coreAttrs,
+    ...(splitOut ? { refitWithLast: true } : {}),
   });
   if (splitOut) {
     const u0 = dec.factors.get(0)!; // cout × rOut = weight [cout, rOut]

@@ -28,7 +28,7 @@ export function factorizeSchema<N extends string>(name: N, defaults: { rank: Ran
       speedBatch: Type.Integer({ minimum: 1, default: 8, description: 'Batch size of the per-layer speed check.' }),
       speedRounds: Type.Integer({ minimum: 2, default: 4, description: 'A/B rounds of the per-layer speed check.' }),
       maxLatencyRatio: Type.Number({ exclusiveMinimum: 0, default: 1, description: 'Keep a factorized layer only when its latency ratio (median of rounds) is below this.' }),
-      refine: Type.Boolean({ default: true, description: 'Refit the last factor of each chain by least squares on calibration data.' }),
+      refine: Type.Boolean({ default: true, description: 'Refit the last factor of each chain by least squares on calibration data (Tucker: the k×k core with it, as the best rank-R map from its input patches).' }),
       refineSamples: Type.Integer({ minimum: 1, default: 256, description: 'Calibration items used by the refit.' }),
       ...extra,
     },
@@ -45,6 +45,7 @@ export const factorizeStats = statsSchema({
   factorizedWeightsAfter: Type.Integer({ description: 'Weights of their factorized chains (count of elements).' }),
   factorizedWeightsRatio: Type.Number({ description: 'factorizedWeightsAfter / factorizedWeightsBefore, 4 decimals.' }),
   layersRefitted: Type.Integer({ description: 'refine: chains whose last factor was refit by least squares (count).' }),
+  layersRefitJointly: Type.Integer({ description: 'refine: of those, Tucker chains whose core was refit together with the last factor (reduced-rank regression on the core\'s input patches) (count).' }),
   refineSqnrBeforeDb: Type.Number({ description: 'refine: output SQNR against the original on calibration data before the refit, dB (2 decimals).' }),
   refineSqnrAfterDb: Type.Number({ description: 'refine: output SQNR against the original on calibration data after the refit, dB (2 decimals).' }),
 });
@@ -173,7 +174,8 @@ export async function runFactorization(method: FactorMethod, input: Model, confi
     before += plan.paramsBefore;
     after += plan.paramsAfter;
     const last = plan.steps[plan.steps.length - 1]!;
-    if (last.refitAxis !== undefined) targets.push({ node: nodes[nodes.length - 1]!, axis: last.refitAxis, output, reference: plan.layer.output });
+    const core = plan.steps.findIndex((st) => st.refitWithLast);
+    if (last.refitAxis !== undefined) targets.push({ node: nodes[nodes.length - 1]!, axis: last.refitAxis, output, reference: plan.layer.output, ...(core >= 0 ? { core: nodes[core]! } : {}) });
   }
   model.graph.cleanup();
   log.stat('layersFactorized', kept.length);
@@ -188,6 +190,7 @@ export async function runFactorization(method: FactorMethod, input: Model, confi
     const batches = takeItems(await ctx.sampleInputs(), config.refineSamples);
     const r = await refineChains(model, original, targets, batches, ctx.signal);
     log.stat('layersRefitted', r.refitted);
+    log.stat('layersRefitJointly', r.jointly);
     log.stat('refineSqnrBeforeDb', Number(r.before.sqnrDb.toFixed(2)));
     log.stat('refineSqnrAfterDb', Number(r.after.sqnrDb.toFixed(2)));
     if (r.after.sqnrDb < r.before.sqnrDb) log.warn(`refinement lowered output SQNR on calibration data (${r.before.sqnrDb.toFixed(1)} → ${r.after.sqnrDb.toFixed(1)} dB)`);

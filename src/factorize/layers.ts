@@ -38,6 +38,8 @@ export interface ChainStep {
   attrs: AttrSpec[];
   /** Axis of the step's input that holds the features a least-squares refit works on (undefined: no refit). */
   refitAxis?: number;
+  /** A spatial core refit together with the chain's last step (Tucker with an output projection). */
+  refitWithLast?: boolean;
 }
 
 interface LayerRule {

@@ -1,8 +1,10 @@
 // Data-aware refinement: the last node of every factorized chain is refitted by least squares so
 // that, on calibration data, it maps the features it actually receives (captured in the factorized
 // model) onto the original layer's outputs (captured in the original model). Errors of the earlier
-// layers are compensated too, as the features come from the factorized network. No training.
-import { accumulateCross, accumulateGram, mirrorUpper, solveRidge } from '../linalg/index.js';
+// layers are compensated too, as the features come from the factorized network. A Tucker chain's
+// core is refit with its last node: the pair is the best rank-R map from the core's input patches
+// (reduced-rank regression), which a fixed core from the weights alone cannot reach. No training.
+import { accumulateCross, accumulateGram, mirrorUpper, reducedRankRegression, solveRidge } from '../linalg/index.js';
 import { addConstant, getConstant, setConstant } from '../onnx/constants.js';
 import type { Model, Node, Value } from '../onnx/ir.js';
 import { weightLayerOf } from '../onnx/weight-layers.js';
@@ -20,6 +22,98 @@ export interface RefitTarget {
   output: Value;
   /** The same layer's output in the original model: what the refit aims at. */
   reference: Value;
+  /**
+   * Tucker: the spatial core Conv feeding `node`. The core and `node` are then refit together, as the
+   * best rank-R map from the core's input patches to the reference (reduced-rank regression), where
+   * its geometry allows (2-D, explicit pads, one group, patches of at most JOINT_MAX_FEATURES).
+   */
+  core?: Node;
+}
+
+/** Patch length (input channels × kernel taps) above which the joint refit costs too much; the last factor alone is refit. */
+export const JOINT_MAX_FEATURES = 1152;
+/** Output positions sampled for a joint refit (every batch gives its share). */
+const JOINT_MAX_ROWS = 8192;
+
+/** The core's patch geometry when a joint refit can read it, else null. */
+function coreGeometry(core: Node): { rIn: number; kh: number; kw: number; sh: number; sw: number; dh: number; dw: number; top: number; left: number } | null {
+  const w = core.inputs[1] ? getConstant(core.inputs[1]) : undefined;
+  const dims = w ? tensorDims(w) : [];
+  if (dims.length !== 4 || core.getInt('group', 1) !== 1 || core.getString('auto_pad', 'NOTSET') !== 'NOTSET' || core.inputs[2]) return null;
+  const [, rIn, kh, kw] = dims as [number, number, number, number];
+  if (rIn * kh * kw > JOINT_MAX_FEATURES) return null;
+  const [sh, sw] = core.getInts('strides', [1, 1]) as [number, number];
+  const [dh, dw] = core.getInts('dilations', [1, 1]) as [number, number];
+  const [top, left] = core.getInts('pads', [0, 0, 0, 0]) as [number, number];
+  return { rIn, kh, kw, sh, sw, dh, dw, top, left };
+}
+
+/** Sums of a joint refit: patches of the core's input against the reference output, at sampled positions. */
+class PatchEquations {
+  readonly gram: Float64Array;
+  readonly cross: Float64Array;
+  readonly zSum: Float64Array;
+  readonly ySum: Float64Array;
+  rows = 0;
+  constructor(readonly geo: NonNullable<ReturnType<typeof coreGeometry>>, readonly features: number, readonly targets: number) {
+    this.gram = new Float64Array(features * features);
+    this.cross = new Float64Array(features * targets);
+    this.zSum = new Float64Array(features);
+    this.ySum = new Float64Array(targets);
+  }
+
+  /** z: the core's input [N, rIn, H, W]; y: the reference [N, T, Ho, Wo]; about `want` positions, evenly spread. */
+  add(z: Float32Array, zDims: readonly number[], y: Float32Array, yDims: readonly number[], want: number): void {
+    const { rIn, kh, kw, sh, sw, dh, dw, top, left } = this.geo;
+    const [N, , H, W] = zDims as [number, number, number, number];
+    const [, T, Ho, Wo] = yDims as [number, number, number, number];
+    const positions = N * Ho * Wo;
+    const stride = Math.max(1, Math.floor(positions / Math.max(1, want)));
+    const F = this.features;
+    const block = 64;
+    const x = new Float64Array(F * block);
+    const ys: Float64Array[] = [];
+    let filled = 0;
+    const flush = () => {
+      if (filled === 0) return;
+      // feature-major block for the Gram (x[k·block + s]); short blocks are zero-padded, which adds nothing
+      accumulateGram(this.gram, x, F, block);
+      const f = new Float64Array(F);
+      for (let s = 0; s < filled; s++) {
+        for (let k = 0; k < F; k++) f[k] = x[k * block + s]!;
+        accumulateCross(this.cross, f, ys[s]!, F, T);
+      }
+      x.fill(0);
+      ys.length = 0;
+      filled = 0;
+    };
+    for (let p = Math.floor(stride / 2); p < positions; p += stride) {
+      const n = Math.floor(p / (Ho * Wo));
+      const oy = Math.floor(p / Wo) % Ho;
+      const ox = p % Wo;
+      for (let c = 0; c < rIn; c++) {
+        for (let i = 0; i < kh; i++) {
+          const iy = oy * sh - top + i * dh;
+          for (let j = 0; j < kw; j++) {
+            const ix = ox * sw - left + j * dw;
+            const v = iy >= 0 && iy < H && ix >= 0 && ix < W ? z[((n * rIn + c) * H + iy) * W + ix]! : 0;
+            const k = (c * kh + i) * kw + j;
+            x[k * block + filled] = v;
+            this.zSum[k]! += v;
+          }
+        }
+      }
+      const t = new Float64Array(T);
+      for (let o = 0; o < T; o++) {
+        t[o] = y[((n * T + o) * Ho + oy) * Wo + ox]!;
+        this.ySum[o]! += t[o]!;
+      }
+      ys.push(t);
+      this.rows++;
+      if (++filled === block) flush();
+    }
+    flush();
+  }
 }
 
 /** Normal equations of one least-squares problem, accumulated batch by batch. */
@@ -74,6 +168,8 @@ const unique = (values: Value[]): Value[] => [...new Set(values)];
 
 export interface RefineResult {
   refitted: number;
+  /** Of those, chains whose core was refit with the last factor. */
+  jointly: number;
   /** Fidelity of the model outputs to the original's on the calibration data, before and after. */
   before: Fidelity;
   after: Fidelity;
@@ -93,7 +189,15 @@ export async function refineChains(model: Model, original: Model, targets: Refit
   const order = new Map(model.graph.nodes.map((n, i) => [n, i]));
   const sorted = [...targets].sort((a, b) => order.get(a.node)! - order.get(b.node)!);
   let before: Fidelity | undefined;
+  const rowsPerBatch = Math.ceil(JOINT_MAX_ROWS / Math.max(1, batches.length));
+  let jointly = 0;
   for (const t of sorted) {
+    const geo = t.core ? coreGeometry(t.core) : null;
+    if (t.core && geo) {
+      before = (await refitJointly(model, original, t, t.core, geo, batches, rowsPerBatch, before === undefined, signal)) ?? before;
+      jointly++;
+      continue;
+    }
     const feature = t.node.inputs[0]!;
     const layer = weightLayerOf(t.node)!;
     const wValue = layer.weight!;
@@ -137,7 +241,67 @@ export async function refineChains(model: Model, original: Model, targets: Refit
       else t.node.setInput(layer.biasInput!, addConstant(model.graph, `${t.node.name || 'refit'}_b`, makeFloatTensor('', dtype, [T], b)));
     }
   }
-  // fidelity after, on the same batches
+  return { refitted: sorted.length, jointly, before: before!, after: await fidelityOf(model, original, batches) };
+}
+
+/**
+ * The core and the last factor of one chain, refit as the best rank-R map from the core's input
+ * patches (in the model as refit so far) to the original layer's output; returns the fidelity
+ * before any refit when asked to measure it.
+ */
+async function refitJointly(model: Model, original: Model, t: RefitTarget, core: Node, geo: NonNullable<ReturnType<typeof coreGeometry>>, batches: Feeds[], rowsPerBatch: number, measureBefore: boolean, signal?: AbortSignal): Promise<Fidelity | undefined> {
+  const feature = core.inputs[0]!;
+  const last = weightLayerOf(t.node)!;
+  const lastValue = last.weight!;
+  const lastDims = tensorDims(getConstant(lastValue)!);
+  const dtype = getConstant(lastValue)!.dataType as WeightFloatType;
+  const coreValue = core.inputs[1]!;
+  const coreDims = tensorDims(getConstant(coreValue)!);
+  const R = coreDims[0]!;
+  const T = lastDims[0]!;
+  const F = geo.rIn * geo.kh * geo.kw;
+  const eq = new PatchEquations(geo, F, T);
+  const outputs = model.graph.outputs;
+  const fid = measureBefore ? new FidelityAccumulator() : null;
+  const orig = await createSessionForValues(original, fid ? unique([t.reference, ...original.graph.outputs]) : [t.reference]);
+  try {
+    const fact = await createSessionForValues(model, fid ? unique([feature, ...outputs]) : [feature]);
+    try {
+      for (const feeds of batches) {
+        if (signal?.aborted) throw signal.reason ?? new Error('aborted');
+        const ro = await orig.run(feeds);
+        const rf = await fact.run(feeds);
+        if (fid) for (const v of outputs) fid.add(tensorToFloat32(ro[v.name]!), tensorToFloat32(rf[v.name]!));
+        const z = rf[feature.name]!;
+        const y = ro[t.reference.name]!;
+        eq.add(tensorToFloat32(z), z.dims, tensorToFloat32(y), y.dims, rowsPerBatch);
+      }
+    } finally {
+      await fact.release();
+    }
+  } finally {
+    await orig.release();
+  }
+  let trace = 0;
+  for (let i = 0; i < F; i++) trace += eq.gram[i * F + i]!;
+  mirrorUpper(eq.gram, F);
+  const fit = reducedRankRegression(eq.gram, eq.cross, eq.zSum, eq.ySum, eq.rows, F, T, R, { ridge: (1e-6 * trace) / F });
+  // core [R, rIn, kh, kw]: output o reads patch feature k with A[k, o]; last [T, R, 1, 1]: B transposed
+  const coreW = new Float32Array(R * F);
+  for (let o = 0; o < R; o++) for (let k = 0; k < F; k++) coreW[o * F + k] = fit.A[k * R + o]!;
+  const lastW = new Float32Array(T * R);
+  for (let o = 0; o < T; o++) for (let r = 0; r < R; r++) lastW[o * R + r] = fit.B[r * T + o]!;
+  setConstant(coreValue, makeFloatTensor(coreValue.name, getConstant(coreValue)!.dataType as WeightFloatType, coreDims, coreW));
+  setConstant(lastValue, makeFloatTensor(lastValue.name, dtype, lastDims, lastW));
+  const b = Float32Array.from(fit.intercept);
+  if (last.bias) setConstant(last.bias, makeFloatTensor(last.bias.name, dtype, [T], b));
+  else t.node.setInput(last.biasInput!, addConstant(model.graph, `${t.node.name || 'refit'}_b`, makeFloatTensor('', dtype, [T], b)));
+  return fid?.result();
+}
+
+/** Output fidelity of the model against the original on the batches. */
+async function fidelityOf(model: Model, original: Model, batches: Feeds[]): Promise<Fidelity> {
+  const outputs = model.graph.outputs;
   const after = new FidelityAccumulator();
   const orig = await createSession(original);
   try {
@@ -154,5 +318,5 @@ export async function refineChains(model: Model, original: Model, targets: Refit
   } finally {
     await orig.release();
   }
-  return { refitted: sorted.length, before: before!, after: after.result() };
+  return after.result();
 }

@@ -7,3 +7,4 @@ export * from './eigen.js';
 export * from './svd.js';
 export * from './tensor.js';
 export * from './cp.js';
+export * from './reduced-rank.js';
