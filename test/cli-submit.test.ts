@@ -82,6 +82,14 @@ test('without --wait it prints the job id; --job <id> --wait --out follows that 
   const f = await submit(['--job', id, '--out', out]);
   assert.equal(f.code, 0, f.stderr);
   assert.ok(readFileSync(out).length > 1000);
+  // --delete: the job is gone from the server; deleting it again is a not_found refusal (exit 2)
+  const d = await submit(['--job', id, '--delete']);
+  assert.equal(d.code, 0, d.stderr);
+  assert.match(d.stderr, new RegExp(`job ${id} deleted`));
+  const again = await submit(['--job', id, '--delete']);
+  assert.equal(again.code, 2, again.stderr);
+  assert.match(again.stderr, /not_found/);
+  assert.equal((await submit(['--delete'])).code, 2, '--delete needs --job');
 });
 
 test('refusals and failures exit 2 with the reason: no calibration data, not ONNX, a bad key, a model that fails in the worker', async () => {

@@ -270,3 +270,27 @@ test('a change stamped before another but committed after it is still sent, once
   assert.deepEqual(s.jobs().map((j) => [j.id, message(j)]), [[b, 'early write'], [a, 'late write']]);
   s.close();
 });
+
+test('a deleted job is announced once as a `deleted` event to its owner only, and replayed to a stream resuming from before it', async () => {
+  const key = await svc.newKey('deleting');
+  const other = await svc.newKey('bystander');
+  const c = client(base, key);
+  const api = jobApi(c);
+  const id = await api.create(jobForm(model, { ...FAST_RECIPE, name: 'to-delete' }));
+  await api.until(id, finished, 'the job to finish', 60_000);
+  const s = await openStream(key);
+  const bystander = await openStream(other);
+  await waitFor('the streams to open', async () => s.retry !== null && bystander.retry !== null, 5000, 50);
+  const before = new Date(Date.now() - 10).toISOString();
+  assert.equal((await c.delete(`/v1/jobs/${id}`)).status, 204);
+  const deleted = () => s.events.filter((e) => e.event === 'deleted');
+  await waitFor('the deleted event', async () => deleted().length > 0, 5000, 50);
+  assert.deepEqual(JSON.parse(deleted()[0]!.data), { id });
+  assert.ok(Number.isFinite(Date.parse(deleted()[0]!.id!)), 'its id is the deletion time');
+  await sleep(2500); // more polls read the tombstone again: it is not sent twice
+  assert.equal(deleted().length, 1);
+  assert.deepEqual(bystander.events.filter((e) => e.event === 'deleted'), []);
+  const resumed = await openStream(key, { query: `?since=${encodeURIComponent(before)}` });
+  await waitFor('the deletion, replayed', async () => resumed.events.some((e) => e.event === 'deleted' && JSON.parse(e.data).id === id), 5000, 50);
+  for (const x of [s, bystander, resumed]) x.close();
+});

@@ -199,6 +199,13 @@ test('DELETE /v1/jobs/{id}: owner only, removes the rows and the bytes only it n
   assert.equal((await a.delete(`/v1/jobs/${two}`)).status, 204);
   assert.ok(!(await stored(key)), 'the last job that named the artifact is gone: so are its bytes');
   assert.equal(await svc.dbh.db.orphanBlob.count(), 0);
+  // each deletion left a tombstone for live views; a sweep a day later removes them, not before
+  const tombstones = () => svc.dbh.db.jobDeletion.count({ where: { jobId: { in: [one, two] } } });
+  assert.equal(await tombstones(), 2);
+  await retention.sweep(new Date(Date.now() + DAY / 2));
+  assert.equal(await tombstones(), 2);
+  await retention.sweep(new Date(Date.now() + 2 * DAY));
+  assert.equal(await tombstones(), 0);
 });
 
 test('DELETE /v1/jobs/{id} of a running job cancels it first; its worker stops and stores nothing after', async () => {

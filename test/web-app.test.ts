@@ -175,9 +175,42 @@ test('cancel from the job page stops a running job', async () => {
   const page = await signedIn();
   await page.goto(`${base}/#/jobs/${id}`);
   await page.waitForSelector('.job [data-status=running]', { timeout: 60_000 });
-  await page.click('button.danger');
+  await page.click('.live button.danger');
   await page.waitForSelector('.job .toolbar [data-status=canceled]', { timeout: 60_000 });
   await page.close();
+});
+
+test('delete: from the job page (an open jobs list drops it live), and a model with its finished jobs from the models page', async () => {
+  const api = client(base, key);
+  const { create, until } = jobApi(api);
+  // a model of its own (one changed byte), so deleting it touches no other test's jobs
+  const bytes = Buffer.from(readFileSync(MODELS.fmnist));
+  bytes[bytes.length - 1] ^= 1;
+  const doomed = await create(jobForm(bytes, { ...BUSY_RECIPE, name: 'doomed' }));
+  const kept = await create(jobForm(bytes, { ...BUSY_RECIPE, name: 'kept' }));
+  for (const id of [doomed, kept]) await until(id, (j) => !['queued', 'running'].includes(j.status), 'the job to finish', 120_000);
+  const list = await signedIn();
+  await list.waitForSelector(`tr[data-job="${doomed}"]`);
+  const page = await signedIn();
+  await page.goto(`${base}/#/jobs/${doomed}`);
+  await page.waitForSelector('.job .toolbar [data-status=succeeded]');
+  await page.click('.downloads button.delete');
+  await page.waitForSelector('table.jobs');
+  assert.match(page.url(), /#\/jobs$/);
+  assert.equal(await page.$(`tr[data-job="${doomed}"]`), null);
+  await list.waitForSelector(`tr[data-job="${doomed}"]`, { state: 'detached', timeout: 10_000 });
+  assert.equal((await fetch(`${base}/v1/jobs/${doomed}`, { headers: { authorization: `Bearer ${key}` } })).status, 404);
+  // the model: a finished job still uses it, so the page asks before deleting both
+  const modelId = ((await (await fetch(`${base}/v1/jobs/${kept}`, { headers: { authorization: `Bearer ${key}` } })).json()) as { modelId: string }).modelId;
+  const dialogs: string[] = [];
+  page.on('dialog', (d) => dialogs.push(d.message()));
+  await page.goto(`${base}/#/models`);
+  await page.click(`tr[data-model="${modelId}"] button.delete`);
+  await page.waitForSelector(`tr[data-model="${modelId}"]`, { state: 'detached', timeout: 10_000 });
+  assert.match(dialogs.join('\n'), /1 finished job uses this model\. Delete the model with that job/);
+  assert.equal((await fetch(`${base}/v1/jobs/${kept}`, { headers: { authorization: `Bearer ${key}` } })).status, 404);
+  await list.waitForSelector(`tr[data-job="${kept}"]`, { state: 'detached', timeout: 10_000 });
+  await Promise.all([list.close(), page.close()]);
 });
 
 test('a goal search shows its trials and frontier chart, updating as trials finish', async () => {

@@ -206,7 +206,7 @@ export async function searchBench(values: SearchBenchOptions = {}, command = 'np
     '',
     `Wall time ${(lat.wallMs / 60000).toFixed(1)} min for a ${minutes}-minute budget; ${s.trials.length - 1} trials (${s.trials.filter((t) => t.status === 'stopped-early').length} stopped early on the probe), stopped by ${s.stoppedBy}; cache ${s.cache.hits} hits, ${s.cache.misses} builds.`,
     '',
-    `Chosen: trial ${best.n}, \`${JSON.stringify(s.best.steps.map((x) => ({ pass: x.pass, ...(x.ratio !== undefined ? { ratio: x.ratio } : {}), ...(x.rank !== undefined ? { rank: x.rank } : {}), ...(x.calibrationMethod ? { calibrationMethod: x.calibrationMethod } : {}) })))}\``,
+    `Chosen: trial ${best.n}, \`${JSON.stringify(s.best.steps.map((x) => ({ pass: x.pass, ...(x.ratio !== undefined ? { ratio: x.ratio } : {}), ...(x.rank !== undefined ? { rank: x.rank } : {}), ...(x.calibrationMethod ? { calibrationMethod: x.calibrationMethod } : {}), ...(x.sensitivity ? { sensitivity: x.sensitivity } : {}) })))}\``,
     '',
     '| target | measured | verdict |',
     '|---|---|---|',

@@ -339,6 +339,7 @@ async function cmdSubmit(argv: string[]): Promise<number> {
     report: { type: 'string' },
     'report-html': { type: 'string' },
     poll: { type: 'string' },
+    delete: { type: 'boolean' },
     quiet: { type: 'boolean', short: 'q' },
   });
   const server = (values.server as string | undefined) ?? process.env.MODELPRESS_SERVER;
@@ -349,6 +350,8 @@ async function cmdSubmit(argv: string[]): Promise<number> {
   const job = values.job as string | undefined;
   if (job ? positionals.length > 0 : positionals.length !== 1) throw new UsageError(job ? '--job follows an existing job: give no model' : 'submit takes one model (or --job <id>)');
   if (!job && !values.recipe) throw new UsageError('submit needs --recipe <recipe.json>');
+  if (values.delete && !job) throw new UsageError('--delete needs --job <id>: the job to delete');
+  if (values.delete && (values.wait || values.out || values.report || values['report-html'])) throw new UsageError('--delete deletes the job: it cannot also wait for it or download from it');
   const wait = values.wait === true || values.out !== undefined || values.report !== undefined || values['report-html'] !== undefined;
   return (await import('./submit.js')).submit({
     ...(job ? { job } : { model: positionals[0]!, recipe: Buffer.from(readBytes(values.recipe as string, 'recipe')).toString('utf8') }),
@@ -364,6 +367,7 @@ async function cmdSubmit(argv: string[]): Promise<number> {
     ...(values['report-html'] ? { reportHtml: values['report-html'] as string } : {}),
     quiet: values.quiet === true,
     pollSeconds: values.poll === undefined ? 1 : Math.max(0.05, Number(values.poll)),
+    ...(values.delete ? { delete: true } : {}),
   });
 }
 

@@ -28,6 +28,8 @@ export interface SubmitOptions {
   quiet: boolean;
   /** Seconds between status requests while waiting. */
   pollSeconds: number;
+  /** With `job`: delete it on the server (a job still running is canceled first). */
+  delete?: boolean;
 }
 
 interface JobView {
@@ -171,6 +173,11 @@ async function ask(question: string): Promise<boolean> {
 
 export async function submit(o: SubmitOptions): Promise<number> {
   const client = new Client(o.server, o.key);
+  if (o.delete && o.job) {
+    await client.request(`/v1/jobs/${o.job}`, { method: 'DELETE' });
+    say(o.quiet, `job ${o.job} deleted, with its models and reports`);
+    return 0;
+  }
   const created = o.job ? await client.job(o.job) : await create(client, o);
   if (!o.job) say(o.quiet, `job ${created.id} queued: ${new URL(created.links.self!, o.server).href}`);
   if (!o.wait) {

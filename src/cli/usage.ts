@@ -15,8 +15,10 @@ export const COMMAND_USAGE: Record<string, string> = {
   submit: `  modelpress submit <model.onnx> --recipe <recipe.json> --server URL [--key K] [--calibration <inputs>] [--data <inputs>]
                       [--labels <labels>] [--timeout-ms N] [--wait] [--out <out.onnx>] [--report <report.json>] [--report-html <report.html>]
   modelpress submit --job <id> --server URL [--key K] --wait [--out …] [--report …] [--report-html …]
+  modelpress submit --job <id> --server URL [--key K] --delete
                a job on a modelpress server: uploads (with a progress bar), follows its progress and time left,
                downloads the result; exits 0/1/2 like compress; Ctrl-C asks whether to cancel the job.
+               --delete deletes the job with its models and reports (a running job is canceled first).
                --server defaults to MODELPRESS_SERVER, --key to MODELPRESS_API_KEY; --out implies --wait`,
   passes: `  modelpress passes [<name>]   list the passes a recipe can use, or one pass's options`,
   serve: `  modelpress serve            the HTTP API (docs at /docs)`,

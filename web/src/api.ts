@@ -105,7 +105,7 @@ export async function download(path: string, fallbackName: string): Promise<void
  * Calls `onJob` with every change of the owner's jobs: server-sent events, or polling `poll` every 3 s
  * when the stream cannot be opened or breaks. Returns a function that stops it.
  */
-export function watchJobs(onJob: (job: Job) => void, poll: () => Promise<void>): () => void {
+export function watchJobs(onJob: (job: Job) => void, poll: () => Promise<void>, onDeleted?: (id: string) => void): () => void {
   let stopped = false;
   const controller = new AbortController();
   let timer: ReturnType<typeof setInterval> | null = null;
@@ -140,6 +140,7 @@ export function watchJobs(onJob: (job: Job) => void, poll: () => Promise<void>):
               else if (line.startsWith('id: ')) lastId = line.slice(4);
             }
             if (event === 'job' && data) onJob(JSON.parse(data) as Job);
+            else if (event === 'deleted' && data) onDeleted?.((JSON.parse(data) as { id: string }).id);
           }
         }
       } catch {

@@ -137,6 +137,7 @@ function JobsPage() {
             return page === 0 && (!status || job.status === status) && !list.some((j) => Date.parse(j.createdAt) > Date.parse(job.createdAt)) ? [job, ...list] : list;
           }),
         load,
+        (id) => setJobs((list) => list.filter((j) => j.id !== id)),
       ),
     [status, page],
   );
@@ -260,6 +261,7 @@ function JobPage({ id }: { id: string }) {
   const [error, setError] = useState<string | null>(null);
   const [log, setLog] = useState<{ at: number; text: string }[]>([]);
   const [isGoal, setIsGoal] = useState(false);
+  const [deleted, setDeleted] = useState(false);
   const lastLine = useRef('');
   const seen = (j: Job) => {
     setJob(j);
@@ -274,8 +276,9 @@ function JobPage({ id }: { id: string }) {
   useEffect(() => {
     load().catch((e) => setError(errorText(e)));
     api<{ kind?: string }>(`/v1/jobs/${id}/report`).then((r) => setIsGoal((g) => g || r.kind === 'search-in-progress' || 'search' in r)).catch(() => {});
-    return watchJobs((j) => j.id === id && seen(j), load);
+    return watchJobs((j) => j.id === id && seen(j), load, (gone) => gone === id && setDeleted(true));
   }, [id]);
+  if (deleted) return html`<p class="error deleted" role="alert">This job was deleted. <a href="#/jobs">Back to the jobs</a>.</p>`;
   if (error) return html`<p class="error" role="alert">${error}</p>`;
   if (!job) return html`<p class="muted">loading…</p>`;
   const left = timeLeft(job);
@@ -283,6 +286,15 @@ function JobPage({ id }: { id: string }) {
     if (!confirm('Cancel this job?')) return;
     try {
       seen(await api<Job>(`/v1/jobs/${id}/cancel`, { method: 'POST' }));
+    } catch (e) {
+      setError(errorText(e));
+    }
+  };
+  const remove = async () => {
+    if (!confirm(finished(job) ? 'Delete this job, its model outputs and its report?' : 'Cancel this job and delete it with everything it made so far?')) return;
+    try {
+      await api(`/v1/jobs/${id}`, { method: 'DELETE' });
+      navigate('#/jobs');
     } catch (e) {
       setError(errorText(e));
     }
@@ -308,6 +320,7 @@ function JobPage({ id }: { id: string }) {
       <button disabled=${!canDownload} onClick=${() => download(job.links.artifact!, 'model.onnx').catch((e) => setError(errorText(e)))}>Download ${job.status === 'succeeded' ? 'model' : 'best so far'}</button>
       <button disabled=${!canDownload} onClick=${() => download(job.links.report!, `${job.id}.report.json`).catch((e) => setError(errorText(e)))}>Download JSON report</button>
       <button disabled=${job.status !== 'succeeded'} onClick=${() => download(job.links.reportHtml!, `${job.id}.report.html`).catch((e) => setError(errorText(e)))}>Download HTML report</button>
+      <button class="danger delete" onClick=${remove}>Delete job</button>
     </div>
     <details open=${!finished(job)}><summary>Log (${log.length} lines)</summary><pre class="log">${log.map((l) => `${new Date(l.at).toLocaleTimeString()}  ${l.text}`).join('\n')}</pre></details>
     ${isGoal && html`<${SearchView} job=${job} />`}
@@ -477,12 +490,33 @@ function ModelsPage() {
   useEffect(() => {
     api<{ items: StoredModel[] }>('/v1/models').then((r) => setModels(r.items)).catch((e) => setError(errorText(e)));
   }, []);
+  const remove = async (m: StoredModel) => {
+    if (!confirm(`Delete ${m.filename ?? 'this model'}?`)) return;
+    setError(null);
+    const gone = () => setModels((list) => list.filter((x) => x.id !== m.id));
+    try {
+      await api(`/v1/models/${m.id}`, { method: 'DELETE' });
+      gone();
+    } catch (e) {
+      // finished jobs refer to it: deleting them too is the user's call; unfinished ones must end first
+      const jobs = e instanceof ApiError && e.problem.code === 'model_in_use' ? e.problem.errors ?? [] : [];
+      const onlyFinished = jobs.length > 0 && jobs.every((j) => j.message === 'succeeded' || j.message === 'failed' || j.message === 'canceled');
+      if (!onlyFinished) return setError(errorText(e));
+      if (!confirm(`${jobs.length} finished job${jobs.length > 1 ? 's use' : ' uses'} this model. Delete the model with ${jobs.length > 1 ? 'those jobs and their' : 'that job and its'} results?`)) return;
+      try {
+        await api(`/v1/models/${m.id}?cascade=jobs`, { method: 'DELETE' });
+        gone();
+      } catch (again) {
+        setError(errorText(again));
+      }
+    }
+  };
   return html`<section>
     <h2>Models</h2>
     <p class="muted small">Every model you uploaded, once per content (identical uploads are one model).</p>
     ${error && html`<p class="error">${error}</p>`}
     <table class="models"><thead><tr><th>file</th><th>size</th><th>sha256</th><th>uploaded</th><th></th></tr></thead>
-      <tbody>${models.map((m) => html`<tr data-model=${m.id}><td><button class="link" onClick=${() => setOpen(open === m.id ? null : m.id)}>${m.filename ?? '(unnamed)'}</button>${open === m.id && html`<${Summary} id=${m.id} />`}</td><td>${bytes(m.sizeBytes)}</td><td class="mono small">${m.sha256.slice(0, 16)}…</td><td class="small">${when(m.createdAt)}</td><td><a class="button" href=${`#/new?model=${m.id}`}>New job from this model</a></td></tr>`)}
+      <tbody>${models.map((m) => html`<tr data-model=${m.id}><td><button class="link" onClick=${() => setOpen(open === m.id ? null : m.id)}>${m.filename ?? '(unnamed)'}</button>${open === m.id && html`<${Summary} id=${m.id} />`}</td><td>${bytes(m.sizeBytes)}</td><td class="mono small">${m.sha256.slice(0, 16)}…</td><td class="small">${when(m.createdAt)}</td><td><a class="button" href=${`#/new?model=${m.id}`}>New job from this model</a> <button class="danger delete" onClick=${() => remove(m)}>Delete</button></td></tr>`)}
       ${models.length === 0 && html`<tr><td colspan="5" class="muted">No models yet: they are stored when you start a job.</td></tr>`}</tbody>
     </table>
   </section>`;

@@ -243,6 +243,11 @@ export class JobService {
     return this.deps.db.job.findMany({ where: { ownerId, updatedAt: { gt: since } }, orderBy: [{ updatedAt: 'asc' }, { id: 'asc' }], take: limit, include: WITH_MODEL_NAME });
   }
 
+  /** The owner's jobs deleted after `since` (kept a day), oldest first. */
+  deletedSince(ownerId: string, since: Date, limit = 100): Promise<{ jobId: string; deletedAt: Date }[]> {
+    return this.deps.db.jobDeletion.findMany({ where: { ownerId, deletedAt: { gt: since } }, orderBy: [{ deletedAt: 'asc' }, { jobId: 'asc' }], take: limit, select: { jobId: true, deletedAt: true } });
+  }
+
   /** The owner's jobs, newest first; `cursor` is the `nextCursor` of the page before. */
   async list(ownerId: string, q: { limit: number; cursor?: string | undefined; status?: JobStatus | undefined }): Promise<{ items: Job[]; nextCursor: string | null }> {
     const after = q.cursor ? decodeCursor(q.cursor) : null;

@@ -70,6 +70,7 @@ export class RetentionService {
         if (locked.length === 0) return null; // deleted by a concurrent request
         const keys = await jobBlobKeys(tx, [id], ['job-data', 'job-artifact']);
         await tx.job.delete({ where: { id } });
+        await tx.jobDeletion.create({ data: { jobId: id, ownerId } });
         return recordOrphans(tx, keys);
       },
       { timeout: 60_000, maxWait: 10_000 },
@@ -107,6 +108,7 @@ export class RetentionService {
       if (jobIds.length) await tx.$queryRaw`SELECT id::text FROM jobs WHERE id = ANY(${jobIds}::uuid[]) FOR UPDATE`;
       const keys = [model.storageKey, ...(await jobBlobKeys(tx, jobIds, ['job-data', 'job-artifact']))];
       await tx.job.deleteMany({ where: { id: { in: jobIds } } });
+      await tx.jobDeletion.createMany({ data: jobIds.map((jobId) => ({ jobId, ownerId })) });
       await tx.storedModel.delete({ where: { id } });
       return { jobIds, keys: await recordOrphans(tx, keys) };
     });
@@ -167,6 +169,8 @@ export class RetentionService {
         if (rows.length < BATCH) break;
       }
     }
+    // tombstones of deleted jobs: live views have had their day to see them
+    await this.deps.db.jobDeletion.deleteMany({ where: { deletedAt: { lt: new Date(now.getTime() - DAY_MS) } } });
     // this sweep's keys, then whatever earlier deletes left (a store that was down, a process that died)
     const mine = await releaseBlobs(this.deps.db, this.deps.storage, keys, this.deps.log);
     const left = await releaseBlobs(this.deps.db, this.deps.storage, undefined, this.deps.log);

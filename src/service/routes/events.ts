@@ -1,6 +1,7 @@
 // GET /v1/jobs/events: the owner's job changes as server-sent events, for live views (the web app's
 // jobs list and job page). Each `job` event is the job as GET /v1/jobs/{id} shows it; the event id
-// is its change time, so a client reconnecting with Last-Event-ID misses nothing. Polling the
+// is its change time, so a client reconnecting with Last-Event-ID misses nothing. A `deleted` event
+// ({ id }) names a job deleted (its tombstone is kept a day). Polling the
 // database once a second per stream keeps workers and API decoupled (no pub/sub to keep in step).
 import type { FastifyInstance } from 'fastify';
 import { jobView } from './jobs.js';
@@ -27,7 +28,7 @@ export default async function eventRoutes(app: FastifyInstance) {
     '/jobs/events',
     {
       schema: {
-        summary: 'Your job changes as server-sent events (event `job`: the job as GET /v1/jobs/{id} shows it)',
+        summary: 'Your job changes as server-sent events (event `job`: the job as GET /v1/jobs/{id} shows it; event `deleted`: {"id"} of a job deleted)',
         description: 'Send `Last-Event-ID` (or `?since=` an ISO time) to resume; without it the stream starts with changes from the last second. Comment lines keep idle connections open.',
         tags: ['jobs'],
         security: [{ bearer: [] }],
@@ -70,6 +71,20 @@ export default async function eventRoutes(app: FastifyInstance) {
             }
             if (changed.length < PAGE || closed) break;
             from = changed[changed.length - 1]!.updatedAt;
+          }
+          // deleted jobs: an event a live view drops the job on (sent once each, like job changes)
+          for (let from = new Date(Math.max(floor, since.getTime() - LOOKBACK_MS)); ; ) {
+            const gone = await jobs.deletedSince(req.ownerId, from, PAGE);
+            for (const d of gone) {
+              const key = `deleted:${d.jobId}`;
+              if (sent.has(key)) continue;
+              res.write(`event: deleted\nid: ${d.deletedAt.toISOString()}\ndata: ${JSON.stringify({ id: d.jobId })}\n\n`);
+              sent.set(key, d.deletedAt.getTime());
+              if (d.deletedAt.getTime() > since.getTime()) since = d.deletedAt;
+              wrote = true;
+            }
+            if (gone.length < PAGE || closed) break;
+            from = gone[gone.length - 1]!.deletedAt;
           }
           for (const [id, at] of sent) if (at < since.getTime() - LOOKBACK_MS) sent.delete(id);
           quietFor = wrote ? 0 : quietFor + POLL_MS;
