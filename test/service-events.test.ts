@@ -290,7 +290,12 @@ test('a deleted job is announced once as a `deleted` event to its owner only, an
   await sleep(2500); // more polls read the tombstone again: it is not sent twice
   assert.equal(deleted().length, 1);
   assert.deepEqual(bystander.events.filter((e) => e.event === 'deleted'), []);
+  // a job changing well after the deletion: a stream resuming from before both replays the two
+  await sleep(5500);
+  const later = await api.create(jobForm(model, { ...FAST_RECIPE, name: 'after-the-deletion' }));
+  await api.until(later, finished, 'the later job to finish', 60_000);
   const resumed = await openStream(key, { query: `?since=${encodeURIComponent(before)}` });
+  await waitFor('the later job, replayed', async () => resumed.jobs().some((j) => j.id === later && finished(j)), 5000, 50);
   await waitFor('the deletion, replayed', async () => resumed.events.some((e) => e.event === 'deleted' && JSON.parse(e.data).id === id), 5000, 50);
   for (const x of [s, bystander, resumed]) x.close();
 });

@@ -58,8 +58,10 @@ export default async function eventRoutes(app: FastifyInstance) {
       try {
         while (!closed) {
           let wrote = false;
+          // both reads start where the stream stood before this poll moved it
+          const pollFrom = new Date(Math.max(floor, since.getTime() - LOOKBACK_MS));
           // a full page is read on from its last change, so changes sent already cannot fill every page
-          for (let from = new Date(Math.max(floor, since.getTime() - LOOKBACK_MS)); ; ) {
+          for (let from = pollFrom; ; ) {
             const changed = await jobs.changedSince(req.ownerId, from, PAGE);
             for (const job of changed) {
               const at = job.updatedAt.getTime();
@@ -73,7 +75,7 @@ export default async function eventRoutes(app: FastifyInstance) {
             from = changed[changed.length - 1]!.updatedAt;
           }
           // deleted jobs: an event a live view drops the job on (sent once each, like job changes)
-          for (let from = new Date(Math.max(floor, since.getTime() - LOOKBACK_MS)); ; ) {
+          for (let from = pollFrom; ; ) {
             const gone = await jobs.deletedSince(req.ownerId, from, PAGE);
             for (const d of gone) {
               const key = `deleted:${d.jobId}`;
