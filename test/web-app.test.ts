@@ -14,7 +14,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { buildApp } from '../src/service/app.js';
 import { runOnce, ort } from '../src/runtime/ort.js';
 import { FMNIST, MODELS } from './helpers.js';
-import { BUSY_RECIPE, SLOW_RECIPE, client, jobApi, jobForm, startWorkerProcess, testService, type TestService, type WorkerProcess } from './service-helpers.js';
+import { BUSY_RECIPE, SLOW_RECIPE, client, finished, jobApi, jobForm, startWorkerProcess, testService, type TestService, type WorkerProcess } from './service-helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 let svc: TestService;
@@ -188,7 +188,7 @@ test('delete: from the job page (an open jobs list drops it live), and a model w
   bytes[bytes.length - 1] ^= 1;
   const doomed = await create(jobForm(bytes, { ...BUSY_RECIPE, name: 'doomed' }));
   const kept = await create(jobForm(bytes, { ...BUSY_RECIPE, name: 'kept' }));
-  for (const id of [doomed, kept]) await until(id, (j) => !['queued', 'running'].includes(j.status), 'the job to finish', 120_000);
+  for (const id of [doomed, kept]) await until(id, finished, 'the job to finish', 120_000);
   const list = await signedIn();
   await list.waitForSelector(`tr[data-job="${doomed}"]`);
   const page = await signedIn();

@@ -35,8 +35,21 @@ export const JOINT_MAX_FEATURES = 1152;
 /** Output positions sampled for a joint refit (every batch gives its share). */
 const JOINT_MAX_ROWS = 8192;
 
+/** A core Conv's patch: input channels, kernel, strides, dilations, leading pads. */
+interface CoreGeometry {
+  rIn: number;
+  kh: number;
+  kw: number;
+  sh: number;
+  sw: number;
+  dh: number;
+  dw: number;
+  top: number;
+  left: number;
+}
+
 /** The core's patch geometry when a joint refit can read it, else null. */
-function coreGeometry(core: Node): { rIn: number; kh: number; kw: number; sh: number; sw: number; dh: number; dw: number; top: number; left: number } | null {
+function coreGeometry(core: Node): CoreGeometry | null {
   const w = core.inputs[1] ? getConstant(core.inputs[1]) : undefined;
   const dims = w ? tensorDims(w) : [];
   if (dims.length !== 4 || core.getInt('group', 1) !== 1 || core.getString('auto_pad', 'NOTSET') !== 'NOTSET' || core.inputs[2]) return null;
@@ -55,7 +68,7 @@ class PatchEquations {
   readonly zSum: Float64Array;
   readonly ySum: Float64Array;
   rows = 0;
-  constructor(readonly geo: NonNullable<ReturnType<typeof coreGeometry>>, readonly features: number, readonly targets: number) {
+  constructor(readonly geo: CoreGeometry, readonly features: number, readonly targets: number) {
     this.gram = new Float64Array(features * features);
     this.cross = new Float64Array(features * targets);
     this.zSum = new Float64Array(features);
@@ -157,11 +170,15 @@ function accumulate(eq: NormalEquations, z: Float32Array, zDims: readonly number
 
 /** Solution (features × targets, i.e. Wᵀ) of min ‖W f − t‖² + λ‖W‖², λ small relative to the Gram diagonal. */
 function solve(eq: NormalEquations): Float64Array {
-  const F = eq.features;
-  mirrorUpper(eq.gram, F);
+  mirrorUpper(eq.gram, eq.features);
+  return solveRidge(eq.gram, eq.cross, eq.features, eq.targets, { ridge: relativeRidge(eq.gram, eq.features) });
+}
+
+/** Every refit's ridge: 1e-6 of the mean diagonal of its Gram matrix (F×F). */
+function relativeRidge(gram: Float64Array, F: number): number {
   let trace = 0;
-  for (let i = 0; i < F; i++) trace += eq.gram[i * F + i]!;
-  return solveRidge(eq.gram, eq.cross, F, eq.targets, { ridge: (1e-6 * trace) / F });
+  for (let i = 0; i < F; i++) trace += gram[i * F + i]!;
+  return (1e-6 * trace) / F;
 }
 
 const unique = (values: Value[]): Value[] => [...new Set(values)];
@@ -185,7 +202,6 @@ export interface RefineResult {
  * @param original the model before the rewrite (passes never change their input)
  */
 export async function refineChains(model: Model, original: Model, targets: RefitTarget[], batches: Feeds[], signal?: AbortSignal): Promise<RefineResult> {
-  const outputs = model.graph.outputs;
   const order = new Map(model.graph.nodes.map((n, i) => [n, i]));
   const sorted = [...targets].sort((a, b) => order.get(a.node)! - order.get(b.node)!);
   let before: Fidelity | undefined;
@@ -207,27 +223,8 @@ export async function refineChains(model: Model, original: Model, targets: Refit
     const R = dims[layer.inAxis!]!;
     const T = dims[layer.outAxis!]!;
     const eq = new NormalEquations(R + (hasBias ? 1 : 0), T);
-    const fid = before ? null : new FidelityAccumulator();
-    const orig = await createSessionForValues(original, fid ? unique([t.reference, ...original.graph.outputs]) : [t.reference]);
-    try {
-      const fact = await createSessionForValues(model, fid ? unique([feature, ...outputs]) : [feature]);
-      try {
-        for (const feeds of batches) {
-          if (signal?.aborted) throw signal.reason ?? new Error('aborted');
-          const ro = await orig.run(feeds);
-          const rf = await fact.run(feeds);
-          if (fid) for (const v of outputs) fid.add(tensorToFloat32(ro[v.name]!), tensorToFloat32(rf[v.name]!));
-          const z = rf[feature.name]!;
-          const y = ro[t.reference.name]!;
-          accumulate(eq, tensorToFloat32(z), z.dims, tensorToFloat32(y), y.dims, t.axis, hasBias);
-        }
-      } finally {
-        await fact.release();
-      }
-    } finally {
-      await orig.release();
-    }
-    if (fid) before = fid.result();
+    const measured = await captureRefitData(model, original, feature, t.reference, batches, before === undefined, (z, zDims, y, yDims) => accumulate(eq, z, zDims, y, yDims, t.axis, hasBias), signal);
+    before ??= measured;
     const sol = solve(eq); // features × T
     const weight = new Float32Array(R * T);
     for (let o = 0; o < T; o++) {
@@ -235,11 +232,7 @@ export async function refineChains(model: Model, original: Model, targets: Refit
       for (let r = 0; r < R; r++) weight[layer.outAxis === 0 ? o * R + r : r * T + o] = sol[r * T + o]!;
     }
     setConstant(wValue, makeFloatTensor(wValue.name, dtype, dims, weight));
-    if (hasBias) {
-      const b = Float32Array.from({ length: T }, (_, o) => sol[R * T + o]!);
-      if (layer.bias) setConstant(layer.bias, makeFloatTensor(layer.bias.name, dtype, [T], b));
-      else t.node.setInput(layer.biasInput!, addConstant(model.graph, `${t.node.name || 'refit'}_b`, makeFloatTensor('', dtype, [T], b)));
-    }
+    if (hasBias) writeBias(model, t.node, layer, dtype, Float32Array.from({ length: T }, (_, o) => sol[R * T + o]!));
   }
   return { refitted: sorted.length, jointly, before: before!, after: await fidelityOf(model, original, batches) };
 }
@@ -249,7 +242,7 @@ export async function refineChains(model: Model, original: Model, targets: Refit
  * patches (in the model as refit so far) to the original layer's output; returns the fidelity
  * before any refit when asked to measure it.
  */
-async function refitJointly(model: Model, original: Model, t: RefitTarget, core: Node, geo: NonNullable<ReturnType<typeof coreGeometry>>, batches: Feeds[], rowsPerBatch: number, measureBefore: boolean, signal?: AbortSignal): Promise<Fidelity | undefined> {
+async function refitJointly(model: Model, original: Model, t: RefitTarget, core: Node, geo: CoreGeometry, batches: Feeds[], rowsPerBatch: number, measureBefore: boolean, signal?: AbortSignal): Promise<Fidelity | undefined> {
   const feature = core.inputs[0]!;
   const last = weightLayerOf(t.node)!;
   const lastValue = last.weight!;
@@ -261,9 +254,38 @@ async function refitJointly(model: Model, original: Model, t: RefitTarget, core:
   const T = lastDims[0]!;
   const F = geo.rIn * geo.kh * geo.kw;
   const eq = new PatchEquations(geo, F, T);
+  const measured = await captureRefitData(model, original, feature, t.reference, batches, measureBefore, (z, zDims, y, yDims) => eq.add(z, zDims, y, yDims, rowsPerBatch), signal);
+  mirrorUpper(eq.gram, F);
+  const fit = reducedRankRegression(eq.gram, eq.cross, eq.zSum, eq.ySum, eq.rows, F, T, R, { ridge: relativeRidge(eq.gram, F) });
+  // core [R, rIn, kh, kw]: output o reads patch feature k with A[k, o]; last [T, R, 1, 1]: B transposed
+  const coreW = new Float32Array(R * F);
+  for (let o = 0; o < R; o++) for (let k = 0; k < F; k++) coreW[o * F + k] = fit.A[k * R + o]!;
+  const lastW = new Float32Array(T * R);
+  for (let o = 0; o < T; o++) for (let r = 0; r < R; r++) lastW[o * R + r] = fit.B[r * T + o]!;
+  setConstant(coreValue, makeFloatTensor(coreValue.name, getConstant(coreValue)!.dataType as WeightFloatType, coreDims, coreW));
+  setConstant(lastValue, makeFloatTensor(lastValue.name, dtype, lastDims, lastW));
+  writeBias(model, t.node, last, dtype, Float32Array.from(fit.intercept));
+  return measured;
+}
+
+/**
+ * Runs the calibration batches through both networks, each cut down to what the refit reads, and
+ * hands every batch's features (in the model as refit so far) and targets (in the original) to
+ * `add`; with `measureBefore`, also the output fidelity of the model against the original.
+ */
+async function captureRefitData(
+  model: Model,
+  original: Model,
+  feature: Value,
+  reference: Value,
+  batches: Feeds[],
+  measureBefore: boolean,
+  add: (z: Float32Array, zDims: readonly number[], y: Float32Array, yDims: readonly number[]) => void,
+  signal?: AbortSignal,
+): Promise<Fidelity | undefined> {
   const outputs = model.graph.outputs;
   const fid = measureBefore ? new FidelityAccumulator() : null;
-  const orig = await createSessionForValues(original, fid ? unique([t.reference, ...original.graph.outputs]) : [t.reference]);
+  const orig = await createSessionForValues(original, fid ? unique([reference, ...original.graph.outputs]) : [reference]);
   try {
     const fact = await createSessionForValues(model, fid ? unique([feature, ...outputs]) : [feature]);
     try {
@@ -273,8 +295,8 @@ async function refitJointly(model: Model, original: Model, t: RefitTarget, core:
         const rf = await fact.run(feeds);
         if (fid) for (const v of outputs) fid.add(tensorToFloat32(ro[v.name]!), tensorToFloat32(rf[v.name]!));
         const z = rf[feature.name]!;
-        const y = ro[t.reference.name]!;
-        eq.add(tensorToFloat32(z), z.dims, tensorToFloat32(y), y.dims, rowsPerBatch);
+        const y = ro[reference.name]!;
+        add(tensorToFloat32(z), z.dims, tensorToFloat32(y), y.dims);
       }
     } finally {
       await fact.release();
@@ -282,21 +304,13 @@ async function refitJointly(model: Model, original: Model, t: RefitTarget, core:
   } finally {
     await orig.release();
   }
-  let trace = 0;
-  for (let i = 0; i < F; i++) trace += eq.gram[i * F + i]!;
-  mirrorUpper(eq.gram, F);
-  const fit = reducedRankRegression(eq.gram, eq.cross, eq.zSum, eq.ySum, eq.rows, F, T, R, { ridge: (1e-6 * trace) / F });
-  // core [R, rIn, kh, kw]: output o reads patch feature k with A[k, o]; last [T, R, 1, 1]: B transposed
-  const coreW = new Float32Array(R * F);
-  for (let o = 0; o < R; o++) for (let k = 0; k < F; k++) coreW[o * F + k] = fit.A[k * R + o]!;
-  const lastW = new Float32Array(T * R);
-  for (let o = 0; o < T; o++) for (let r = 0; r < R; r++) lastW[o * R + r] = fit.B[r * T + o]!;
-  setConstant(coreValue, makeFloatTensor(coreValue.name, getConstant(coreValue)!.dataType as WeightFloatType, coreDims, coreW));
-  setConstant(lastValue, makeFloatTensor(lastValue.name, dtype, lastDims, lastW));
-  const b = Float32Array.from(fit.intercept);
-  if (last.bias) setConstant(last.bias, makeFloatTensor(last.bias.name, dtype, [T], b));
-  else t.node.setInput(last.biasInput!, addConstant(model.graph, `${t.node.name || 'refit'}_b`, makeFloatTensor('', dtype, [T], b)));
   return fid?.result();
+}
+
+/** The refit bias in the layer's type: into its bias constant, or a new one when the node had none. */
+function writeBias(model: Model, node: Node, layer: NonNullable<ReturnType<typeof weightLayerOf>>, dtype: WeightFloatType, b: Float32Array): void {
+  if (layer.bias) setConstant(layer.bias, makeFloatTensor(layer.bias.name, dtype, [b.length], b));
+  else node.setInput(layer.biasInput!, addConstant(model.graph, `${node.name || 'refit'}_b`, makeFloatTensor('', dtype, [b.length], b)));
 }
 
 /** Output fidelity of the model against the original on the batches. */

@@ -3,7 +3,7 @@
 // projection) this way beats fitting one with the other held fixed.
 import { solveRidge, type RidgeOptions } from './least-squares.js';
 import { symmetricEigen } from './eigen.js';
-import { matrix } from './matrix.js';
+import { matmul, matmulNT, matmulTN, sliceCols, transpose, type Matrix } from './matrix.js';
 
 export interface ReducedRankFit {
   /** d×r, row-major: features → the r latent values. */
@@ -27,41 +27,15 @@ export function reducedRankRegression(G: Float64Array, C: Float64Array, zSum: Ar
   for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) Gc[i * d + j] = G[i * d + j]! - (zSum[i]! * zSum[j]!) / n;
   const Cc = new Float64Array(d * m);
   for (let i = 0; i < d; i++) for (let j = 0; j < m; j++) Cc[i * m + j] = C[i * m + j]! - (zSum[i]! * ySum[j]!) / n;
-  const M = solveRidge(Gc, Cc, d, m, opts); // d×m
+  const M: Matrix = { rows: d, cols: m, data: solveRidge(Gc, Cc, d, m, opts) };
   // S = Mᵀ Gc M (m×m): the covariance of the fitted values
-  const GM = new Float64Array(d * m);
-  for (let i = 0; i < d; i++) {
-    for (let k = 0; k < d; k++) {
-      const g = Gc[i * d + k]!;
-      if (g === 0) continue;
-      for (let j = 0; j < m; j++) GM[i * m + j]! += g * M[k * m + j]!;
-    }
-  }
-  const S = matrix(m, m);
-  for (let k = 0; k < d; k++) for (let i = 0; i < m; i++) {
-    const mk = M[k * m + i]!;
-    if (mk === 0) continue;
-    for (let j = 0; j < m; j++) S.data[i * m + j]! += mk * GM[k * m + j]!;
-  }
+  const S = matmulTN(M, matmul({ rows: d, cols: d, data: Gc }, M));
   const rank = Math.min(r, m);
   const V = symmetricEigen(S).vectors; // m×m, columns largest first
-  const B = new Float64Array(rank * m);
-  for (let o = 0; o < rank; o++) for (let j = 0; j < m; j++) B[o * m + j] = V.data[j * m + o]!;
-  const A = new Float64Array(d * rank);
-  for (let i = 0; i < d; i++) for (let o = 0; o < rank; o++) {
-    let s = 0;
-    for (let j = 0; j < m; j++) s += M[i * m + j]! * B[o * m + j]!;
-    A[i * rank + o] = s;
-  }
-  const intercept = new Float64Array(m);
-  for (let j = 0; j < m; j++) {
-    let fitted = 0;
-    for (let o = 0; o < rank; o++) {
-      let latent = 0;
-      for (let i = 0; i < d; i++) latent += zSum[i]! * A[i * rank + o]!;
-      fitted += latent * B[o * m + j]!;
-    }
-    intercept[j] = (ySum[j]! - fitted) / n;
-  }
-  return { A, B, intercept };
+  const B = transpose(sliceCols(V, 0, rank)); // rank×m
+  const A = matmulNT(M, B); // d×rank
+  // the intercept: (Σy − Σz·A·B) / n
+  const fitted = matmul(matmul({ rows: 1, cols: d, data: Float64Array.from(zSum) }, A), B).data;
+  const intercept = Float64Array.from({ length: m }, (_, j) => (ySum[j]! - fitted[j]!) / n);
+  return { A: A.data, B: B.data, intercept };
 }

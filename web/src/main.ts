@@ -10,7 +10,8 @@ const html = htm.bind(h);
 // ---------------------------------------------------------------- small helpers
 
 const STATUSES = ['queued', 'running', 'succeeded', 'failed', 'canceled'] as const;
-const finished = (j: Job) => j.status === 'succeeded' || j.status === 'failed' || j.status === 'canceled';
+const FINISHED: ReadonlySet<string> = new Set(['succeeded', 'failed', 'canceled']);
+const finished = (j: Job) => FINISHED.has(j.status);
 
 function duration(ms: number): string {
   const s = Math.max(0, Math.round(ms / 1000));
@@ -500,7 +501,7 @@ function ModelsPage() {
     } catch (e) {
       // finished jobs refer to it: deleting them too is the user's call; unfinished ones must end first
       const jobs = e instanceof ApiError && e.problem.code === 'model_in_use' ? e.problem.errors ?? [] : [];
-      const onlyFinished = jobs.length > 0 && jobs.every((j) => j.message === 'succeeded' || j.message === 'failed' || j.message === 'canceled');
+      const onlyFinished = jobs.length > 0 && jobs.every((j) => FINISHED.has(j.message));
       if (!onlyFinished) return setError(errorText(e));
       if (!confirm(`${jobs.length} finished job${jobs.length > 1 ? 's use' : ' uses'} this model. Delete the model with ${jobs.length > 1 ? 'those jobs and their' : 'that job and its'} results?`)) return;
       try {

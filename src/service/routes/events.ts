@@ -55,41 +55,39 @@ export default async function eventRoutes(app: FastifyInstance) {
       // never before where the client asked to start; the change time last sent of each job in the lookback
       const floor = since.getTime();
       const sent = new Map<string, number>();
+      /**
+       * Sends what `read` returns from `start` on, page after page (a full page is read on from
+       * its last stamp, so items sent already cannot fill every page); an item is sent again only
+       * when its stamp moved (a job's change; a deletion's stamp never moves). Whether it sent anything.
+       */
+      const sendPages = async <T>(start: Date, read: (from: Date) => Promise<T[]>, stampOf: (item: T) => Date, keyOf: (item: T) => string, event: (item: T) => { name: string; data: unknown }): Promise<boolean> => {
+        let wrote = false;
+        for (let from = start; ; ) {
+          const page = await read(from);
+          for (const item of page) {
+            const stamp = stampOf(item);
+            const at = stamp.getTime();
+            if ((sent.get(keyOf(item)) ?? -Infinity) >= at) continue;
+            const { name, data } = event(item);
+            res.write(`event: ${name}\nid: ${stamp.toISOString()}\ndata: ${JSON.stringify(data)}\n\n`);
+            sent.set(keyOf(item), at);
+            if (at > since.getTime()) since = stamp;
+            wrote = true;
+          }
+          if (page.length < PAGE || closed) break;
+          from = stampOf(page[page.length - 1]!);
+        }
+        return wrote;
+      };
       try {
         while (!closed) {
-          let wrote = false;
           // both reads start where the stream stood before this poll moved it
           const pollFrom = new Date(Math.max(floor, since.getTime() - LOOKBACK_MS));
-          // a full page is read on from its last change, so changes sent already cannot fill every page
-          for (let from = pollFrom; ; ) {
-            const changed = await jobs.changedSince(req.ownerId, from, PAGE);
-            for (const job of changed) {
-              const at = job.updatedAt.getTime();
-              if ((sent.get(job.id) ?? -Infinity) >= at) continue;
-              res.write(`event: job\nid: ${job.updatedAt.toISOString()}\ndata: ${JSON.stringify(jobView(job, app.config))}\n\n`);
-              sent.set(job.id, at);
-              if (at > since.getTime()) since = job.updatedAt;
-              wrote = true;
-            }
-            if (changed.length < PAGE || closed) break;
-            from = changed[changed.length - 1]!.updatedAt;
-          }
-          // deleted jobs: an event a live view drops the job on (sent once each, like job changes)
-          for (let from = pollFrom; ; ) {
-            const gone = await jobs.deletedSince(req.ownerId, from, PAGE);
-            for (const d of gone) {
-              const key = `deleted:${d.jobId}`;
-              if (sent.has(key)) continue;
-              res.write(`event: deleted\nid: ${d.deletedAt.toISOString()}\ndata: ${JSON.stringify({ id: d.jobId })}\n\n`);
-              sent.set(key, d.deletedAt.getTime());
-              if (d.deletedAt.getTime() > since.getTime()) since = d.deletedAt;
-              wrote = true;
-            }
-            if (gone.length < PAGE || closed) break;
-            from = gone[gone.length - 1]!.deletedAt;
-          }
+          const changes = await sendPages(pollFrom, (from) => jobs.changedSince(req.ownerId, from, PAGE), (job) => job.updatedAt, (job) => job.id, (job) => ({ name: 'job', data: jobView(job, app.config) }));
+          // deleted jobs: an event a live view drops the job on
+          const deletions = await sendPages(pollFrom, (from) => jobs.deletedSince(req.ownerId, from, PAGE), (d) => d.deletedAt, (d) => `deleted:${d.jobId}`, (d) => ({ name: 'deleted', data: { id: d.jobId } }));
           for (const [id, at] of sent) if (at < since.getTime() - LOOKBACK_MS) sent.delete(id);
-          quietFor = wrote ? 0 : quietFor + POLL_MS;
+          quietFor = changes || deletions ? 0 : quietFor + POLL_MS;
           if (quietFor >= HEARTBEAT_MS) {
             res.write(': still here\n\n');
             quietFor = 0;
